@@ -1,0 +1,39 @@
+//! The wire surface of oxcd: etcd's protos with etcd's packages, services and field numbers, the one
+//! table of etcd's error texts, and the request validation shared by the gRPC and JSON edges.
+//!
+//! This crate depends on nothing else of ours; every other crate speaks in these types.
+
+pub mod error;
+pub mod validate;
+
+pub use error::EtcdError;
+
+/// `mvccpb`: KeyValue and Event.
+pub mod mvccpb {
+    tonic::include_proto!("mvccpb");
+}
+
+/// `authpb`: users, roles and permissions.
+pub mod authpb {
+    tonic::include_proto!("authpb");
+}
+
+/// `etcdserverpb`: the KV, Watch, Lease, Cluster, Maintenance and Auth services and their messages.
+pub mod etcdserverpb {
+    tonic::include_proto!("etcdserverpb");
+}
+
+/// `v3lockpb`: the Lock service.
+pub mod v3lockpb {
+    tonic::include_proto!("v3lockpb");
+}
+
+/// `v3electionpb`: the Election service.
+pub mod v3electionpb {
+    tonic::include_proto!("v3electionpb");
+}
+
+/// `oxcdpb`: what oxcd replicates through Raft and stores beside the data (not client API).
+pub mod oxcdpb {
+    tonic::include_proto!("oxcdpb");
+}

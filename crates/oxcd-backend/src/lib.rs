@@ -1,0 +1,303 @@
+//! The backend: an embedded copy-on-write B+tree (redb) holding etcd's buckets.
+//!
+//! Everything durable besides the WAL lives here: the `key` bucket (revision → KeyValue), `meta`
+//! (consistent_index, compaction marks), and the lease, member, alarm and auth buckets. Buckets are
+//! byte-keyed tables, as in bbolt.
+//!
+//! Batching: every [`WriteTxn`] commits, so readers see its data at once, but only every
+//! `batch_interval` or `batch_limit` operations is a commit made durable (fsync); the others are
+//! redb non-durable commits. The WAL is what makes acknowledged writes durable; the backend only has
+//! to hold, durably, a consistent prefix of the applied log, which is why the applier writes
+//! `consistent_index` in the same transaction as the data it covers.
+//!
+//! This crate knows nothing of MVCC or Raft; it must not depend on the server.
+
+mod snapshot;
+
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use redb::{Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, Table, TableDefinition};
+
+pub use snapshot::{SnapshotError, restore_snapshot};
+
+/// The buckets of the backend, etcd's names. Order matters: it is the bucket number in snapshots.
+pub const BUCKETS: &[&str] =
+    &["key", "meta", "lease", "members", "members_removed", "alarm", "auth", "authUsers", "authRoles", "cluster"];
+
+/// Bucket of MVCC revisions: 17-byte revision key → encoded KeyValue.
+pub const KEY: &str = "key";
+/// Bucket of member-local metadata (consistent_index, compaction marks).
+pub const META: &str = "meta";
+/// Bucket of leases: 8-byte big-endian id → encoded lease.
+pub const LEASE: &str = "lease";
+/// Bucket of cluster members: 8-byte big-endian id → encoded member.
+pub const MEMBERS: &str = "members";
+/// Bucket of removed member ids.
+pub const MEMBERS_REMOVED: &str = "members_removed";
+/// Bucket of active alarms.
+pub const ALARM: &str = "alarm";
+
+type BucketDef<'n> = TableDefinition<'n, &'static [u8], &'static [u8]>;
+
+fn def(name: &str) -> BucketDef<'_> {
+    TableDefinition::new(name)
+}
+
+/// Errors of the backend.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// An error from redb.
+    #[error("backend: {0}")]
+    Db(#[from] redb::Error),
+    /// An I/O error outside redb.
+    #[error("backend: io: {0}")]
+    Io(#[from] std::io::Error),
+    /// A snapshot stream failed its checks.
+    #[error("backend: {0}")]
+    Snapshot(#[from] SnapshotError),
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for BackendError {
+            fn from(e: $t) -> Self { BackendError::Db(e.into()) }
+        }
+    )*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
+
+pub type Result<T> = std::result::Result<T, BackendError>;
+
+/// How often write transactions are made durable (etcd: `--backend-batch-interval`, `-limit`).
+#[derive(Debug, Clone, Copy)]
+pub struct BatchConfig {
+    /// A commit is durable when this long has passed since the last durable one (default 100 ms).
+    pub interval: Duration,
+    /// ... or when this many operations were written since (default 10,000).
+    pub limit: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig { interval: Duration::from_millis(100), limit: 10_000 }
+    }
+}
+
+struct BatchState {
+    last_durable: Instant,
+    ops_since_durable: usize,
+    non_durable_commits: usize,
+}
+
+/// An open backend file.
+pub struct Backend {
+    db: Database,
+    path: PathBuf,
+    batch: BatchConfig,
+    state: Mutex<BatchState>,
+}
+
+impl Backend {
+    /// Opens (or creates) the backend at `path` and makes sure every bucket exists.
+    pub fn open(path: impl AsRef<Path>, batch: BatchConfig) -> Result<Backend> {
+        let path = path.as_ref().to_path_buf();
+        let db = Database::builder().set_cache_size(64 << 20).create(&path)?;
+        let txn = db.begin_write()?;
+        for name in BUCKETS {
+            txn.open_table(def(name))?;
+        }
+        txn.commit()?;
+        Ok(Backend {
+            db,
+            path,
+            batch,
+            state: Mutex::new(BatchState {
+                last_durable: Instant::now(),
+                ops_since_durable: 0,
+                non_durable_commits: 0,
+            }),
+        })
+    }
+
+    /// The file this backend lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Starts the write transaction (one at a time; this blocks while another is open).
+    pub fn write(&self) -> Result<WriteTxn<'_>> {
+        Ok(WriteTxn { backend: self, txn: self.db.begin_write()?, ops: 0 })
+    }
+
+    /// Starts a read transaction: a consistent view of everything committed so far.
+    pub fn read(&self) -> Result<ReadTxn> {
+        Ok(ReadTxn { txn: self.db.begin_read()? })
+    }
+
+    /// Makes every earlier commit durable, if any was not (an empty durable commit).
+    pub fn flush(&self) -> Result<()> {
+        if self.state.lock().non_durable_commits == 0 {
+            return Ok(());
+        }
+        self.write()?.commit_durable()
+    }
+
+    /// Whether a commit made now would be durable under the batch policy (so a caller can flush
+    /// when idle).
+    pub fn flush_due(&self) -> bool {
+        let st = self.state.lock();
+        st.non_durable_commits > 0 && st.last_durable.elapsed() >= self.batch.interval
+    }
+
+    /// Size of the backend file in bytes (etcd's dbSize).
+    pub fn size_bytes(&self) -> u64 {
+        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Writes a consistent logical dump of every bucket to `w` (see [`restore_snapshot`]); returns
+    /// the number of bytes written.
+    pub fn snapshot_to(&self, w: &mut impl std::io::Write) -> Result<u64> {
+        snapshot::write_snapshot(&self.read()?, w)
+    }
+}
+
+/// The write transaction. Dropping it without commit discards its writes.
+pub struct WriteTxn<'b> {
+    backend: &'b Backend,
+    txn: redb::WriteTransaction,
+    ops: usize,
+}
+
+impl<'b> WriteTxn<'b> {
+    /// Opens a bucket for writing.
+    pub fn bucket(&self, name: &str) -> Result<WriteBucket<'_>> {
+        Ok(WriteBucket { table: self.txn.open_table(def(name))? })
+    }
+
+    /// Counts `n` operations toward the batch limit.
+    pub fn count_ops(&mut self, n: usize) {
+        self.ops += n;
+    }
+
+    /// Commits: visible to readers at once, durable when the batch policy says so.
+    pub fn commit(self) -> Result<()> {
+        let durable = {
+            let st = self.backend.state.lock();
+            st.last_durable.elapsed() >= self.backend.batch.interval
+                || st.ops_since_durable + self.ops >= self.backend.batch.limit
+        };
+        self.finish(durable)
+    }
+
+    /// Commits and makes this and every earlier commit durable.
+    pub fn commit_durable(self) -> Result<()> {
+        self.finish(true)
+    }
+
+    fn finish(mut self, durable: bool) -> Result<()> {
+        if durable {
+            // Allocator state saved with each durable commit: reopening after a crash is quick.
+            self.txn.set_quick_repair(true);
+        } else {
+            self.txn.set_durability(Durability::None)?;
+        }
+        self.txn.commit()?;
+        let mut st = self.backend.state.lock();
+        if durable {
+            st.last_durable = Instant::now();
+            st.ops_since_durable = 0;
+            st.non_durable_commits = 0;
+        } else {
+            st.ops_since_durable += self.ops;
+            st.non_durable_commits += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Read access to a bucket, from a read or a write transaction.
+pub trait BucketRead {
+    /// The value at `key`, copied out once into a `Bytes` (decoders slice it without copying).
+    fn get(&self, key: &[u8]) -> Result<Option<Bytes>>;
+
+    /// Calls `f` for each entry with `start <= key < end` (`end` `None`: to the last key) in key
+    /// order, until `f` returns false.
+    fn visit(&self, start: &[u8], end: Option<&[u8]>, f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()>;
+}
+
+macro_rules! impl_bucket_read {
+    ($t:ty) => {
+        impl BucketRead for $t {
+            fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
+                Ok(self.table.get(key)?.map(|g| Bytes::copy_from_slice(g.value())))
+            }
+
+            fn visit(&self, start: &[u8], end: Option<&[u8]>, f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
+                let upper = match end {
+                    Some(e) => Bound::Excluded(e),
+                    None => Bound::Unbounded,
+                };
+                for item in self.table.range::<&[u8]>((Bound::Included(start), upper))? {
+                    let (k, v) = item?;
+                    if !f(k.value(), v.value()) {
+                        break;
+                    }
+                }
+                Ok(())
+            }
+        }
+    };
+}
+
+/// A bucket opened in the write transaction.
+pub struct WriteBucket<'t> {
+    table: Table<'t, &'static [u8], &'static [u8]>,
+}
+
+impl_bucket_read!(WriteBucket<'_>);
+
+impl WriteBucket<'_> {
+    /// Sets `key` to `value`.
+    pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.table.insert(key, value)?;
+        Ok(())
+    }
+
+    /// Removes `key`; true if it was there.
+    pub fn delete(&mut self, key: &[u8]) -> Result<bool> {
+        Ok(self.table.remove(key)?.is_some())
+    }
+}
+
+/// A read transaction: a snapshot of the committed state.
+pub struct ReadTxn {
+    txn: redb::ReadTransaction,
+}
+
+impl ReadTxn {
+    /// Opens a bucket for reading.
+    pub fn bucket(&self, name: &str) -> Result<ReadBucket> {
+        Ok(ReadBucket { table: self.txn.open_table(def(name))? })
+    }
+}
+
+/// A bucket opened in a read transaction (keeps the snapshot alive on its own).
+pub struct ReadBucket {
+    table: ReadOnlyTable<&'static [u8], &'static [u8]>,
+}
+
+impl_bucket_read!(ReadBucket);
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,226 @@
+//! The history of one key as generations of revisions (etcd's `keyIndex`).
+//!
+//! A generation runs from the put that creates the key to the tombstone that deletes it; the last
+//! generation is open (no tombstone yet) or empty (the key is deleted now). For the history
+//! `put(1.0); put(2.0); tombstone(3.0); put(4.0); tombstone(5.0)`:
+//!
+//! ```text
+//! generations:
+//!     {empty}
+//!     {4.0, 5.0(t)}
+//!     {1.0, 2.0, 3.0(t)}
+//! ```
+//!
+//! Compaction at `n` keeps, per key, the newest revision `<= n` and everything after it, drops
+//! generations that ended at or before `n`, and drops a generation left holding only its tombstone:
+//!
+//! ```text
+//! compact(2): {empty} {4.0, 5.0(t)} {2.0, 3.0(t)}
+//! compact(4): {empty} {4.0, 5.0(t)}
+//! compact(5): {empty} {5.0(t)}      -> the lone tombstone is dropped: {empty}
+//! compact(6): key removed
+//! ```
+
+use crate::revision::Revision;
+
+/// One life of a key: from creation to (optionally) its tombstone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Generation {
+    /// Version of the key at the newest revision of this generation.
+    pub ver: i64,
+    /// Revision that created the key in this generation.
+    pub created: Revision,
+    /// Revisions of this generation, oldest first; the last is the tombstone if the generation ended.
+    pub revs: Vec<Revision>,
+}
+
+impl Generation {
+    fn is_empty(&self) -> bool {
+        self.revs.is_empty()
+    }
+
+    /// Index of the newest revision with `main <= at_rev`, if any.
+    fn newest_at(&self, at_rev: i64) -> Option<usize> {
+        self.revs.iter().rposition(|r| r.main <= at_rev)
+    }
+}
+
+/// What [`KeyIndex::get`] found: the revision holding the key's value and its create revision and
+/// version at that point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct KeyAt {
+    pub modified: Revision,
+    pub created: Revision,
+    pub ver: i64,
+}
+
+/// The history of one key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct KeyIndex {
+    pub modified: Revision,
+    pub generations: Vec<Generation>,
+}
+
+impl KeyIndex {
+    /// Records a put at `rev` (which must be newer than every recorded revision).
+    pub fn put(&mut self, rev: Revision) {
+        assert!(rev > self.modified, "put revision {rev:?} not after last modification {:?}", self.modified);
+        if self.generations.is_empty() {
+            self.generations.push(Generation::default());
+        }
+        let g = self.generations.last_mut().expect("just ensured");
+        if g.revs.is_empty() {
+            g.created = rev;
+        }
+        g.revs.push(rev);
+        g.ver += 1;
+        self.modified = rev;
+    }
+
+    /// Starts the index from a revision read back from the backend whose earlier history may have
+    /// been compacted away.
+    pub fn restore(created: Revision, modified: Revision, ver: i64) -> KeyIndex {
+        KeyIndex { modified, generations: vec![Generation { ver, created, revs: vec![modified] }] }
+    }
+
+    /// Records a tombstone at `rev`; false if the key is not alive.
+    pub fn tombstone(&mut self, rev: Revision) -> bool {
+        if self.generations.last().is_none_or(|g| g.is_empty()) {
+            return false;
+        }
+        self.put(rev);
+        self.generations.push(Generation::default());
+        true
+    }
+
+    /// Whether no revision is left.
+    pub fn is_empty(&self) -> bool {
+        self.generations.len() == 1 && self.generations[0].is_empty()
+    }
+
+    /// The key as of `at_rev`, or `None` if it did not exist then.
+    pub fn get(&self, at_rev: i64) -> Option<KeyAt> {
+        let g = self.find_generation(at_rev)?;
+        let n = g.newest_at(at_rev)?;
+        Some(KeyAt { modified: g.revs[n], created: g.created, ver: g.ver - (g.revs.len() - n - 1) as i64 })
+    }
+
+    /// The generation alive at `rev`, if the key was alive then.
+    fn find_generation(&self, rev: i64) -> Option<&Generation> {
+        let last = self.generations.len().checked_sub(1)?;
+        for (i, g) in self.generations.iter().enumerate().rev() {
+            if g.revs.is_empty() {
+                continue;
+            }
+            if i != last && g.revs[g.revs.len() - 1].main <= rev {
+                // That generation's tombstone is at or before rev: deleted at rev.
+                return None;
+            }
+            if g.revs[0].main <= rev {
+                return Some(g);
+            }
+        }
+        None
+    }
+
+    /// Compacts history at `at_rev` (see the module diagram). Appends every dropped revision and
+    /// whether it was a tombstone to `removed`.
+    pub fn compact(&mut self, at_rev: i64, removed: &mut Vec<(Revision, bool)>) {
+        if self.is_empty() {
+            return;
+        }
+        // Find the first generation that still covers at_rev or starts after it.
+        let mut gen_idx = 0;
+        while gen_idx < self.generations.len() - 1 {
+            let g = &self.generations[gen_idx];
+            if g.revs[g.revs.len() - 1].main > at_rev {
+                break;
+            }
+            gen_idx += 1;
+        }
+        for g in &self.generations[..gen_idx] {
+            let last = g.revs.len() - 1;
+            removed.extend(g.revs.iter().enumerate().map(|(i, r)| (*r, i == last)));
+        }
+        let is_last = gen_idx == self.generations.len() - 1;
+        let g = &mut self.generations[gen_idx];
+        if !g.is_empty() {
+            if let Some(n) = g.newest_at(at_rev) {
+                removed.extend(g.revs.drain(..n).map(|r| (r, false)));
+            }
+            if g.revs.len() == 1 && !is_last {
+                // Only the tombstone is left: the key was deleted at or before at_rev.
+                removed.push((g.revs[0], true));
+                gen_idx += 1;
+            }
+        }
+        self.generations.drain(..gen_idx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(main: i64) -> Revision {
+        Revision::new(main, 0)
+    }
+
+    /// The example drawn in the module docs (etcd key_index.go).
+    fn example() -> KeyIndex {
+        let mut ki = KeyIndex::default();
+        ki.put(r(1));
+        ki.put(r(2));
+        assert!(ki.tombstone(r(3)));
+        ki.put(r(4));
+        assert!(ki.tombstone(r(5)));
+        ki
+    }
+
+    #[test]
+    fn get_walks_generations() {
+        let ki = example();
+        assert_eq!(ki.get(0), None);
+        assert_eq!(ki.get(1), Some(KeyAt { modified: r(1), created: r(1), ver: 1 }));
+        assert_eq!(ki.get(2), Some(KeyAt { modified: r(2), created: r(1), ver: 2 }));
+        assert_eq!(ki.get(3), None);
+        assert_eq!(ki.get(4), Some(KeyAt { modified: r(4), created: r(4), ver: 1 }));
+        assert_eq!(ki.get(5), None);
+        assert_eq!(ki.get(100), None);
+        assert!(!ki.clone().tombstone(r(6)), "tombstone of a deleted key");
+    }
+
+    #[test]
+    fn compaction_follows_the_diagram() {
+        let mut ki = example();
+        let mut removed = Vec::new();
+        ki.compact(2, &mut removed);
+        assert_eq!(removed, vec![(r(1), false)]);
+        assert_eq!(ki.generations[0].revs, vec![r(2), r(3)]);
+        assert_eq!(ki.get(2).map(|k| k.ver), Some(2));
+
+        removed.clear();
+        ki.compact(4, &mut removed);
+        assert_eq!(removed, vec![(r(2), false), (r(3), true)]);
+        assert_eq!(ki.generations[0].revs, vec![r(4), r(5)]);
+
+        removed.clear();
+        ki.compact(5, &mut removed);
+        assert_eq!(removed, vec![(r(4), false), (r(5), true)]);
+        assert!(ki.is_empty());
+    }
+
+    #[test]
+    fn compaction_keeps_the_newest_revision_at_or_below() {
+        let mut ki = KeyIndex::default();
+        ki.put(r(2));
+        ki.put(r(5));
+        let mut removed = Vec::new();
+        ki.compact(4, &mut removed);
+        assert!(removed.is_empty());
+        assert_eq!(ki.get(4).map(|k| k.modified), Some(r(2)));
+        ki.compact(7, &mut removed);
+        assert_eq!(removed, vec![(r(2), false)]);
+        assert_eq!(ki.get(7).map(|k| (k.modified, k.ver)), Some((r(5), 2)));
+    }
+}

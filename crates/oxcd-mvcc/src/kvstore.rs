@@ -1,0 +1,437 @@
+//! The store itself: read views, the write transaction of the applier, restore and compaction.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use oxcd_api::mvccpb::{Event, KeyValue, event::EventType};
+use oxcd_backend::{Backend, BackendError, BucketRead, KEY, META, ReadBucket, WriteBucket, WriteTxn};
+use oxcd_lease::{LeaseId, Lessor};
+use parking_lot::RwLock;
+use prost::Message;
+
+use crate::index::TreeIndex;
+use crate::key_index::KeyAt;
+use crate::revision::Revision;
+
+/// Keys of the `meta` bucket.
+pub mod meta {
+    /// Index of the last Raft entry applied to the backend (u64 big-endian).
+    pub const CONSISTENT_INDEX: &[u8] = b"consistent_index";
+    /// Raft term of that entry (u64 big-endian).
+    pub const TERM: &[u8] = b"term";
+    /// Revision of the last compaction scheduled (17-byte revision key).
+    pub const SCHEDULED_COMPACT_REV: &[u8] = b"scheduledCompactRev";
+    /// Revision of the last compaction finished (17-byte revision key).
+    pub const FINISHED_COMPACT_REV: &[u8] = b"finishedCompactRev";
+}
+
+/// Keys examined per hold of the index lock during compaction.
+const COMPACT_INDEX_CHUNK: usize = 10_000;
+/// Revisions deleted per backend transaction during compaction (etcd's compaction batch limit).
+const COMPACT_DELETE_BATCH: usize = 1_000;
+
+/// Errors of the MVCC store.
+#[derive(Debug, thiserror::Error)]
+pub enum MvccError {
+    /// The revision asked for was compacted.
+    #[error("mvcc: required revision has been compacted")]
+    Compacted,
+    /// The revision asked for does not exist yet.
+    #[error("mvcc: required revision is a future revision")]
+    FutureRev,
+    /// The backend failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// Data in the backend does not decode or contradicts the index.
+    #[error("mvcc: corrupt store: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T> = std::result::Result<T, MvccError>;
+
+/// What to read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RangeOptions {
+    /// Maximum number of kvs returned; 0 is unlimited.
+    pub limit: i64,
+    /// Revision to read at; 0 or less is the current revision.
+    pub rev: i64,
+    /// Return only the count.
+    pub count_only: bool,
+}
+
+/// What a range read found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RangeResult {
+    pub kvs: Vec<KeyValue>,
+    /// The store's current revision (not the revision read at).
+    pub rev: i64,
+    /// Number of keys in the range, regardless of the limit.
+    pub count: i64,
+}
+
+/// Read access at one revision: a [`ReadView`] or the applier's [`TxnWrite`].
+pub trait KvRead {
+    /// Reads `[key, end)`; `end` `None` is the single key, `Some(empty)` every key from `key` on.
+    fn range(&self, key: &[u8], end: Option<&[u8]>, opts: RangeOptions) -> Result<RangeResult>;
+    /// The revision this view reads at by default.
+    fn rev(&self) -> i64;
+    /// The compacted revision: reads below it fail (-1 if never compacted).
+    fn compact_rev(&self) -> i64;
+}
+
+/// The MVCC store of one member.
+pub struct Store {
+    backend: Arc<Backend>,
+    lessor: Arc<Lessor>,
+    index: RwLock<TreeIndex>,
+    /// Newest revision committed to the backend: what readers see.
+    current_rev: AtomicI64,
+    /// Newest revision applied, committed or not (the applier's view).
+    write_rev: AtomicI64,
+    /// Revisions below this are compacted (-1: never compacted).
+    compact_rev: AtomicI64,
+}
+
+impl Store {
+    /// Opens the store on `backend`, rebuilding the key index from the `key` bucket. Returns the
+    /// store and, if a compaction was scheduled but not finished before a crash, its revision (the
+    /// caller runs it again with [`Store::run_compaction`]).
+    pub fn open(backend: Arc<Backend>, lessor: Arc<Lessor>) -> Result<(Store, Option<i64>)> {
+        let rtx = backend.read()?;
+        let meta_b = rtx.bucket(META)?;
+        let read_rev = |k: &[u8]| -> Result<i64> {
+            Ok(meta_b.get(k)?.and_then(|v| Revision::from_key(&v)).map(|(r, _)| r.main).unwrap_or(-1))
+        };
+        let scheduled = read_rev(meta::SCHEDULED_COMPACT_REV)?;
+        let finished = read_rev(meta::FINISHED_COMPACT_REV)?;
+
+        let mut index = TreeIndex::default();
+        let mut last_rev = 1;
+        let mut corrupt = None;
+        // Keys with a lease, by their newest revision, to re-attach once all is read.
+        let mut leased: std::collections::HashMap<Box<[u8]>, i64> = Default::default();
+        rtx.bucket(KEY)?.visit(&[], None, &mut |k, v| {
+            let Some((rev, tombstone)) = Revision::from_key(k) else {
+                corrupt = Some(format!("bad revision key {k:?}"));
+                return false;
+            };
+            let kv = match KeyValue::decode(v) {
+                Ok(kv) => kv,
+                Err(e) => {
+                    corrupt = Some(format!("bad KeyValue at {rev:?}: {e}"));
+                    return false;
+                }
+            };
+            index.restore(&kv.key, rev, Revision::new(kv.create_revision, 0), kv.version, tombstone);
+            if tombstone || kv.lease == 0 {
+                leased.remove(&kv.key[..]);
+            } else {
+                leased.insert(kv.key[..].into(), kv.lease);
+            }
+            last_rev = rev.main;
+            true
+        })?;
+        if let Some(c) = corrupt {
+            return Err(MvccError::Corrupt(c));
+        }
+        for (key, lease) in leased {
+            lessor.attach(LeaseId(lease), &key);
+        }
+        // A compaction may have removed the newest revisions (a deleted key); never go back.
+        let current = last_rev.max(scheduled).max(1);
+        let compact = scheduled.max(finished);
+        let store = Store {
+            backend,
+            lessor,
+            index: RwLock::new(index),
+            current_rev: AtomicI64::new(current),
+            write_rev: AtomicI64::new(current),
+            compact_rev: AtomicI64::new(if compact > 0 { compact } else { -1 }),
+        };
+        let pending = (scheduled > finished).then_some(scheduled);
+        Ok((store, pending))
+    }
+
+    /// The newest revision visible to readers.
+    pub fn current_rev(&self) -> i64 {
+        self.current_rev.load(Ordering::Acquire)
+    }
+
+    /// The newest revision applied, committed to the backend or not (the applier's view).
+    pub fn write_rev(&self) -> i64 {
+        self.write_rev.load(Ordering::Acquire)
+    }
+
+    /// The compacted revision (-1 if none).
+    pub fn compact_rev(&self) -> i64 {
+        self.compact_rev.load(Ordering::Acquire)
+    }
+
+    /// Number of keys with history in the index.
+    pub fn key_count(&self) -> usize {
+        self.index.read().len()
+    }
+
+    /// A consistent view at the current revision.
+    pub fn read(&self) -> Result<ReadView<'_>> {
+        // Revision first, transaction second: the transaction then holds at least that revision.
+        let rev = self.current_rev();
+        let keys = self.backend.read()?.bucket(KEY)?;
+        Ok(ReadView { store: self, keys, rev })
+    }
+
+    /// Starts the applier's write transaction on `wtx` (the caller commits `wtx`, then calls
+    /// [`Store::publish`]).
+    pub fn write<'s, 't>(&'s self, wtx: &'t WriteTxn<'_>) -> Result<TxnWrite<'s, 't>> {
+        Ok(TxnWrite {
+            store: self,
+            keys: wtx.bucket(KEY)?,
+            begin_rev: self.write_rev.load(Ordering::Acquire),
+            changes: Vec::new(),
+        })
+    }
+
+    /// Makes everything written so far visible to readers; call after the backend commit.
+    pub fn publish(&self) {
+        self.current_rev.store(self.write_rev.load(Ordering::Acquire), Ordering::Release);
+    }
+
+    /// Schedules a compaction at `rev` inside the applier's transaction: from now on reads below
+    /// `rev` fail. The caller then runs [`Store::run_compaction`] (in the background).
+    pub fn compact(&self, wtx: &WriteTxn<'_>, rev: i64) -> Result<()> {
+        if rev <= self.compact_rev() {
+            return Err(MvccError::Compacted);
+        }
+        if rev > self.write_rev.load(Ordering::Acquire) {
+            return Err(MvccError::FutureRev);
+        }
+        wtx.bucket(META)?.put(meta::SCHEDULED_COMPACT_REV, &Revision::new(rev, 0).to_key(false))?;
+        self.compact_rev.store(rev, Ordering::Release);
+        Ok(())
+    }
+
+    /// Drops history below `rev` from the index and the backend, a chunk at a time, sleeping
+    /// `pause` between backend batches so foreground writes keep their latency. Idempotent: after a
+    /// crash it is run again from the scheduled mark.
+    pub fn run_compaction(&self, rev: i64, pause: Duration) -> Result<()> {
+        let mut from: Box<[u8]> = Box::default();
+        let mut removed = Vec::new();
+        loop {
+            removed.clear();
+            let next = self.index.write().compact_chunk(&from, rev, COMPACT_INDEX_CHUNK, &mut removed);
+            for batch in removed.chunks(COMPACT_DELETE_BATCH) {
+                let mut tx = self.backend.write()?;
+                {
+                    let mut b = tx.bucket(KEY)?;
+                    for (r, tombstone) in batch {
+                        b.delete(&r.to_key(*tombstone))?;
+                    }
+                }
+                tx.count_ops(batch.len());
+                tx.commit()?;
+                if !pause.is_zero() {
+                    std::thread::sleep(pause);
+                }
+            }
+            match next {
+                Some(k) => from = k,
+                None => break,
+            }
+        }
+        let tx = self.backend.write()?;
+        tx.bucket(META)?.put(meta::FINISHED_COMPACT_REV, &Revision::new(rev, 0).to_key(false))?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// Reads `[key, end)` at `at` (or the current revision) from the index and a bucket.
+fn range_keys(
+    store: &Store,
+    bucket: &impl BucketRead,
+    cur_rev: i64,
+    key: &[u8],
+    end: Option<&[u8]>,
+    opts: RangeOptions,
+) -> Result<RangeResult> {
+    if opts.rev > cur_rev {
+        return Err(MvccError::FutureRev);
+    }
+    let at = if opts.rev <= 0 { cur_rev } else { opts.rev };
+    let mut found: Vec<Revision> = Vec::new();
+    let count = {
+        let index = store.index.read();
+        if at < store.compact_rev() {
+            return Err(MvccError::Compacted);
+        }
+        if opts.count_only {
+            index.count_alive(key, end, at)
+        } else {
+            let mut n = 0;
+            index.visit_alive(key, end, at, |_, KeyAt { modified, .. }| {
+                if opts.limit <= 0 || (found.len() as i64) < opts.limit {
+                    found.push(modified);
+                }
+                n += 1;
+                true
+            });
+            n
+        }
+    };
+    let mut kvs = Vec::with_capacity(found.len());
+    for rev in found {
+        let v = bucket
+            .get(&rev.to_key(false))?
+            .ok_or_else(|| MvccError::Corrupt(format!("revision {rev:?} in index but not in backend")))?;
+        kvs.push(decode_kv(v)?);
+    }
+    Ok(RangeResult { kvs, rev: cur_rev, count })
+}
+
+fn decode_kv(v: Bytes) -> Result<KeyValue> {
+    KeyValue::decode(v).map_err(|e| MvccError::Corrupt(format!("bad KeyValue: {e}")))
+}
+
+/// A consistent read-only view of the store at one revision.
+pub struct ReadView<'s> {
+    store: &'s Store,
+    keys: ReadBucket,
+    rev: i64,
+}
+
+impl KvRead for ReadView<'_> {
+    fn range(&self, key: &[u8], end: Option<&[u8]>, opts: RangeOptions) -> Result<RangeResult> {
+        range_keys(self.store, &self.keys, self.rev, key, end, opts)
+    }
+
+    fn rev(&self) -> i64 {
+        self.rev
+    }
+
+    fn compact_rev(&self) -> i64 {
+        self.store.compact_rev()
+    }
+}
+
+/// The applier's write transaction: every change gets the revision `begin_rev + 1`.
+pub struct TxnWrite<'s, 't> {
+    store: &'s Store,
+    keys: WriteBucket<'t>,
+    begin_rev: i64,
+    changes: Vec<Event>,
+}
+
+impl TxnWrite<'_, '_> {
+    /// The revision of the changes made by this transaction.
+    fn next_rev(&self) -> i64 {
+        self.begin_rev + 1
+    }
+
+    /// Writes `key`; returns the revision of the change.
+    pub fn put(&mut self, key: &[u8], value: Bytes, lease: LeaseId) -> Result<i64> {
+        let rev = self.next_rev();
+        let idx_rev = Revision::new(rev, self.changes.len() as i64);
+        let prior = self.store.index.read().get(key, rev);
+        let (created, ver) = match prior {
+            Some(at) => (at.created.main, at.ver + 1),
+            None => (rev, 1),
+        };
+        let old_lease = match prior {
+            Some(at) => self.lease_at(at.modified)?,
+            None => LeaseId::NONE,
+        };
+        let kv = KeyValue {
+            key: Bytes::copy_from_slice(key),
+            create_revision: created,
+            mod_revision: rev,
+            version: ver,
+            value,
+            lease: lease.0,
+        };
+        self.keys.put(&idx_rev.to_key(false), &kv.encode_to_vec())?;
+        self.store.index.write().put(key, idx_rev);
+        if old_lease != lease {
+            self.store.lessor.detach(old_lease, key);
+        }
+        self.store.lessor.attach(lease, key);
+        self.changes.push(Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: None });
+        Ok(rev)
+    }
+
+    /// Deletes every live key in `[key, end)`; returns how many were deleted.
+    pub fn delete_range(&mut self, key: &[u8], end: Option<&[u8]>) -> Result<i64> {
+        let at = self.rev();
+        let mut live: Vec<(Box<[u8]>, Revision)> = Vec::new();
+        self.store.index.read().visit_alive(key, end, at, |k, a| {
+            live.push((k.into(), a.modified));
+            true
+        });
+        let rev = self.next_rev();
+        for (k, modified) in &live {
+            let idx_rev = Revision::new(rev, self.changes.len() as i64);
+            let kv = KeyValue { key: Bytes::copy_from_slice(k), mod_revision: rev, ..Default::default() };
+            self.keys
+                .put(&idx_rev.to_key(true), &KeyValue { key: kv.key.clone(), ..Default::default() }.encode_to_vec())?;
+            if !self.store.index.write().tombstone(k, idx_rev) {
+                return Err(MvccError::Corrupt(format!("tombstone of dead key {k:?}")));
+            }
+            let old_lease = self.lease_at(*modified)?;
+            self.store.lessor.detach(old_lease, k);
+            self.changes.push(Event { r#type: EventType::Delete as i32, kv: Some(kv), prev_kv: None });
+        }
+        Ok(live.len() as i64)
+    }
+
+    /// The changes made so far, in order.
+    pub fn changes(&self) -> &[Event] {
+        &self.changes
+    }
+
+    /// Ends the transaction; returns the store revision after it (bumped only if it changed
+    /// something) and its events.
+    pub fn end(self) -> (i64, Vec<Event>) {
+        if self.changes.is_empty() {
+            return (self.begin_rev, self.changes);
+        }
+        let rev = self.begin_rev + 1;
+        self.store.write_rev.store(rev, Ordering::Release);
+        (rev, self.changes)
+    }
+
+    /// The lease of the key version at `rev` (no backend read when no lease exists at all).
+    fn lease_at(&self, rev: Revision) -> Result<LeaseId> {
+        if self.store.lessor.is_empty() {
+            return Ok(LeaseId::NONE);
+        }
+        Ok(LeaseId(self.kv_at(rev)?.lease))
+    }
+
+    fn kv_at(&self, rev: Revision) -> Result<KeyValue> {
+        let v = self
+            .keys
+            .get(&rev.to_key(false))?
+            .ok_or_else(|| MvccError::Corrupt(format!("revision {rev:?} in index but not in backend")))?;
+        decode_kv(v)
+    }
+}
+
+impl KvRead for TxnWrite<'_, '_> {
+    /// Reads see this transaction's own writes.
+    fn range(&self, key: &[u8], end: Option<&[u8]>, opts: RangeOptions) -> Result<RangeResult> {
+        range_keys(self.store, &self.keys, self.rev(), key, end, opts)
+    }
+
+    fn rev(&self) -> i64 {
+        if self.changes.is_empty() { self.begin_rev } else { self.begin_rev + 1 }
+    }
+
+    fn compact_rev(&self) -> i64 {
+        self.store.compact_rev()
+    }
+}
+
+#[cfg(test)]
+mod tests;

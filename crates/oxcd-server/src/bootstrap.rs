@@ -1,0 +1,386 @@
+//! Starting and stopping a member: data directory, WAL, backend, Raft node, threads, listeners.
+//!
+//! Data directory layout (etcd's): `member/wal/*.wal` (the WAL), `member/snap/db` (the backend),
+//! `member/snap/*.snap.db` (backend snapshots received from a leader, until installed).
+//!
+//! Threads and tasks, and the order they stop in: gRPC listeners (tokio) → Raft thread → applier
+//! (ends when the Raft thread drops its channel) → compactor (ends with the applier) → backend flush
+//! → peer transport.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use oxcd_api::oxcdpb::{MemberAttrSetRequest, WalMetadata, internal_raft_request::Request};
+use oxcd_backend::Backend;
+use oxcd_lease::Lessor;
+use oxcd_mvcc::Store;
+use oxcd_wal::{HardState as WalHardState, SnapshotRecord, Wal};
+use parking_lot::RwLock;
+use prost::Message;
+use raft::prelude::{ConfState, HardState, SnapshotMetadata};
+use raft::{RawNode, ReadOnlyOption};
+use tokio::sync::watch;
+
+use crate::apply::{Applier, CompactJob, consistent_index, run_compactor};
+use crate::config::{ConfigError, ServerConfig, parse_url, split_urls};
+use crate::ids::{self, ClusterId, MemberId};
+use crate::membership::{Member, Members};
+use crate::raft::{
+    NodeConfig, RaftInput, RaftNode, RaftStatus, RaftStorage, Transport, decode_conf_state, decode_entry,
+    encode_conf_state, raft_logger, snapshot_db_path,
+};
+use crate::server::{EtcdServer, ServerParts};
+
+/// Why a member could not start (or stopped on a failure).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Wal(#[from] oxcd_wal::WalError),
+    #[error(transparent)]
+    Backend(#[from] oxcd_backend::BackendError),
+    #[error(transparent)]
+    Mvcc(#[from] oxcd_mvcc::MvccError),
+    #[error("raft: {0}")]
+    Raft(#[from] raft::Error),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Data(String),
+}
+
+/// The index and term every member's log starts from (as raft-rs's examples do): entry 1 is implied.
+const BOOT_INDEX: u64 = 1;
+const BOOT_TERM: u64 = 1;
+
+/// A running member.
+pub struct RunningMember {
+    pub server: Arc<EtcdServer>,
+    /// Where clients are served (actual addresses, after binding port 0).
+    pub client_addrs: Vec<SocketAddr>,
+    /// Where peers are served.
+    pub peer_addrs: Vec<SocketAddr>,
+    raft_thread: Option<JoinHandle<Result<(), oxcd_wal::WalError>>>,
+    applier_thread: Option<JoinHandle<()>>,
+    compactor_thread: Option<JoinHandle<()>>,
+    grpc: Vec<tokio::task::JoinHandle<()>>,
+    transport: Arc<Transport>,
+}
+
+struct Layout {
+    wal: PathBuf,
+    snap: PathBuf,
+    db: PathBuf,
+}
+
+impl Layout {
+    fn new(data_dir: &Path) -> Layout {
+        let member = data_dir.join("member");
+        Layout { wal: member.join("wal"), snap: member.join("snap"), db: member.join("snap").join("db") }
+    }
+}
+
+/// Starts a member from `cfg`: recovers or creates its data, joins the Raft group and serves.
+pub async fn start(cfg: ServerConfig) -> Result<RunningMember, StartError> {
+    cfg.validate()?;
+    let layout = Layout::new(&cfg.data_dir());
+    std::fs::create_dir_all(&layout.wal)?;
+    std::fs::create_dir_all(&layout.snap)?;
+
+    // Identity and the WAL: recovered, or computed from --initial-cluster and created.
+    let (wal, wal_state, id, cluster_id, boot_members) = if Wal::exists(&layout.wal) {
+        let (wal, state) = Wal::open(&layout.wal)?;
+        let meta =
+            WalMetadata::decode(&state.metadata[..]).map_err(|e| StartError::Data(format!("wal metadata: {e}")))?;
+        (wal, state, MemberId(meta.member_id), ClusterId(meta.cluster_id), None)
+    } else {
+        let members: Vec<Member> = cfg
+            .initial_members()?
+            .into_iter()
+            .map(|m| Member {
+                id: ids::member_id(&m.peer_urls, &cfg.initial_cluster_token),
+                name: m.name,
+                peer_urls: m.peer_urls,
+                client_urls: Vec::new(),
+                is_learner: false,
+            })
+            .collect();
+        let me = members.iter().find(|m| m.name == cfg.name).map(|m| m.id).expect("validated: name in cluster");
+        let cid = ids::cluster_id(&members.iter().map(|m| m.id).collect::<Vec<_>>());
+        let meta = WalMetadata { member_id: me.0, cluster_id: cid.0 }.encode_to_vec();
+        let mut wal = Wal::create(&layout.wal, &meta)?;
+        let cs = ConfState { voters: members.iter().map(|m| m.id.0).collect(), ..Default::default() };
+        wal.save_snapshot(SnapshotRecord { index: BOOT_INDEX, term: BOOT_TERM, conf_state: encode_conf_state(&cs) });
+        wal.set_hard_state(WalHardState { term: BOOT_TERM, vote: 0, commit: BOOT_INDEX });
+        wal.sync()?;
+        let (_, state) = Wal::open(&layout.wal)?;
+        (wal, state, me, cid, Some(members))
+    };
+    let wal_snap = wal_state.snapshot.clone().ok_or_else(|| StartError::Data("wal has no snapshot record".into()))?;
+
+    // The backend: if the WAL says a snapshot from the leader was taken but the backend is older,
+    // the received snapshot file is installed first (a crash between the two steps).
+    recover_snapshot_db(&layout, &wal_snap, &cfg)?;
+    let backend = Arc::new(Backend::open(&layout.db, crate::apply::batch_config(&cfg))?);
+    let members = match boot_members {
+        Some(ms) => {
+            let wtx = backend.write()?;
+            for m in &ms {
+                Members::save(&wtx, m)?;
+            }
+            wtx.commit_durable()?;
+            Members::new(ms)
+        }
+        None => Members::load(&backend.read()?)?,
+    };
+    let ci = consistent_index(&backend)?;
+    if ci < wal_snap.index && wal_snap.index > BOOT_INDEX {
+        return Err(StartError::Data(format!(
+            "backend consistent index {ci} is behind the WAL snapshot at {}: the data directory is damaged",
+            wal_snap.index
+        )));
+    }
+    let lessor = Arc::new(Lessor::new());
+    let (store, pending_compaction) = Store::open(backend.clone(), lessor.clone())?;
+    let store = Arc::new(store);
+
+    // The Raft log as the WAL recorded it.
+    let mut snap_meta = SnapshotMetadata { index: wal_snap.index, term: wal_snap.term, ..Default::default() };
+    snap_meta.set_conf_state(
+        decode_conf_state(&wal_snap.conf_state).ok_or_else(|| StartError::Data("bad conf state in wal".into()))?,
+    );
+    let whs = wal_state.hard_state.unwrap_or_default();
+    let mut hs = HardState {
+        term: whs.term.max(wal_snap.term),
+        vote: whs.vote,
+        commit: whs.commit.max(wal_snap.index),
+        ..Default::default()
+    };
+    let entries = wal_state
+        .entries
+        .iter()
+        .map(|r| decode_entry(r).ok_or_else(|| StartError::Data(format!("bad entry {} in wal", r.index))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let last_index = entries.last().map(|e| e.index).unwrap_or(wal_snap.index);
+    hs.commit = hs.commit.min(last_index);
+    let applied = Arc::new(AtomicU64::new(ci));
+    let storage = RaftStorage::new(snap_meta, hs.clone(), entries, applied.clone());
+
+    let raft_cfg = raft::Config {
+        id: id.0,
+        election_tick: cfg.election_ticks(),
+        heartbeat_tick: 1,
+        applied: ci.min(hs.commit).max(wal_snap.index),
+        max_size_per_msg: 1 << 20,
+        max_inflight_msgs: 512,
+        check_quorum: true,
+        pre_vote: true,
+        read_only_option: ReadOnlyOption::Safe,
+        ..Default::default()
+    };
+    raft_cfg.validate()?;
+    let raw = RawNode::new(&raft_cfg, storage.clone(), &raft_logger())?;
+
+    let (raft_tx, raft_rx) = crossbeam_channel::unbounded();
+    let (apply_tx, apply_rx) = crossbeam_channel::unbounded();
+    let (compactor_tx, compactor_rx) = crossbeam_channel::unbounded::<CompactJob>();
+    let status = Arc::new(RaftStatus::new());
+    let backend_cell = Arc::new(RwLock::new(backend.clone()));
+    let transport = Transport::new(id, cluster_id, raft_tx.clone(), backend_cell.clone(), layout.snap.clone());
+    let server = EtcdServer::new(ServerParts {
+        cfg: cfg.clone(),
+        id,
+        cluster_id,
+        backend: backend_cell,
+        store: store.clone(),
+        lessor,
+        members: members.clone(),
+        applied: applied.clone(),
+        raft: status.clone(),
+        raft_tx: raft_tx.clone(),
+    });
+
+    // Peers.
+    let mut peer_addrs = Vec::new();
+    for url in split_urls(&cfg.listen_peer_urls) {
+        let listener = std::net::TcpListener::bind(parse_url(&url)?)?;
+        peer_addrs.push(listener.local_addr()?);
+        transport.serve(listener);
+    }
+    for m in members.iter().filter(|m| m.id != id) {
+        if let Some(url) = m.peer_urls.first() {
+            transport.add_peer(m.id, parse_url(url)?);
+        }
+    }
+
+    // Threads.
+    let node = RaftNode::new(
+        raw,
+        storage,
+        wal,
+        raft_rx,
+        transport.clone(),
+        apply_tx,
+        status,
+        server.read_hub.clone(),
+        NodeConfig {
+            tick: cfg.tick(),
+            snapshot_count: cfg.snapshot_count,
+            catchup_entries: cfg.snapshot_catchup_entries,
+            stalled_ttl: cfg.request_timeout(),
+            snap_dir: layout.snap.clone(),
+        },
+        wal_snap.index,
+    );
+    let s = server.clone();
+    let raft_thread = std::thread::Builder::new().name("raft".into()).spawn(move || {
+        let r = node.run();
+        if let Err(e) = &r {
+            tracing::error!(error = %e, "raft thread failed to persist; stopping the member");
+            s.stop();
+        }
+        r
+    })?;
+    let (applied_tx, applied_rx) = watch::channel(ci);
+    let applier = Applier::new(server.clone(), apply_rx, applied_tx, compactor_tx.clone(), ci);
+    let s = server.clone();
+    let applier_thread = std::thread::Builder::new().name("apply".into()).spawn(move || {
+        if let Err(e) = applier.run() {
+            tracing::error!(error = %e, "applier failed; stopping the member");
+            s.stop();
+        }
+    })?;
+    if let Some(rev) = pending_compaction {
+        let _ = compactor_tx.send(CompactJob { store, rev, waiters: Vec::new() });
+    }
+    drop(compactor_tx);
+    let s = server.clone();
+    let compactor_thread =
+        std::thread::Builder::new().name("compactor".into()).spawn(move || run_compactor(s, compactor_rx))?;
+
+    // Tasks.
+    tokio::spawn(server.read_hub.clone().run(
+        raft_tx.clone(),
+        server.ids.clone(),
+        applied_rx,
+        cfg.request_timeout(),
+        server.stop_tx.subscribe(),
+    ));
+    let mut client_addrs = Vec::new();
+    let mut grpc = Vec::new();
+    for url in split_urls(&cfg.listen_client_urls) {
+        let listener = crate::grpc::bind(parse_url(&url)?).await?;
+        client_addrs.push(listener.local_addr()?);
+        let s = server.clone();
+        grpc.push(tokio::spawn(async move {
+            if let Err(e) = crate::grpc::serve(s.clone(), listener).await {
+                tracing::error!(error = %e, "client listener failed; stopping the member");
+                s.stop();
+            }
+        }));
+    }
+    tokio::spawn(publish_attributes(server.clone()));
+    if members.len() == 1 {
+        // Alone: no one to wait for, elect now.
+        let _ = raft_tx.send(RaftInput::Campaign);
+    }
+    tracing::info!(
+        member_id = %id,
+        cluster_id = %cluster_id,
+        name = %cfg.name,
+        clients = ?client_addrs,
+        peers = ?peer_addrs,
+        applied_index = ci,
+        "member started"
+    );
+    Ok(RunningMember {
+        server,
+        client_addrs,
+        peer_addrs,
+        raft_thread: Some(raft_thread),
+        applier_thread: Some(applier_thread),
+        compactor_thread: Some(compactor_thread),
+        grpc,
+        transport,
+    })
+}
+
+/// Installs a backend snapshot that the WAL already accounts for but the backend does not hold.
+fn recover_snapshot_db(layout: &Layout, snap: &SnapshotRecord, cfg: &ServerConfig) -> Result<(), StartError> {
+    let received = snapshot_db_path(&layout.snap, snap.term, snap.index);
+    if !received.exists() {
+        return Ok(());
+    }
+    let behind = if layout.db.exists() {
+        let b = Backend::open(&layout.db, crate::apply::batch_config(cfg))?;
+        consistent_index(&b)? < snap.index
+    } else {
+        true
+    };
+    if behind {
+        tracing::info!(index = snap.index, "installing received snapshot left by a crash");
+        std::fs::rename(&received, &layout.db)?;
+    } else {
+        std::fs::remove_file(&received)?;
+    }
+    Ok(())
+}
+
+/// Publishes this member's name and client URLs through Raft (etcd's `publish`), retrying until it
+/// is applied.
+async fn publish_attributes(server: Arc<EtcdServer>) {
+    let req = MemberAttrSetRequest {
+        member_id: server.id.0,
+        name: server.cfg.name.clone(),
+        client_urls: split_urls(&server.cfg.advertise_client_urls),
+    };
+    loop {
+        tokio::select! {
+            r = server.propose(Request::MemberAttrSet(req.clone())) => match r {
+                Ok(_) => return,
+                Err(e) => tracing::debug!(error = %e, "publishing member attributes; will retry"),
+            },
+            _ = server.stopped() => return,
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+impl RunningMember {
+    /// Waits until the member is asked to stop (or fails), then shuts it down in order.
+    pub async fn wait(mut self) {
+        self.server.stopped().await;
+        for t in self.grpc.drain(..) {
+            let _ = t.await;
+        }
+        let _ = self.server.raft_tx.send(RaftInput::Stop);
+        let (raft, applier, compactor) =
+            (self.raft_thread.take(), self.applier_thread.take(), self.compactor_thread.take());
+        let server = self.server.clone();
+        let transport = self.transport.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            // The applier ends when the Raft thread drops its channel, the compactor with the applier.
+            if let Some(h) = raft {
+                let _ = h.join();
+            }
+            if let Some(h) = applier {
+                let _ = h.join();
+            }
+            if let Some(h) = compactor {
+                let _ = h.join();
+            }
+            if let Err(e) = server.backend().flush() {
+                tracing::error!(error = %e, "final backend flush failed");
+            }
+            transport.stop();
+        })
+        .await;
+        self.server.wait.fail_all(oxcd_api::EtcdError::Stopped);
+        tracing::info!(member_id = %self.server.id, "member stopped");
+    }
+}

@@ -1,0 +1,294 @@
+//! The member's configuration, with etcd's flag names and defaults. The `oxcd` binary fills it from
+//! flags, `ETCD_*` environment variables or an etcd-format YAML file (whose keys are the flag names).
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// etcd's default backend quota when `--quota-backend-bytes` is 0: 2 GiB.
+pub const DEFAULT_QUOTA_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+/// What gRPC accepts beyond `--max-request-bytes` before refusing to decode (etcd: 512 KiB).
+pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+/// Errors of configuration validation.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// Election timeout below five heartbeats.
+    #[error("--election-timeout[{election}ms] should be at least as 5 times as --heartbeat-interval[{heartbeat}ms]")]
+    ElectionTooShort { election: u64, heartbeat: u64 },
+    /// Election timeout above 50 s.
+    #[error("--election-timeout[{0}ms] is too long, and should be set less than 50000ms")]
+    ElectionTooLong(u64),
+    /// Heartbeat of zero.
+    #[error("--heartbeat-interval must be positive")]
+    ZeroHeartbeat,
+    /// A URL that is not `http://host:port`.
+    #[error("invalid url {0:?}: {1}")]
+    BadUrl(String, String),
+    /// `--initial-cluster` entry that is not `name=url`.
+    #[error("invalid --initial-cluster entry {0:?}")]
+    BadInitialCluster(String),
+    /// This member's name is not in `--initial-cluster`.
+    #[error("couldn't find local name {0:?} in the initial cluster configuration")]
+    NameNotInCluster(String),
+    /// This member's advertised peer URLs differ from its `--initial-cluster` entry.
+    #[error(
+        "--initial-cluster has {name}={cluster_urls} but missing from --initial-advertise-peer-urls={advertised} \
+         (\"{name}\" member's advertised peer URLs do not match --initial-cluster)"
+    )]
+    PeerUrlMismatch { name: String, cluster_urls: String, advertised: String },
+    /// `--initial-cluster-state` other than new or existing.
+    #[error("unexpected value {0:?} for --initial-cluster-state (expected \"new\" or \"existing\")")]
+    BadClusterState(String),
+    /// `--initial-cluster-state existing` without a data directory (joining needs membership changes).
+    #[error(
+        "joining an existing cluster (--initial-cluster-state=existing) needs a member added with `member add`, which this version does not serve yet"
+    )]
+    ExistingUnsupported,
+    /// `--max-txn-ops` or `--max-request-bytes` of zero.
+    #[error("{0} must be positive")]
+    NotPositive(&'static str),
+}
+
+/// The configuration of one member. Field doc comments give the etcd flag, default and bounds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", default)]
+pub struct ServerConfig {
+    /// `--name`: human-readable member name. Default `default`.
+    pub name: String,
+    /// `--data-dir`: where the WAL and backend live. Default `${name}.oxcd`.
+    pub data_dir: Option<PathBuf>,
+    /// `--listen-client-urls`: comma-separated URLs to serve clients on. Default `http://localhost:2379`.
+    pub listen_client_urls: String,
+    /// `--advertise-client-urls`: client URLs published to the cluster. Default `http://localhost:2379`.
+    pub advertise_client_urls: String,
+    /// `--listen-peer-urls`: URLs to serve peers on. Default `http://localhost:2380`.
+    pub listen_peer_urls: String,
+    /// `--initial-advertise-peer-urls`: this member's peer URLs. Default `http://localhost:2380`.
+    pub initial_advertise_peer_urls: String,
+    /// `--initial-cluster`: `name=url,...` of every first member. Default `${name}=${initial-advertise-peer-urls}`.
+    pub initial_cluster: Option<String>,
+    /// `--initial-cluster-state`: `new` or `existing`. Default `new`.
+    pub initial_cluster_state: String,
+    /// `--initial-cluster-token`: mixed into member and cluster ids. Default `etcd-cluster`.
+    pub initial_cluster_token: String,
+    /// `--heartbeat-interval` in ms: one Raft tick. Default 100.
+    pub heartbeat_interval: u64,
+    /// `--election-timeout` in ms: at least 5 heartbeats, at most 50000. Default 1000.
+    pub election_timeout: u64,
+    /// `--snapshot-count`: applied entries between snapshots (WAL compaction). Default 10000 (etcd 3.6).
+    pub snapshot_count: u64,
+    /// `--snapshot-catchup-entries`: entries kept in memory after a snapshot for slow followers. Default 5000.
+    pub snapshot_catchup_entries: u64,
+    /// `--max-request-bytes`: largest request accepted. Default 1572864 (1.5 MiB).
+    pub max_request_bytes: usize,
+    /// `--max-txn-ops`: most compares or ops per txn branch. Default 128.
+    pub max_txn_ops: usize,
+    /// `--quota-backend-bytes`: backend size at which writes stop (NOSPACE). 0 means 2 GiB.
+    pub quota_backend_bytes: u64,
+    /// `--backend-batch-interval` in ms: longest time between durable backend commits. Default 100.
+    pub backend_batch_interval: u64,
+    /// `--backend-batch-limit`: most operations between durable backend commits. Default 10000.
+    pub backend_batch_limit: usize,
+    /// `--log-level`: debug, info, warn, error, panic or fatal. Default info.
+    pub log_level: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            name: "default".into(),
+            data_dir: None,
+            listen_client_urls: "http://localhost:2379".into(),
+            advertise_client_urls: "http://localhost:2379".into(),
+            listen_peer_urls: "http://localhost:2380".into(),
+            initial_advertise_peer_urls: "http://localhost:2380".into(),
+            initial_cluster: None,
+            initial_cluster_state: "new".into(),
+            initial_cluster_token: "etcd-cluster".into(),
+            heartbeat_interval: 100,
+            election_timeout: 1000,
+            snapshot_count: 10_000,
+            snapshot_catchup_entries: 5_000,
+            max_request_bytes: 1_572_864,
+            max_txn_ops: 128,
+            quota_backend_bytes: 0,
+            backend_batch_interval: 100,
+            backend_batch_limit: 10_000,
+            log_level: "info".into(),
+        }
+    }
+}
+
+/// One entry of `--initial-cluster`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitialMember {
+    pub name: String,
+    pub peer_urls: Vec<String>,
+}
+
+impl ServerConfig {
+    /// The data directory, `${name}.oxcd` unless set.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.oxcd", self.name)))
+    }
+
+    /// The election timeout in Raft ticks.
+    pub fn election_ticks(&self) -> usize {
+        (self.election_timeout / self.heartbeat_interval.max(1)) as usize
+    }
+
+    /// One Raft tick.
+    pub fn tick(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_interval)
+    }
+
+    /// How long a request waits for its result: 5 s + 2 × election timeout (etcd's ReqTimeout).
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(5) + Duration::from_millis(2 * self.election_timeout)
+    }
+
+    /// The backend quota in bytes.
+    pub fn quota_bytes(&self) -> u64 {
+        if self.quota_backend_bytes == 0 { DEFAULT_QUOTA_BYTES } else { self.quota_backend_bytes }
+    }
+
+    /// `--initial-cluster`, parsed; members keep the order given, URLs of one name are merged.
+    pub fn initial_members(&self) -> Result<Vec<InitialMember>, ConfigError> {
+        let spec = match &self.initial_cluster {
+            Some(s) if !s.trim().is_empty() => s.clone(),
+            _ => format!("{}={}", self.name, self.initial_advertise_peer_urls),
+        };
+        let mut out: Vec<InitialMember> = Vec::new();
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, url) = part.split_once('=').ok_or_else(|| ConfigError::BadInitialCluster(part.into()))?;
+            parse_url(url)?;
+            match out.iter_mut().find(|m| m.name == name) {
+                Some(m) => m.peer_urls.push(url.to_string()),
+                None => out.push(InitialMember { name: name.to_string(), peer_urls: vec![url.to_string()] }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Checks every setting; returns the first problem, with etcd's wording where etcd has one.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.heartbeat_interval == 0 {
+            return Err(ConfigError::ZeroHeartbeat);
+        }
+        if self.election_timeout < 5 * self.heartbeat_interval {
+            return Err(ConfigError::ElectionTooShort {
+                election: self.election_timeout,
+                heartbeat: self.heartbeat_interval,
+            });
+        }
+        if self.election_timeout > 50_000 {
+            return Err(ConfigError::ElectionTooLong(self.election_timeout));
+        }
+        if self.max_txn_ops == 0 {
+            return Err(ConfigError::NotPositive("--max-txn-ops"));
+        }
+        if self.max_request_bytes == 0 {
+            return Err(ConfigError::NotPositive("--max-request-bytes"));
+        }
+        match self.initial_cluster_state.as_str() {
+            "new" => {}
+            "existing" => return Err(ConfigError::ExistingUnsupported),
+            other => return Err(ConfigError::BadClusterState(other.into())),
+        }
+        for list in [
+            &self.listen_client_urls,
+            &self.advertise_client_urls,
+            &self.listen_peer_urls,
+            &self.initial_advertise_peer_urls,
+        ] {
+            for u in split_urls(list) {
+                parse_url(&u)?;
+            }
+        }
+        let members = self.initial_members()?;
+        let me = members
+            .iter()
+            .find(|m| m.name == self.name)
+            .ok_or_else(|| ConfigError::NameNotInCluster(self.name.clone()))?;
+        let mut advertised = split_urls(&self.initial_advertise_peer_urls);
+        let mut in_cluster = me.peer_urls.clone();
+        advertised.sort();
+        in_cluster.sort();
+        if advertised != in_cluster {
+            return Err(ConfigError::PeerUrlMismatch {
+                name: self.name.clone(),
+                cluster_urls: me.peer_urls.join(","),
+                advertised: self.initial_advertise_peer_urls.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Splits a comma-separated URL list.
+pub fn split_urls(list: &str) -> Vec<String> {
+    list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+}
+
+/// Resolves `http://host:port` to a socket address (`localhost` is 127.0.0.1).
+pub fn parse_url(url: &str) -> Result<SocketAddr, ConfigError> {
+    let bad = |why: &str| ConfigError::BadUrl(url.to_string(), why.to_string());
+    let rest = url.strip_prefix("http://").ok_or_else(|| bad("only http:// URLs are served"))?;
+    let hostport = rest.trim_end_matches('/');
+    if hostport.contains('/') {
+        return Err(bad("URL must not have a path"));
+    }
+    let (host, port) = hostport.rsplit_once(':').ok_or_else(|| bad("missing port"))?;
+    let port: u16 = port.parse().map_err(|_| bad("bad port"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host = if host == "localhost" { "127.0.0.1" } else { host };
+    (host, port).to_socket_addrs().map_err(|e| bad(&e.to_string()))?.next().ok_or_else(|| bad("does not resolve"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_etcds() {
+        let c = ServerConfig::default();
+        c.validate().unwrap();
+        assert_eq!(c.data_dir(), PathBuf::from("default.oxcd"));
+        assert_eq!(c.election_ticks(), 10);
+        assert_eq!(c.request_timeout(), Duration::from_secs(7));
+        assert_eq!(c.quota_bytes(), 2 << 30);
+        assert_eq!(
+            c.initial_members().unwrap(),
+            vec![InitialMember { name: "default".into(), peer_urls: vec!["http://localhost:2380".into()] }]
+        );
+        assert_eq!(parse_url("http://localhost:2379").unwrap(), "127.0.0.1:2379".parse().unwrap());
+    }
+
+    #[test]
+    fn validation_errors() {
+        let c = ServerConfig { election_timeout: 400, ..Default::default() };
+        assert_eq!(c.validate(), Err(ConfigError::ElectionTooShort { election: 400, heartbeat: 100 }));
+        let c = ServerConfig { initial_cluster: Some("other=http://127.0.0.1:1".into()), ..Default::default() };
+        assert_eq!(c.validate(), Err(ConfigError::NameNotInCluster("default".into())));
+        let c = ServerConfig { listen_client_urls: "https://x:1".into(), ..Default::default() };
+        assert!(matches!(c.validate(), Err(ConfigError::BadUrl(..))));
+        let c = ServerConfig { initial_cluster_state: "old".into(), ..Default::default() };
+        assert_eq!(c.validate(), Err(ConfigError::BadClusterState("old".into())));
+    }
+
+    #[test]
+    fn yaml_uses_flag_names() {
+        let c: ServerConfig = serde_yaml::from_str(
+            "name: m1\ndata-dir: /tmp/x\nheartbeat-interval: 50\nelection-timeout: 500\n\
+             initial-cluster: m1=http://127.0.0.1:2380\ninitial-advertise-peer-urls: http://127.0.0.1:2380\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.name, "m1");
+        assert_eq!(c.election_ticks(), 10);
+        assert_eq!(c.max_txn_ops, 128);
+    }
+}

@@ -1,0 +1,120 @@
+//! The gRPC edge: one file per service, this module for what they share — the leader-required
+//! check, the request size check, and the single mapping from internal errors to `tonic::Status`.
+
+mod cluster;
+mod kv;
+mod maintenance;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use oxcd_api::EtcdError;
+use oxcd_api::etcdserverpb::{
+    cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer,
+};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::Status;
+
+use crate::apply::ApplyError;
+use crate::config::GRPC_OVERHEAD_BYTES;
+use crate::server::EtcdServer;
+
+pub use cluster::ClusterService;
+pub use kv::KvService;
+pub use maintenance::MaintenanceService;
+
+/// The version oxcd reports to clients (the etcd API level it serves).
+pub const SERVER_VERSION: &str = "3.5.0";
+
+/// What gRPC decodes at most: far above etcd's limit, so requests between etcd's limit and this
+/// get etcd's (Go gRPC's) error text from [`check_size`] rather than tonic's.
+const DECODE_LIMIT_FACTOR: usize = 4;
+
+/// The single mapping of internal errors to statuses.
+pub(crate) fn status(e: impl Into<EdgeError>) -> Status {
+    match e.into() {
+        EdgeError::Etcd(e) => e.to_status(),
+        EdgeError::Fatal(msg) => {
+            tracing::error!(error = %msg, "store failure while serving a request");
+            EtcdError::Stopped.to_status()
+        }
+    }
+}
+
+/// Errors that reach the edge.
+pub(crate) enum EdgeError {
+    Etcd(EtcdError),
+    Fatal(String),
+}
+
+impl From<EtcdError> for EdgeError {
+    fn from(e: EtcdError) -> Self {
+        EdgeError::Etcd(e)
+    }
+}
+
+impl From<ApplyError> for EdgeError {
+    fn from(e: ApplyError) -> Self {
+        match e {
+            ApplyError::Reject(e) => EdgeError::Etcd(e),
+            ApplyError::Fatal(e) => EdgeError::Fatal(e.to_string()),
+        }
+    }
+}
+
+impl From<oxcd_mvcc::MvccError> for EdgeError {
+    fn from(e: oxcd_mvcc::MvccError) -> Self {
+        ApplyError::from(e).into()
+    }
+}
+
+/// `hasleader: true` metadata: fail at once when the member has no leader.
+pub(crate) fn require_leader<T>(server: &EtcdServer, req: &tonic::Request<T>) -> Result<(), Status> {
+    let wants = req.metadata().get("hasleader").is_some_and(|v| v.as_bytes() == b"true");
+    if wants && !server.has_leader() {
+        return Err(EtcdError::NoLeader.to_status());
+    }
+    Ok(())
+}
+
+/// Go gRPC refuses messages above `--max-request-bytes` + 512 KiB with this status; etcd clients see it.
+pub(crate) fn check_size(server: &EtcdServer, len: usize) -> Result<(), Status> {
+    let limit = server.cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    if len > limit {
+        return Err(Status::resource_exhausted(format!("grpc: received message larger than max ({len} vs. {limit})")));
+    }
+    Ok(())
+}
+
+/// Serves the client services on `listener` until the member stops.
+pub async fn serve(server: Arc<EtcdServer>, listener: TcpListener) -> Result<(), tonic::transport::Error> {
+    let decode_limit = (server.cfg.max_request_bytes + GRPC_OVERHEAD_BYTES) * DECODE_LIMIT_FACTOR;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_service_status("", tonic_health::ServingStatus::Serving).await;
+    let stop = server.clone();
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(2 * 60 * 60)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .add_service(
+            KvServer::new(KvService::new(server.clone()))
+                .max_decoding_message_size(decode_limit)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(ClusterServer::new(ClusterService::new(server.clone())).max_decoding_message_size(decode_limit))
+        .add_service(
+            MaintenanceServer::new(MaintenanceService::new(server.clone()))
+                .max_decoding_message_size(decode_limit)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(health_service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move { stop.stopped().await })
+        .await
+}
+
+/// Binds a client listener.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}

@@ -1,0 +1,18 @@
+//! One oxcd member. A request meets, in order: `grpc/` (validate, map errors), [`server`] (propose
+//! through Raft or take a ReadIndex), `raft/` (the Ready loop, WAL, peers), `apply/` (in log order,
+//! into the MVCC store and the backend), and is answered from the applier's result.
+
+pub mod apply;
+mod bootstrap;
+pub mod config;
+pub mod grpc;
+pub mod ids;
+pub mod membership;
+pub mod raft;
+mod read_index;
+pub mod server;
+mod wait;
+
+pub use bootstrap::{RunningMember, StartError, start};
+pub use config::ServerConfig;
+pub use server::EtcdServer;

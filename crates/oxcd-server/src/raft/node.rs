@@ -1,0 +1,376 @@
+//! The Raft thread: owns raft-rs's `RawNode` and the WAL, ticks the clock, and handles each `Ready`
+//! in the order the durability rules require (see [`RaftNode::on_ready`]).
+//!
+//! Everything that changes Raft state arrives on one channel ([`RaftInput`]); everything committed
+//! leaves on the apply channel, in log order. Proposals made while there is no leader are kept and
+//! proposed again once one is known, until their callers have given up.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, select, tick};
+use oxcd_wal::{EntryRecord, HardState as WalHardState, SnapshotRecord, Wal};
+use parking_lot::Mutex;
+use protobuf::Message as PbMessage;
+use raft::prelude::{ConfState, Entry, HardState, Message, Snapshot};
+use raft::{RawNode, SnapshotStatus, StateRole};
+
+use super::storage::RaftStorage;
+use super::transport::{Transport, snapshot_db_path};
+use crate::apply::ApplyMsg;
+use crate::read_index::ReadIndexHub;
+
+/// Inputs of the Raft thread.
+pub enum RaftInput {
+    /// Propose an encoded request (its id lets the proposer's wait be failed or found).
+    Propose { id: u64, data: Vec<u8> },
+    /// Ask for a read index under the unique context `ctx`.
+    ReadIndex { ctx: u64 },
+    /// A message from a peer.
+    Step(Message),
+    /// The applier applied everything up to this index.
+    Applied(u64),
+    /// The backend durably holds everything up to `index`: snapshot the WAL there.
+    Compact { index: u64 },
+    /// A peer could not be reached.
+    Unreachable(u64),
+    /// A snapshot send to `to` finished.
+    SnapshotStatus { to: u64, ok: bool },
+    /// Start an election now (single-member boot).
+    Campaign,
+    /// Stop the thread.
+    Stop,
+}
+
+/// Raft state published for the rest of the member (headers, Status, leader checks).
+#[derive(Debug)]
+pub struct RaftStatus {
+    pub term: AtomicU64,
+    pub leader: AtomicU64,
+    pub committed: AtomicU64,
+    /// When the current leader was first seen (for "possibly due to previous leader failure").
+    pub leader_since: Mutex<Instant>,
+}
+
+impl RaftStatus {
+    pub fn new() -> RaftStatus {
+        RaftStatus {
+            term: AtomicU64::new(0),
+            leader: AtomicU64::new(0),
+            committed: AtomicU64::new(0),
+            leader_since: Mutex::new(Instant::now()),
+        }
+    }
+
+    pub fn leader(&self) -> u64 {
+        self.leader.load(Ordering::Acquire)
+    }
+
+    pub fn term(&self) -> u64 {
+        self.term.load(Ordering::Acquire)
+    }
+}
+
+impl Default for RaftStatus {
+    fn default() -> Self {
+        RaftStatus::new()
+    }
+}
+
+/// Settings of the Raft thread.
+pub struct NodeConfig {
+    pub tick: Duration,
+    /// Entries applied between WAL snapshots.
+    pub snapshot_count: u64,
+    /// Entries kept in memory before a snapshot point for slow followers.
+    pub catchup_entries: u64,
+    /// How long a proposal made without a leader is kept for another try.
+    pub stalled_ttl: Duration,
+    pub snap_dir: PathBuf,
+}
+
+/// The Raft thread's state.
+pub struct RaftNode {
+    raw: RawNode<RaftStorage>,
+    storage: RaftStorage,
+    wal: Wal,
+    rx: Receiver<RaftInput>,
+    transport: Arc<Transport>,
+    apply_tx: Sender<ApplyMsg>,
+    status: Arc<RaftStatus>,
+    read_hub: Arc<ReadIndexHub>,
+    cfg: NodeConfig,
+    /// Proposals dropped for want of a leader, oldest first.
+    stalled: VecDeque<(Vec<u8>, Instant)>,
+    /// Index of the last WAL snapshot.
+    snapshot_index: u64,
+}
+
+impl RaftNode {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        raw: RawNode<RaftStorage>,
+        storage: RaftStorage,
+        wal: Wal,
+        rx: Receiver<RaftInput>,
+        transport: Arc<Transport>,
+        apply_tx: Sender<ApplyMsg>,
+        status: Arc<RaftStatus>,
+        read_hub: Arc<ReadIndexHub>,
+        cfg: NodeConfig,
+        snapshot_index: u64,
+    ) -> RaftNode {
+        RaftNode {
+            raw,
+            storage,
+            wal,
+            rx,
+            transport,
+            apply_tx,
+            status,
+            read_hub,
+            cfg,
+            stalled: VecDeque::new(),
+            snapshot_index,
+        }
+    }
+
+    /// Runs until [`RaftInput::Stop`] or a persistence failure (after which the member must stop:
+    /// it never acknowledges what it could not persist).
+    pub fn run(mut self) -> Result<(), oxcd_wal::WalError> {
+        let ticker = tick(self.cfg.tick);
+        self.publish_status();
+        loop {
+            select! {
+                recv(self.rx) -> msg => match msg {
+                    Ok(m) => if !self.handle(m)? { return Ok(()) },
+                    Err(_) => return Ok(()),
+                },
+                recv(ticker) -> _ => { self.raw.tick(); }
+            }
+            // Take everything already queued: one Ready, one fsync for all of it.
+            while let Ok(m) = self.rx.try_recv() {
+                if !self.handle(m)? {
+                    return Ok(());
+                }
+            }
+            self.retry_stalled();
+            self.on_ready()?;
+        }
+    }
+
+    /// Handles one input; false means stop.
+    fn handle(&mut self, input: RaftInput) -> Result<bool, oxcd_wal::WalError> {
+        match input {
+            RaftInput::Propose { id: _, data } => {
+                if self.raw.propose(vec![], data.clone()).is_err() {
+                    self.stalled.push_back((data, Instant::now()));
+                }
+            }
+            RaftInput::ReadIndex { ctx } => self.raw.read_index(ctx.to_be_bytes().to_vec()),
+            RaftInput::Step(m) => {
+                if let Err(e) = self.raw.step(m) {
+                    tracing::debug!(error = %e, "dropped raft message");
+                }
+            }
+            RaftInput::Applied(index) => {
+                let log = &self.raw.raft.raft_log;
+                let to = index.min(log.committed).min(log.persisted);
+                if to > log.applied {
+                    self.raw.advance_apply_to(to);
+                }
+            }
+            RaftInput::Compact { index } => self.compact_log(index)?,
+            RaftInput::Unreachable(id) => self.raw.report_unreachable(id),
+            RaftInput::SnapshotStatus { to, ok } => {
+                let status = if ok { SnapshotStatus::Finish } else { SnapshotStatus::Failure };
+                self.raw.report_snapshot(to, status);
+            }
+            RaftInput::Campaign => {
+                let _ = self.raw.campaign();
+            }
+            RaftInput::Stop => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    fn retry_stalled(&mut self) {
+        if self.stalled.is_empty() {
+            return;
+        }
+        let ttl = self.cfg.stalled_ttl;
+        self.stalled.retain(|(_, at)| at.elapsed() < ttl);
+        if self.raw.raft.leader_id == raft::INVALID_ID {
+            return;
+        }
+        while let Some((data, at)) = self.stalled.pop_front() {
+            if self.raw.propose(vec![], data.clone()).is_err() {
+                self.stalled.push_front((data, at));
+                return;
+            }
+        }
+    }
+
+    /// Handles a `Ready`, in this order:
+    /// 1. messages that need no persistence (the leader's appends) go out at once, so followers
+    ///    persist in parallel with the leader (Raft thesis 10.2.1);
+    /// 2. a snapshot from the leader is made durable in the WAL, then handed to the applier;
+    /// 3. committed entries (already persisted) go to the applier;
+    /// 4. new entries and the HardState are written to the WAL and fsynced, in one sync;
+    /// 5. read states are released to waiting linearizable reads;
+    /// 6. messages that depend on what was just persisted (votes, append responses) go out;
+    /// 7. raft-rs is told, and what that releases (newly committed entries) is handled the same way.
+    fn on_ready(&mut self) -> Result<(), oxcd_wal::WalError> {
+        if !self.raw.has_ready() {
+            return Ok(());
+        }
+        let mut rd = self.raw.ready();
+
+        // 1.
+        if !rd.messages().is_empty() {
+            self.transport.send(rd.take_messages());
+        }
+        // 2.
+        if !rd.snapshot().is_empty() {
+            self.install_snapshot(rd.snapshot().clone())?;
+        }
+        // 3.
+        let committed = rd.take_committed_entries();
+        if !committed.is_empty() {
+            let _ = self.apply_tx.send(ApplyMsg::Entries(committed));
+        }
+        // 4.
+        if !rd.entries().is_empty() {
+            let recs: Vec<EntryRecord> = rd.entries().iter().map(to_record).collect();
+            self.wal.append_entries(&recs);
+            self.storage.append(rd.entries());
+        }
+        if let Some(hs) = rd.hs() {
+            self.wal.set_hard_state(wal_hard_state(hs));
+            self.storage.set_hard_state(hs.clone());
+        }
+        if rd.must_sync() {
+            self.wal.sync()?;
+        } else if self.wal.has_pending() {
+            // Only the commit index moved: written, not waited for.
+            self.wal.flush()?;
+        }
+        // 5.
+        for rs in rd.take_read_states() {
+            if let Ok(ctx) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) {
+                self.read_hub.deliver(u64::from_be_bytes(ctx), rs.index);
+            }
+        }
+        // 6.
+        if !rd.persisted_messages().is_empty() {
+            self.transport.send(rd.take_persisted_messages());
+        }
+        // 7.
+        let mut light = self.raw.advance_append(rd);
+        if let Some(commit) = light.commit_index() {
+            self.storage.set_commit(commit);
+            // Recorded lazily: synced with the next write. A lower commit after a crash is safe.
+            let mut hs = self.storage.hard_state();
+            hs.commit = commit;
+            self.wal.set_hard_state(wal_hard_state(&hs));
+        }
+        if !light.messages().is_empty() {
+            self.transport.send(light.take_messages());
+        }
+        let committed = light.take_committed_entries();
+        if !committed.is_empty() {
+            let _ = self.apply_tx.send(ApplyMsg::Entries(committed));
+        }
+        self.publish_status();
+        Ok(())
+    }
+
+    fn install_snapshot(&mut self, snap: Snapshot) -> Result<(), oxcd_wal::WalError> {
+        let meta = snap.get_metadata();
+        tracing::info!(index = meta.index, term = meta.term, "installing snapshot from leader");
+        self.wal.save_snapshot(SnapshotRecord {
+            index: meta.index,
+            term: meta.term,
+            conf_state: encode_conf_state(meta.get_conf_state()),
+        });
+        self.storage.apply_snapshot(meta);
+        let hs = self.storage.hard_state();
+        self.wal.set_hard_state(wal_hard_state(&hs));
+        self.wal.sync()?;
+        self.snapshot_index = meta.index;
+        let db = snapshot_db_path(&self.cfg.snap_dir, meta.term, meta.index);
+        let _ = self.apply_tx.send(ApplyMsg::Snapshot { index: meta.index, db });
+        Ok(())
+    }
+
+    /// Snapshots the WAL at `index` (durable in the backend) and drops log entries before it,
+    /// keeping `catchup_entries` in memory for followers that lag a little.
+    fn compact_log(&mut self, index: u64) -> Result<(), oxcd_wal::WalError> {
+        if index <= self.snapshot_index {
+            return Ok(());
+        }
+        let Some(term) = self.storage.term_of(index) else { return Ok(()) };
+        self.wal.save_snapshot(SnapshotRecord {
+            index,
+            term,
+            conf_state: encode_conf_state(&self.storage.conf_state()),
+        });
+        let mut hs = self.storage.hard_state();
+        hs.commit = hs.commit.max(index);
+        self.wal.set_hard_state(wal_hard_state(&hs));
+        self.wal.sync()?;
+        self.wal.release_to(index)?;
+        self.snapshot_index = index;
+        if index > self.cfg.catchup_entries {
+            self.storage.compact(index - self.cfg.catchup_entries);
+        }
+        tracing::info!(index, term, "snapshotted raft log");
+        Ok(())
+    }
+
+    fn publish_status(&self) {
+        let r = &self.raw.raft;
+        let old_leader = self.status.leader.swap(r.leader_id, Ordering::AcqRel);
+        if old_leader != r.leader_id {
+            *self.status.leader_since.lock() = Instant::now();
+            if r.leader_id != raft::INVALID_ID {
+                tracing::info!(leader = %crate::ids::MemberId(r.leader_id), term = r.term, "leader elected");
+            } else {
+                tracing::info!(term = r.term, "lost leader");
+            }
+        }
+        self.status.term.store(r.term, Ordering::Release);
+        self.status.committed.store(r.raft_log.committed, Ordering::Release);
+    }
+
+    /// Whether this member leads.
+    pub fn is_leader(&self) -> bool {
+        self.raw.raft.state == StateRole::Leader
+    }
+}
+
+fn to_record(e: &Entry) -> EntryRecord {
+    EntryRecord { index: e.index, term: e.term, data: e.write_to_bytes().expect("entry encodes") }
+}
+
+fn wal_hard_state(hs: &HardState) -> WalHardState {
+    WalHardState { term: hs.term, vote: hs.vote, commit: hs.commit }
+}
+
+/// ConfState as stored in WAL snapshot records.
+pub fn encode_conf_state(cs: &ConfState) -> Vec<u8> {
+    cs.write_to_bytes().expect("conf state encodes")
+}
+
+/// Decodes what [`encode_conf_state`] wrote.
+pub fn decode_conf_state(b: &[u8]) -> Option<ConfState> {
+    ConfState::parse_from_bytes(b).ok()
+}
+
+/// Decodes a WAL entry record back into a Raft entry.
+pub fn decode_entry(r: &EntryRecord) -> Option<Entry> {
+    Entry::parse_from_bytes(&r.data).ok()
+}

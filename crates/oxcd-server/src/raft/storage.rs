@@ -1,0 +1,225 @@
+//! The Raft log as raft-rs reads it: entries after the last snapshot point, the HardState and the
+//! ConfState, in memory. The WAL is what makes them durable; this is the copy raft-rs reads.
+//!
+//! Snapshots are the backend itself: [`Storage::snapshot`] answers with the metadata of the
+//! member's applied index (the transport then streams the backend, whose consistent_index is at
+//! least that index), never with data.
+
+use std::cmp;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::RwLock;
+use raft::prelude::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
+use raft::util::limit_size;
+use raft::{GetEntriesContext, RaftState, Storage, StorageError};
+
+#[derive(Default)]
+struct Log {
+    hard_state: HardState,
+    conf_state: ConfState,
+    /// Index and term of the last entry folded into a snapshot (the entry before `entries[0]`).
+    snapshot: SnapshotMetadata,
+    entries: Vec<Entry>,
+}
+
+impl Log {
+    fn first_index(&self) -> u64 {
+        self.snapshot.index + 1
+    }
+
+    fn last_index(&self) -> u64 {
+        self.snapshot.index + self.entries.len() as u64
+    }
+}
+
+/// The in-memory Raft log, shared between the Raft thread (writer) and raft-rs (reader).
+#[derive(Clone)]
+pub struct RaftStorage {
+    log: Arc<RwLock<Log>>,
+    /// Index the backend has applied (set by the applier): the snapshot point offered to followers.
+    applied: Arc<AtomicU64>,
+}
+
+impl RaftStorage {
+    /// A log starting after the snapshot point `snap` with `entries`.
+    pub fn new(
+        snap: SnapshotMetadata,
+        hard_state: HardState,
+        entries: Vec<Entry>,
+        applied: Arc<AtomicU64>,
+    ) -> RaftStorage {
+        let conf_state = snap.get_conf_state().clone();
+        let log = Log { hard_state, conf_state, snapshot: snap, entries };
+        RaftStorage { log: Arc::new(RwLock::new(log)), applied }
+    }
+
+    /// Appends entries, replacing any conflicting suffix.
+    pub fn append(&self, ents: &[Entry]) {
+        let Some(first) = ents.first() else { return };
+        let mut log = self.log.write();
+        assert!(first.index >= log.first_index(), "append at {} before first index {}", first.index, log.first_index());
+        let keep = (first.index - log.first_index()) as usize;
+        log.entries.truncate(keep);
+        log.entries.extend_from_slice(ents);
+    }
+
+    pub fn set_hard_state(&self, hs: HardState) {
+        self.log.write().hard_state = hs;
+    }
+
+    pub fn hard_state(&self) -> HardState {
+        self.log.read().hard_state.clone()
+    }
+
+    pub fn set_commit(&self, commit: u64) {
+        self.log.write().hard_state.commit = commit;
+    }
+
+    pub fn conf_state(&self) -> ConfState {
+        self.log.read().conf_state.clone()
+    }
+
+    /// Installs a snapshot received from the leader: the log restarts after it.
+    pub fn apply_snapshot(&self, meta: &SnapshotMetadata) {
+        let mut log = self.log.write();
+        log.hard_state.term = cmp::max(log.hard_state.term, meta.term);
+        log.hard_state.commit = cmp::max(log.hard_state.commit, meta.index);
+        log.conf_state = meta.get_conf_state().clone();
+        log.snapshot = meta.clone();
+        log.entries.clear();
+    }
+
+    /// Drops entries up to `index` (inclusive), which must be applied and durable in the backend.
+    pub fn compact(&self, index: u64) {
+        let mut log = self.log.write();
+        if index < log.first_index() || index > log.last_index() {
+            return;
+        }
+        let term = log.entries[(index - log.first_index()) as usize].term;
+        let drop = (index + 1 - log.first_index()) as usize;
+        log.entries.drain(..drop);
+        log.snapshot.index = index;
+        log.snapshot.term = term;
+    }
+
+    /// Term of the entry at `index`, if the log still has it.
+    pub fn term_of(&self, index: u64) -> Option<u64> {
+        self.term(index).ok()
+    }
+
+    pub fn first_last(&self) -> (u64, u64) {
+        let log = self.log.read();
+        (log.first_index(), log.last_index())
+    }
+}
+
+impl Storage for RaftStorage {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        let log = self.log.read();
+        Ok(RaftState::new(log.hard_state.clone(), log.conf_state.clone()))
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _ctx: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        let log = self.log.read();
+        if low < log.first_index() {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if high > log.last_index() + 1 {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        let off = log.first_index();
+        let mut ents = log.entries[(low - off) as usize..(high - off) as usize].to_vec();
+        limit_size(&mut ents, max_size.into());
+        Ok(ents)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        let log = self.log.read();
+        if idx == log.snapshot.index {
+            return Ok(log.snapshot.term);
+        }
+        if idx < log.first_index() {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if idx > log.last_index() {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        Ok(log.entries[(idx - log.first_index()) as usize].term)
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(self.log.read().first_index())
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(self.log.read().last_index())
+    }
+
+    /// The snapshot point is the backend's applied index (which the streamed backend covers).
+    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        let log = self.log.read();
+        let applied = self.applied.load(Ordering::Acquire);
+        let index = applied.clamp(log.snapshot.index, log.last_index());
+        let term = if index == log.snapshot.index {
+            log.snapshot.term
+        } else {
+            log.entries[(index - log.first_index()) as usize].term
+        };
+        let mut snap = Snapshot::default();
+        let meta = snap.mut_metadata();
+        meta.index = index;
+        meta.term = term;
+        meta.set_conf_state(log.conf_state.clone());
+        Ok(snap)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ent(index: u64, term: u64) -> Entry {
+        Entry { index, term, ..Default::default() }
+    }
+
+    fn storage() -> RaftStorage {
+        let mut snap = SnapshotMetadata { index: 1, term: 1, ..Default::default() };
+        snap.mut_conf_state().voters = vec![1];
+        RaftStorage::new(snap, HardState::default(), vec![], Arc::new(AtomicU64::new(0)))
+    }
+
+    #[test]
+    fn append_truncates_conflicts_and_compact_moves_first_index() {
+        let s = storage();
+        s.append(&[ent(2, 1), ent(3, 1), ent(4, 1)]);
+        s.append(&[ent(3, 2)]);
+        assert_eq!(s.first_last(), (2, 3));
+        assert_eq!(s.term(3).unwrap(), 2);
+        s.compact(2);
+        assert_eq!(s.first_last(), (3, 3));
+        assert_eq!(s.term(2).unwrap(), 1, "term of the snapshot point is kept");
+        assert!(matches!(s.term(1), Err(raft::Error::Store(StorageError::Compacted))));
+        assert!(matches!(
+            s.entries(2, 3, None, GetEntriesContext::empty(false)),
+            Err(raft::Error::Store(StorageError::Compacted))
+        ));
+    }
+
+    #[test]
+    fn snapshot_point_is_the_applied_index() {
+        let s = storage();
+        s.append(&[ent(2, 1), ent(3, 2), ent(4, 2)]);
+        s.applied.store(3, Ordering::Release);
+        let snap = s.snapshot(0, 2).unwrap();
+        assert_eq!((snap.get_metadata().index, snap.get_metadata().term), (3, 2));
+        assert_eq!(snap.get_metadata().get_conf_state().voters, vec![1]);
+        assert!(snap.data.is_empty());
+    }
+}

@@ -1,0 +1,293 @@
+//! The peer transport: Raft messages between members over TCP, one outbound connection per peer,
+//! and backend snapshots streamed on connections of their own.
+//!
+//! Wire format (not etcd's rafthttp; members of one cluster are all oxcd): a connection starts with
+//! `OXCDPEER`, the sender's member id, the cluster id (u64 LE each) and a kind byte. Kind
+//! [`KIND_MESSAGES`] then carries frames `[len u32 LE][raft Message]`. Kind [`KIND_SNAPSHOT`] carries one
+//! frame with the MsgSnapshot, then the backend snapshot stream (self-delimiting, checksummed), and
+//! the receiver answers one byte once the snapshot is stored.
+//!
+//! Threads, not tasks: peers are few, and blocking IO keeps the Raft path free of the async runtime.
+//! Outbound queues are bounded; when one is full the message is dropped and the peer reported
+//! unreachable (Raft retransmits).
+
+use std::collections::HashMap;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use oxcd_backend::Backend;
+use parking_lot::{Mutex, RwLock};
+use protobuf::Message as PbMessage;
+use raft::prelude::{Message, MessageType};
+
+use super::node::RaftInput;
+use crate::ids::{ClusterId, MemberId};
+
+const MAGIC: &[u8; 8] = b"OXCDPEER";
+const KIND_MESSAGES: u8 = 1;
+const KIND_SNAPSHOT: u8 = 2;
+/// Largest frame accepted from a peer.
+const MAX_FRAME: usize = 256 << 20;
+/// Messages queued per peer before dropping.
+const PEER_QUEUE: usize = 4096;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Where a received snapshot's backend file is stored until the applier installs it.
+pub fn snapshot_db_path(snap_dir: &Path, term: u64, index: u64) -> PathBuf {
+    snap_dir.join(format!("{term:016x}-{index:016x}.snap.db"))
+}
+
+/// Sends Raft messages to peers and receives theirs.
+pub struct Transport {
+    me: MemberId,
+    cluster: ClusterId,
+    raft_tx: Sender<RaftInput>,
+    peers: RwLock<HashMap<u64, Sender<Message>>>,
+    addrs: Arc<RwLock<HashMap<u64, SocketAddr>>>,
+    /// The backend to stream when a follower needs a snapshot (swapped when one is installed).
+    backend: Arc<RwLock<Arc<Backend>>>,
+    snap_dir: PathBuf,
+    stopped: Arc<AtomicBool>,
+    /// Connections accepted, so stop() can shut them down.
+    inbound: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Transport {
+    pub fn new(
+        me: MemberId,
+        cluster: ClusterId,
+        raft_tx: Sender<RaftInput>,
+        backend: Arc<RwLock<Arc<Backend>>>,
+        snap_dir: PathBuf,
+    ) -> Arc<Transport> {
+        Arc::new(Transport {
+            me,
+            cluster,
+            raft_tx,
+            peers: RwLock::new(HashMap::new()),
+            addrs: Arc::new(RwLock::new(HashMap::new())),
+            backend,
+            snap_dir,
+            stopped: Arc::new(AtomicBool::new(false)),
+            inbound: Arc::new(Mutex::new(Vec::new())),
+        })
+    }
+
+    /// Adds (or re-addresses) a peer and starts its outbound thread.
+    pub fn add_peer(self: &Arc<Self>, id: MemberId, addr: SocketAddr) {
+        self.addrs.write().insert(id.0, addr);
+        if self.peers.read().contains_key(&id.0) {
+            return;
+        }
+        let (tx, rx) = bounded(PEER_QUEUE);
+        self.peers.write().insert(id.0, tx);
+        let t = self.clone();
+        std::thread::Builder::new()
+            .name(format!("peer-{id}"))
+            .spawn(move || t.outbound_loop(id, rx))
+            .expect("spawn peer thread");
+    }
+
+    /// Serves peers on `listener` until [`Transport::stop`].
+    pub fn serve(self: &Arc<Self>, listener: TcpListener) {
+        let t = self.clone();
+        std::thread::Builder::new()
+            .name("peer-listener".into())
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    if t.stopped.load(Ordering::Acquire) {
+                        break;
+                    }
+                    let Ok(conn) = conn else { continue };
+                    if let Ok(c) = conn.try_clone() {
+                        t.inbound.lock().push(c);
+                    }
+                    let t2 = t.clone();
+                    let _ = std::thread::Builder::new().name("peer-in".into()).spawn(move || {
+                        if let Err(e) = t2.inbound_conn(conn) {
+                            tracing::debug!(error = %e, "peer connection closed");
+                        }
+                    });
+                }
+            })
+            .expect("spawn peer listener");
+    }
+
+    /// Sends messages; MsgSnapshot goes on a connection of its own with the backend streamed after it.
+    pub fn send(self: &Arc<Self>, msgs: Vec<Message>) {
+        for m in msgs {
+            let to = m.to;
+            if m.get_msg_type() == MessageType::MsgSnapshot {
+                let t = self.clone();
+                let _ = std::thread::Builder::new().name("snapshot-send".into()).spawn(move || {
+                    let ok = match t.send_snapshot(m) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            tracing::warn!(to = %MemberId(to), error = %e, "sending snapshot failed");
+                            false
+                        }
+                    };
+                    let _ = t.raft_tx.send(RaftInput::SnapshotStatus { to, ok });
+                });
+                continue;
+            }
+            let peers = self.peers.read();
+            let Some(tx) = peers.get(&to) else { continue };
+            match tx.try_send(m) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => {
+                    let _ = self.raft_tx.send(RaftInput::Unreachable(to));
+                }
+                Err(TrySendError::Disconnected(_)) => {}
+            }
+        }
+    }
+
+    /// Stops accepting and closes inbound connections; outbound threads end with the transport.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        for c in self.inbound.lock().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+        self.peers.write().clear();
+    }
+
+    fn handshake(&self, conn: &mut TcpStream, kind: u8) -> std::io::Result<()> {
+        let mut h = Vec::with_capacity(25);
+        h.extend_from_slice(MAGIC);
+        h.extend_from_slice(&self.me.0.to_le_bytes());
+        h.extend_from_slice(&self.cluster.0.to_le_bytes());
+        h.push(kind);
+        conn.write_all(&h)
+    }
+
+    fn connect(&self, to: MemberId, kind: u8) -> std::io::Result<TcpStream> {
+        let addr = self
+            .addrs
+            .read()
+            .get(&to.0)
+            .copied()
+            .ok_or_else(|| std::io::Error::other(format!("no address for peer {to}")))?;
+        let mut conn = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
+        conn.set_nodelay(true)?;
+        self.handshake(&mut conn, kind)?;
+        Ok(conn)
+    }
+
+    fn outbound_loop(&self, to: MemberId, rx: Receiver<Message>) {
+        let mut conn: Option<BufWriter<TcpStream>> = None;
+        let mut buf = Vec::new();
+        while let Ok(first) = rx.recv() {
+            if self.stopped.load(Ordering::Acquire) {
+                return;
+            }
+            if conn.is_none() {
+                match self.connect(to, KIND_MESSAGES) {
+                    Ok(c) => conn = Some(BufWriter::with_capacity(256 << 10, c)),
+                    Err(e) => {
+                        tracing::debug!(to = %to, error = %e, "peer unreachable");
+                        let _ = self.raft_tx.send(RaftInput::Unreachable(to.0));
+                        // Drop what is queued: Raft retransmits once the peer answers again.
+                        std::thread::sleep(Duration::from_millis(50));
+                        while rx.try_recv().is_ok() {}
+                        continue;
+                    }
+                }
+            }
+            let w = conn.as_mut().expect("connected above");
+            let mut result = write_frame(w, &first, &mut buf);
+            while result.is_ok() {
+                match rx.try_recv() {
+                    Ok(m) => result = write_frame(w, &m, &mut buf),
+                    Err(_) => break,
+                }
+            }
+            if let Err(e) = result.and_then(|_| w.flush()) {
+                tracing::debug!(to = %to, error = %e, "peer write failed");
+                conn = None;
+                let _ = self.raft_tx.send(RaftInput::Unreachable(to.0));
+            }
+        }
+    }
+
+    fn send_snapshot(&self, m: Message) -> std::io::Result<()> {
+        let to = MemberId(m.to);
+        let mut conn = self.connect(to, KIND_SNAPSHOT)?;
+        conn.set_write_timeout(Some(Duration::from_secs(60)))?;
+        let mut w = BufWriter::with_capacity(1 << 20, conn.try_clone()?);
+        write_frame(&mut w, &m, &mut Vec::new())?;
+        let backend = self.backend.read().clone();
+        backend.snapshot_to(&mut w).map_err(std::io::Error::other)?;
+        w.flush()?;
+        drop(w);
+        conn.set_read_timeout(Some(Duration::from_secs(60)))?;
+        let mut ack = [0u8; 1];
+        conn.read_exact(&mut ack)?;
+        tracing::info!(to = %to, index = m.get_snapshot().get_metadata().index, "sent snapshot");
+        Ok(())
+    }
+
+    fn inbound_conn(&self, conn: TcpStream) -> std::io::Result<()> {
+        conn.set_nodelay(true)?;
+        let mut r = BufReader::with_capacity(256 << 10, conn.try_clone()?);
+        let mut h = [0u8; 25];
+        r.read_exact(&mut h)?;
+        if &h[..8] != MAGIC {
+            return Err(std::io::Error::other("not an oxcd peer"));
+        }
+        let from = u64::from_le_bytes(h[8..16].try_into().expect("8 bytes"));
+        let cluster = u64::from_le_bytes(h[16..24].try_into().expect("8 bytes"));
+        if cluster != self.cluster.0 {
+            tracing::warn!(from = %MemberId(from), remote_cluster = %ClusterId(cluster), "rejected peer: cluster ID mismatch");
+            return Err(std::io::Error::other("cluster ID mismatch"));
+        }
+        let mut buf = Vec::new();
+        match h[24] {
+            KIND_MESSAGES => loop {
+                let m = read_frame(&mut r, &mut buf)?;
+                if self.raft_tx.send(RaftInput::Step(m)).is_err() {
+                    return Ok(());
+                }
+            },
+            KIND_SNAPSHOT => {
+                let m = read_frame(&mut r, &mut buf)?;
+                let meta = m.get_snapshot().get_metadata();
+                std::fs::create_dir_all(&self.snap_dir)?;
+                let dest = snapshot_db_path(&self.snap_dir, meta.term, meta.index);
+                let tmp = dest.with_extension("tmp");
+                oxcd_backend::restore_snapshot(&mut r, &tmp).map_err(std::io::Error::other)?;
+                std::fs::rename(&tmp, &dest)?;
+                tracing::info!(from = %MemberId(from), index = meta.index, "received snapshot");
+                let mut conn = conn;
+                conn.write_all(&[1])?;
+                let _ = self.raft_tx.send(RaftInput::Step(m));
+                Ok(())
+            }
+            k => Err(std::io::Error::other(format!("unknown connection kind {k}"))),
+        }
+    }
+}
+
+fn write_frame(w: &mut impl Write, m: &Message, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    buf.clear();
+    m.write_to_vec(buf).map_err(std::io::Error::other)?;
+    w.write_all(&(buf.len() as u32).to_le_bytes())?;
+    w.write_all(buf)
+}
+
+fn read_frame(r: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<Message> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(std::io::Error::other(format!("frame of {len} bytes")));
+    }
+    buf.resize(len, 0);
+    r.read_exact(buf)?;
+    Message::parse_from_bytes(buf).map_err(std::io::Error::other)
+}

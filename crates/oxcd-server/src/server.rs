@@ -1,0 +1,192 @@
+//! The member as the services see it: who it is, its store, and the two ways a request reaches the
+//! state machine — [`EtcdServer::propose`] (writes: through Raft, answered after apply) and
+//! [`EtcdServer::linearizable_read`] (reads: a shared ReadIndex, then a local read).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use crossbeam_channel::Sender;
+use oxcd_api::EtcdError;
+use oxcd_api::etcdserverpb::ResponseHeader;
+use oxcd_api::oxcdpb::{InternalRaftRequest, RequestHeader, internal_raft_request::Request};
+use oxcd_backend::{Backend, BatchConfig};
+use oxcd_lease::Lessor;
+use oxcd_mvcc::Store;
+use parking_lot::RwLock;
+use prost::Message;
+use tokio::sync::watch;
+
+use crate::config::ServerConfig;
+use crate::ids::{ClusterId, IdGenerator, MemberId};
+use crate::membership::Members;
+use crate::raft::{RaftInput, RaftStatus};
+use crate::read_index::ReadIndexHub;
+use crate::wait::{Response, Wait};
+
+/// Committed-but-unapplied entries beyond which new proposals are refused (etcd: 5000).
+const MAX_APPLY_GAP: u64 = 5000;
+
+/// Shared state of one member.
+pub struct EtcdServer {
+    pub(crate) cfg: ServerConfig,
+    pub(crate) id: MemberId,
+    pub(crate) cluster_id: ClusterId,
+    backend: Arc<RwLock<Arc<Backend>>>,
+    store: RwLock<Arc<Store>>,
+    lessor: RwLock<Arc<Lessor>>,
+    pub(crate) members: RwLock<Members>,
+    pub(crate) wait: Wait,
+    pub(crate) ids: Arc<IdGenerator>,
+    /// Index of the last entry applied to the backend.
+    pub(crate) applied: Arc<AtomicU64>,
+    pub(crate) raft: Arc<RaftStatus>,
+    pub(crate) raft_tx: Sender<RaftInput>,
+    pub(crate) read_hub: Arc<ReadIndexHub>,
+    pub(crate) stop_tx: watch::Sender<bool>,
+}
+
+/// The parts [`EtcdServer::new`] is built from (assembled by the bootstrap).
+pub(crate) struct ServerParts {
+    pub cfg: ServerConfig,
+    pub id: MemberId,
+    pub cluster_id: ClusterId,
+    pub backend: Arc<RwLock<Arc<Backend>>>,
+    pub store: Arc<Store>,
+    pub lessor: Arc<Lessor>,
+    pub members: Members,
+    pub applied: Arc<AtomicU64>,
+    pub raft: Arc<RaftStatus>,
+    pub raft_tx: Sender<RaftInput>,
+}
+
+impl EtcdServer {
+    pub(crate) fn new(p: ServerParts) -> Arc<EtcdServer> {
+        Arc::new(EtcdServer {
+            ids: Arc::new(IdGenerator::new(p.id)),
+            cfg: p.cfg,
+            id: p.id,
+            cluster_id: p.cluster_id,
+            backend: p.backend,
+            store: RwLock::new(p.store),
+            lessor: RwLock::new(p.lessor),
+            members: RwLock::new(p.members),
+            wait: Wait::default(),
+            applied: p.applied,
+            raft: p.raft,
+            raft_tx: p.raft_tx,
+            read_hub: ReadIndexHub::new(),
+            stop_tx: watch::channel(false).0,
+        })
+    }
+
+    pub fn member_id(&self) -> MemberId {
+        self.id
+    }
+
+    pub fn cluster_id(&self) -> ClusterId {
+        self.cluster_id
+    }
+
+    pub fn backend(&self) -> Arc<Backend> {
+        self.backend.read().clone()
+    }
+
+    pub fn store(&self) -> Arc<Store> {
+        self.store.read().clone()
+    }
+
+    pub fn lessor(&self) -> Arc<Lessor> {
+        self.lessor.read().clone()
+    }
+
+    pub(crate) fn batch_config(&self) -> BatchConfig {
+        crate::apply::batch_config(&self.cfg)
+    }
+
+    /// Swaps in the state rebuilt from a backend snapshot.
+    pub(crate) fn swap_state(&self, backend: Arc<Backend>, store: Arc<Store>, lessor: Arc<Lessor>, members: Members) {
+        *self.backend.write() = backend;
+        *self.store.write() = store;
+        *self.lessor.write() = lessor;
+        *self.members.write() = members;
+    }
+
+    /// Whether this member knows a leader.
+    pub fn has_leader(&self) -> bool {
+        self.raft.leader() != raft::INVALID_ID
+    }
+
+    /// A response header from this member at `revision`.
+    pub fn header(&self, revision: i64) -> ResponseHeader {
+        ResponseHeader { cluster_id: self.cluster_id.0, member_id: self.id.0, revision, raft_term: self.raft.term() }
+    }
+
+    /// Completes a header the applier filled with a revision.
+    pub fn fill_header(&self, h: &mut Option<ResponseHeader>) {
+        let revision = h.as_ref().map(|h| h.revision).unwrap_or(0);
+        *h = Some(self.header(revision));
+    }
+
+    /// Proposes a request through Raft and waits until it is applied on this member.
+    pub async fn propose(&self, req: Request) -> Result<Response, EtcdError> {
+        let committed = self.raft.committed.load(Ordering::Acquire);
+        if committed > self.applied.load(Ordering::Acquire) + MAX_APPLY_GAP {
+            return Err(EtcdError::TooManyRequests);
+        }
+        let id = self.ids.next();
+        let msg = InternalRaftRequest { header: Some(RequestHeader { id, ..Default::default() }), request: Some(req) };
+        let data = msg.encode_to_vec();
+        if data.len() > self.cfg.max_request_bytes {
+            return Err(EtcdError::RequestTooLarge);
+        }
+        let rx = self.wait.register(id);
+        // Forget the wait if the caller goes away (client cancel) or times out.
+        let _forget = ForgetOnDrop { wait: &self.wait, id };
+        let started = Instant::now();
+        if self.raft_tx.send(RaftInput::Propose { id, data }).is_err() {
+            return Err(EtcdError::Stopped);
+        }
+        match tokio::time::timeout(self.cfg.request_timeout(), rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(EtcdError::Stopped),
+            Err(_) => Err(self.timeout_error(started)),
+        }
+    }
+
+    /// etcd's `parseProposeCtxErr`: a request that started shortly before the current leader was
+    /// elected timed out because the previous leader failed.
+    fn timeout_error(&self, started: Instant) -> EtcdError {
+        let leader_since = *self.raft.leader_since.lock();
+        let window = std::time::Duration::from_millis(2 * self.cfg.election_timeout);
+        let lost = leader_since.checked_sub(window).unwrap_or(leader_since);
+        if started > lost && started < leader_since { EtcdError::TimeoutDueToLeaderFail } else { EtcdError::Timeout }
+    }
+
+    /// Waits until reading locally is linearizable (one ReadIndex shared by concurrent readers).
+    pub async fn linearizable_read(&self) -> Result<(), EtcdError> {
+        self.read_hub.read_barrier().await
+    }
+
+    /// Asks the member to stop.
+    pub fn stop(&self) {
+        let _ = self.stop_tx.send(true);
+    }
+
+    /// Resolves when the member is asked to stop.
+    pub async fn stopped(&self) {
+        let mut rx = self.stop_tx.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+struct ForgetOnDrop<'a> {
+    wait: &'a Wait,
+    id: u64,
+}
+
+impl Drop for ForgetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.wait.cancel(self.id);
+    }
+}

@@ -1,0 +1,157 @@
+//! The `oxcd` binary: etcd's flags and `ETCD_*` environment variables (or an etcd-format YAML
+//! `--config-file`), logging, signals and graceful shutdown around one member.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use oxcd_server::ServerConfig;
+
+/// A distributed, reliable key-value store that speaks the etcd v3 API.
+#[derive(Debug, Parser)]
+#[command(name = "oxcd", version, about, long_about = None)]
+struct Flags {
+    /// Human-readable name for this member.
+    #[arg(long, env = "ETCD_NAME", default_value = "default")]
+    name: String,
+    /// Path to the data directory [default: ${name}.oxcd].
+    #[arg(long, env = "ETCD_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// List of URLs to listen on for client traffic.
+    #[arg(long, env = "ETCD_LISTEN_CLIENT_URLS", default_value = "http://localhost:2379")]
+    listen_client_urls: String,
+    /// List of this member's client URLs to advertise to the public.
+    #[arg(long, env = "ETCD_ADVERTISE_CLIENT_URLS", default_value = "http://localhost:2379")]
+    advertise_client_urls: String,
+    /// List of URLs to listen on for peer traffic.
+    #[arg(long, env = "ETCD_LISTEN_PEER_URLS", default_value = "http://localhost:2380")]
+    listen_peer_urls: String,
+    /// List of this member's peer URLs to advertise to the rest of the cluster.
+    #[arg(long, env = "ETCD_INITIAL_ADVERTISE_PEER_URLS", default_value = "http://localhost:2380")]
+    initial_advertise_peer_urls: String,
+    /// Initial cluster configuration for bootstrapping: name=url,... [default: ${name}=${initial-advertise-peer-urls}].
+    #[arg(long, env = "ETCD_INITIAL_CLUSTER")]
+    initial_cluster: Option<String>,
+    /// Initial cluster state ('new' or 'existing').
+    #[arg(long, env = "ETCD_INITIAL_CLUSTER_STATE", default_value = "new")]
+    initial_cluster_state: String,
+    /// Initial cluster token for the etcd cluster during bootstrap.
+    #[arg(long, env = "ETCD_INITIAL_CLUSTER_TOKEN", default_value = "etcd-cluster")]
+    initial_cluster_token: String,
+    /// Time (in milliseconds) of a heartbeat interval.
+    #[arg(long, env = "ETCD_HEARTBEAT_INTERVAL", default_value_t = 100)]
+    heartbeat_interval: u64,
+    /// Time (in milliseconds) for an election to timeout.
+    #[arg(long, env = "ETCD_ELECTION_TIMEOUT", default_value_t = 1000)]
+    election_timeout: u64,
+    /// Number of committed transactions to trigger a snapshot to disk.
+    #[arg(long, env = "ETCD_SNAPSHOT_COUNT", default_value_t = 10_000)]
+    snapshot_count: u64,
+    /// Number of entries kept in memory after a snapshot for slow followers.
+    #[arg(long, env = "ETCD_SNAPSHOT_CATCHUP_ENTRIES", default_value_t = 5_000)]
+    snapshot_catchup_entries: u64,
+    /// Maximum client request size in bytes the server will accept.
+    #[arg(long, env = "ETCD_MAX_REQUEST_BYTES", default_value_t = 1_572_864)]
+    max_request_bytes: usize,
+    /// Maximum number of operations permitted in a transaction.
+    #[arg(long, env = "ETCD_MAX_TXN_OPS", default_value_t = 128)]
+    max_txn_ops: usize,
+    /// Raise alarms when backend size exceeds the given quota (0 defaults to low space quota).
+    #[arg(long, env = "ETCD_QUOTA_BACKEND_BYTES", default_value_t = 0)]
+    quota_backend_bytes: u64,
+    /// Maximum time (in milliseconds) before committing the backend transaction.
+    #[arg(long, env = "ETCD_BACKEND_BATCH_INTERVAL", default_value_t = 100)]
+    backend_batch_interval: u64,
+    /// Maximum operations before committing the backend transaction.
+    #[arg(long, env = "ETCD_BACKEND_BATCH_LIMIT", default_value_t = 10_000)]
+    backend_batch_limit: usize,
+    /// Log level: debug, info, warn, error, panic or fatal.
+    #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+    /// Path to an etcd-format YAML configuration file; when given, other flags and environment
+    /// variables are ignored (as etcd does).
+    #[arg(long, env = "ETCD_CONFIG_FILE")]
+    config_file: Option<PathBuf>,
+}
+
+impl Flags {
+    fn into_config(self) -> anyhow::Result<ServerConfig> {
+        if let Some(path) = &self.config_file {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            return serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()));
+        }
+        Ok(ServerConfig {
+            name: self.name,
+            data_dir: self.data_dir,
+            listen_client_urls: self.listen_client_urls,
+            advertise_client_urls: self.advertise_client_urls,
+            listen_peer_urls: self.listen_peer_urls,
+            initial_advertise_peer_urls: self.initial_advertise_peer_urls,
+            initial_cluster: self.initial_cluster,
+            initial_cluster_state: self.initial_cluster_state,
+            initial_cluster_token: self.initial_cluster_token,
+            heartbeat_interval: self.heartbeat_interval,
+            election_timeout: self.election_timeout,
+            snapshot_count: self.snapshot_count,
+            snapshot_catchup_entries: self.snapshot_catchup_entries,
+            max_request_bytes: self.max_request_bytes,
+            max_txn_ops: self.max_txn_ops,
+            quota_backend_bytes: self.quota_backend_bytes,
+            backend_batch_interval: self.backend_batch_interval,
+            backend_batch_limit: self.backend_batch_limit,
+            log_level: self.log_level,
+        })
+    }
+}
+
+/// Go's flag package (and so etcd) accepts `-name value` as well as `--name value`.
+fn normalize_args() -> Vec<String> {
+    std::env::args()
+        .enumerate()
+        .map(
+            |(i, a)| {
+                if i > 0 && a.starts_with('-') && !a.starts_with("--") && a.len() > 2 { format!("-{a}") } else { a }
+            },
+        )
+        .collect()
+}
+
+fn init_logging(level: &str) {
+    let level = match level {
+        "debug" => "debug",
+        "warn" => "warn",
+        "error" | "panic" | "fatal" => "error",
+        _ => "info",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OXCD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},raft={level}")));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let flags = Flags::parse_from(normalize_args());
+    let cfg = flags.into_config()?;
+    init_logging(&cfg.log_level);
+    let member = match oxcd_server::start(cfg).await {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(error = %e, "failed to start");
+            std::process::exit(1);
+        }
+    };
+    let server = member.server.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("signal handler");
+        let mut int = signal(SignalKind::interrupt()).expect("signal handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("received signal; shutting down");
+        server.stop();
+    });
+    member.wait().await;
+    Ok(())
+}
