@@ -1,0 +1,306 @@
+//! Real-process clusters: each member is an `oxcd` (or `etcd`) process with its own data directory
+//! and log file under one temporary directory.
+
+use std::fs::OpenOptions;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use etcd_client::{Client, ConnectOptions};
+
+/// Which server binary to run.
+#[derive(Debug, Clone)]
+pub enum Binary {
+    /// An `oxcd` binary (tests pass `env!("CARGO_BIN_EXE_oxcd")`).
+    Oxcd(PathBuf),
+    /// A real `etcd` binary, the oracle.
+    Etcd(PathBuf),
+}
+
+impl Binary {
+    fn path(&self) -> &Path {
+        match self {
+            Binary::Oxcd(p) | Binary::Etcd(p) => p,
+        }
+    }
+}
+
+/// A port the OS just handed out on 127.0.0.1 (bound to port 0, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("bind 127.0.0.1:0")
+}
+
+/// Settings of a test cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    pub size: usize,
+    pub heartbeat_ms: u64,
+    pub election_ms: u64,
+    /// Extra flags for every member.
+    pub extra_args: Vec<String>,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions { size: 1, heartbeat_ms: 50, election_ms: 500, extra_args: Vec::new() }
+    }
+}
+
+struct MemberProc {
+    name: String,
+    client_port: u16,
+    peer_port: u16,
+    child: Option<Child>,
+    paused: bool,
+}
+
+/// A cluster of real processes; killed when dropped.
+pub struct Cluster {
+    binary: Binary,
+    dir: tempfile::TempDir,
+    opts: ClusterOptions,
+    members: Vec<MemberProc>,
+}
+
+impl Cluster {
+    /// Starts `opts.size` members and waits until every one serves a linearizable read.
+    pub async fn start(binary: Binary, opts: ClusterOptions) -> anyhow::Result<Cluster> {
+        let dir = tempfile::Builder::new().prefix("oxcd-test-").tempdir()?;
+        let members = (0..opts.size)
+            .map(|i| MemberProc {
+                name: format!("m{i}"),
+                client_port: free_port(),
+                peer_port: free_port(),
+                child: None,
+                paused: false,
+            })
+            .collect();
+        let mut c = Cluster { binary, dir, opts, members };
+        for i in 0..c.members.len() {
+            c.spawn(i)?;
+        }
+        c.wait_ready(Duration::from_secs(30)).await?;
+        Ok(c)
+    }
+
+    fn initial_cluster(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The data directory of member `i`.
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(&self.members[i].name)
+    }
+
+    /// The log file of member `i`.
+    pub fn log_path(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("{}.log", self.members[i].name))
+    }
+
+    fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
+        let ic = self.initial_cluster();
+        let data_dir = self.data_dir(i);
+        let log = OpenOptions::new().create(true).append(true).open(self.log_path(i))?;
+        let m = &self.members[i];
+        let client = format!("http://127.0.0.1:{}", m.client_port);
+        let peer = format!("http://127.0.0.1:{}", m.peer_port);
+        let mut cmd = Command::new(self.binary.path());
+        cmd.arg("--name")
+            .arg(&m.name)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .arg("--listen-client-urls")
+            .arg(&client)
+            .arg("--advertise-client-urls")
+            .arg(&client)
+            .arg("--listen-peer-urls")
+            .arg(&peer)
+            .arg("--initial-advertise-peer-urls")
+            .arg(&peer)
+            .arg("--initial-cluster")
+            .arg(&ic)
+            .arg("--initial-cluster-token")
+            .arg("test-cluster")
+            .arg("--heartbeat-interval")
+            .arg(self.opts.heartbeat_ms.to_string())
+            .arg("--election-timeout")
+            .arg(self.opts.election_ms.to_string())
+            .args(&self.opts.extra_args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        if let Binary::Etcd(_) = self.binary {
+            cmd.env("ETCD_UNSUPPORTED_ARCH", std::env::consts::ARCH);
+        }
+        let child = cmd.spawn().with_context(|| format!("spawning {}", self.binary.path().display()))?;
+        self.members[i].child = Some(child);
+        self.members[i].paused = false;
+        Ok(())
+    }
+
+    /// Number of members.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// `127.0.0.1:port` of member `i`'s client listener.
+    pub fn endpoint(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.members[i].client_port)
+    }
+
+    /// Every member's client endpoint.
+    pub fn endpoints(&self) -> Vec<String> {
+        (0..self.members.len()).map(|i| self.endpoint(i)).collect()
+    }
+
+    /// A client connected to member `i` only.
+    pub async fn client(&self, i: usize) -> anyhow::Result<Client> {
+        let opts =
+            ConnectOptions::new().with_connect_timeout(Duration::from_secs(2)).with_timeout(Duration::from_secs(15));
+        Ok(Client::connect([self.endpoint(i)], Some(opts)).await?)
+    }
+
+    /// A client connected to every member.
+    pub async fn client_all(&self) -> anyhow::Result<Client> {
+        let opts =
+            ConnectOptions::new().with_connect_timeout(Duration::from_secs(2)).with_timeout(Duration::from_secs(15));
+        Ok(Client::connect(self.endpoints(), Some(opts)).await?)
+    }
+
+    /// Whether member `i`'s process runs (not killed).
+    pub fn is_running(&self, i: usize) -> bool {
+        self.members[i].child.is_some()
+    }
+
+    /// Waits until every running member has a leader and serves a linearizable read.
+    pub async fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        for i in (0..self.members.len()).filter(|i| self.is_running(*i) && !self.members[*i].paused) {
+            loop {
+                let ok = async {
+                    let mut c = self.client(i).await?;
+                    let st = c.status().await?;
+                    if st.leader() == 0 {
+                        bail!("no leader yet");
+                    }
+                    c.get("ready-probe", None).await?;
+                    anyhow::Ok(())
+                }
+                .await;
+                match ok {
+                    Ok(()) => break,
+                    Err(e) if Instant::now() > deadline => {
+                        bail!("member {i} not ready after {timeout:?}: {e}\n{}", self.log_tail(i, 30))
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Index of the member that currently leads (asking the running members).
+    pub async fn leader(&self) -> anyhow::Result<usize> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            for i in (0..self.members.len()).filter(|i| self.is_running(*i) && !self.members[*i].paused) {
+                let Ok(mut c) = self.client(i).await else { continue };
+                let Ok(st) = c.status().await else { continue };
+                let me = st.header().map(|h| h.member_id()).unwrap_or(0);
+                if st.leader() != 0 && st.leader() == me {
+                    return Ok(i);
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("no leader among running members");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// kill -9 member `i`.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].child.take() {
+            if self.members[i].paused {
+                signal(&child, libc::SIGCONT);
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.members[i].paused = false;
+    }
+
+    /// Starts member `i` again on its data directory (after [`Cluster::kill`]).
+    pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        if self.members[i].child.is_some() {
+            self.kill(i);
+        }
+        self.spawn(i)
+    }
+
+    /// SIGSTOP member `i`.
+    pub fn pause(&mut self, i: usize) {
+        if let Some(child) = &self.members[i].child {
+            signal(child, libc::SIGSTOP);
+            self.members[i].paused = true;
+        }
+    }
+
+    /// SIGCONT member `i`.
+    pub fn resume(&mut self, i: usize) {
+        if let Some(child) = &self.members[i].child {
+            signal(child, libc::SIGCONT);
+            self.members[i].paused = false;
+        }
+    }
+
+    /// Sends SIGTERM to member `i` and waits for it to exit; returns its exit code.
+    pub fn stop(&mut self, i: usize) -> Option<i32> {
+        let mut child = self.members[i].child.take()?;
+        signal(&child, libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                return st.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The last `n` lines of member `i`'s log (for failure messages).
+    pub fn log_tail(&self, i: usize, n: usize) -> String {
+        let text = std::fs::read_to_string(self.log_path(i)).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+}
+
+fn signal(child: &Child, sig: i32) {
+    // SAFETY: kill(2) on the pid of a child we own and have not reaped.
+    unsafe {
+        libc::kill(child.id() as i32, sig);
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+}
