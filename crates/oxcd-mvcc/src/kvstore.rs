@@ -149,7 +149,7 @@ impl Store {
             index: RwLock::new(index),
             current_rev: AtomicI64::new(current),
             write_rev: AtomicI64::new(current),
-            compact_rev: AtomicI64::new(if compact > 0 { compact } else { -1 }),
+            compact_rev: AtomicI64::new(compact),
         };
         let pending = (scheduled > finished).then_some(scheduled);
         Ok((store, pending))

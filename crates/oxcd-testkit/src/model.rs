@@ -66,6 +66,7 @@ pub enum Cmp {
 #[derive(Debug, Clone)]
 pub struct Model {
     rev: i64,
+    /// The compacted revision; -1 before the first compaction (so compacting at 0 is allowed once).
     compacted: i64,
     /// Per key: (revision, Some(kv) for a put / None for a delete), oldest first.
     history: BTreeMap<Vec<u8>, Vec<(i64, Option<Kv>)>>,
@@ -73,7 +74,7 @@ pub struct Model {
 
 impl Default for Model {
     fn default() -> Self {
-        Model { rev: 1, compacted: 0, history: BTreeMap::new() }
+        Model { rev: 1, compacted: -1, history: BTreeMap::new() }
     }
 }
 
