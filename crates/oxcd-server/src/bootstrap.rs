@@ -58,6 +58,9 @@ pub enum StartError {
 const BOOT_INDEX: u64 = 1;
 const BOOT_TERM: u64 = 1;
 
+/// How long stopping waits for client connections to drain before closing them.
+const GRPC_DRAIN: Duration = Duration::from_secs(2);
+
 /// A running member.
 pub struct RunningMember {
     pub server: Arc<EtcdServer>,
@@ -355,8 +358,11 @@ impl RunningMember {
     /// Waits until the member is asked to stop (or fails), then shuts it down in order.
     pub async fn wait(mut self) {
         self.server.stopped().await;
-        for t in self.grpc.drain(..) {
-            let _ = t.await;
+        // Graceful for in-flight requests, but idle client connections do not hold the stop up.
+        let grpc = std::mem::take(&mut self.grpc);
+        let aborts: Vec<_> = grpc.iter().map(|t| t.abort_handle()).collect();
+        if tokio::time::timeout(GRPC_DRAIN, futures::future::join_all(grpc)).await.is_err() {
+            aborts.iter().for_each(|a| a.abort());
         }
         let _ = self.server.raft_tx.send(RaftInput::Stop);
         let (raft, applier, compactor) =
