@@ -14,8 +14,8 @@ use oxcd_api::etcdserverpb::{
     cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer,
 };
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::Status;
+use tonic::transport::server::TcpIncoming;
 
 use crate::apply::ApplyError;
 use crate::config::GRPC_OVERHEAD_BYTES;
@@ -95,7 +95,6 @@ pub async fn serve(server: Arc<EtcdServer>, listener: TcpListener) -> Result<(),
     health.set_service_status("", tonic_health::ServingStatus::Serving).await;
     let stop = server.clone();
     tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(2 * 60 * 60)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .add_service(
@@ -110,7 +109,11 @@ pub async fn serve(server: Arc<EtcdServer>, listener: TcpListener) -> Result<(),
                 .max_encoding_message_size(usize::MAX),
         )
         .add_service(health_service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move { stop.stopped().await })
+        // The builder's tcp_nodelay does not reach a listener we bound ourselves: without it, Nagle
+        // holds a response's last frame for the client's delayed ACK (~40 ms).
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), async move {
+            stop.stopped().await
+        })
         .await
 }
 
