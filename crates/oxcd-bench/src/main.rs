@@ -128,9 +128,12 @@ async fn main() -> anyhow::Result<()> {
         let mut kv = conns[c % conns.len()].clone();
         let next = next.clone();
         let job = match &cli.cmd {
-            Cmd::Put { key_size, val_size, key_space_size, sequential_keys, .. } => {
-                Job::Put { key_size: *key_size, value: Bytes::from(vec![b'x'; *val_size]), space: (*key_space_size).max(1), sequential: *sequential_keys }
-            }
+            Cmd::Put { key_size, val_size, key_space_size, sequential_keys, .. } => Job::Put {
+                key_size: *key_size,
+                value: Bytes::from(vec![b'x'; *val_size]),
+                space: (*key_space_size).max(1),
+                sequential: *sequential_keys,
+            },
             Cmd::Range { key, end, consistency, .. } => Job::Range {
                 key: Bytes::from(key.clone()),
                 end: Bytes::from(end.clone().unwrap_or_default()),
@@ -149,12 +152,17 @@ async fn main() -> anyhow::Result<()> {
                 let ok = match &job {
                     Job::Put { key_size, value, space, sequential } => {
                         let n = if *sequential { i % space } else { rng.next() % space };
-                        let req = PutRequest { key: key_bytes(n, *key_size), value: value.clone(), ..Default::default() };
+                        let req =
+                            PutRequest { key: key_bytes(n, *key_size), value: value.clone(), ..Default::default() };
                         kv.put(req).await.is_ok()
                     }
                     Job::Range { key, end, serializable } => {
-                        let req =
-                            RangeRequest { key: key.clone(), range_end: end.clone(), serializable: *serializable, ..Default::default() };
+                        let req = RangeRequest {
+                            key: key.clone(),
+                            range_end: end.clone(),
+                            serializable: *serializable,
+                            ..Default::default()
+                        };
                         kv.range(req).await.is_ok()
                     }
                 };

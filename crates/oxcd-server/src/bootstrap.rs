@@ -239,6 +239,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningMember, StartError> {
             snap_dir: layout.snap.clone(),
         },
         wal_snap.index,
+        applied.clone(),
     );
     let s = server.clone();
     let raft_thread = std::thread::Builder::new().name("raft".into()).spawn(move || {

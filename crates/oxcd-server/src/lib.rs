@@ -6,6 +6,7 @@ pub mod apply;
 mod bootstrap;
 pub mod config;
 pub mod grpc;
+mod hot_wait;
 pub mod ids;
 pub mod membership;
 pub mod raft;

@@ -14,6 +14,7 @@ use oxcd_api::EtcdError;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, oneshot, watch};
 
+use crate::hot_wait::HotWait;
 use crate::ids::IdGenerator;
 use crate::raft::RaftInput;
 
@@ -27,6 +28,7 @@ pub struct ReadIndexHub {
     wake: Notify,
     /// Contexts of the current round: ctx → where the read index goes.
     contexts: Mutex<HashMap<u64, oneshot::Sender<u64>>>,
+    hot_wait: HotWait,
 }
 
 impl ReadIndexHub {
@@ -35,6 +37,7 @@ impl ReadIndexHub {
             waiting: Mutex::new(Vec::new()),
             wake: Notify::new(),
             contexts: Mutex::new(HashMap::new()),
+            hot_wait: HotWait::default(),
         })
     }
 
@@ -46,11 +49,15 @@ impl ReadIndexHub {
     }
 
     /// Waits until a read at this moment would be linearizable on this member.
-    pub async fn read_barrier(&self) -> Result<(), EtcdError> {
+    pub async fn read_barrier(&self, timeout: Duration) -> Result<(), EtcdError> {
         let (tx, rx) = oneshot::channel();
         self.waiting.lock().push(tx);
         self.wake.notify_one();
-        rx.await.unwrap_or(Err(EtcdError::Stopped))
+        match self.hot_wait.wait(rx, timeout).await {
+            Ok(Some(r)) => r,
+            Ok(None) => Err(EtcdError::Timeout),
+            Err(()) => Err(EtcdError::Stopped),
+        }
     }
 
     /// The loop that runs rounds; one per member.

@@ -18,6 +18,7 @@ use prost::Message;
 use tokio::sync::watch;
 
 use crate::config::ServerConfig;
+use crate::hot_wait::HotWait;
 use crate::ids::{ClusterId, IdGenerator, MemberId};
 use crate::membership::Members;
 use crate::raft::{RaftInput, RaftStatus};
@@ -44,6 +45,8 @@ pub struct EtcdServer {
     pub(crate) raft_tx: Sender<RaftInput>,
     pub(crate) read_hub: Arc<ReadIndexHub>,
     pub(crate) stop_tx: watch::Sender<bool>,
+    /// Where writes wait for the applier.
+    hot_wait: HotWait,
 }
 
 /// The parts [`EtcdServer::new`] is built from (assembled by the bootstrap).
@@ -77,6 +80,7 @@ impl EtcdServer {
             raft_tx: p.raft_tx,
             read_hub: ReadIndexHub::new(),
             stop_tx: watch::channel(false).0,
+            hot_wait: HotWait::default(),
         })
     }
 
@@ -147,10 +151,10 @@ impl EtcdServer {
         if self.raft_tx.send(RaftInput::Propose { id, data }).is_err() {
             return Err(EtcdError::Stopped);
         }
-        match tokio::time::timeout(self.cfg.request_timeout(), rx).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(EtcdError::Stopped),
-            Err(_) => Err(self.timeout_error(started)),
+        match self.hot_wait.wait(rx, self.cfg.request_timeout()).await {
+            Ok(Some(result)) => result,
+            Ok(None) => Err(self.timeout_error(started)),
+            Err(()) => Err(EtcdError::Stopped),
         }
     }
 
@@ -165,7 +169,8 @@ impl EtcdServer {
 
     /// Waits until reading locally is linearizable (one ReadIndex shared by concurrent readers).
     pub async fn linearizable_read(&self) -> Result<(), EtcdError> {
-        self.read_hub.read_barrier().await
+        // The round itself gives up at the request timeout; this bound only guards a lost round.
+        self.read_hub.read_barrier(2 * self.cfg.request_timeout()).await
     }
 
     /// Asks the member to stop.

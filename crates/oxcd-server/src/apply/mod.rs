@@ -175,10 +175,11 @@ impl Applier {
         if members_changed {
             *self.server.members.write() = Members::load(&backend.read().map_err(fatal)?).map_err(fatal)?;
         }
-        self.publish_applied();
+        // Answer first: the waiting clients are the latency that matters.
         for (id, r) in results {
             self.server.wait.trigger(id, r);
         }
+        self.publish_applied();
         for job in jobs {
             let _ = self.compactor_tx.send(job);
         }
@@ -194,7 +195,6 @@ impl Applier {
     fn publish_applied(&self) {
         self.server.applied.store(self.applied, Ordering::Release);
         let _ = self.applied_tx.send(self.applied);
-        let _ = self.server.raft_tx.send(RaftInput::Applied(self.applied));
     }
 
     fn apply_member_attrs(&self, wtx: &WriteTxn<'_>, m: MemberAttrSetRequest) -> Result<(), ApplyError> {

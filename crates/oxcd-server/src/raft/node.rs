@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, select, tick};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use oxcd_wal::{EntryRecord, HardState as WalHardState, SnapshotRecord, Wal};
 use parking_lot::Mutex;
 use protobuf::Message as PbMessage;
@@ -31,8 +31,6 @@ pub enum RaftInput {
     ReadIndex { ctx: u64 },
     /// A message from a peer.
     Step(Message),
-    /// The applier applied everything up to this index.
-    Applied(u64),
     /// The backend durably holds everything up to `index`: snapshot the WAL there.
     Compact { index: u64 },
     /// A peer could not be reached.
@@ -107,6 +105,8 @@ pub struct RaftNode {
     stalled: VecDeque<(Vec<u8>, Instant)>,
     /// Index of the last WAL snapshot.
     snapshot_index: u64,
+    /// The applier's applied index.
+    applied: Arc<AtomicU64>,
 }
 
 impl RaftNode {
@@ -122,6 +122,7 @@ impl RaftNode {
         read_hub: Arc<ReadIndexHub>,
         cfg: NodeConfig,
         snapshot_index: u64,
+        applied: Arc<AtomicU64>,
     ) -> RaftNode {
         RaftNode {
             raw,
@@ -135,21 +136,33 @@ impl RaftNode {
             cfg,
             stalled: VecDeque::new(),
             snapshot_index,
+            applied,
         }
     }
 
     /// Runs until [`RaftInput::Stop`] or a persistence failure (after which the member must stop:
     /// it never acknowledges what it could not persist).
     pub fn run(mut self) -> Result<(), oxcd_wal::WalError> {
-        let ticker = tick(self.cfg.tick);
+        let tick = self.cfg.tick;
+        let mut next_tick = Instant::now() + tick;
         self.publish_status();
         loop {
-            select! {
-                recv(self.rx) -> msg => match msg {
-                    Ok(m) => if !self.handle(m)? { return Ok(()) },
-                    Err(_) => return Ok(()),
-                },
-                recv(ticker) -> _ => { self.raw.tick(); }
+            match self.rx.recv_deadline(next_tick) {
+                Ok(m) => {
+                    if !self.handle(m)? {
+                        return Ok(());
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            }
+            if Instant::now() >= next_tick {
+                self.raw.tick();
+                next_tick += tick;
+                if next_tick < Instant::now() {
+                    // Fell behind (a slow fsync): do not replay the missed ticks in a burst.
+                    next_tick = Instant::now() + tick;
+                }
             }
             // Take everything already queued: one Ready, one fsync for all of it.
             while let Ok(m) = self.rx.try_recv() {
@@ -157,8 +170,20 @@ impl RaftNode {
                     return Ok(());
                 }
             }
+            self.advance_applied();
             self.retry_stalled();
             self.on_ready()?;
+        }
+    }
+
+    /// Tells raft-rs how far the applier got (read from the applier's published index, so the
+    /// applier never has to wake this thread).
+    fn advance_applied(&mut self) {
+        let index = self.applied.load(Ordering::Acquire);
+        let log = &self.raw.raft.raft_log;
+        let to = index.min(log.committed).min(log.persisted);
+        if to > log.applied {
+            self.raw.advance_apply_to(to);
         }
     }
 
@@ -174,13 +199,6 @@ impl RaftNode {
             RaftInput::Step(m) => {
                 if let Err(e) = self.raw.step(m) {
                     tracing::debug!(error = %e, "dropped raft message");
-                }
-            }
-            RaftInput::Applied(index) => {
-                let log = &self.raw.raft.raft_log;
-                let to = index.min(log.committed).min(log.persisted);
-                if to > log.applied {
-                    self.raw.advance_apply_to(to);
                 }
             }
             RaftInput::Compact { index } => self.compact_log(index)?,
