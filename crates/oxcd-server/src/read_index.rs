@@ -121,3 +121,67 @@ impl ReadIndexHub {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A hundred concurrent reads are served by a handful of ReadIndex rounds, not a hundred.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_reads_share_read_index_rounds() {
+        let hub = ReadIndexHub::new();
+        let (raft_tx, raft_rx) = crossbeam_channel::unbounded();
+        let (applied_tx, applied_rx) = watch::channel(0u64);
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        let ids = Arc::new(IdGenerator::new(crate::ids::MemberId(1)));
+        tokio::spawn(hub.clone().run(raft_tx, ids, applied_rx, Duration::from_secs(5), stop_rx));
+        // A fake Raft thread: answers each ReadIndex after 20 ms with index 7, counting rounds.
+        let fake = hub.clone();
+        let rounds = std::thread::spawn(move || {
+            let mut n = 0;
+            while let Ok(RaftInput::ReadIndex { ctx }) = raft_rx.recv_timeout(Duration::from_millis(300)) {
+                n += 1;
+                std::thread::sleep(Duration::from_millis(20));
+                fake.deliver(ctx, 7);
+            }
+            n
+        });
+        applied_tx.send(7).unwrap();
+        let reads: Vec<_> = (0..100)
+            .map(|_| {
+                let hub = hub.clone();
+                tokio::spawn(async move { hub.read_barrier(Duration::from_secs(5)).await })
+            })
+            .collect();
+        for r in reads {
+            assert_eq!(r.await.unwrap(), Ok(()));
+        }
+        let n = tokio::task::spawn_blocking(move || rounds.join().unwrap()).await.unwrap();
+        assert!((1..=5).contains(&n), "{n} rounds for 100 concurrent reads");
+    }
+
+    /// A read waits until the applier reached the read index.
+    #[tokio::test]
+    async fn a_read_waits_for_the_applied_index() {
+        let hub = ReadIndexHub::new();
+        let (raft_tx, raft_rx) = crossbeam_channel::unbounded();
+        let (applied_tx, applied_rx) = watch::channel(3u64);
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        let ids = Arc::new(IdGenerator::new(crate::ids::MemberId(1)));
+        tokio::spawn(hub.clone().run(raft_tx, ids, applied_rx, Duration::from_secs(5), stop_rx));
+        let fake = hub.clone();
+        std::thread::spawn(move || {
+            if let Ok(RaftInput::ReadIndex { ctx }) = raft_rx.recv() {
+                fake.deliver(ctx, 9);
+            }
+        });
+        let read = tokio::spawn({
+            let hub = hub.clone();
+            async move { hub.read_barrier(Duration::from_secs(5)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!read.is_finished(), "read returned before the applier reached the read index");
+        applied_tx.send(9).unwrap();
+        assert_eq!(read.await.unwrap(), Ok(()));
+    }
+}

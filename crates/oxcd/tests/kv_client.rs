@@ -343,12 +343,29 @@ async fn leader_required_requests_fail_fast_without_a_leader() {
         }
         assert!(std::time::Instant::now() < deadline, "never reported no leader");
     }
+    // Without leader-required metadata a write waits for a leader until the request timeout
+    // (5 s + 2 × election timeout), then fails as etcd's does.
+    let mut plain = cl.client(survivor).await.unwrap();
+    let started = std::time::Instant::now();
+    assert_etcd_error(plain.put("k", "v", None).await, Code::Unavailable, "etcdserver: request timed out");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(5), "gave up after {:?}", started.elapsed());
     // With leader required, even serializable reads fail; without it they are served locally.
     assert_etcd_error(
         c.get("k", Some(GetOptions::new().with_serializable())).await,
         Code::Unavailable,
         "etcdserver: no leader",
     );
-    let mut plain = cl.client(survivor).await.unwrap();
     assert!(plain.get("k", Some(GetOptions::new().with_serializable())).await.unwrap().kvs().is_empty());
+}
+
+#[tokio::test]
+async fn grpc_health_service_reports_serving() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let cl = cluster(1).await;
+    let ch =
+        tonic::transport::Channel::from_shared(format!("http://{}", cl.endpoint(0))).unwrap().connect().await.unwrap();
+    let mut h = HealthClient::new(ch);
+    let r = h.check(HealthCheckRequest { service: String::new() }).await.unwrap().into_inner();
+    assert_eq!(r.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
 }
