@@ -222,25 +222,25 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningMember, StartError> {
     }
 
     // Threads.
-    let node = RaftNode::new(
+    let node = RaftNode {
         raw,
         storage,
         wal,
-        raft_rx,
-        transport.clone(),
+        rx: raft_rx,
+        transport: transport.clone(),
         apply_tx,
         status,
-        server.read_hub.clone(),
-        NodeConfig {
+        read_hub: server.read_hub.clone(),
+        cfg: NodeConfig {
             tick: cfg.tick(),
-            snapshot_count: cfg.snapshot_count,
             catchup_entries: cfg.snapshot_catchup_entries,
             stalled_ttl: cfg.request_timeout(),
             snap_dir: layout.snap.clone(),
         },
-        wal_snap.index,
-        applied.clone(),
-    );
+        stalled: Default::default(),
+        snapshot_index: wal_snap.index,
+        applied: applied.clone(),
+    };
     let s = server.clone();
     let raft_thread = std::thread::Builder::new().name("raft".into()).spawn(move || {
         let r = node.run();

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use oxcd_api::etcdserverpb::kv_server::Kv;
 use oxcd_api::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
-    RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+    RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
 };
 use oxcd_api::oxcdpb::internal_raft_request::Request as Proposal;
 use oxcd_api::validate;
@@ -26,15 +26,55 @@ impl KvService {
         KvService { server }
     }
 
-    /// Proposes a write and returns what the applier answered.
-    async fn propose(&self, p: Proposal) -> Result<Applied, Status> {
-        self.server.propose(p).await.map_err(status)
+    /// Proposes a write and answers with what the applier returned for it.
+    async fn write<R: Written>(&self, p: Proposal) -> Result<Response<R>, Status> {
+        let applied = self.server.propose(p).await.map_err(status)?;
+        let r = R::take(applied).ok_or_else(|| Status::internal("apply result of the wrong kind"))?;
+        Ok(self.answer(r))
+    }
+
+    /// Completes the header (ids, term) of a response and wraps it.
+    fn answer<R: Answer>(&self, mut r: R) -> Response<R> {
+        self.server.fill_header(r.header());
+        Response::new(r)
     }
 }
 
-fn unexpected(r: Applied) -> Status {
-    Status::internal(format!("unexpected apply result {r:?}"))
+/// A KV response, whose header the edge completes.
+trait Answer: Sized {
+    fn header(&mut self) -> &mut Option<ResponseHeader>;
 }
+
+/// A KV response the applier hands back.
+trait Written: Answer {
+    fn take(a: Applied) -> Option<Self>;
+}
+
+macro_rules! answer {
+    ($t:ty) => {
+        impl Answer for $t {
+            fn header(&mut self) -> &mut Option<ResponseHeader> {
+                &mut self.header
+            }
+        }
+    };
+    ($t:ty, $variant:ident) => {
+        answer!($t);
+        impl Written for $t {
+            fn take(a: Applied) -> Option<Self> {
+                match a {
+                    Applied::$variant(r) => Some(r),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+answer!(RangeResponse);
+answer!(PutResponse, Put);
+answer!(DeleteRangeResponse, DeleteRange);
+answer!(TxnResponse, Txn);
+answer!(CompactionResponse, Compaction);
 
 #[tonic::async_trait]
 impl Kv for KvService {
@@ -48,9 +88,7 @@ impl Kv for KvService {
         }
         let store = self.server.store();
         let view = store.read().map_err(status)?;
-        let mut resp = request::range(&view, &r).map_err(status)?;
-        self.server.fill_header(&mut resp.header);
-        Ok(Response::new(resp))
+        Ok(self.answer(request::range(&view, &r).map_err(status)?))
     }
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
@@ -58,13 +96,7 @@ impl Kv for KvService {
         let r = req.into_inner();
         check_size(&self.server, r.encoded_len())?;
         validate::check_put(&r).map_err(status)?;
-        match self.propose(Proposal::Put(r)).await? {
-            Applied::Put(mut resp) => {
-                self.server.fill_header(&mut resp.header);
-                Ok(Response::new(resp))
-            }
-            other => Err(unexpected(other)),
-        }
+        self.write(Proposal::Put(r)).await
     }
 
     async fn delete_range(&self, req: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
@@ -72,13 +104,7 @@ impl Kv for KvService {
         let r = req.into_inner();
         check_size(&self.server, r.encoded_len())?;
         validate::check_delete(&r).map_err(status)?;
-        match self.propose(Proposal::DeleteRange(r)).await? {
-            Applied::DeleteRange(mut resp) => {
-                self.server.fill_header(&mut resp.header);
-                Ok(Response::new(resp))
-            }
-            other => Err(unexpected(other)),
-        }
+        self.write(Proposal::DeleteRange(r)).await
     }
 
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
@@ -93,28 +119,13 @@ impl Kv for KvService {
             }
             let store = self.server.store();
             let mut view = store.read().map_err(status)?;
-            let mut resp = request::apply_txn(&mut view, &self.server.lessor(), &r).map_err(status)?;
-            self.server.fill_header(&mut resp.header);
-            return Ok(Response::new(resp));
+            return Ok(self.answer(request::apply_txn(&mut view, &self.server.lessor(), &r).map_err(status)?));
         }
-        match self.propose(Proposal::Txn(r)).await? {
-            Applied::Txn(mut resp) => {
-                self.server.fill_header(&mut resp.header);
-                Ok(Response::new(resp))
-            }
-            other => Err(unexpected(other)),
-        }
+        self.write(Proposal::Txn(r)).await
     }
 
     async fn compact(&self, req: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
         require_leader(&self.server, &req)?;
-        let r = req.into_inner();
-        match self.propose(Proposal::Compaction(r)).await? {
-            Applied::Compaction(mut resp) => {
-                self.server.fill_header(&mut resp.header);
-                Ok(Response::new(resp))
-            }
-            other => Err(unexpected(other)),
-        }
+        self.write(Proposal::Compaction(req.into_inner())).await
     }
 }

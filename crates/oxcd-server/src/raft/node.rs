@@ -16,7 +16,7 @@ use oxcd_wal::{EntryRecord, HardState as WalHardState, SnapshotRecord, Wal};
 use parking_lot::Mutex;
 use protobuf::Message as PbMessage;
 use raft::prelude::{ConfState, Entry, HardState, Message, Snapshot};
-use raft::{RawNode, SnapshotStatus, StateRole};
+use raft::{RawNode, SnapshotStatus};
 
 use super::storage::RaftStorage;
 use super::transport::{Transport, snapshot_db_path};
@@ -81,8 +81,6 @@ impl Default for RaftStatus {
 /// Settings of the Raft thread.
 pub struct NodeConfig {
     pub tick: Duration,
-    /// Entries applied between WAL snapshots.
-    pub snapshot_count: u64,
     /// Entries kept in memory before a snapshot point for slow followers.
     pub catchup_entries: u64,
     /// How long a proposal made without a leader is kept for another try.
@@ -90,56 +88,26 @@ pub struct NodeConfig {
     pub snap_dir: PathBuf,
 }
 
-/// The Raft thread's state.
+/// The Raft thread's state (built by the bootstrap, then moved onto its thread).
 pub struct RaftNode {
-    raw: RawNode<RaftStorage>,
-    storage: RaftStorage,
-    wal: Wal,
-    rx: Receiver<RaftInput>,
-    transport: Arc<Transport>,
-    apply_tx: Sender<ApplyMsg>,
-    status: Arc<RaftStatus>,
-    read_hub: Arc<ReadIndexHub>,
-    cfg: NodeConfig,
+    pub(crate) raw: RawNode<RaftStorage>,
+    pub(crate) storage: RaftStorage,
+    pub(crate) wal: Wal,
+    pub(crate) rx: Receiver<RaftInput>,
+    pub(crate) transport: Arc<Transport>,
+    pub(crate) apply_tx: Sender<ApplyMsg>,
+    pub(crate) status: Arc<RaftStatus>,
+    pub(crate) read_hub: Arc<ReadIndexHub>,
+    pub(crate) cfg: NodeConfig,
     /// Proposals dropped for want of a leader, oldest first.
-    stalled: VecDeque<(Vec<u8>, Instant)>,
+    pub(crate) stalled: VecDeque<(Vec<u8>, Instant)>,
     /// Index of the last WAL snapshot.
-    snapshot_index: u64,
+    pub(crate) snapshot_index: u64,
     /// The applier's applied index.
-    applied: Arc<AtomicU64>,
+    pub(crate) applied: Arc<AtomicU64>,
 }
 
 impl RaftNode {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        raw: RawNode<RaftStorage>,
-        storage: RaftStorage,
-        wal: Wal,
-        rx: Receiver<RaftInput>,
-        transport: Arc<Transport>,
-        apply_tx: Sender<ApplyMsg>,
-        status: Arc<RaftStatus>,
-        read_hub: Arc<ReadIndexHub>,
-        cfg: NodeConfig,
-        snapshot_index: u64,
-        applied: Arc<AtomicU64>,
-    ) -> RaftNode {
-        RaftNode {
-            raw,
-            storage,
-            wal,
-            rx,
-            transport,
-            apply_tx,
-            status,
-            read_hub,
-            cfg,
-            stalled: VecDeque::new(),
-            snapshot_index,
-            applied,
-        }
-    }
-
     /// Runs until [`RaftInput::Stop`] or a persistence failure (after which the member must stop:
     /// it never acknowledges what it could not persist).
     pub fn run(mut self) -> Result<(), oxcd_wal::WalError> {
@@ -362,11 +330,6 @@ impl RaftNode {
         }
         self.status.term.store(r.term, Ordering::Release);
         self.status.committed.store(r.raft_log.committed, Ordering::Release);
-    }
-
-    /// Whether this member leads.
-    pub fn is_leader(&self) -> bool {
-        self.raw.raft.state == StateRole::Leader
     }
 }
 
