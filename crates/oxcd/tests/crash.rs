@@ -180,3 +180,52 @@ async fn lagging_follower_catches_up_from_a_streamed_snapshot() {
     let err = f.get("k0001", Some(GetOptions::new().with_revision(100).with_serializable())).await.unwrap_err();
     assert_eq!(common::status(err).1, "etcdserver: mvcc: required revision has been compacted");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn five_members_keep_serving_with_two_down_and_stop_without_quorum() {
+    let mut cl = common::cluster(5).await;
+    for i in 0..5 {
+        cl.client(i).await.unwrap().put(format!("from-{i}"), "x", None).await.unwrap();
+    }
+    let leader = cl.leader().await.unwrap();
+    // The leader and one follower go down: three of five is still a quorum.
+    cl.kill(leader);
+    cl.kill((leader + 1) % 5);
+    let alive: Vec<usize> = (0..5).filter(|i| cl.is_running(*i)).collect();
+    let mut c = cl.client(alive[0]).await.unwrap();
+    let mut acked = BTreeMap::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while acked.len() < 20 {
+        let k = format!("after-{}", acked.len());
+        if c.put(k.clone(), "y", None).await.is_ok() {
+            acked.insert(k, "y".to_string());
+        }
+        assert!(std::time::Instant::now() < deadline, "no progress with three of five members");
+    }
+    // A third member down: no quorum, writes fail (with leader required: at once).
+    cl.kill(alive[1]);
+    let opts = etcd_client::ConnectOptions::new().with_require_leader(true).with_timeout(Duration::from_secs(15));
+    let mut c = Client::connect([cl.endpoint(alive[0])], Some(opts)).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        match c.put("no-quorum", "z", None).await {
+            Ok(_) => panic!("write acknowledged without a quorum"),
+            Err(e) => {
+                if common::status(e).1 == "etcdserver: no leader" {
+                    break;
+                }
+                assert!(std::time::Instant::now() < deadline, "never noticed the lost quorum");
+            }
+        }
+    }
+    // Everyone comes back and converges.
+    for i in 0..5 {
+        if !cl.is_running(i) {
+            cl.restart(i).unwrap();
+        }
+    }
+    for i in 0..5 {
+        acked.insert(format!("from-{i}"), "x".to_string());
+    }
+    check_converged(&cl, &acked).await;
+}
