@@ -16,8 +16,6 @@ use std::time::Duration;
 
 use oxcd_api::oxcdpb::{MemberAttrSetRequest, WalMetadata, internal_raft_request::Request};
 use oxcd_backend::Backend;
-use oxcd_lease::Lessor;
-use oxcd_mvcc::Store;
 use oxcd_wal::{HardState as WalHardState, SnapshotRecord, Wal};
 use parking_lot::RwLock;
 use prost::Message;
@@ -33,7 +31,7 @@ use crate::raft::{
     NodeConfig, RaftInput, RaftNode, RaftStatus, RaftStorage, Transport, decode_conf_state, decode_entry,
     encode_conf_state, raft_logger, snapshot_db_path,
 };
-use crate::server::{EtcdServer, ServerParts};
+use crate::server::{EtcdServer, MemberState, ServerParts};
 
 /// Why a member could not start (or stopped on a failure).
 #[derive(Debug, thiserror::Error)]
@@ -130,17 +128,13 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningMember, StartError> {
     // the received snapshot file is installed first (a crash between the two steps).
     recover_snapshot_db(&layout, &wal_snap, &cfg)?;
     let backend = Arc::new(Backend::open(&layout.db, crate::apply::batch_config(&cfg))?);
-    let members = match boot_members {
-        Some(ms) => {
-            let wtx = backend.write()?;
-            for m in &ms {
-                Members::save(&wtx, m)?;
-            }
-            wtx.commit_durable()?;
-            Members::new(ms)
+    if let Some(ms) = boot_members {
+        let wtx = backend.write()?;
+        for m in &ms {
+            Members::save(&wtx, m)?;
         }
-        None => Members::load(&backend.read()?)?,
-    };
+        wtx.commit_durable()?;
+    }
     let ci = consistent_index(&backend)?;
     if ci < wal_snap.index && wal_snap.index > BOOT_INDEX {
         return Err(StartError::Data(format!(
@@ -148,9 +142,8 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningMember, StartError> {
             wal_snap.index
         )));
     }
-    let lessor = Arc::new(Lessor::new());
-    let (store, pending_compaction) = Store::open(backend.clone(), lessor.clone())?;
-    let store = Arc::new(store);
+    let state = MemberState::load(backend.clone())?;
+    let (store, members, pending_compaction) = (state.store.clone(), state.members.clone(), state.pending_compaction);
 
     // The Raft log as the WAL recorded it.
     let mut snap_meta = SnapshotMetadata { index: wal_snap.index, term: wal_snap.term, ..Default::default() };
@@ -200,9 +193,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningMember, StartError> {
         id,
         cluster_id,
         backend: backend_cell,
-        store: store.clone(),
-        lessor,
-        members: members.clone(),
+        state,
         applied: applied.clone(),
         raft: status.clone(),
         raft_tx: raft_tx.clone(),

@@ -10,6 +10,7 @@ use crossbeam_channel::Sender;
 use oxcd_api::EtcdError;
 use oxcd_api::etcdserverpb::ResponseHeader;
 use oxcd_api::oxcdpb::{InternalRaftRequest, RequestHeader, internal_raft_request::Request};
+use oxcd_auth::AuthStore;
 use oxcd_backend::{Backend, BatchConfig};
 use oxcd_lease::Lessor;
 use oxcd_mvcc::Store;
@@ -36,6 +37,7 @@ pub struct EtcdServer {
     backend: Arc<RwLock<Arc<Backend>>>,
     store: RwLock<Arc<Store>>,
     lessor: RwLock<Arc<Lessor>>,
+    auth: RwLock<Arc<AuthStore>>,
     pub(crate) members: RwLock<Members>,
     pub(crate) wait: Wait,
     pub(crate) ids: Arc<IdGenerator>,
@@ -49,15 +51,36 @@ pub struct EtcdServer {
     hot_wait: HotWait,
 }
 
+/// Everything a member rebuilds from a backend file (at start, or when a snapshot is installed).
+pub(crate) struct MemberState {
+    pub backend: Arc<Backend>,
+    pub store: Arc<Store>,
+    pub lessor: Arc<Lessor>,
+    pub auth: Arc<AuthStore>,
+    pub members: Members,
+    /// A compaction scheduled but not finished before the last stop.
+    pub pending_compaction: Option<i64>,
+}
+
+impl MemberState {
+    /// Loads everything kept in `backend`.
+    pub fn load(backend: Arc<Backend>) -> Result<MemberState, oxcd_mvcc::MvccError> {
+        let lessor = Arc::new(Lessor::new());
+        let (store, pending_compaction) = Store::open(backend.clone(), lessor.clone())?;
+        let auth = Arc::new(AuthStore::open(&backend)?);
+        let members = Members::load(&backend.read()?)?;
+        Ok(MemberState { backend, store: Arc::new(store), lessor, auth, members, pending_compaction })
+    }
+}
+
 /// The parts [`EtcdServer::new`] is built from (assembled by the bootstrap).
 pub(crate) struct ServerParts {
     pub cfg: ServerConfig,
     pub id: MemberId,
     pub cluster_id: ClusterId,
+    /// The backend cell shared with the transport (which streams it to followers).
     pub backend: Arc<RwLock<Arc<Backend>>>,
-    pub store: Arc<Store>,
-    pub lessor: Arc<Lessor>,
-    pub members: Members,
+    pub state: MemberState,
     pub applied: Arc<AtomicU64>,
     pub raft: Arc<RaftStatus>,
     pub raft_tx: Sender<RaftInput>,
@@ -71,9 +94,10 @@ impl EtcdServer {
             id: p.id,
             cluster_id: p.cluster_id,
             backend: p.backend,
-            store: RwLock::new(p.store),
-            lessor: RwLock::new(p.lessor),
-            members: RwLock::new(p.members),
+            store: RwLock::new(p.state.store),
+            lessor: RwLock::new(p.state.lessor),
+            auth: RwLock::new(p.state.auth),
+            members: RwLock::new(p.state.members),
             wait: Wait::default(),
             applied: p.applied,
             raft: p.raft,
@@ -104,16 +128,21 @@ impl EtcdServer {
         self.lessor.read().clone()
     }
 
+    pub fn auth(&self) -> Arc<AuthStore> {
+        self.auth.read().clone()
+    }
+
     pub(crate) fn batch_config(&self) -> BatchConfig {
         crate::apply::batch_config(&self.cfg)
     }
 
     /// Swaps in the state rebuilt from a backend snapshot.
-    pub(crate) fn swap_state(&self, backend: Arc<Backend>, store: Arc<Store>, lessor: Arc<Lessor>, members: Members) {
-        *self.backend.write() = backend;
-        *self.store.write() = store;
-        *self.lessor.write() = lessor;
-        *self.members.write() = members;
+    pub(crate) fn swap_state(&self, state: MemberState) {
+        *self.backend.write() = state.backend;
+        *self.store.write() = state.store;
+        *self.lessor.write() = state.lessor;
+        *self.auth.write() = state.auth;
+        *self.members.write() = state.members;
     }
 
     /// Whether this member knows a leader.

@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use crate::ids::MemberId;
 use crate::membership::Members;
 use crate::raft::RaftInput;
-use crate::server::EtcdServer;
+use crate::server::{EtcdServer, MemberState};
 use crate::wait::{ApplyResult, Response};
 pub use request::ApplyError;
 
@@ -217,15 +217,12 @@ impl Applier {
         let path = self.server.backend().path().to_path_buf();
         std::fs::rename(&db, &path).map_err(|e| fatal(e.into()))?;
         let backend = Arc::new(Backend::open(&path, self.server.batch_config()).map_err(fatal)?);
-        let lessor = Arc::new(Lessor::new());
-        let (store, pending) = Store::open(backend.clone(), lessor.clone()).map_err(ApplyError::Fatal)?;
-        let store = Arc::new(store);
-        let members = Members::load(&backend.read().map_err(fatal)?).map_err(fatal)?;
         let ci = consistent_index(&backend).map_err(fatal)?;
-        self.server.swap_state(backend, store.clone(), lessor, members);
-        if let Some(rev) = pending {
-            let _ = self.compactor_tx.send(CompactJob { store, rev, waiters: Vec::new() });
+        let state = MemberState::load(backend).map_err(ApplyError::Fatal)?;
+        if let Some(rev) = state.pending_compaction {
+            let _ = self.compactor_tx.send(CompactJob { store: state.store.clone(), rev, waiters: Vec::new() });
         }
+        self.server.swap_state(state);
         self.applied = index.max(ci);
         self.last_snapshot = self.applied;
         tracing::info!(index, consistent_index = ci, "installed backend snapshot");

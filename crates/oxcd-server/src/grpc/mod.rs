@@ -1,6 +1,7 @@
 //! The gRPC edge: one file per service, this module for what they share — the leader-required
 //! check, the request size check, and the single mapping from internal errors to `tonic::Status`.
 
+mod auth;
 mod cluster;
 mod kv;
 mod maintenance;
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use oxcd_api::EtcdError;
 use oxcd_api::etcdserverpb::{
-    cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer,
+    auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer,
 };
 use tokio::net::TcpListener;
 use tonic::Status;
@@ -21,6 +22,7 @@ use crate::apply::ApplyError;
 use crate::config::GRPC_OVERHEAD_BYTES;
 use crate::server::EtcdServer;
 
+pub use auth::AuthService;
 pub use cluster::ClusterService;
 pub use kv::KvService;
 pub use maintenance::MaintenanceService;
@@ -108,6 +110,7 @@ pub async fn serve(server: Arc<EtcdServer>, listener: TcpListener) -> Result<(),
                 .max_decoding_message_size(decode_limit)
                 .max_encoding_message_size(usize::MAX),
         )
+        .add_service(AuthServer::new(AuthService::new(server.clone())).max_decoding_message_size(decode_limit))
         .add_service(health_service)
         // The builder's tcp_nodelay does not reach a listener we bound ourselves: without it, Nagle
         // holds a response's last frame for the client's delayed ACK (~40 ms).
