@@ -375,7 +375,8 @@ async fn auth_status_reports_a_new_cluster_as_etcd_does() {
     use oxcd_api::etcdserverpb::AuthStatusRequest;
     use oxcd_api::etcdserverpb::auth_client::AuthClient;
     let cl = cluster(1).await;
-    let ch = tonic::transport::Channel::from_shared(format!("http://{}", cl.endpoint(0))).unwrap().connect().await.unwrap();
+    let ch =
+        tonic::transport::Channel::from_shared(format!("http://{}", cl.endpoint(0))).unwrap().connect().await.unwrap();
     let r = AuthClient::new(ch).auth_status(AuthStatusRequest {}).await.unwrap().into_inner();
     // etcd 3.5 on a new cluster: {"header":{..., "revision":1}, "authRevision":1}, enabled omitted.
     assert!(!r.enabled);
