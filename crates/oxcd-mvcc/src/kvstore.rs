@@ -248,6 +248,46 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The events of revisions `from..=to`, read back from the `key` bucket, grouped by revision
+    /// in order. `Err(Compacted)` if `from` is below the compacted revision.
+    pub fn events_between(&self, from: i64, to: i64) -> Result<Vec<(i64, Vec<Event>)>> {
+        let rtx = self.backend.read()?;
+        if from < self.compact_rev() {
+            return Err(MvccError::Compacted);
+        }
+        let mut out: Vec<(i64, Vec<Event>)> = Vec::new();
+        if to < from {
+            return Ok(out);
+        }
+        let start = Revision::new(from, 0).to_key(false);
+        let end = Revision::new(to + 1, 0).to_key(false);
+        let mut corrupt = None;
+        rtx.bucket(KEY)?.visit(&start, Some(&end), &mut |k, v| {
+            let (Some((rev, tombstone)), Ok(mut kv)) = (Revision::from_key(k), KeyValue::decode(v)) else {
+                corrupt = Some(format!("bad record at {k:?}"));
+                return false;
+            };
+            let ty = if tombstone {
+                kv.mod_revision = rev.main;
+                EventType::Delete
+            } else {
+                EventType::Put
+            };
+            let ev = Event { r#type: ty as i32, kv: Some(kv), prev_kv: None };
+            match out.last_mut() {
+                Some((r, evs)) if *r == rev.main => evs.push(ev),
+                _ => out.push((rev.main, vec![ev])),
+            }
+            true
+        })?;
+        match corrupt {
+            Some(c) => Err(MvccError::Corrupt(c)),
+            None => Ok(out),
+        }
+    }
+}
+
 /// Reads `[key, end)` at `at` (or the current revision) from the index and a bucket.
 fn range_keys(
     store: &Store,

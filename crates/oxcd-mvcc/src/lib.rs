@@ -6,6 +6,8 @@
 //! generations of revisions. Reads take a backend read transaction first and the index lock second,
 //! so compaction (index first, backend deletes after) never hides a value a reader was promised.
 //!
+//! [`watchable`] turns applied revisions into watch responses with bounded memory.
+//!
 //! The store knows nothing of Raft, gRPC or the server; requests arrive as plain calls from the
 //! applier, which owns the single write path.
 
@@ -13,6 +15,7 @@ mod index;
 mod key_index;
 mod kvstore;
 mod revision;
+pub mod watchable;
 
 pub use kvstore::{KvRead, MvccError, RangeOptions, RangeResult, ReadView, Store, TxnWrite, meta};
 pub use revision::{REV_BYTES, RevKey, Revision};

@@ -94,6 +94,28 @@ pub struct ServerConfig {
     pub backend_batch_limit: usize,
     /// `--log-level`: debug, info, warn, error, panic or fatal. Default info.
     pub log_level: String,
+    /// `--watch-progress-notify-interval` (etcd 3.4/3.5: `--experimental-...`): how often watchers
+    /// that asked for progress notifications get one. Default 10m; at least 100ms (smaller values
+    /// are raised, as etcd does).
+    #[serde(alias = "experimental-watch-progress-notify-interval", deserialize_with = "de_duration")]
+    pub watch_progress_notify_interval: Duration,
+}
+
+/// The smallest progress notify interval (etcd's `minWatchProgressInterval`).
+pub const MIN_WATCH_PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Durations in etcd's YAML: a Go duration string (`10m0s`) or nanoseconds.
+fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Nanos(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Nanos(n) => Ok(Duration::from_nanos(n)),
+        Raw::Text(t) => oxcd_api::duration::parse(&t).map_err(serde::de::Error::custom),
+    }
 }
 
 impl Default for ServerConfig {
@@ -118,6 +140,7 @@ impl Default for ServerConfig {
             backend_batch_interval: 100,
             backend_batch_limit: 10_000,
             log_level: "info".into(),
+            watch_progress_notify_interval: Duration::from_secs(600),
         }
     }
 }
@@ -143,6 +166,11 @@ impl ServerConfig {
     /// One Raft tick.
     pub fn tick(&self) -> Duration {
         Duration::from_millis(self.heartbeat_interval)
+    }
+
+    /// The progress notify interval, raised to etcd's minimum.
+    pub fn progress_notify_interval(&self) -> Duration {
+        self.watch_progress_notify_interval.max(MIN_WATCH_PROGRESS_INTERVAL)
     }
 
     /// How long a request waits for its result: 5 s + 2 × election timeout (etcd's ReqTimeout).
@@ -192,6 +220,9 @@ impl ServerConfig {
         }
         if self.max_request_bytes == 0 {
             return Err(ConfigError::NotPositive("--max-request-bytes"));
+        }
+        if self.watch_progress_notify_interval.is_zero() {
+            return Err(ConfigError::NotPositive("--watch-progress-notify-interval"));
         }
         match self.initial_cluster_state.as_str() {
             "new" => {}
@@ -283,12 +314,16 @@ mod tests {
     fn yaml_uses_flag_names() {
         let c: ServerConfig = serde_yaml::from_str(
             "name: m1\ndata-dir: /tmp/x\nheartbeat-interval: 50\nelection-timeout: 500\n\
-             initial-cluster: m1=http://127.0.0.1:2380\ninitial-advertise-peer-urls: http://127.0.0.1:2380\n",
+             initial-cluster: m1=http://127.0.0.1:2380\ninitial-advertise-peer-urls: http://127.0.0.1:2380\n\
+             experimental-watch-progress-notify-interval: 5s\n",
         )
         .unwrap();
         c.validate().unwrap();
         assert_eq!(c.name, "m1");
         assert_eq!(c.election_ticks(), 10);
         assert_eq!(c.max_txn_ops, 128);
+        assert_eq!(c.watch_progress_notify_interval, Duration::from_secs(5));
+        let c: ServerConfig = serde_yaml::from_str("watch-progress-notify-interval: 1000000\n").unwrap();
+        assert_eq!(c.progress_notify_interval(), MIN_WATCH_PROGRESS_INTERVAL, "1 ms is raised to 100 ms");
     }
 }

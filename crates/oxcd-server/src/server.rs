@@ -14,6 +14,7 @@ use oxcd_auth::AuthStore;
 use oxcd_backend::{Backend, BatchConfig};
 use oxcd_lease::Lessor;
 use oxcd_mvcc::Store;
+use oxcd_mvcc::watchable::WatchableStore;
 use parking_lot::RwLock;
 use prost::Message;
 use tokio::sync::watch;
@@ -39,6 +40,8 @@ pub struct EtcdServer {
     lessor: RwLock<Arc<Lessor>>,
     auth: RwLock<Arc<AuthStore>>,
     pub(crate) members: RwLock<Members>,
+    /// Watchers of every stream on this member.
+    pub(crate) watchable: Arc<WatchableStore>,
     pub(crate) wait: Wait,
     pub(crate) ids: Arc<IdGenerator>,
     /// Index of the last entry applied to the backend.
@@ -88,6 +91,7 @@ pub(crate) struct ServerParts {
 
 impl EtcdServer {
     pub(crate) fn new(p: ServerParts) -> Arc<EtcdServer> {
+        let watchable = WatchableStore::new(p.state.store.clone(), p.cfg.max_request_bytes);
         Arc::new(EtcdServer {
             ids: Arc::new(IdGenerator::new(p.id)),
             cfg: p.cfg,
@@ -97,6 +101,7 @@ impl EtcdServer {
             store: RwLock::new(p.state.store),
             lessor: RwLock::new(p.state.lessor),
             auth: RwLock::new(p.state.auth),
+            watchable,
             members: RwLock::new(p.state.members),
             wait: Wait::default(),
             applied: p.applied,
@@ -139,6 +144,7 @@ impl EtcdServer {
     /// Swaps in the state rebuilt from a backend snapshot.
     pub(crate) fn swap_state(&self, state: MemberState) {
         *self.backend.write() = state.backend;
+        self.watchable.reset(state.store.clone());
         *self.store.write() = state.store;
         *self.lessor.write() = state.lessor;
         *self.auth.write() = state.auth;

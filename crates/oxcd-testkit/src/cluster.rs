@@ -228,6 +228,19 @@ impl Cluster {
         }
     }
 
+    /// The process id of member `i`, if it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.members[i].child.as_ref().map(|c| c.id())
+    }
+
+    /// Resident memory of member `i` now and at its peak, in KiB (from /proc).
+    pub fn rss_kib(&self, i: usize) -> Option<(u64, u64)> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid(i)?)).ok()?;
+        let field =
+            |name: &str| status.lines().find(|l| l.starts_with(name))?.split_whitespace().nth(1)?.parse::<u64>().ok();
+        Some((field("VmRSS:")?, field("VmHWM:")?))
+    }
+
     /// kill -9 member `i`.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.members[i].child.take() {

@@ -68,6 +68,15 @@ struct Flags {
     /// Log level: debug, info, warn, error, panic or fatal.
     #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info")]
     log_level: String,
+    /// Duration of periodic watch progress notifications (etcd 3.4/3.5 name: --experimental-watch-progress-notify-interval).
+    #[arg(
+        long,
+        alias = "experimental-watch-progress-notify-interval",
+        env = "ETCD_WATCH_PROGRESS_NOTIFY_INTERVAL",
+        default_value = "10m0s",
+        value_parser = oxcd_api::duration::parse
+    )]
+    watch_progress_notify_interval: std::time::Duration,
     /// Path to an etcd-format YAML configuration file; when given, other flags and environment
     /// variables are ignored (as etcd does).
     #[arg(long, env = "ETCD_CONFIG_FILE")]
@@ -100,6 +109,7 @@ impl Flags {
             backend_batch_interval: self.backend_batch_interval,
             backend_batch_limit: self.backend_batch_limit,
             log_level: self.log_level,
+            watch_progress_notify_interval: self.watch_progress_notify_interval,
         })
     }
 }

@@ -120,20 +120,7 @@ enum Cmd {
 
 /// Go-style durations as etcdctl takes them: `2s`, `500ms`, `1m`.
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let split =
-        s.find(|c: char| !c.is_ascii_digit() && c != '.').ok_or_else(|| format!("missing unit in duration {s:?}"))?;
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
-    let secs = match unit {
-        "ns" => n / 1e9,
-        "us" | "µs" => n / 1e6,
-        "ms" => n / 1e3,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("unknown unit {unit:?} in duration {s:?}")),
-    };
-    Ok(Duration::from_secs_f64(secs))
+    oxcd_api::duration::parse(s)
 }
 
 /// The end of the range covering every key with prefix `key` (etcd's `GetPrefixRangeEnd`).
@@ -286,12 +273,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn prefix_ends_and_durations() {
+    fn prefix_ends() {
         assert_eq!(prefix_end(b"a"), b"b");
         assert_eq!(prefix_end(b"a\xff"), b"b");
         assert_eq!(prefix_end(b"\xff\xff"), b"\0");
-        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert!(parse_duration("5").is_err());
     }
 }

@@ -17,6 +17,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use oxcd_api::EtcdError;
 use oxcd_api::etcdserverpb::{CompactionResponse, ResponseHeader};
+use oxcd_api::mvccpb::Event;
 use oxcd_api::oxcdpb::{InternalRaftRequest, MemberAttrSetRequest, internal_raft_request::Request};
 use oxcd_backend::{Backend, BatchConfig, META, WriteTxn};
 use oxcd_lease::Lessor;
@@ -63,7 +64,12 @@ pub struct Applier {
     applied: u64,
     applied_term: u64,
     last_snapshot: u64,
+    /// Entry data applied since the last snapshot.
+    bytes_since_snapshot: usize,
 }
+
+/// Entry data applied after which a snapshot is taken even before `--snapshot-count` entries.
+const SNAPSHOT_BYTES: usize = 32 << 20;
 
 impl Applier {
     pub fn new(
@@ -73,7 +79,16 @@ impl Applier {
         compactor_tx: Sender<CompactJob>,
         applied: u64,
     ) -> Applier {
-        Applier { server, rx, applied_tx, compactor_tx, applied, applied_term: 0, last_snapshot: applied }
+        Applier {
+            server,
+            rx,
+            applied_tx,
+            compactor_tx,
+            applied,
+            applied_term: 0,
+            last_snapshot: applied,
+            bytes_since_snapshot: 0,
+        }
     }
 
     /// Runs until the Raft thread goes away or the backend fails (then the member must stop).
@@ -126,6 +141,7 @@ impl Applier {
         let mut results: Vec<(u64, ApplyResult)> = Vec::new();
         let mut jobs: Vec<CompactJob> = Vec::new();
         let mut members_changed = false;
+        let mut published: Vec<(i64, Vec<Event>)> = Vec::new();
         for e in &entries {
             if e.index <= self.applied {
                 continue;
@@ -153,7 +169,7 @@ impl Applier {
                                 members_changed = true;
                                 results.push((id, Ok(Response::Empty)));
                             }
-                            Some(r) => results.push((id, apply_kv(&store, &lessor, &wtx, r)?)),
+                            Some(r) => results.push((id, apply_kv(&store, &lessor, &wtx, r, &mut published)?)),
                             None => {}
                         }
                     }
@@ -172,6 +188,9 @@ impl Applier {
         }
         wtx.commit().map_err(fatal)?;
         store.publish();
+        for (rev, events) in published {
+            self.server.watchable.publish(rev, events);
+        }
         if members_changed {
             *self.server.members.write() = Members::load(&backend.read().map_err(fatal)?).map_err(fatal)?;
         }
@@ -183,7 +202,13 @@ impl Applier {
         for job in jobs {
             let _ = self.compactor_tx.send(job);
         }
-        if self.applied - self.last_snapshot >= self.server.cfg.snapshot_count {
+        self.bytes_since_snapshot += entries.iter().map(|e| e.data.len()).sum::<usize>();
+        // Every --snapshot-count entries, or sooner when their data would fill memory (the Raft log
+        // keeps everything since the last snapshot).
+        if self.applied - self.last_snapshot >= self.server.cfg.snapshot_count
+            || self.bytes_since_snapshot >= SNAPSHOT_BYTES
+        {
+            self.bytes_since_snapshot = 0;
             // The WAL may drop entries only once the backend holds them durably.
             backend.flush().map_err(fatal)?;
             self.last_snapshot = self.applied;
@@ -249,8 +274,15 @@ fn apply_compaction(store: &Store, wtx: &WriteTxn<'_>, rev: i64) -> Result<Apply
     }
 }
 
-/// Applies one KV write request in its own store transaction (one revision).
-fn apply_kv(store: &Store, lessor: &Lessor, wtx: &WriteTxn<'_>, req: Request) -> Result<ApplyResult, ApplyError> {
+/// Applies one KV write request in its own store transaction (one revision). Events of a new
+/// revision are appended to `published` for the watchers.
+fn apply_kv(
+    store: &Store,
+    lessor: &Lessor,
+    wtx: &WriteTxn<'_>,
+    req: Request,
+    published: &mut Vec<(i64, Vec<Event>)>,
+) -> Result<ApplyResult, ApplyError> {
     let mut txn = store.write(wtx).map_err(ApplyError::Fatal)?;
     let result = match &req {
         Request::Put(p) => request::apply_put(&mut txn, lessor, p).map(Response::Put),
@@ -263,7 +295,10 @@ fn apply_kv(store: &Store, lessor: &Lessor, wtx: &WriteTxn<'_>, req: Request) ->
         Request::Compaction(_) | Request::MemberAttrSet(_) => unreachable!("handled by the caller"),
     };
     debug_assert!(result.is_ok() || txn.changes().is_empty(), "a rejected request wrote nothing");
-    txn.end();
+    let (rev, events) = txn.end();
+    if !events.is_empty() {
+        published.push((rev, events));
+    }
     match result {
         Ok(r) => Ok(Ok(r)),
         Err(ApplyError::Reject(e)) => Ok(Err(e)),

@@ -5,6 +5,7 @@ mod auth;
 mod cluster;
 mod kv;
 mod maintenance;
+mod watch;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use oxcd_api::EtcdError;
 use oxcd_api::etcdserverpb::{
     auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer,
+    watch_server::WatchServer,
 };
 use tokio::net::TcpListener;
 use tonic::Status;
@@ -26,6 +28,7 @@ pub use auth::AuthService;
 pub use cluster::ClusterService;
 pub use kv::KvService;
 pub use maintenance::MaintenanceService;
+pub use watch::WatchService;
 
 /// The version oxcd reports to clients (the etcd API level it serves).
 pub const SERVER_VERSION: &str = "3.5.0";
@@ -107,6 +110,11 @@ pub async fn serve(server: Arc<EtcdServer>, listener: TcpListener) -> Result<(),
         .add_service(ClusterServer::new(ClusterService::new(server.clone())).max_decoding_message_size(decode_limit))
         .add_service(
             MaintenanceServer::new(MaintenanceService::new(server.clone()))
+                .max_decoding_message_size(decode_limit)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(
+            WatchServer::new(WatchService::new(server.clone()))
                 .max_decoding_message_size(decode_limit)
                 .max_encoding_message_size(usize::MAX),
         )

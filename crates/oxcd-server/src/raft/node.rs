@@ -78,6 +78,9 @@ impl Default for RaftStatus {
     }
 }
 
+/// Most bytes of entry data kept in memory behind a snapshot for lagging followers.
+const CATCHUP_BYTES: usize = 16 << 20;
+
 /// Settings of the Raft thread.
 pub struct NodeConfig {
     pub tick: Duration,
@@ -310,9 +313,7 @@ impl RaftNode {
         self.wal.sync()?;
         self.wal.release_to(index)?;
         self.snapshot_index = index;
-        if index > self.cfg.catchup_entries {
-            self.storage.compact(index - self.cfg.catchup_entries);
-        }
+        self.storage.compact_behind(index, self.cfg.catchup_entries, CATCHUP_BYTES);
         tracing::info!(index, term, "snapshotted raft log");
         Ok(())
     }

@@ -90,6 +90,35 @@ impl RaftStorage {
         log.entries.clear();
     }
 
+    /// After a snapshot at `index`: drops the entries up to it but for the last `keep_entries` of
+    /// them, and fewer if those hold more than `keep_bytes` of data (lagging followers past that get
+    /// a snapshot instead, as past the entry count).
+    pub fn compact_behind(&self, index: u64, keep_entries: u64, keep_bytes: usize) {
+        let mut to = index.saturating_sub(keep_entries);
+        {
+            let log = self.log.read();
+            let first = log.first_index();
+            if index >= first && index <= log.last_index() {
+                let mut kept = 0usize;
+                let mut i = index;
+                while i > to.max(first.saturating_sub(1)) && i >= first {
+                    kept += log.entries[(i - first) as usize].data.len();
+                    if kept > keep_bytes {
+                        to = i;
+                        break;
+                    }
+                    i -= 1;
+                }
+            }
+        }
+        self.compact(to);
+    }
+
+    /// Bytes of entry data held in memory.
+    pub fn bytes(&self) -> usize {
+        self.log.read().entries.iter().map(|e| e.data.len()).sum()
+    }
+
     /// Drops entries up to `index` (inclusive), which must be applied and durable in the backend.
     pub fn compact(&self, index: u64) {
         let mut log = self.log.write();
@@ -210,6 +239,20 @@ mod tests {
             s.entries(2, 3, None, GetEntriesContext::empty(false)),
             Err(raft::Error::Store(StorageError::Compacted))
         ));
+    }
+
+    #[test]
+    fn compaction_keeps_catchup_entries_within_a_byte_budget() {
+        let s = storage();
+        let big = |index| Entry { index, term: 1, data: vec![0u8; 100].into(), ..Default::default() };
+        s.append(&(2..=21).map(big).collect::<Vec<_>>());
+        // Keep up to 10 entries behind 21, but only 350 bytes of them: entries 19..=21 stay.
+        s.compact_behind(21, 10, 350);
+        assert_eq!(s.first_last(), (19, 21));
+        assert_eq!(s.bytes(), 300);
+        // Entry count binds first when entries are small.
+        s.compact_behind(21, 1, 1 << 20);
+        assert_eq!(s.first_last(), (21, 21));
     }
 
     #[test]
