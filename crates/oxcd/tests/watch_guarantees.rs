@@ -247,10 +247,10 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
             }
             Step::Progress(i) => {
                 let n = watchers.len().max(1);
-                if let Some(w) = watchers.get_mut(*i % n) {
-                    if let Some(sender) = &mut w.incarnations.last_mut().unwrap().sender {
-                        let _ = sender.request_progress().await;
-                    }
+                if let Some(w) = watchers.get_mut(*i % n)
+                    && let Some(sender) = &mut w.incarnations.last_mut().unwrap().sender
+                {
+                    let _ = sender.request_progress().await;
                 }
             }
         }
