@@ -1,10 +1,11 @@
 //! `oxcd-bench`: a load generator modelled on etcd's `benchmark` tool. It speaks plain etcd v3
 //! gRPC, so the same binary measures oxcd and etcd.
 //!
-//! Only the `put` and `range` workloads exist so far (the rest of etcd's subcommands come with the
-//! benchmark issue); their flags and output follow etcd's tool.
+//! The `put`, `range` and `watch-latency` workloads exist so far (the rest of etcd's subcommands come
+//! with the benchmark issue); their flags and output follow etcd's tool.
 
 mod report;
+mod watch;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,25 +21,25 @@ use tonic::transport::{Channel, Endpoint};
 /// A load generator for etcd v3 endpoints (oxcd or etcd).
 #[derive(Debug, Parser)]
 #[command(name = "oxcd-bench", version)]
-struct Cli {
+pub(crate) struct Cli {
     /// gRPC endpoints, comma-separated.
     #[arg(long, default_value = "127.0.0.1:2379", value_delimiter = ',', global = true)]
-    endpoints: Vec<String>,
+    pub(crate) endpoints: Vec<String>,
     /// Total number of gRPC connections.
     #[arg(long, default_value_t = 1, global = true)]
-    conns: usize,
+    pub(crate) conns: usize,
     /// Total number of concurrent clients.
     #[arg(long, default_value_t = 1, global = true)]
     clients: usize,
     /// Output format: text (etcd's report) or json.
     #[arg(long, default_value = "text", global = true)]
-    output: String,
+    pub(crate) output: String,
     #[command(subcommand)]
-    cmd: Cmd,
+    pub(crate) cmd: Cmd,
 }
 
 #[derive(Debug, Subcommand)]
-enum Cmd {
+pub(crate) enum Cmd {
     /// Benchmark put.
     Put {
         /// Key size of put request.
@@ -68,6 +69,33 @@ enum Cmd {
         #[arg(long, default_value = "l")]
         consistency: String,
     },
+    /// Benchmark watch latency: time from a put to each watcher receiving its event.
+    WatchLatency {
+        /// Total watch streams.
+        #[arg(long, default_value_t = 10)]
+        streams: usize,
+        /// Total watchers per stream.
+        #[arg(long, default_value_t = 10)]
+        watchers_per_stream: usize,
+        /// Total number of put requests.
+        #[arg(long, default_value_t = 1000)]
+        put_total: u64,
+        /// Number of keys to put per second.
+        #[arg(long, default_value_t = 100)]
+        put_rate: u64,
+        /// Key size of watch request.
+        #[arg(long, default_value_t = 32)]
+        key_size: usize,
+        /// Value size of watch request.
+        #[arg(long, default_value_t = 32)]
+        val_size: usize,
+        /// Ask for the previous value with each event.
+        #[arg(long)]
+        prevkv: bool,
+        /// Each watcher watches a key of its own and puts go round them (not in etcd's tool).
+        #[arg(long)]
+        distinct_keys: bool,
+    },
 }
 
 /// A small deterministic generator for random keys (splitmix64).
@@ -84,7 +112,7 @@ impl SplitMix {
 }
 
 /// etcd's benchmark writes the key number as a varint into a zeroed key of `size` bytes.
-fn key_bytes(n: u64, size: usize) -> Bytes {
+pub(crate) fn key_bytes(n: u64, size: usize) -> Bytes {
     let mut k = vec![0u8; size.max(1)];
     let (mut v, mut i) = (n, 0);
     while i < k.len() {
@@ -99,7 +127,7 @@ fn key_bytes(n: u64, size: usize) -> Bytes {
     Bytes::from(k)
 }
 
-async fn connect(cli: &Cli) -> anyhow::Result<Vec<KvClient<Channel>>> {
+pub(crate) async fn channels(cli: &Cli) -> anyhow::Result<Vec<Channel>> {
     let mut out = Vec::new();
     for i in 0..cli.conns.max(1) {
         let ep = &cli.endpoints[i % cli.endpoints.len()];
@@ -109,17 +137,25 @@ async fn connect(cli: &Cli) -> anyhow::Result<Vec<KvClient<Channel>>> {
             .connect()
             .await
             .with_context(|| format!("connecting to {ep}"))?;
-        out.push(KvClient::new(ch).max_decoding_message_size(usize::MAX));
+        out.push(ch);
     }
     Ok(out)
+}
+
+async fn connect(cli: &Cli) -> anyhow::Result<Vec<KvClient<Channel>>> {
+    Ok(channels(cli).await?.into_iter().map(|ch| KvClient::new(ch).max_decoding_message_size(usize::MAX)).collect())
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Cmd::WatchLatency { .. } = cli.cmd {
+        return watch::latency(&cli).await;
+    }
     let conns = connect(&cli).await?;
     let total = match &cli.cmd {
         Cmd::Put { total, .. } | Cmd::Range { total, .. } => *total,
+        Cmd::WatchLatency { .. } => unreachable!("handled above"),
     };
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -139,6 +175,7 @@ async fn main() -> anyhow::Result<()> {
                 end: Bytes::from(end.clone().unwrap_or_default()),
                 serializable: consistency == "s",
             },
+            Cmd::WatchLatency { .. } => unreachable!("handled above"),
         };
         tasks.push(tokio::spawn(async move {
             let mut lat = report::Latencies::new();
