@@ -142,7 +142,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningMember, StartError> {
             wal_snap.index
         )));
     }
-    let state = MemberState::load(backend.clone())?;
+    let state = MemberState::load(backend.clone(), &cfg)?;
     let (store, members, pending_compaction) = (state.store.clone(), state.members.clone(), state.pending_compaction);
 
     // The Raft log as the WAL recorded it.
@@ -280,6 +280,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningMember, StartError> {
         }));
     }
     tokio::spawn(publish_attributes(server.clone()));
+    tokio::spawn(crate::lease_duties::run(server.clone()));
     if members.len() == 1 {
         // Alone: no one to wait for, elect now.
         let _ = raft_tx.send(RaftInput::Campaign);

@@ -168,6 +168,11 @@ impl ServerConfig {
         Duration::from_millis(self.heartbeat_interval)
     }
 
+    /// The smallest lease TTL: ceil(1.5 × election timeout) in seconds (etcd's `minLeaseTTL`).
+    pub fn min_lease_ttl_secs(&self) -> i64 {
+        (3 * self.election_timeout).div_ceil(2000) as i64
+    }
+
     /// The progress notify interval, raised to etcd's minimum.
     pub fn progress_notify_interval(&self) -> Duration {
         self.watch_progress_notify_interval.max(MIN_WATCH_PROGRESS_INTERVAL)
@@ -291,6 +296,8 @@ mod tests {
         assert_eq!(c.election_ticks(), 10);
         assert_eq!(c.request_timeout(), Duration::from_secs(7));
         assert_eq!(c.quota_bytes(), 2 << 30);
+        assert_eq!(c.min_lease_ttl_secs(), 2);
+        assert_eq!(ServerConfig { election_timeout: 500, ..Default::default() }.min_lease_ttl_secs(), 1);
         assert_eq!(
             c.initial_members().unwrap(),
             vec![InitialMember { name: "default".into(), peer_urls: vec!["http://localhost:2380".into()] }]

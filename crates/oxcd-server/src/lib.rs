@@ -8,6 +8,7 @@ pub mod config;
 pub mod grpc;
 mod hot_wait;
 pub mod ids;
+mod lease_duties;
 pub mod membership;
 pub mod raft;
 mod read_index;

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use oxcd_api::EtcdError;
@@ -52,6 +52,8 @@ pub struct EtcdServer {
     pub(crate) stop_tx: watch::Sender<bool>,
     /// Where writes wait for the applier.
     hot_wait: HotWait,
+    /// Client connections to other members (for forwarding to the leader), by member id.
+    peer_clients: parking_lot::Mutex<std::collections::HashMap<u64, (String, tonic::transport::Channel)>>,
 }
 
 /// Everything a member rebuilds from a backend file (at start, or when a snapshot is installed).
@@ -67,8 +69,11 @@ pub(crate) struct MemberState {
 
 impl MemberState {
     /// Loads everything kept in `backend`.
-    pub fn load(backend: Arc<Backend>) -> Result<MemberState, oxcd_mvcc::MvccError> {
-        let lessor = Arc::new(Lessor::new());
+    pub fn load(backend: Arc<Backend>, cfg: &ServerConfig) -> Result<MemberState, oxcd_mvcc::MvccError> {
+        let lessor =
+            Arc::new(Lessor::with_limits(cfg.min_lease_ttl_secs(), Duration::from_millis(cfg.election_timeout)));
+        // Leases first: the store attaches keys to them as it rebuilds its index.
+        crate::apply::load_leases(&backend, &lessor, std::time::Instant::now())?;
         let (store, pending_compaction) = Store::open(backend.clone(), lessor.clone())?;
         let auth = Arc::new(AuthStore::open(&backend)?);
         let members = Members::load(&backend.read()?)?;
@@ -110,6 +115,7 @@ impl EtcdServer {
             read_hub: ReadIndexHub::new(),
             stop_tx: watch::channel(false).0,
             hot_wait: HotWait::default(),
+            peer_clients: Default::default(),
         })
     }
 
@@ -206,6 +212,26 @@ impl EtcdServer {
     pub async fn linearizable_read(&self) -> Result<(), EtcdError> {
         // The round itself gives up at the request timeout; this bound only guards a lost round.
         self.read_hub.read_barrier(2 * self.cfg.request_timeout()).await
+    }
+
+    /// A (lazily connected, cached) client channel to member `id` at `url`.
+    pub(crate) fn leader_channel(
+        &self,
+        id: u64,
+        url: &str,
+    ) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+        let mut clients = self.peer_clients.lock();
+        if let Some((u, ch)) = clients.get(&id)
+            && u == url
+        {
+            return Ok(ch.clone());
+        }
+        let ch = tonic::transport::Endpoint::from_shared(url.to_string())?
+            .tcp_nodelay(true)
+            .connect_timeout(std::time::Duration::from_secs(1))
+            .connect_lazy();
+        clients.insert(id, (url.to_string(), ch.clone()));
+        Ok(ch)
     }
 
     /// Asks the member to stop.

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 
 use oxcd_api::EtcdError;
-use oxcd_api::etcdserverpb::{CompactionResponse, DeleteRangeResponse, PutResponse, TxnResponse};
+use oxcd_api::etcdserverpb::{
+    CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse, TxnResponse,
+};
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
@@ -15,6 +17,8 @@ pub enum Response {
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),
     Compaction(CompactionResponse),
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse),
     /// Requests without a client-visible response (member attributes).
     Empty,
 }

@@ -186,7 +186,7 @@ fn restart_rebuilds_index_and_finishes_an_interrupted_compaction() {
 fn leases_are_attached_and_detached() {
     let f = fixture();
     let l = LeaseId(7);
-    assert!(f.lessor.grant(l, 10));
+    assert!(f.lessor.grant(l, 10, std::time::Instant::now()).is_ok());
     f.write(|t| t.put(b"a", Bytes::from_static(b"1"), l).unwrap());
     f.write(|t| t.put(b"b", Bytes::from_static(b"1"), l).unwrap());
     f.write(|t| t.put(b"a", Bytes::from_static(b"2"), LeaseId::NONE).unwrap());

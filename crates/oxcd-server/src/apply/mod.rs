@@ -7,20 +7,21 @@
 //! an entry twice. Results are handed out only after the backend commit and [`Store::publish`], so
 //! a client that got an answer reads its own write on this member.
 
+mod lease;
 pub mod request;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use oxcd_api::EtcdError;
-use oxcd_api::etcdserverpb::{CompactionResponse, ResponseHeader};
+use oxcd_api::etcdserverpb::{CompactionResponse, LeaseRevokeResponse, ResponseHeader};
 use oxcd_api::mvccpb::Event;
 use oxcd_api::oxcdpb::{InternalRaftRequest, MemberAttrSetRequest, internal_raft_request::Request};
 use oxcd_backend::{Backend, BatchConfig, META, WriteTxn};
-use oxcd_lease::Lessor;
+use oxcd_lease::{LeaseId, Lessor};
 use oxcd_mvcc::{Store, meta};
 use prost::Message;
 use raft::prelude::{Entry, EntryType};
@@ -31,6 +32,7 @@ use crate::membership::Members;
 use crate::raft::RaftInput;
 use crate::server::{EtcdServer, MemberState};
 use crate::wait::{ApplyResult, Response};
+pub use lease::load_leases;
 pub use request::ApplyError;
 
 /// What the Raft thread hands the applier, in log order.
@@ -138,10 +140,16 @@ impl Applier {
         let store = self.server.store();
         let lessor = self.server.lessor();
         let wtx = backend.write().map_err(fatal)?;
-        let mut results: Vec<(u64, ApplyResult)> = Vec::new();
-        let mut jobs: Vec<CompactJob> = Vec::new();
-        let mut members_changed = false;
-        let mut published: Vec<(i64, Vec<Event>)> = Vec::new();
+        let mut batch = Batch {
+            store: &store,
+            lessor: &lessor,
+            wtx: &wtx,
+            now: Instant::now(),
+            results: Vec::new(),
+            jobs: Vec::new(),
+            published: Vec::new(),
+            members_changed: false,
+        };
         for e in &entries {
             if e.index <= self.applied {
                 continue;
@@ -150,27 +158,8 @@ impl Applier {
                 match InternalRaftRequest::decode(&e.data[..]) {
                     Ok(req) => {
                         let id = req.header.as_ref().map(|h| h.id).unwrap_or(0);
-                        match req.request {
-                            Some(Request::Compaction(c)) => {
-                                let result = apply_compaction(&store, &wtx, c.revision)?;
-                                if result.is_ok() {
-                                    // A physical compaction answers once the compactor is done.
-                                    let waiters = if c.physical { vec![(id, result.clone())] } else { Vec::new() };
-                                    jobs.push(CompactJob { store: store.clone(), rev: c.revision, waiters });
-                                    if !c.physical {
-                                        results.push((id, result));
-                                    }
-                                } else {
-                                    results.push((id, result));
-                                }
-                            }
-                            Some(Request::MemberAttrSet(m)) => {
-                                self.apply_member_attrs(&wtx, m)?;
-                                members_changed = true;
-                                results.push((id, Ok(Response::Empty)));
-                            }
-                            Some(r) => results.push((id, apply_kv(&store, &lessor, &wtx, r, &mut published)?)),
-                            None => {}
+                        if let Some(r) = req.request {
+                            batch.apply(id, r, &self.server)?;
                         }
                     }
                     Err(err) => tracing::error!(index = e.index, %err, "undecodable raft entry skipped"),
@@ -181,6 +170,7 @@ impl Applier {
             self.applied = e.index;
             self.applied_term = e.term;
         }
+        let Batch { results, jobs, published, members_changed, .. } = batch;
         {
             let mut m = wtx.bucket(META).map_err(fatal)?;
             m.put(meta::CONSISTENT_INDEX, &self.applied.to_be_bytes()).map_err(fatal)?;
@@ -222,16 +212,6 @@ impl Applier {
         let _ = self.applied_tx.send(self.applied);
     }
 
-    fn apply_member_attrs(&self, wtx: &WriteTxn<'_>, m: MemberAttrSetRequest) -> Result<(), ApplyError> {
-        let mut members = self.server.members.read().clone();
-        if let Some(member) = members.get_mut(MemberId(m.member_id)) {
-            member.name = m.name;
-            member.client_urls = m.client_urls;
-            Members::save(wtx, member).map_err(fatal)?;
-        }
-        Ok(())
-    }
-
     /// Replaces the backend with the snapshot the leader sent, then continues after it.
     fn install_snapshot(&mut self, msg: ApplyMsg) -> Result<(), ApplyError> {
         let ApplyMsg::Snapshot { index, db } = msg else { return Ok(()) };
@@ -243,7 +223,7 @@ impl Applier {
         std::fs::rename(&db, &path).map_err(|e| fatal(e.into()))?;
         let backend = Arc::new(Backend::open(&path, self.server.batch_config()).map_err(fatal)?);
         let ci = consistent_index(&backend).map_err(fatal)?;
-        let state = MemberState::load(backend).map_err(ApplyError::Fatal)?;
+        let state = MemberState::load(backend, &self.server.cfg).map_err(ApplyError::Fatal)?;
         if let Some(rev) = state.pending_compaction {
             let _ = self.compactor_tx.send(CompactJob { store: state.store.clone(), rev, waiters: Vec::new() });
         }
@@ -264,46 +244,114 @@ fn compaction_resp(store: &Store) -> CompactionResponse {
     CompactionResponse { header: Some(ResponseHeader { revision: store.write_rev(), ..Default::default() }) }
 }
 
-fn apply_compaction(store: &Store, wtx: &WriteTxn<'_>, rev: i64) -> Result<ApplyResult, ApplyError> {
-    match store.compact(wtx, rev) {
-        Ok(()) => Ok(Ok(Response::Compaction(compaction_resp(store)))),
-        Err(e) => match ApplyError::from(e) {
-            ApplyError::Reject(e) => Ok(Err(e)),
-            f => Err(f),
-        },
+/// What one apply batch (one backend transaction) collects on its way.
+struct Batch<'a, 'b> {
+    store: &'a Arc<Store>,
+    lessor: &'a Lessor,
+    wtx: &'a WriteTxn<'b>,
+    /// The moment the batch is applied (lease deadlines count from it).
+    now: Instant,
+    results: Vec<(u64, ApplyResult)>,
+    jobs: Vec<CompactJob>,
+    /// New revisions and their events, for the watchers once committed.
+    published: Vec<(i64, Vec<Event>)>,
+    members_changed: bool,
+}
+
+impl Batch<'_, '_> {
+    /// Applies one request; a rejected request is answered with its error and writes nothing.
+    fn apply(&mut self, id: u64, req: Request, server: &EtcdServer) -> Result<(), ApplyError> {
+        let result = match req {
+            Request::Compaction(c) => return self.compaction(id, c.revision, c.physical),
+            Request::MemberAttrSet(m) => {
+                apply_member_attrs(server, self.wtx, m)?;
+                self.members_changed = true;
+                Ok(Response::Empty)
+            }
+            Request::LeaseGrant(g) => lease::grant(self.lessor, self.wtx, self.store, &g, self.now),
+            Request::LeaseRevoke(r) => self.revoke(LeaseId(r.id)),
+            Request::LeaseCheckpoint(c) => {
+                lease::checkpoint(self.lessor, self.wtx, &c, self.now).map(|()| Response::Empty)
+            }
+            Request::Alarm(_) => {
+                tracing::warn!("alarm requests are not served yet; entry skipped");
+                Ok(Response::Empty)
+            }
+            kv @ (Request::Put(_) | Request::DeleteRange(_) | Request::Txn(_)) => self.kv(kv),
+        };
+        match result {
+            Ok(r) => self.results.push((id, Ok(r))),
+            Err(ApplyError::Reject(e)) => self.results.push((id, Err(e))),
+            Err(f) => return Err(f),
+        }
+        Ok(())
+    }
+
+    /// A KV write request in its own store transaction (one revision).
+    fn kv(&mut self, req: Request) -> request::Result<Response> {
+        let mut txn = self.store.write(self.wtx).map_err(ApplyError::Fatal)?;
+        let result = match &req {
+            Request::Put(p) => request::apply_put(&mut txn, self.lessor, p).map(Response::Put),
+            Request::DeleteRange(d) => request::apply_delete_range(&mut txn, d).map(Response::DeleteRange),
+            Request::Txn(t) => request::apply_txn(&mut txn, self.lessor, t).map(Response::Txn),
+            _ => unreachable!("only KV requests reach kv()"),
+        };
+        debug_assert!(result.is_ok() || txn.changes().is_empty(), "a rejected request wrote nothing");
+        self.end(txn);
+        result
+    }
+
+    /// Revokes a lease: its keys are deleted in one revision.
+    fn revoke(&mut self, id: LeaseId) -> request::Result<Response> {
+        let keys = self.lessor.revoke(id).ok_or(EtcdError::LeaseNotFound)?;
+        let mut txn = self.store.write(self.wtx).map_err(ApplyError::Fatal)?;
+        for k in &keys {
+            txn.delete_range(k, None).map_err(ApplyError::Fatal)?;
+        }
+        self.end(txn);
+        lease::delete(self.wtx, id).map_err(fatal)?;
+        Ok(Response::LeaseRevoke(LeaseRevokeResponse {
+            header: Some(ResponseHeader { revision: self.store.write_rev(), ..Default::default() }),
+        }))
+    }
+
+    /// Ends a store transaction, keeping its events for the watchers.
+    fn end(&mut self, txn: oxcd_mvcc::TxnWrite<'_, '_>) {
+        let (rev, events) = txn.end();
+        if !events.is_empty() {
+            self.published.push((rev, events));
+        }
+    }
+
+    fn compaction(&mut self, id: u64, rev: i64, physical: bool) -> Result<(), ApplyError> {
+        let result = match self.store.compact(self.wtx, rev) {
+            Ok(()) => Ok(Response::Compaction(compaction_resp(self.store))),
+            Err(e) => match ApplyError::from(e) {
+                ApplyError::Reject(e) => Err(e),
+                f => return Err(f),
+            },
+        };
+        if result.is_ok() {
+            // A physical compaction answers once the compactor is done.
+            let waiters = if physical { vec![(id, result.clone())] } else { Vec::new() };
+            self.jobs.push(CompactJob { store: self.store.clone(), rev, waiters });
+            if physical {
+                return Ok(());
+            }
+        }
+        self.results.push((id, result));
+        Ok(())
     }
 }
 
-/// Applies one KV write request in its own store transaction (one revision). Events of a new
-/// revision are appended to `published` for the watchers.
-fn apply_kv(
-    store: &Store,
-    lessor: &Lessor,
-    wtx: &WriteTxn<'_>,
-    req: Request,
-    published: &mut Vec<(i64, Vec<Event>)>,
-) -> Result<ApplyResult, ApplyError> {
-    let mut txn = store.write(wtx).map_err(ApplyError::Fatal)?;
-    let result = match &req {
-        Request::Put(p) => request::apply_put(&mut txn, lessor, p).map(Response::Put),
-        Request::DeleteRange(d) => request::apply_delete_range(&mut txn, d).map(Response::DeleteRange),
-        Request::Txn(t) => request::apply_txn(&mut txn, lessor, t).map(Response::Txn),
-        Request::LeaseGrant(_) | Request::LeaseRevoke(_) | Request::Alarm(_) => {
-            tracing::warn!("lease and alarm requests are not served yet; entry skipped");
-            Ok(Response::Empty)
-        }
-        Request::Compaction(_) | Request::MemberAttrSet(_) => unreachable!("handled by the caller"),
-    };
-    debug_assert!(result.is_ok() || txn.changes().is_empty(), "a rejected request wrote nothing");
-    let (rev, events) = txn.end();
-    if !events.is_empty() {
-        published.push((rev, events));
+fn apply_member_attrs(server: &EtcdServer, wtx: &WriteTxn<'_>, m: MemberAttrSetRequest) -> Result<(), ApplyError> {
+    let mut members = server.members.read().clone();
+    if let Some(member) = members.get_mut(MemberId(m.member_id)) {
+        member.name = m.name;
+        member.client_urls = m.client_urls;
+        Members::save(wtx, member).map_err(fatal)?;
     }
-    match result {
-        Ok(r) => Ok(Ok(r)),
-        Err(ApplyError::Reject(e)) => Ok(Err(e)),
-        Err(f) => Err(f),
-    }
+    Ok(())
 }
 
 /// The background compactor: runs compactions in order and answers physical-compaction waiters.

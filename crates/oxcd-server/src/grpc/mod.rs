@@ -4,6 +4,7 @@
 mod auth;
 mod cluster;
 mod kv;
+mod lease;
 mod maintenance;
 mod watch;
 
@@ -13,8 +14,8 @@ use std::time::Duration;
 
 use oxcd_api::EtcdError;
 use oxcd_api::etcdserverpb::{
-    auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer,
-    watch_server::WatchServer,
+    auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
+    maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
 use tokio::net::TcpListener;
 use tonic::Status;
@@ -27,6 +28,7 @@ use crate::server::EtcdServer;
 pub use auth::AuthService;
 pub use cluster::ClusterService;
 pub use kv::KvService;
+pub use lease::LeaseService;
 pub use maintenance::MaintenanceService;
 pub use watch::WatchService;
 
@@ -118,6 +120,7 @@ pub async fn serve(server: Arc<EtcdServer>, listener: TcpListener) -> Result<(),
                 .max_decoding_message_size(decode_limit)
                 .max_encoding_message_size(usize::MAX),
         )
+        .add_service(LeaseServer::new(LeaseService::new(server.clone())).max_decoding_message_size(decode_limit))
         .add_service(AuthServer::new(AuthService::new(server.clone())).max_decoding_message_size(decode_limit))
         .add_service(health_service)
         // The builder's tcp_nodelay does not reach a listener we bound ourselves: without it, Nagle
