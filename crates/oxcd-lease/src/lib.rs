@@ -92,6 +92,8 @@ impl Lease {
 #[derive(Debug, Default)]
 struct State {
     leases: BTreeMap<LeaseId, Lease>,
+    /// The lease each attached key belongs to (so puts and deletes never read the old value).
+    key_lease: HashMap<Box<[u8]>, LeaseId>,
     /// Leader only: deadlines in order.
     expiry: BTreeSet<(Instant, LeaseId)>,
     primary: bool,
@@ -189,6 +191,9 @@ impl Lessor {
         st.renewed.remove(&id);
         st.revoking.remove(&id);
         let lease = st.leases.remove(&id)?;
+        for k in &lease.keys {
+            st.key_lease.remove(k);
+        }
         let mut keys: Vec<_> = lease.keys.into_iter().collect();
         keys.sort();
         Some(keys)
@@ -218,19 +223,26 @@ impl Lessor {
         if id == LeaseId::NONE {
             return;
         }
-        if let Some(l) = self.state.write().leases.get_mut(&id) {
+        let mut st = self.state.write();
+        if let Some(l) = st.leases.get_mut(&id) {
             l.keys.insert(key.into());
+            st.key_lease.insert(key.into(), id);
         }
     }
 
-    /// Detaches `key` from lease `id`.
-    pub fn detach(&self, id: LeaseId, key: &[u8]) {
-        if id == LeaseId::NONE {
-            return;
-        }
-        if let Some(l) = self.state.write().leases.get_mut(&id) {
+    /// Detaches `key` from whatever lease it is attached to; returns that lease.
+    pub fn detach(&self, key: &[u8]) -> Option<LeaseId> {
+        let mut st = self.state.write();
+        let id = st.key_lease.remove(key)?;
+        if let Some(l) = st.leases.get_mut(&id) {
             l.keys.remove(key);
         }
+        Some(id)
+    }
+
+    /// The lease `key` is attached to, if any.
+    pub fn lease_of(&self, key: &[u8]) -> Option<LeaseId> {
+        self.state.read().key_lease.get(key).copied()
     }
 
     /// Every lease id, sorted.

@@ -18,9 +18,13 @@ fn grant_revoke_attach_and_limits() {
     assert_eq!(l.grant(LeaseId(9), MAX_LEASE_TTL_SECS + 1, t0), Err(GrantError::TtlTooLarge));
     l.attach(id, b"b");
     l.attach(id, b"a");
-    l.detach(id, b"b");
+    assert_eq!(l.lease_of(b"b"), Some(id));
+    assert_eq!(l.detach(b"b"), Some(id));
+    assert_eq!(l.detach(b"b"), None);
+    assert_eq!(l.lease_of(b"b"), None);
     assert_eq!(l.ttl_secs(id), Some(2));
     assert_eq!(l.revoke(id), Some(vec![b"a".to_vec().into_boxed_slice()]));
+    assert_eq!(l.lease_of(b"a"), None, "revoking forgets the keys");
     assert_eq!(l.revoke(id), None);
     assert_eq!(LeaseId(0x1234).to_string(), "1234");
 }

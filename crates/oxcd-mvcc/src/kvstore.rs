@@ -379,10 +379,6 @@ impl TxnWrite<'_, '_> {
             Some(at) => (at.created.main, at.ver + 1),
             None => (rev, 1),
         };
-        let old_lease = match prior {
-            Some(at) => self.lease_at(at.modified)?,
-            None => LeaseId::NONE,
-        };
         let kv = KeyValue {
             key: Bytes::copy_from_slice(key),
             create_revision: created,
@@ -393,10 +389,13 @@ impl TxnWrite<'_, '_> {
         };
         self.keys.put(&idx_rev.to_key(false), &kv.encode_to_vec())?;
         self.store.index.write().put(key, idx_rev);
-        if old_lease != lease {
-            self.store.lessor.detach(old_lease, key);
+        let lessor = &self.store.lessor;
+        if !lessor.is_empty() {
+            if lessor.lease_of(key) != Some(lease) {
+                lessor.detach(key);
+            }
+            lessor.attach(lease, key);
         }
-        self.store.lessor.attach(lease, key);
         self.changes.push(Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: None });
         Ok(rev)
     }
@@ -404,13 +403,14 @@ impl TxnWrite<'_, '_> {
     /// Deletes every live key in `[key, end)`; returns how many were deleted.
     pub fn delete_range(&mut self, key: &[u8], end: Option<&[u8]>) -> Result<i64> {
         let at = self.rev();
-        let mut live: Vec<(Box<[u8]>, Revision)> = Vec::new();
-        self.store.index.read().visit_alive(key, end, at, |k, a| {
-            live.push((k.into(), a.modified));
+        let mut live: Vec<Box<[u8]>> = Vec::new();
+        self.store.index.read().visit_alive(key, end, at, |k, _| {
+            live.push(k.into());
             true
         });
         let rev = self.next_rev();
-        for (k, modified) in &live {
+        let leases = !self.store.lessor.is_empty();
+        for k in &live {
             let idx_rev = Revision::new(rev, self.changes.len() as i64);
             let kv = KeyValue { key: Bytes::copy_from_slice(k), mod_revision: rev, ..Default::default() };
             self.keys
@@ -418,8 +418,9 @@ impl TxnWrite<'_, '_> {
             if !self.store.index.write().tombstone(k, idx_rev) {
                 return Err(MvccError::Corrupt(format!("tombstone of dead key {k:?}")));
             }
-            let old_lease = self.lease_at(*modified)?;
-            self.store.lessor.detach(old_lease, k);
+            if leases {
+                self.store.lessor.detach(k);
+            }
             self.changes.push(Event { r#type: EventType::Delete as i32, kv: Some(kv), prev_kv: None });
         }
         Ok(live.len() as i64)
@@ -439,22 +440,6 @@ impl TxnWrite<'_, '_> {
         let rev = self.begin_rev + 1;
         self.store.write_rev.store(rev, Ordering::Release);
         (rev, self.changes)
-    }
-
-    /// The lease of the key version at `rev` (no backend read when no lease exists at all).
-    fn lease_at(&self, rev: Revision) -> Result<LeaseId> {
-        if self.store.lessor.is_empty() {
-            return Ok(LeaseId::NONE);
-        }
-        Ok(LeaseId(self.kv_at(rev)?.lease))
-    }
-
-    fn kv_at(&self, rev: Revision) -> Result<KeyValue> {
-        let v = self
-            .keys
-            .get(&rev.to_key(false))?
-            .ok_or_else(|| MvccError::Corrupt(format!("revision {rev:?} in index but not in backend")))?;
-        decode_kv(v)
     }
 }
 

@@ -335,3 +335,69 @@ async fn a_mass_expiry_does_not_stop_writes() {
     }
     assert!(c2.leases().await.unwrap().leases().is_empty());
 }
+
+/// Revoking one lease with 100,000 keys deletes them all in one revision; the time it holds up
+/// other writes is printed (the deletes are one backend transaction; see docs/design.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn revoking_a_lease_with_100k_keys_is_one_revision() {
+    const KEYS: usize = 100_000;
+    let cl = cluster(1).await;
+    let c = cl.client(0).await.unwrap();
+    let id = c.clone().lease_grant(600, None).await.unwrap().id();
+    let attachers: Vec<_> = (0..8)
+        .map(|w| {
+            let mut c = c.clone();
+            tokio::spawn(async move {
+                for t in (w..KEYS / 100).step_by(8) {
+                    let ops: Vec<_> = (0..100)
+                        .map(|i| {
+                            TxnOp::put(format!("big/{:06}", t * 100 + i), "v", Some(PutOptions::new().with_lease(id)))
+                        })
+                        .collect();
+                    c.txn(Txn::new().and_then(ops)).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for a in attachers {
+        a.await.unwrap();
+    }
+    let mut w = c.clone().watch("big/", Some(WatchOptions::new().with_prefix())).await.unwrap();
+    w.message().await.unwrap(); // created
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let mut c = c.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut worst = Duration::ZERO;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let t = Instant::now();
+                c.put("other", "x", None).await.unwrap();
+                worst = worst.max(t.elapsed());
+            }
+            worst
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t = Instant::now();
+    let rev = c.clone().lease_revoke(id).await.unwrap().header().unwrap().revision();
+    let took = t.elapsed();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let worst = writer.await.unwrap();
+    eprintln!(
+        "revoke of a lease with {KEYS} keys: {} ms; slowest concurrent write {} ms",
+        took.as_millis(),
+        worst.as_millis()
+    );
+    let mut n = 0;
+    while n < KEYS {
+        let r = w.message().await.unwrap().unwrap();
+        assert!(
+            r.events().iter().all(|e| e.event_type() == EventType::Delete && e.kv().unwrap().mod_revision() == rev)
+        );
+        n += r.events().len();
+    }
+    assert_eq!(n, KEYS, "every key deleted, all at revision {rev}");
+    assert!(worst < Duration::from_secs(5), "a write waited {worst:?} behind the revoke");
+}
