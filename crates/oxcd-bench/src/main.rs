@@ -4,6 +4,7 @@
 //! The `put`, `range` and `watch-latency` workloads exist so far (the rest of etcd's subcommands come
 //! with the benchmark issue); their flags and output follow etcd's tool.
 
+mod lease;
 mod report;
 mod watch;
 
@@ -30,7 +31,7 @@ pub(crate) struct Cli {
     pub(crate) conns: usize,
     /// Total number of concurrent clients.
     #[arg(long, default_value_t = 1, global = true)]
-    clients: usize,
+    pub(crate) clients: usize,
     /// Output format: text (etcd's report) or json.
     #[arg(long, default_value = "text", global = true)]
     pub(crate) output: String,
@@ -68,6 +69,18 @@ pub(crate) enum Cmd {
         /// Linearizable (l) or Serializable (s).
         #[arg(long, default_value = "l")]
         consistency: String,
+    },
+    /// Benchmark lease keep-alive (etcd's shape: one lease per client, one stream per renewal).
+    LeaseKeepalive {
+        /// Total number of lease keepalive requests.
+        #[arg(long, default_value_t = 10_000)]
+        total: u64,
+    },
+    /// Benchmark lease grant + revoke pairs (not in etcd's tool).
+    LeaseGrantRevoke {
+        /// Total number of grant/revoke pairs.
+        #[arg(long, default_value_t = 10_000)]
+        total: u64,
     },
     /// Benchmark watch latency: time from a put to each watcher receiving its event.
     WatchLatency {
@@ -149,13 +162,16 @@ async fn connect(cli: &Cli) -> anyhow::Result<Vec<KvClient<Channel>>> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Cmd::WatchLatency { .. } = cli.cmd {
-        return watch::latency(&cli).await;
+    match cli.cmd {
+        Cmd::WatchLatency { .. } => return watch::latency(&cli).await,
+        Cmd::LeaseKeepalive { total } => return lease::run(&cli, total, lease::Shape::KeepAlive).await,
+        Cmd::LeaseGrantRevoke { total } => return lease::run(&cli, total, lease::Shape::GrantRevoke).await,
+        _ => {}
     }
     let conns = connect(&cli).await?;
     let total = match &cli.cmd {
         Cmd::Put { total, .. } | Cmd::Range { total, .. } => *total,
-        Cmd::WatchLatency { .. } => unreachable!("handled above"),
+        _ => unreachable!("handled above"),
     };
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -175,7 +191,7 @@ async fn main() -> anyhow::Result<()> {
                 end: Bytes::from(end.clone().unwrap_or_default()),
                 serializable: consistency == "s",
             },
-            Cmd::WatchLatency { .. } => unreachable!("handled above"),
+            _ => unreachable!("handled above"),
         };
         tasks.push(tokio::spawn(async move {
             let mut lat = report::Latencies::new();
