@@ -189,7 +189,7 @@ impl EtcdServer {
         // Forget the wait if the caller goes away (client cancel) or times out.
         let _forget = ForgetOnDrop { wait: &self.wait, id };
         let started = Instant::now();
-        if self.raft_tx.send(RaftInput::Propose { id, data }).is_err() {
+        if self.raft_tx.send(RaftInput::Propose(data)).is_err() {
             return Err(EtcdError::Stopped);
         }
         match self.hot_wait.wait(rx, self.cfg.request_timeout()).await {

@@ -342,8 +342,20 @@ fn run_lease_session(endpoint: &str) -> Vec<String> {
     out
 }
 
-/// Lease ids differ between two clusters: the session's lease and any other granted one.
+/// Sorts the items between `open` and `close` (separated by `sep`) wherever they appear.
+fn sort_list(s: &str, open: &str, close: &str, sep: &str) -> String {
+    let Some(start) = s.find(open) else { return s.to_string() };
+    let from = start + open.len();
+    let Some(len) = s[from..].find(close) else { return s.to_string() };
+    let mut items: Vec<&str> = s[from..from + len].split(sep).collect();
+    items.sort();
+    format!("{}{}{}", &s[..from], items.join(sep), &s[from + len..])
+}
+
+/// Lease ids differ between two clusters: the session's lease and any other granted one. etcd lists
+/// a lease's keys in Go map order (random), so key lists are sorted.
 fn normalize_lease(s: &str, hex: &str, dec: &str) -> String {
+    let s = sort_list(&sort_list(s, "attached keys([", "])", " "), "\"keys\":[", "]", ",");
     let mut t = s.replace(hex, "LEASE").replace(dec, "LEASE-DEC");
     // Other leases granted in the session ("lease <hex> granted", "ID":<dec>).
     for key in ["\"ID\":", "\"lease\":"] {

@@ -25,8 +25,8 @@ use crate::read_index::ReadIndexHub;
 
 /// Inputs of the Raft thread.
 pub enum RaftInput {
-    /// Propose an encoded request (its id lets the proposer's wait be failed or found).
-    Propose { id: u64, data: Vec<u8> },
+    /// Propose an encoded request.
+    Propose(Vec<u8>),
     /// Ask for a read index under the unique context `ctx`.
     ReadIndex { ctx: u64 },
     /// A message from a peer.
@@ -161,9 +161,13 @@ impl RaftNode {
     /// Handles one input; false means stop.
     fn handle(&mut self, input: RaftInput) -> Result<bool, oxcd_wal::WalError> {
         match input {
-            RaftInput::Propose { id: _, data } => {
-                if self.raw.propose(vec![], data.clone()).is_err() {
+            RaftInput::Propose(data) => {
+                if self.raw.raft.leader_id == raft::INVALID_ID || !self.stalled.is_empty() {
+                    // No one to propose to (or older proposals wait): keep it, in order.
                     self.stalled.push_back((data, Instant::now()));
+                } else if let Err(e) = self.raw.propose(vec![], data) {
+                    // Rare (a leadership transfer in progress): the caller times out, as in etcd.
+                    tracing::debug!(error = %e, "proposal dropped");
                 }
             }
             RaftInput::ReadIndex { ctx } => self.raw.read_index(ctx.to_be_bytes().to_vec()),
@@ -195,10 +199,9 @@ impl RaftNode {
         if self.raw.raft.leader_id == raft::INVALID_ID {
             return;
         }
-        while let Some((data, at)) = self.stalled.pop_front() {
-            if self.raw.propose(vec![], data.clone()).is_err() {
-                self.stalled.push_front((data, at));
-                return;
+        while let Some((data, _)) = self.stalled.pop_front() {
+            if let Err(e) = self.raw.propose(vec![], data) {
+                tracing::debug!(error = %e, "stalled proposal dropped");
             }
         }
     }
