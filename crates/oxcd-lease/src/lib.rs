@@ -308,6 +308,16 @@ impl Lessor {
         Ok(ttl)
     }
 
+    /// Whether a lease is alive: it exists, and on the leader its deadline has not passed and it is
+    /// not being revoked.
+    pub fn is_live(&self, id: LeaseId, now: Instant) -> bool {
+        let st = self.state.read();
+        match st.leases.get(&id) {
+            None => false,
+            Some(l) => !st.primary || (l.deadline.is_none_or(|d| d > now) && !st.revoking.contains_key(&id)),
+        }
+    }
+
     /// Leader: up to `limit` leases past their deadline that are not being revoked yet (or whose
     /// revocation was proposed longer than `retry_after` ago); they are marked as being revoked.
     pub fn expired(&self, now: Instant, limit: usize, retry_after: Duration) -> Vec<LeaseId> {

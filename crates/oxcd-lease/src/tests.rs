@@ -44,6 +44,7 @@ fn only_the_primary_renews_and_expires() {
     assert!(l.expired(t0 + 15 * S, 10, S).is_empty(), "already being revoked");
     assert_eq!(l.expired(t0 + 17 * S, 10, S), vec![id], "proposed again after retry_after");
     assert_eq!(l.renew(id, t0 + 17 * S), Err(RenewError::NotFound), "expired leases are not renewed");
+    assert!(!l.is_live(id, t0 + 17 * S), "expired on the leader before its revoke is applied");
     assert_eq!(l.renew(LeaseId(99), t0), Err(RenewError::NotFound));
 }
 
@@ -149,4 +150,17 @@ fn checkpoints_cover_renewed_leases_first_then_go_round_all_of_them() {
     // What is left is measured against the leader's deadline.
     let cp = l.take_checkpoints(t0 + 10 * S, 1);
     assert_eq!(cp, vec![(LeaseId(4), 51 * S)]);
+}
+
+#[test]
+fn liveness_on_the_leader_follows_the_deadline() {
+    let l = lessor();
+    let t0 = Instant::now();
+    let id = LeaseId(8);
+    l.grant(id, 5, t0).unwrap();
+    assert!(l.is_live(id, t0 + 60 * S), "a follower only knows the lease exists");
+    l.promote(t0);
+    assert!(l.is_live(id, t0 + 4 * S));
+    assert!(!l.is_live(id, t0 + 5 * S), "past its deadline, even before the revoke is applied");
+    assert!(!l.is_live(LeaseId(9), t0));
 }

@@ -4,10 +4,12 @@
 
 pub mod apply;
 mod bootstrap;
+pub mod concurrency;
 pub mod config;
 pub mod grpc;
 mod hot_wait;
 pub mod ids;
+mod kv;
 mod lease_duties;
 pub mod membership;
 pub mod raft;

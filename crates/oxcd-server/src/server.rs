@@ -32,6 +32,8 @@ const MAX_APPLY_GAP: u64 = 5000;
 
 /// Shared state of one member.
 pub struct EtcdServer {
+    /// Itself, for tasks that must outlive a borrowed call (see [`EtcdServer::handle`]).
+    me: std::sync::Weak<EtcdServer>,
     pub(crate) cfg: ServerConfig,
     pub(crate) id: MemberId,
     pub(crate) cluster_id: ClusterId,
@@ -97,7 +99,8 @@ pub(crate) struct ServerParts {
 impl EtcdServer {
     pub(crate) fn new(p: ServerParts) -> Arc<EtcdServer> {
         let watchable = WatchableStore::new(p.state.store.clone(), p.cfg.max_request_bytes);
-        Arc::new(EtcdServer {
+        Arc::new_cyclic(|me| EtcdServer {
+            me: me.clone(),
             ids: Arc::new(IdGenerator::new(p.id)),
             cfg: p.cfg,
             id: p.id,
@@ -117,6 +120,11 @@ impl EtcdServer {
             hot_wait: HotWait::default(),
             peer_clients: Default::default(),
         })
+    }
+
+    /// An owning handle to this member (it lives as long as any handle).
+    pub(crate) fn handle(&self) -> Arc<EtcdServer> {
+        self.me.upgrade().expect("a member is used only while an Arc to it exists")
     }
 
     pub fn member_id(&self) -> MemberId {
@@ -165,6 +173,11 @@ impl EtcdServer {
     /// A response header from this member at `revision`.
     pub fn header(&self, revision: i64) -> ResponseHeader {
         ResponseHeader { cluster_id: self.cluster_id.0, member_id: self.id.0, revision, raft_term: self.raft.term() }
+    }
+
+    /// Completes a header that carries a revision (ids and term).
+    pub fn fill_header_from(&self, h: &mut ResponseHeader) {
+        *h = self.header(h.revision);
     }
 
     /// Completes a header the applier filled with a revision.

@@ -21,9 +21,8 @@ use tonic::codegen::BoxStream;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{require_leader, status};
+use super::require_leader;
 use crate::server::EtcdServer;
-use crate::wait::Response as Applied;
 
 pub struct LeaseService {
     server: Arc<EtcdServer>,
@@ -60,24 +59,12 @@ impl Lease for LeaseService {
         while r.id == 0 {
             r.id = (self.server.ids.next() & (i64::MAX as u64)) as i64;
         }
-        match self.server.propose(Proposal::LeaseGrant(r)).await.map_err(status)? {
-            Applied::LeaseGrant(mut resp) => {
-                self.server.fill_header(&mut resp.header);
-                Ok(Response::new(resp))
-            }
-            _ => Err(Status::internal("apply result of the wrong kind")),
-        }
+        self.server.write(Proposal::LeaseGrant(r)).await.map(Response::new)
     }
 
     async fn lease_revoke(&self, req: Request<LeaseRevokeRequest>) -> Result<Response<LeaseRevokeResponse>, Status> {
         require_leader(&self.server, &req)?;
-        match self.server.propose(Proposal::LeaseRevoke(req.into_inner())).await.map_err(status)? {
-            Applied::LeaseRevoke(mut resp) => {
-                self.server.fill_header(&mut resp.header);
-                Ok(Response::new(resp))
-            }
-            _ => Err(Status::internal("apply result of the wrong kind")),
-        }
+        self.server.write(Proposal::LeaseRevoke(req.into_inner())).await.map(Response::new)
     }
 
     async fn lease_keep_alive(

@@ -3,6 +3,7 @@
 
 mod auth;
 mod cluster;
+mod concurrency;
 mod kv;
 mod lease;
 mod maintenance;
@@ -17,6 +18,8 @@ use oxcd_api::etcdserverpb::{
     auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
     maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
+use oxcd_api::v3electionpb::election_server::ElectionServer;
+use oxcd_api::v3lockpb::lock_server::LockServer;
 use tokio::net::TcpListener;
 use tonic::Status;
 use tonic::transport::server::TcpIncoming;
@@ -27,6 +30,7 @@ use crate::server::EtcdServer;
 
 pub use auth::AuthService;
 pub use cluster::ClusterService;
+pub use concurrency::{ElectionService, LockService};
 pub use kv::KvService;
 pub use lease::LeaseService;
 pub use maintenance::MaintenanceService;
@@ -122,6 +126,8 @@ pub async fn serve(server: Arc<EtcdServer>, listener: TcpListener) -> Result<(),
         )
         .add_service(LeaseServer::new(LeaseService::new(server.clone())).max_decoding_message_size(decode_limit))
         .add_service(AuthServer::new(AuthService::new(server.clone())).max_decoding_message_size(decode_limit))
+        .add_service(LockServer::new(LockService::new(server.clone())).max_decoding_message_size(decode_limit))
+        .add_service(ElectionServer::new(ElectionService::new(server.clone())).max_decoding_message_size(decode_limit))
         .add_service(health_service)
         // The builder's tcp_nodelay does not reach a listener we bound ourselves: without it, Nagle
         // holds a response's last frame for the client's delayed ACK (~40 ms).

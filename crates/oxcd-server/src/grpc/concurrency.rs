@@ -1,0 +1,116 @@
+//! `v3lockpb.Lock` and `v3electionpb.Election` (the logic lives in `crate::concurrency`).
+
+use std::sync::Arc;
+
+use oxcd_api::v3electionpb::election_server::Election;
+use oxcd_api::v3electionpb::{
+    CampaignRequest, CampaignResponse, LeaderKey, LeaderRequest, LeaderResponse, ProclaimRequest, ProclaimResponse,
+    ResignRequest, ResignResponse,
+};
+use oxcd_api::v3lockpb::lock_server::Lock;
+use oxcd_api::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockResponse};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::codegen::BoxStream;
+use tonic::{Request, Response, Status};
+
+use super::require_leader;
+use crate::concurrency::ERR_MISSING_LEADER_KEY;
+use crate::server::EtcdServer;
+
+pub struct LockService {
+    server: Arc<EtcdServer>,
+}
+
+impl LockService {
+    pub fn new(server: Arc<EtcdServer>) -> LockService {
+        LockService { server }
+    }
+}
+
+#[tonic::async_trait]
+impl Lock for LockService {
+    async fn lock(&self, req: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
+        require_leader(&self.server, &req)?;
+        let r = req.into_inner();
+        let (mut header, key) = self.server.lock(&r.name, r.lease).await?;
+        self.server.fill_header_from(&mut header);
+        Ok(Response::new(LockResponse { header: Some(header), key }))
+    }
+
+    async fn unlock(&self, req: Request<UnlockRequest>) -> Result<Response<UnlockResponse>, Status> {
+        require_leader(&self.server, &req)?;
+        let header = self.server.unlock(req.into_inner().key).await?;
+        Ok(Response::new(UnlockResponse { header: Some(header) }))
+    }
+}
+
+pub struct ElectionService {
+    server: Arc<EtcdServer>,
+}
+
+impl ElectionService {
+    pub fn new(server: Arc<EtcdServer>) -> ElectionService {
+        ElectionService { server }
+    }
+}
+
+fn leader_key(k: Option<LeaderKey>) -> Result<LeaderKey, Status> {
+    k.ok_or_else(|| Status::unknown(ERR_MISSING_LEADER_KEY))
+}
+
+#[tonic::async_trait]
+impl Election for ElectionService {
+    async fn campaign(&self, req: Request<CampaignRequest>) -> Result<Response<CampaignResponse>, Status> {
+        require_leader(&self.server, &req)?;
+        let r = req.into_inner();
+        let (mut header, key, rev) = self.server.campaign(&r.name, r.lease, r.value).await?;
+        self.server.fill_header_from(&mut header);
+        Ok(Response::new(CampaignResponse {
+            header: Some(header),
+            leader: Some(LeaderKey { name: r.name, key, rev, lease: r.lease }),
+        }))
+    }
+
+    async fn proclaim(&self, req: Request<ProclaimRequest>) -> Result<Response<ProclaimResponse>, Status> {
+        require_leader(&self.server, &req)?;
+        let r = req.into_inner();
+        let l = leader_key(r.leader)?;
+        let header = self.server.proclaim(&l.key, l.rev, l.lease, r.value).await?;
+        Ok(Response::new(ProclaimResponse { header: Some(header) }))
+    }
+
+    async fn leader(&self, req: Request<LeaderRequest>) -> Result<Response<LeaderResponse>, Status> {
+        require_leader(&self.server, &req)?;
+        let (header, kv) = self.server.election_leader(&req.into_inner().name).await?;
+        Ok(Response::new(LeaderResponse { header: Some(header), kv: Some(kv) }))
+    }
+
+    async fn observe(&self, req: Request<LeaderRequest>) -> Result<Response<BoxStream<LeaderResponse>>, Status> {
+        require_leader(&self.server, &req)?;
+        let name = req.into_inner().name;
+        let (tx, rx) = mpsc::channel(16);
+        let server = self.server.clone();
+        tokio::spawn(async move {
+            let out = tx.clone();
+            let result = server
+                .observe(&name, |mut header, kv| {
+                    server.fill_header_from(&mut header);
+                    let tx = out.clone();
+                    async move { tx.send(Ok(LeaderResponse { header: Some(header), kv: Some(kv) })).await.is_ok() }
+                })
+                .await;
+            if let Err(e) = result {
+                let _ = tx.send(Err(e)).await;
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn resign(&self, req: Request<ResignRequest>) -> Result<Response<ResignResponse>, Status> {
+        require_leader(&self.server, &req)?;
+        let l = leader_key(req.into_inner().leader)?;
+        let header = self.server.resign(&l.key, l.rev).await?;
+        Ok(Response::new(ResignResponse { header: Some(header) }))
+    }
+}

@@ -1,0 +1,110 @@
+//! The KV operations of a member, as the KV service and the Lock and Election services use them:
+//! validation, then a local read (after a ReadIndex unless serializable) or a proposal through
+//! Raft, with the response header completed.
+
+use oxcd_api::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantResponse,
+    LeaseRevokeResponse, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
+};
+use oxcd_api::oxcdpb::internal_raft_request::Request as Proposal;
+use oxcd_api::validate;
+use tonic::Status;
+
+use crate::apply::request;
+use crate::grpc::status;
+use crate::server::EtcdServer;
+use crate::wait::Response as Applied;
+
+/// A KV response, whose header the member completes.
+pub(crate) trait Answer: Sized {
+    fn header(&mut self) -> &mut Option<ResponseHeader>;
+}
+
+/// A KV response the applier hands back.
+pub(crate) trait Written: Answer {
+    fn take(a: Applied) -> Option<Self>;
+}
+
+macro_rules! answer {
+    ($t:ty) => {
+        impl Answer for $t {
+            fn header(&mut self) -> &mut Option<ResponseHeader> {
+                &mut self.header
+            }
+        }
+    };
+    ($t:ty, $variant:ident) => {
+        answer!($t);
+        impl Written for $t {
+            fn take(a: Applied) -> Option<Self> {
+                match a {
+                    Applied::$variant(r) => Some(r),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+answer!(RangeResponse);
+answer!(PutResponse, Put);
+answer!(DeleteRangeResponse, DeleteRange);
+answer!(TxnResponse, Txn);
+answer!(CompactionResponse, Compaction);
+answer!(LeaseGrantResponse, LeaseGrant);
+answer!(LeaseRevokeResponse, LeaseRevoke);
+
+impl EtcdServer {
+    /// Completes the header (ids, term) of a response.
+    fn answer<R: Answer>(&self, mut r: R) -> R {
+        self.fill_header(r.header());
+        r
+    }
+
+    /// Proposes a write and answers with what the applier returned for it.
+    pub(crate) async fn write<R: Written>(&self, p: Proposal) -> Result<R, Status> {
+        let applied = self.propose(p).await.map_err(status)?;
+        let r = R::take(applied).ok_or_else(|| Status::internal("apply result of the wrong kind"))?;
+        Ok(self.answer(r))
+    }
+
+    /// Range: linearizable unless `serializable`.
+    pub async fn range(&self, r: RangeRequest) -> Result<RangeResponse, Status> {
+        validate::check_range(&r).map_err(status)?;
+        if !r.serializable {
+            self.linearizable_read().await.map_err(status)?;
+        }
+        let store = self.store();
+        let view = store.read().map_err(status)?;
+        Ok(self.answer(request::range(&view, &r).map_err(status)?))
+    }
+
+    pub async fn put(&self, r: PutRequest) -> Result<PutResponse, Status> {
+        validate::check_put(&r).map_err(status)?;
+        self.write(Proposal::Put(r)).await
+    }
+
+    pub async fn delete_range(&self, r: DeleteRangeRequest) -> Result<DeleteRangeResponse, Status> {
+        validate::check_delete(&r).map_err(status)?;
+        self.write(Proposal::DeleteRange(r)).await
+    }
+
+    /// Txn: a read-only txn is served locally, like etcd (after a ReadIndex unless every range
+    /// is serializable); one that writes goes through Raft.
+    pub async fn txn(&self, r: TxnRequest) -> Result<TxnResponse, Status> {
+        validate::check_txn(&r, self.cfg.max_txn_ops).map_err(status)?;
+        if request::is_txn_readonly(&r) {
+            if !request::is_txn_serializable(&r) {
+                self.linearizable_read().await.map_err(status)?;
+            }
+            let store = self.store();
+            let mut view = store.read().map_err(status)?;
+            return Ok(self.answer(request::apply_txn(&mut view, &self.lessor(), &r).map_err(status)?));
+        }
+        self.write(Proposal::Txn(r)).await
+    }
+
+    pub async fn compact(&self, r: CompactionRequest) -> Result<CompactionResponse, Status> {
+        self.write(Proposal::Compaction(r)).await
+    }
+}
