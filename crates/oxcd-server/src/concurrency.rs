@@ -147,7 +147,7 @@ impl EtcdServer {
             failure: vec![range_op(RangeRequest { key: my_key.clone(), ..Default::default() }), owner],
         };
         let resp = self.txn(txn).await?;
-        let header = resp.header.clone().unwrap_or_default();
+        let header = resp.header.unwrap_or_default();
         let my_rev = if resp.succeeded {
             header.revision
         } else {
@@ -175,7 +175,12 @@ impl EtcdServer {
     }
 
     /// Campaign: waits until elected; returns the header, the leader key and its create revision.
-    pub async fn campaign(&self, name: &[u8], lease: i64, value: Bytes) -> Result<(ResponseHeader, Bytes, i64), Status> {
+    pub async fn campaign(
+        &self,
+        name: &[u8],
+        lease: i64,
+        value: Bytes,
+    ) -> Result<(ResponseHeader, Bytes, i64), Status> {
         let mut prefix = name.to_vec();
         prefix.push(b'/');
         let key = Bytes::from([prefix.as_slice(), format!("{lease:x}").as_bytes()].concat());
@@ -185,7 +190,7 @@ impl EtcdServer {
             failure: vec![range_op(RangeRequest { key: key.clone(), ..Default::default() })],
         };
         let resp = self.txn(txn).await?;
-        let header = resp.header.clone().unwrap_or_default();
+        let header = resp.header.unwrap_or_default();
         let mut rev = header.revision;
         if !resp.succeeded {
             let kv = range_kvs(&resp, 0).first().cloned().unwrap_or_default();
@@ -206,7 +211,11 @@ impl EtcdServer {
 
     /// Proclaim: updates the leader's value while it is still the leader.
     pub async fn proclaim(&self, key: &[u8], rev: i64, lease: i64, value: Bytes) -> Result<ResponseHeader, Status> {
-        let txn = TxnRequest { compare: vec![create_rev_is(key, rev)], success: vec![put_op(key, value, lease)], failure: vec![] };
+        let txn = TxnRequest {
+            compare: vec![create_rev_is(key, rev)],
+            success: vec![put_op(key, value, lease)],
+            failure: vec![],
+        };
         let resp = self.txn(txn).await?;
         if !resp.succeeded {
             return Err(Status::unknown(ERR_NOT_LEADER));
@@ -222,7 +231,9 @@ impl EtcdServer {
                 ..Default::default()
             })),
         };
-        let resp = self.txn(TxnRequest { compare: vec![create_rev_is(key, rev)], success: vec![del], failure: vec![] }).await?;
+        let resp = self
+            .txn(TxnRequest { compare: vec![create_rev_is(key, rev)], success: vec![del], failure: vec![] })
+            .await?;
         Ok(resp.header.unwrap_or_default())
     }
 
@@ -245,7 +256,7 @@ impl EtcdServer {
         prefix.push(b'/');
         loop {
             let r = self.range(by_create(&prefix, range_request::SortOrder::Ascend, 0)).await?;
-            let mut header = r.header.clone().unwrap_or_default();
+            let mut header = r.header.unwrap_or_default();
             let kv = match r.kvs.into_iter().next() {
                 Some(kv) => kv,
                 None => {
@@ -255,12 +266,16 @@ impl EtcdServer {
                     kv
                 }
             };
-            if !send(header.clone(), kv.clone()).await {
+            if !send(header, kv.clone()).await {
                 return Ok(());
             }
             // Follow this leader's key until it is deleted, sending each new value.
             let mut ws = self.watchable.open_stream();
-            ws.create(WatchCreateRequest { key: kv.key.clone(), start_revision: header.revision + 1, ..Default::default() });
+            ws.create(WatchCreateRequest {
+                key: kv.key.clone(),
+                start_revision: header.revision + 1,
+                ..Default::default()
+            });
             'leader: loop {
                 for r in ws.poll() {
                     if r.canceled {
@@ -270,7 +285,10 @@ impl EtcdServer {
                         if ev.r#type == EventType::Delete as i32 {
                             break 'leader;
                         }
-                        let h = ResponseHeader { revision: r.header.as_ref().map(|h| h.revision).unwrap_or(0), ..Default::default() };
+                        let h = ResponseHeader {
+                            revision: r.header.as_ref().map(|h| h.revision).unwrap_or(0),
+                            ..Default::default()
+                        };
                         if !send(h, ev.kv.unwrap_or_default()).await {
                             return Ok(());
                         }

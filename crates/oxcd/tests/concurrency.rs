@@ -147,9 +147,11 @@ async fn election_campaign_proclaim_observe_leader_resign() {
 #[tokio::test]
 async fn proclaim_and_resign_need_a_leader_key() {
     let cl = cluster(1).await;
-    let ch = tonic::transport::Channel::from_shared(format!("http://{}", cl.endpoint(0))).unwrap().connect().await.unwrap();
+    let ch =
+        tonic::transport::Channel::from_shared(format!("http://{}", cl.endpoint(0))).unwrap().connect().await.unwrap();
     let mut e = oxcd_api::v3electionpb::election_client::ElectionClient::new(ch);
-    let err = e.proclaim(oxcd_api::v3electionpb::ProclaimRequest { leader: None, value: "v".into() }).await.unwrap_err();
+    let err =
+        e.proclaim(oxcd_api::v3electionpb::ProclaimRequest { leader: None, value: "v".into() }).await.unwrap_err();
     assert_eq!((err.code(), err.message()), (Code::Unknown, "\"leader\" field must be provided"));
     let err = e.resign(oxcd_api::v3electionpb::ResignRequest { leader: None }).await.unwrap_err();
     assert_eq!(err.message(), "\"leader\" field must be provided");
