@@ -10,7 +10,7 @@ mod watch;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -58,6 +58,9 @@ pub(crate) enum Cmd {
         /// Use sequential keys.
         #[arg(long)]
         sequential_keys: bool,
+        /// Maximum put requests per second (0 is no limit).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
     },
     /// Benchmark range.
     Range {
@@ -69,6 +72,9 @@ pub(crate) enum Cmd {
         /// Linearizable (l) or Serializable (s).
         #[arg(long, default_value = "l")]
         consistency: String,
+        /// Maximum range requests per second (0 is no limit).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
     },
     /// Benchmark lease keep-alive (etcd's shape: one lease per client, one stream per renewal).
     LeaseKeepalive {
@@ -169,10 +175,12 @@ async fn main() -> anyhow::Result<()> {
         _ => {}
     }
     let conns = connect(&cli).await?;
-    let total = match &cli.cmd {
-        Cmd::Put { total, .. } | Cmd::Range { total, .. } => *total,
+    let (total, rate) = match &cli.cmd {
+        Cmd::Put { total, rate, .. } | Cmd::Range { total, rate, .. } => (*total, *rate),
         _ => unreachable!("handled above"),
     };
+    // With a rate, request i goes out no sooner than i / rate seconds after the start.
+    let interval = (rate > 0).then(|| Duration::from_secs_f64(1.0 / rate as f64));
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -200,6 +208,9 @@ async fn main() -> anyhow::Result<()> {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= total {
                     break;
+                }
+                if let Some(interval) = interval {
+                    tokio::time::sleep_until((started + interval.mul_f64(i as f64)).into()).await;
                 }
                 let t = Instant::now();
                 let ok = match &job {

@@ -41,7 +41,10 @@ impl HotWait {
             while Instant::now() < until {
                 match rx.try_recv() {
                     Ok(v) => return Ok(Some(v)),
-                    Err(oneshot::error::TryRecvError::Empty) => tokio::task::yield_now().await,
+                    Err(oneshot::error::TryRecvError::Empty) => {
+                        tokio::task::yield_now().await;
+                        std::thread::yield_now();
+                    }
                     Err(oneshot::error::TryRecvError::Closed) => return Err(()),
                 }
             }

@@ -1,8 +1,10 @@
-//! `etcdserverpb.Watch`: one task per client stream drives a [`WatchStream`] of the watchable store
-//! and sends what it produces through a bounded queue. When the client stops reading, the queue and
-//! the transport's buffers fill, the task waits, and the watchable store drops the stream's pending
-//! events (its watchers catch up from their cursors later): memory stays bounded.
+//! `etcdserverpb.Watch`: each client stream's responses are produced on demand by polling a
+//! [`WatchStream`] of the watchable store, in the transport's own task (no task or queue in between:
+//! an event goes from the applier's wake-up straight to the HTTP/2 stream). When the client stops
+//! reading, flow control stops the polling, and the watchable store drops the stream's pending events
+//! (its watchers catch up from their cursors later): memory stays bounded.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,15 +12,11 @@ use oxcd_api::EtcdError;
 use oxcd_api::etcdserverpb::watch_server::Watch;
 use oxcd_api::etcdserverpb::{WatchRequest, WatchResponse, watch_request};
 use oxcd_mvcc::watchable::WatchStream;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::time::Interval;
 use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::server::EtcdServer;
-
-/// Responses queued per stream before the stream's task waits for the client.
-const OUTBOUND_QUEUE: usize = 16;
 
 pub struct WatchService {
     server: Arc<EtcdServer>,
@@ -37,61 +35,74 @@ impl Watch for WatchService {
         if require_leader && !self.server.has_leader() {
             return Err(EtcdError::NoLeader.to_status());
         }
-        let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
-        let ws = self.server.watchable.open_stream();
-        tokio::spawn(serve_stream(self.server.clone(), ws, req.into_inner(), tx, require_leader));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        let server = self.server.clone();
+        let mut progress = tokio::time::interval(server.cfg.progress_notify_interval());
+        progress.reset();
+        let mut leader_check = tokio::time::interval(Duration::from_millis(server.cfg.election_timeout));
+        leader_check.reset();
+        let state = StreamState {
+            ws: server.watchable.open_stream(),
+            server,
+            input: req.into_inner(),
+            out: VecDeque::new(),
+            progress,
+            leader_check,
+            require_leader,
+            ended: false,
+        };
+        Ok(Response::new(Box::pin(futures::stream::unfold(state, next_response))))
     }
 }
 
-type Outbound = mpsc::Sender<Result<WatchResponse, Status>>;
-
-/// Sends one response (its header completed); false when the client is gone.
-async fn send(server: &EtcdServer, tx: &Outbound, mut r: WatchResponse) -> bool {
-    server.fill_header(&mut r.header);
-    tx.send(Ok(r)).await.is_ok()
+/// One client stream: its watchers, its requests, and the responses ready to go.
+struct StreamState {
+    server: Arc<EtcdServer>,
+    ws: WatchStream,
+    input: Streaming<WatchRequest>,
+    out: VecDeque<Result<WatchResponse, Status>>,
+    progress: Interval,
+    leader_check: Interval,
+    require_leader: bool,
+    /// Nothing follows what is in `out`.
+    ended: bool,
 }
 
-async fn serve_stream(
-    server: Arc<EtcdServer>,
-    mut ws: WatchStream,
-    mut input: Streaming<WatchRequest>,
-    tx: Outbound,
-    require_leader: bool,
-) {
-    let mut progress = tokio::time::interval(server.cfg.progress_notify_interval());
-    progress.reset();
-    let mut leader_check = tokio::time::interval(Duration::from_millis(server.cfg.election_timeout));
-    leader_check.reset();
+/// The stream's next response, produced when the transport asks for it; `None` ends the stream.
+async fn next_response(mut st: StreamState) -> Option<(Result<WatchResponse, Status>, StreamState)> {
     loop {
-        for r in ws.poll() {
-            if !send(&server, &tx, r).await {
-                return;
-            }
+        if let Some(r) = st.out.pop_front() {
+            let r = r.map(|mut r| {
+                st.server.fill_header(&mut r.header);
+                r
+            });
+            return Some((r, st));
         }
-        let out = tokio::select! {
+        if st.ended {
+            return None;
+        }
+        st.out.extend(st.ws.poll().into_iter().map(Ok));
+        if !st.out.is_empty() {
+            continue;
+        }
+        let produced = tokio::select! {
             biased;
-            msg = input.message() => match msg {
-                Ok(Some(req)) => handle(&mut ws, req),
+            msg = st.input.message() => match msg {
+                Ok(Some(req)) => handle(&mut st.ws, req),
                 // The client closed its side, or the stream broke: the watch stream ends (etcd).
-                Ok(None) | Err(_) => return,
+                Ok(None) | Err(_) => return None,
             },
-            _ = ws.ready() => Vec::new(),
-            _ = progress.tick() => ws.periodic_progress(),
-            _ = leader_check.tick(), if require_leader => {
-                if !server.has_leader() {
-                    let _ = tx.send(Err(EtcdError::NoLeader.to_status())).await;
-                    return;
+            _ = st.ws.ready() => Vec::new(),
+            _ = st.progress.tick() => st.ws.periodic_progress(),
+            _ = st.leader_check.tick(), if st.require_leader => {
+                if !st.server.has_leader() {
+                    st.out.push_back(Err(EtcdError::NoLeader.to_status()));
+                    st.ended = true;
                 }
                 Vec::new()
             }
-            _ = server.stopped() => return,
+            _ = st.server.stopped() => return None,
         };
-        for r in out {
-            if !send(&server, &tx, r).await {
-                return;
-            }
-        }
+        st.out.extend(produced.into_iter().map(Ok));
     }
 }
 
