@@ -40,11 +40,14 @@ pub struct ClusterOptions {
     pub election_ms: u64,
     /// Extra flags for every member.
     pub extra_args: Vec<String>,
+    /// (client, peer) ports of each member; free ports when empty. Two clusters started one after
+    /// the other on the same ports get the same member and cluster ids.
+    pub ports: Vec<(u16, u16)>,
 }
 
 impl Default for ClusterOptions {
     fn default() -> Self {
-        ClusterOptions { size: 1, heartbeat_ms: 50, election_ms: 500, extra_args: Vec::new() }
+        ClusterOptions { size: 1, heartbeat_ms: 50, election_ms: 500, extra_args: Vec::new(), ports: Vec::new() }
     }
 }
 
@@ -71,8 +74,8 @@ impl Cluster {
         let members = (0..opts.size)
             .map(|i| MemberProc {
                 name: format!("m{i}"),
-                client_port: free_port(),
-                peer_port: free_port(),
+                client_port: opts.ports.get(i).map_or_else(free_port, |p| p.0),
+                peer_port: opts.ports.get(i).map_or_else(free_port, |p| p.1),
                 child: None,
                 paused: false,
             })

@@ -15,3 +15,14 @@ pub use cluster::{Binary, Cluster, ClusterOptions, free_port};
 pub const ETCD_34: &str = "/usr/bin/etcd";
 /// Debian's etcdctl 3.4.
 pub const ETCDCTL_34: &str = "/usr/bin/etcdctl";
+
+/// Sorts the items between `open` and `close` (separated by `sep`), at their first occurrence:
+/// etcd prints some lists (a lease's keys, the leases) in Go map order, which differs run to run.
+pub fn sort_list(s: &str, open: &str, close: &str, sep: &str) -> String {
+    let Some(start) = s.find(open) else { return s.to_string() };
+    let from = start + open.len();
+    let Some(len) = s[from..].find(close) else { return s.to_string() };
+    let mut items: Vec<&str> = s[from..from + len].split(sep).collect();
+    items.sort();
+    format!("{}{}{}", &s[..from], items.join(sep), &s[from + len..])
+}

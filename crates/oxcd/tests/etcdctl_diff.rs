@@ -7,7 +7,7 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use oxcd_testkit::{Binary, Cluster, ClusterOptions, ETCD_34, ETCDCTL_34};
+use oxcd_testkit::{Binary, Cluster, ClusterOptions, ETCD_34, ETCDCTL_34, sort_list};
 
 /// One etcdctl invocation: arguments and what goes to its stdin.
 struct Call {
@@ -333,16 +333,6 @@ fn run_lease_session(endpoint: &str) -> Vec<String> {
         out.push(normalize_lease(&normalize(&t), &id, &dec));
     }
     out
-}
-
-/// Sorts the items between `open` and `close` (separated by `sep`) wherever they appear.
-fn sort_list(s: &str, open: &str, close: &str, sep: &str) -> String {
-    let Some(start) = s.find(open) else { return s.to_string() };
-    let from = start + open.len();
-    let Some(len) = s[from..].find(close) else { return s.to_string() };
-    let mut items: Vec<&str> = s[from..from + len].split(sep).collect();
-    items.sort();
-    format!("{}{}{}", &s[..from], items.join(sep), &s[from + len..])
 }
 
 /// Lease ids differ between two clusters: the session's lease and any other granted one. etcd lists

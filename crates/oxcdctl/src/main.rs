@@ -1,281 +1,262 @@
 //! `oxcdctl`: etcdctl's commands, flags, environment variables and output formats, so scripts
-//! written for etcdctl work by changing the program name.
-//!
-//! This first slice has `get`, `put`, `del` and `version` in the `simple` and `json` formats; the
-//! other commands and formats come with the oxcdctl issue.
+//! written for etcdctl work by changing the program name, against oxcd and against etcd.
 
-mod output;
+mod cli;
+mod client;
+mod cmd;
+mod error;
+mod gojson;
+mod printer;
+mod prompt;
+mod table;
+mod usage;
 
+use std::ffi::OsString;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use bytes::Bytes;
-use clap::{Args, Parser, Subcommand};
-use oxcd_api::etcdserverpb::kv_client::KvClient;
-use oxcd_api::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest, range_request};
-use tonic::transport::{Channel, Endpoint};
+use clap::error::ErrorKind;
 
-use output::{Format, Printer};
+use cli::{Cli, Cmd};
+use error::{CtlError, EXIT_ERROR};
+use printer::Printer;
 
-/// A simple command line client for etcd3 (and oxcd).
-#[derive(Debug, Parser)]
-#[command(name = "oxcdctl", version, disable_version_flag = true)]
-struct Cli {
-    #[command(flatten)]
-    global: Global,
-    #[command(subcommand)]
-    cmd: Cmd,
+/// Global flags that `ETCDCTL_<FLAG>` can set, and whether each is a switch.
+const ENV_FLAGS: &[(&str, Option<char>, bool)] = &[
+    ("endpoints", None, false),
+    ("dial-timeout", None, false),
+    ("command-timeout", None, false),
+    ("keepalive-time", None, false),
+    ("keepalive-timeout", None, false),
+    ("insecure-transport", None, false),
+    ("insecure-skip-tls-verify", None, true),
+    ("cacert", None, false),
+    ("cert", None, false),
+    ("key", None, false),
+    ("user", None, false),
+    ("password", None, false),
+    ("write-out", Some('w'), false),
+    ("hex", None, true),
+    ("debug", None, true),
+];
+
+/// The environment variable for a flag (`--dial-timeout` is `ETCDCTL_DIAL_TIMEOUT`).
+fn env_name(flag: &str) -> String {
+    format!("ETCDCTL_{}", flag.to_uppercase().replace('-', "_"))
 }
 
-#[derive(Debug, Args)]
-struct Global {
-    /// gRPC endpoints
-    #[arg(long, env = "ETCDCTL_ENDPOINTS", default_value = "127.0.0.1:2379", value_delimiter = ',', global = true)]
-    endpoints: Vec<String>,
-    /// dial timeout for client connections
-    #[arg(long, env = "ETCDCTL_DIAL_TIMEOUT", default_value = "2s", value_parser = parse_duration, global = true)]
-    dial_timeout: Duration,
-    /// timeout for short running command (excluding dial timeout)
-    #[arg(long, env = "ETCDCTL_COMMAND_TIMEOUT", default_value = "5s", value_parser = parse_duration, global = true)]
-    command_timeout: Duration,
-    /// set the output format (simple, json)
-    #[arg(short = 'w', long, env = "ETCDCTL_WRITE_OUT", default_value = "simple", global = true)]
-    write_out: Format,
-    /// print byte strings as hex encoded strings
-    #[arg(long, env = "ETCDCTL_HEX", global = true)]
-    hex: bool,
-}
-
-#[derive(Debug, Subcommand)]
-enum Cmd {
-    /// Gets the key or a range of keys
-    Get {
-        key: String,
-        range_end: Option<String>,
-        /// Linearizable(l) or Serializable(s)
-        #[arg(long, default_value = "l")]
-        consistency: String,
-        /// Get keys with matching prefix
-        #[arg(long)]
-        prefix: bool,
-        /// Get keys that are greater than or equal to the given key using byte compare
-        #[arg(long)]
-        from_key: bool,
-        /// Maximum number of results
-        #[arg(long, default_value_t = 0)]
-        limit: i64,
-        /// Specify the kv revision
-        #[arg(long, default_value_t = 0)]
-        rev: i64,
-        /// Get only the keys
-        #[arg(long)]
-        keys_only: bool,
-        /// Get only the count
-        #[arg(long)]
-        count_only: bool,
-        /// Only write values when using the "simple" output format
-        #[arg(long)]
-        print_value_only: bool,
-        /// Order of results; ASCEND or DESCEND (ASCEND by default)
-        #[arg(long, default_value = "")]
-        order: String,
-        /// Sort target; CREATE, KEY, MODIFY, VALUE, or VERSION
-        #[arg(long, default_value = "")]
-        sort_by: String,
-    },
-    /// Puts the given key into the store
-    Put {
-        key: String,
-        value: Option<String>,
-        /// lease ID (in hexadecimal) to attach to the key
-        #[arg(long, default_value = "0")]
-        lease: String,
-        /// return the previous key-value pair before modification
-        #[arg(long)]
-        prev_kv: bool,
-        /// updates the key using its current value
-        #[arg(long)]
-        ignore_value: bool,
-        /// updates the key using its current lease
-        #[arg(long)]
-        ignore_lease: bool,
-    },
-    /// Removes the specified key or range of keys [key, range_end)
-    Del {
-        key: String,
-        range_end: Option<String>,
-        /// delete keys with matching prefix
-        #[arg(long)]
-        prefix: bool,
-        /// return deleted key-value pairs
-        #[arg(long)]
-        prev_kv: bool,
-        /// delete keys that are greater than or equal to the given key using byte compare
-        #[arg(long)]
-        from_key: bool,
-    },
-    /// Prints the version of oxcdctl
-    Version,
-}
-
-/// Go-style durations as etcdctl takes them: `2s`, `500ms`, `1m`.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    oxcd_api::duration::parse(s)
-}
-
-/// The end of the range covering every key with prefix `key` (etcd's `GetPrefixRangeEnd`).
-fn prefix_end(key: &[u8]) -> Vec<u8> {
-    let mut end = key.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
+/// Adds the global flags set by environment variables to the command line (right after the program
+/// name, so they never land in an exec command). A flag given both ways is fatal, as in etcdctl.
+fn apply_env(mut argv: Vec<OsString>) -> Result<Vec<OsString>, CtlError> {
+    let given = |name: &str, short: Option<char>| {
+        argv.iter().take_while(|a| *a != "--").any(|a| {
+            let a = a.to_string_lossy();
+            a == format!("--{name}")
+                || a.starts_with(&format!("--{name}="))
+                || short.is_some_and(|s| a == format!("-{s}") || a.starts_with(&format!("-{s}=")))
+        })
+    };
+    let mut extra = Vec::new();
+    for &(name, short, switch) in ENV_FLAGS {
+        let Ok(value) = std::env::var(env_name(name)) else { continue };
+        if given(name, short) {
+            return Err(CtlError::new(
+                EXIT_ERROR,
+                format!(
+                    "{{\"level\":\"fatal\",\"msg\":\"conflicting environment variable is shadowed by corresponding \
+                     command-line flag (either unset environment variable or disable flag))\",\
+                     \"environment-variable\":\"{}\"}}",
+                    env_name(name)
+                ),
+            ));
+        }
+        if switch {
+            if matches!(value.as_str(), "1" | "t" | "T" | "true" | "TRUE" | "True") {
+                extra.push(OsString::from(format!("--{name}")));
+            }
+        } else {
+            extra.push(OsString::from(format!("--{name}={value}")));
         }
     }
-    vec![0]
+    let rest = argv.split_off(1.min(argv.len()));
+    argv.extend(extra);
+    argv.extend(rest);
+    Ok(argv)
 }
 
-fn range_end(key: &str, end: Option<String>, prefix: bool, from_key: bool) -> Result<Bytes, String> {
-    match (end, prefix, from_key) {
-        (Some(_), true, _) | (Some(_), _, true) => {
-            Err("too many arguments, only accept one argument when `--prefix` or `--from-key` is set".into())
-        }
-        (_, true, true) => Err("`--prefix` and `--from-key` cannot be set at the same time, choose one".into()),
-        (Some(e), false, false) => Ok(Bytes::from(e)),
-        (None, true, false) if key.is_empty() => Ok(Bytes::from_static(b"\0")),
-        (None, true, false) => Ok(Bytes::from(prefix_end(key.as_bytes()))),
-        (None, false, true) => Ok(Bytes::from_static(b"\0")),
-        (None, false, false) => Ok(Bytes::new()),
+/// `watch [key] [range_end] -- cmd ...`: the exec command is everything after `--`, which clap
+/// would otherwise merge into the positional arguments.
+fn split_exec(argv: &mut Vec<OsString>) -> Option<Vec<String>> {
+    let watch = argv.iter().position(|a| a == "watch")?;
+    let dash = argv.iter().skip(watch).position(|a| a == "--")? + watch;
+    let exec: Vec<String> =
+        argv.split_off(dash).into_iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+    Some(exec)
+}
+
+/// The command tree, with cobra's prefix matching on every level.
+fn command() -> clap::Command {
+    fn infer(c: clap::Command) -> clap::Command {
+        let c = c.infer_subcommands(true).disable_help_subcommand(true);
+        let names: Vec<String> = c.get_subcommands().map(|s| s.get_name().to_string()).collect();
+        names.into_iter().fold(c, |c, n| c.mut_subcommand(n, infer))
     }
+    infer(<Cli as clap::CommandFactory>::command())
 }
 
-async fn connect(g: &Global) -> anyhow::Result<KvClient<Channel>> {
-    let endpoints = g.endpoints.iter().map(|e| {
-        let url = if e.contains("://") { e.clone() } else { format!("http://{e}") };
-        Endpoint::from_shared(url).map(|ep| ep.connect_timeout(g.dial_timeout).timeout(g.command_timeout))
-    });
-    let endpoints: Vec<Endpoint> = endpoints.collect::<Result<_, _>>()?;
-    let channel = Channel::balance_list(endpoints.into_iter());
-    Ok(KvClient::new(channel).max_decoding_message_size(usize::MAX))
+/// cobra's text for a bad flag value: `invalid argument "x" for "--limit" flag: ...`.
+fn invalid_value(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    let get = |k| match e.get(k) {
+        Some(ContextValue::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    let flag = get(ContextKind::InvalidArg);
+    let flag = flag.split([' ', '=']).next().unwrap_or_default().to_string();
+    let flag = match flag.strip_prefix('-') {
+        Some(s) if !s.starts_with('-') => format!("-{s}"),
+        _ => flag,
+    };
+    let value = get(ContextKind::InvalidValue);
+    let reason = match flag.as_str() {
+        "--dial-timeout" | "--command-timeout" | "--keepalive-time" | "--keepalive-timeout" => {
+            format!("time: invalid duration {}", gojson::quote(&value))
+        }
+        "--limit" | "--rev" | "--ttl" => format!("strconv.ParseInt: parsing {}: invalid syntax", gojson::quote(&value)),
+        _ => format!("strconv.ParseBool: parsing {}: invalid syntax", gojson::quote(&value)),
+    };
+    format!("invalid argument {} for {} flag: {reason}", gojson::quote(&value), gojson::quote(&flag))
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    let printer = Printer { format: cli.global.write_out, hex: cli.global.hex };
-    match cli.cmd {
-        Cmd::Version => {
-            println!("oxcdctl version: {}", env!("CARGO_PKG_VERSION"));
-            println!("API version: 3.5");
+/// What cobra does with a command line it cannot parse: help and bare parent commands print the
+/// usage (exit 0); an unknown top-level command or a bad flag is an error (exit 1), the flag error
+/// with the usage on stdout.
+fn usage_error(e: &clap::Error, argv: &[String]) -> Result<(), CtlError> {
+    let root = command();
+    let path = usage::command_path(&root, argv);
+    let usage = || usage::render(&root, &path);
+    let print_usage = || {
+        print!("{}", usage());
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+    };
+    let twice = |msg: String| CtlError::new(EXIT_ERROR, format!("{msg}\n\nError: {msg}"));
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
+            print_usage();
+            Ok(())
         }
-        Cmd::Get {
-            key,
-            range_end: end,
-            consistency,
-            prefix,
-            from_key,
-            limit,
-            rev,
-            keys_only,
-            count_only,
-            print_value_only,
-            order,
-            sort_by,
-        } => {
-            let sort_order = match order.as_str() {
-                "" => range_request::SortOrder::None,
-                "ASCEND" => range_request::SortOrder::Ascend,
-                "DESCEND" => range_request::SortOrder::Descend,
-                other => anyhow::bail!("bad sort order {other}"),
-            };
-            let sort_target = match sort_by.as_str() {
-                "" | "KEY" => range_request::SortTarget::Key,
-                "CREATE" => range_request::SortTarget::Create,
-                "MODIFY" => range_request::SortTarget::Mod,
-                "VALUE" => range_request::SortTarget::Value,
-                "VERSION" => range_request::SortTarget::Version,
-                other => anyhow::bail!("bad sort target {other}"),
-            };
-            // etcdctl: a sort target without an order sorts ascending.
-            let sort_order = if sort_by.is_empty() || sort_order != range_request::SortOrder::None {
-                sort_order
-            } else {
-                range_request::SortOrder::Ascend
-            };
-            let req = RangeRequest {
-                range_end: range_end(&key, end, prefix, from_key).map_err(anyhow::Error::msg)?,
-                key: Bytes::from(if key.is_empty() && (prefix || from_key) { "\0".to_string() } else { key }),
-                limit,
-                revision: rev,
-                sort_order: sort_order as i32,
-                sort_target: sort_target as i32,
-                serializable: consistency == "s",
-                keys_only,
-                count_only,
-                ..Default::default()
-            };
-            let resp = connect(&cli.global).await?.range(req).await?.into_inner();
-            printer.range(&resp, print_value_only);
+        ErrorKind::InvalidSubcommand if !path.is_empty() => {
+            print_usage();
+            Ok(())
         }
-        Cmd::Put { key, value, lease, prev_kv, ignore_value, ignore_lease } => {
-            let value = match value {
-                Some(v) => v,
-                None if ignore_value => String::new(),
+        ErrorKind::InvalidSubcommand => {
+            let name = match e.get(clap::error::ContextKind::InvalidSubcommand) {
+                Some(clap::error::ContextValue::String(s)) => s.clone(),
+                _ => String::new(),
+            };
+            let msg = format!("unknown command {} for \"oxcdctl\"", gojson::quote(&name));
+            Err(CtlError::new(EXIT_ERROR, format!("{msg}\nRun 'oxcdctl --help' for usage.\nError: {msg}")))
+        }
+        ErrorKind::UnknownArgument => {
+            let arg = match e.get(clap::error::ContextKind::InvalidArg) {
+                Some(clap::error::ContextValue::String(s)) => s.clone(),
+                _ => String::new(),
+            };
+            print_usage();
+            let msg = match arg.strip_prefix("--") {
+                Some(long) => format!("unknown flag: --{}", long.split('=').next().unwrap_or(long)),
                 None => {
-                    let mut v = String::new();
-                    std::io::stdin().read_line(&mut v)?;
-                    v.trim_end_matches('\n').to_string()
+                    let c = arg.trim_start_matches('-').chars().next().unwrap_or('-');
+                    format!("unknown shorthand flag: '{c}' in {arg}")
                 }
             };
-            let lease = i64::from_str_radix(&lease, 16)
-                .map_err(|e| anyhow::anyhow!("bad lease ID ({e}), expecting ID in Hex"))?;
-            let req = PutRequest {
-                key: Bytes::from(key),
-                value: Bytes::from(value),
-                lease,
-                prev_kv,
-                ignore_value,
-                ignore_lease,
-            };
-            let resp = connect(&cli.global).await?.put(req).await?.into_inner();
-            printer.put(&resp);
+            Err(twice(msg))
         }
-        Cmd::Del { key, range_end: end, prefix, prev_kv, from_key } => {
-            let req = DeleteRangeRequest {
-                range_end: range_end(&key, end, prefix, from_key).map_err(anyhow::Error::msg)?,
-                key: Bytes::from(if key.is_empty() && (prefix || from_key) { "\0".to_string() } else { key }),
-                prev_kv,
-            };
-            let resp = connect(&cli.global).await?.delete_range(req).await?.into_inner();
-            printer.delete(&resp);
+        ErrorKind::ValueValidation | ErrorKind::InvalidValue => {
+            print_usage();
+            Err(twice(invalid_value(e)))
         }
+        _ => Err(CtlError::new(
+            EXIT_ERROR,
+            e.to_string().lines().next().unwrap_or_default().trim_start_matches("error: ").to_string(),
+        )),
     }
-    Ok(())
 }
 
-#[tokio::main]
+async fn run(cli: Cli, exec: Option<Vec<String>>, p: &mut Printer) -> error::Result<()> {
+    let g = &cli.global;
+    match cli.cmd {
+        Cmd::Get(a) => cmd::kv::get(g, p, a).await,
+        Cmd::Put(a) => cmd::kv::put(g, p, a).await,
+        Cmd::Del(a) => cmd::kv::del(g, p, a).await,
+        Cmd::Txn { interactive, args } => cmd::txn::run(g, p, interactive, &args).await,
+        Cmd::Compaction { physical, args } => cmd::kv::compaction(g, p, physical, &args).await,
+        Cmd::Watch(mut a) => {
+            a.exec = exec;
+            cmd::watch::run(g, p, a).await
+        }
+        Cmd::Lease { cmd } => cmd::lease::run(g, p, cmd).await,
+        Cmd::Member { cmd } => cmd::member::run(g, p, cmd).await,
+        Cmd::Endpoint { cluster, cmd } => cmd::endpoint::run(g, p, cluster, cmd).await,
+        Cmd::Alarm { cmd } => cmd::maintenance::alarm(g, p, cmd).await,
+        Cmd::Defrag { cluster, data_dir, args } => cmd::maintenance::defrag(g, p, cluster, &data_dir, &args).await,
+        Cmd::Snapshot { cmd } => cmd::snapshot::run(g, p, cmd).await,
+        Cmd::MoveLeader { args } => cmd::maintenance::move_leader(g, p, &args).await,
+        Cmd::Lock { ttl, args } => cmd::concurrency::lock(g, p, ttl, &args).await,
+        Cmd::Elect { listen, args } => cmd::concurrency::elect(g, p, listen, &args).await,
+        Cmd::Auth { cmd } => cmd::auth::auth(g, p, cmd).await,
+        Cmd::User { cmd } => cmd::auth::user(g, p, cmd).await,
+        Cmd::Role { cmd } => cmd::auth::role(g, p, cmd).await,
+        Cmd::Check { cmd } => cmd::check::run(g, p, cmd).await,
+        Cmd::MakeMirror(a) => cmd::mirror::run(g, p, a).await,
+        Cmd::Version { .. } => {
+            printer::outln!(p, "oxcdctl version: {}", env!("CARGO_PKG_VERSION"));
+            printer::outln!(p, "API version: 3.4");
+            Ok(())
+        }
+        Cmd::Completion { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "oxcdctl", &mut p.out);
+            Ok(())
+        }
+    }
+}
+
+fn fail(e: CtlError) -> ExitCode {
+    if e.msg.starts_with('{') || e.msg.starts_with("panic:") {
+        eprintln!("{}", e.msg);
+    } else {
+        eprintln!("Error: {}", e.msg);
+    }
+    ExitCode::from(e.code as u8)
+}
+
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
+    let mut argv = match apply_env(std::env::args_os().collect()) {
+        Ok(a) => a,
+        Err(e) => return fail(e),
+    };
+    let exec = split_exec(&mut argv);
+    let parsed =
+        command().try_get_matches_from(&argv).and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m));
+    let cli = match parsed {
+        Ok(c) => c,
         Err(e) => {
-            // etcdctl prints the server's message for gRPC errors.
-            let msg = match e.downcast_ref::<tonic::Status>() {
-                Some(s) => s.message().to_string(),
-                None => e.to_string(),
+            let argv: Vec<String> = argv.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+            return match usage_error(&e, &argv) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
             };
-            eprintln!("Error: {msg}");
-            ExitCode::FAILURE
         }
+    };
+    if !cli.global.discovery_srv.is_empty() {
+        return fail(CtlError::new(EXIT_ERROR, "DNS SRV discovery (--discovery-srv) is not supported by oxcdctl"));
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prefix_ends() {
-        assert_eq!(prefix_end(b"a"), b"b");
-        assert_eq!(prefix_end(b"a\xff"), b"b");
-        assert_eq!(prefix_end(b"\xff\xff"), b"\0");
+    let mut p = Printer::new(cli.global.write_out, cli.global.hex);
+    let result = run(cli, exec, &mut p).await;
+    p.flush();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
     }
 }

@@ -1,0 +1,81 @@
+//! etcdctl's failures: an exit code and the line printed as `Error: <msg>`.
+
+use tonic::{Code, Status};
+
+pub const EXIT_ERROR: i32 = 1;
+pub const EXIT_BAD_CONNECTION: i32 = 2;
+pub const EXIT_INVALID_INPUT: i32 = 3;
+pub const EXIT_BAD_FEATURE: i32 = 4;
+pub const EXIT_INTERRUPTED: i32 = 5;
+pub const EXIT_IO: i32 = 6;
+pub const EXIT_BAD_ARGS: i32 = 128;
+
+#[derive(Debug)]
+pub struct CtlError {
+    pub code: i32,
+    pub msg: String,
+}
+
+pub type Result<T> = std::result::Result<T, CtlError>;
+
+impl CtlError {
+    pub fn new(code: i32, msg: impl Into<String>) -> CtlError {
+        CtlError { code, msg: msg.into() }
+    }
+
+    pub fn bad_args(msg: impl Into<String>) -> CtlError {
+        CtlError::new(EXIT_BAD_ARGS, msg)
+    }
+
+    pub fn error(msg: impl Into<String>) -> CtlError {
+        CtlError::new(EXIT_ERROR, msg)
+    }
+}
+
+impl From<Status> for CtlError {
+    fn from(s: Status) -> CtlError {
+        CtlError::error(status_text(&s))
+    }
+}
+
+impl From<std::io::Error> for CtlError {
+    fn from(e: std::io::Error) -> CtlError {
+        CtlError::new(EXIT_IO, e.to_string())
+    }
+}
+
+/// How clientv3 shows a gRPC error: etcd's own errors by their text alone, anything else as gRPC's
+/// `rpc error: code = ... desc = ...`; deadlines as Go's context error.
+pub fn status_text(s: &Status) -> String {
+    let msg = s.message();
+    if msg.starts_with("etcdserver: ") {
+        return msg.to_string();
+    }
+    if s.code() == Code::DeadlineExceeded || msg.contains("Timeout expired") {
+        return "context deadline exceeded".to_string();
+    }
+    format!("rpc error: code = {} desc = {}", code_name(s.code()), msg)
+}
+
+/// gRPC-Go's names of the status codes.
+pub fn code_name(c: Code) -> &'static str {
+    match c {
+        Code::Ok => "OK",
+        Code::Cancelled => "Canceled",
+        Code::Unknown => "Unknown",
+        Code::InvalidArgument => "InvalidArgument",
+        Code::DeadlineExceeded => "DeadlineExceeded",
+        Code::NotFound => "NotFound",
+        Code::AlreadyExists => "AlreadyExists",
+        Code::PermissionDenied => "PermissionDenied",
+        Code::ResourceExhausted => "ResourceExhausted",
+        Code::FailedPrecondition => "FailedPrecondition",
+        Code::Aborted => "Aborted",
+        Code::OutOfRange => "OutOfRange",
+        Code::Unimplemented => "Unimplemented",
+        Code::Internal => "Internal",
+        Code::Unavailable => "Unavailable",
+        Code::DataLoss => "DataLoss",
+        Code::Unauthenticated => "Unauthenticated",
+    }
+}
