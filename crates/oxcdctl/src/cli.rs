@@ -5,8 +5,6 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::printer::Format;
-
 /// A simple command line client for etcd3 (and oxcd).
 #[derive(Debug, Parser)]
 #[command(name = "oxcdctl", version, disable_version_flag = true, infer_subcommands = true)]
@@ -58,7 +56,7 @@ pub struct Global {
     pub password: String,
     /// set the output format (fields, json, protobuf, simple, table)
     #[arg(short = 'w', long, default_value = "simple", global = true)]
-    pub write_out: Format,
+    pub write_out: String,
     /// print byte strings as hex encoded strings
     #[arg(long, global = true)]
     pub hex: bool,

@@ -78,12 +78,42 @@ impl Conn {
 }
 
 fn endpoint(g: &Global, ep: &str) -> Result<Endpoint> {
-    let url = if ep.contains("://") { ep.to_string() } else { format!("http://{ep}") };
-    let e = Endpoint::from_shared(url).map_err(|e| CtlError::new(EXIT_BAD_CONNECTION, e.to_string()))?;
+    // TLS is ours (see `tls`), so the channel itself always speaks plain HTTP/2 over the stream.
+    let host = ep.split_once("://").map_or(ep, |(_, h)| h);
+    let e = Endpoint::from_shared(format!("http://{host}"))
+        .map_err(|e| CtlError::new(EXIT_BAD_CONNECTION, e.to_string()))?;
     Ok(e.connect_timeout(g.dial_timeout)
         .http2_keep_alive_interval(g.keepalive_time)
         .keep_alive_timeout(g.keepalive_timeout)
         .keep_alive_while_idle(true))
+}
+
+/// Dials one endpoint: TLS when the endpoint is `https://`, when TLS material is given, or when
+/// `--insecure-transport=false`; plain TCP otherwise.
+async fn dial(g: &Global, ep: &str) -> Result<Channel> {
+    let e = endpoint(g, ep)?;
+    let wants_tls = ep.starts_with("https://")
+        || !g.cacert.is_empty()
+        || !g.cert.is_empty()
+        || !g.key.is_empty()
+        || !g.insecure_transport;
+    if !wants_tls {
+        return e.connect().await.map_err(|err| CtlError::new(EXIT_BAD_CONNECTION, err.to_string()));
+    }
+    let config = std::sync::Arc::new(crate::tls::client_config(g)?);
+    let connector = tower::service_fn(move |uri: tonic::codegen::http::Uri| {
+        let config = config.clone();
+        async move {
+            let host = uri.host().unwrap_or("localhost").trim_matches(['[', ']']).to_string();
+            let port = uri.port_u16().unwrap_or(2379);
+            let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+            let name = rustls::pki_types::ServerName::try_from(host)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+            let tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await?;
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+        }
+    });
+    e.connect_with_connector(connector).await.map_err(|err| CtlError::new(EXIT_BAD_CONNECTION, err.to_string()))
 }
 
 /// Dials the first reachable endpoint of `endpoints` (all tried within `--dial-timeout`), then
@@ -92,10 +122,14 @@ pub async fn connect_to(g: &Global, endpoints: &[String]) -> Result<Conn> {
     let deadline = tokio::time::Instant::now() + g.dial_timeout;
     let mut channel = None;
     for ep in endpoints {
-        let e = endpoint(g, ep)?;
-        if let Ok(Ok(ch)) = tokio::time::timeout_at(deadline, e.connect()).await {
-            channel = Some(ch);
-            break;
+        match tokio::time::timeout_at(deadline, dial(g, ep)).await {
+            Ok(Ok(ch)) => {
+                channel = Some(ch);
+                break;
+            }
+            // Bad TLS material is the user's error, not the network's.
+            Ok(Err(e)) if e.code == crate::error::EXIT_BAD_ARGS => return Err(e),
+            _ => {}
         }
     }
     let Some(channel) = channel else {

@@ -14,13 +14,20 @@ pub const EXIT_BAD_ARGS: i32 = 128;
 pub struct CtlError {
     pub code: i32,
     pub msg: String,
+    /// Already reported on stderr: exit with `code`, print nothing more.
+    pub silent: bool,
 }
 
 pub type Result<T> = std::result::Result<T, CtlError>;
 
 impl CtlError {
     pub fn new(code: i32, msg: impl Into<String>) -> CtlError {
-        CtlError { code, msg: msg.into() }
+        CtlError { code, msg: msg.into(), silent: false }
+    }
+
+    /// A failure already reported.
+    pub fn silent(code: i32) -> CtlError {
+        CtlError { code, msg: String::new(), silent: true }
     }
 
     pub fn bad_args(msg: impl Into<String>) -> CtlError {
@@ -51,7 +58,10 @@ pub fn status_text(s: &Status) -> String {
     if msg.starts_with("etcdserver: ") {
         return msg.to_string();
     }
-    if s.code() == Code::DeadlineExceeded || msg.contains("Timeout expired") {
+    // clientv3 retries a call whose connection failed until the command's deadline.
+    let transport = (s.code() == Code::Unknown && msg == "transport error")
+        || (s.code() == Code::Unavailable && (msg.contains("error trying to connect") || msg.contains("tcp connect")));
+    if s.code() == Code::DeadlineExceeded || msg.contains("Timeout expired") || transport {
         return "context deadline exceeded".to_string();
     }
     format!("rpc error: code = {} desc = {}", code_name(s.code()), msg)

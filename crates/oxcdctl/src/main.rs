@@ -9,6 +9,7 @@ mod gojson;
 mod printer;
 mod prompt;
 mod table;
+mod tls;
 mod usage;
 
 use std::ffi::OsString;
@@ -20,23 +21,26 @@ use cli::{Cli, Cmd};
 use error::{CtlError, EXIT_ERROR};
 use printer::Printer;
 
-/// Global flags that `ETCDCTL_<FLAG>` can set, and whether each is a switch.
+/// Global flags that `ETCDCTL_<FLAG>` can set: name, shorthand, whether it is a switch.
 const ENV_FLAGS: &[(&str, Option<char>, bool)] = &[
-    ("endpoints", None, false),
-    ("dial-timeout", None, false),
-    ("command-timeout", None, false),
-    ("keepalive-time", None, false),
-    ("keepalive-timeout", None, false),
-    ("insecure-transport", None, false),
-    ("insecure-skip-tls-verify", None, true),
     ("cacert", None, false),
     ("cert", None, false),
-    ("key", None, false),
-    ("user", None, false),
-    ("password", None, false),
-    ("write-out", Some('w'), false),
-    ("hex", None, true),
+    ("command-timeout", None, false),
     ("debug", None, true),
+    ("dial-timeout", None, false),
+    ("discovery-srv", Some('d'), false),
+    ("discovery-srv-name", None, false),
+    ("endpoints", None, false),
+    ("hex", None, true),
+    ("insecure-discovery", None, false),
+    ("insecure-skip-tls-verify", None, true),
+    ("insecure-transport", None, false),
+    ("keepalive-time", None, false),
+    ("keepalive-timeout", None, false),
+    ("key", None, false),
+    ("password", None, false),
+    ("user", None, false),
+    ("write-out", Some('w'), false),
 ];
 
 /// The environment variable for a flag (`--dial-timeout` is `ETCDCTL_DIAL_TIMEOUT`).
@@ -44,30 +48,77 @@ fn env_name(flag: &str) -> String {
     format!("ETCDCTL_{}", flag.to_uppercase().replace('-', "_"))
 }
 
-/// Adds the global flags set by environment variables to the command line (right after the program
-/// name, so they never land in an exec command). A flag given both ways is fatal, as in etcdctl.
+/// capnslog's line prefix: local time to the microsecond and a level letter.
+fn capnslog(level: char) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = now.as_secs() as libc::time_t;
+    // SAFETY: localtime_r fills the zeroed struct from a valid time_t.
+    let tm = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        libc::localtime_r(&secs, &mut tm);
+        tm
+    };
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06} {level} | ",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+        now.subsec_micros()
+    )
+}
+
+/// Whether an environment value parses for a flag (etcdctl silently ignores one that does not).
+fn env_value_ok(name: &str, value: &str) -> bool {
+    match name {
+        "command-timeout" | "dial-timeout" | "keepalive-time" | "keepalive-timeout" => {
+            oxcd_api::duration::parse(value).is_ok()
+        }
+        "insecure-discovery" | "insecure-transport" => {
+            matches!(value, "1" | "t" | "T" | "true" | "TRUE" | "True" | "0" | "f" | "F" | "false" | "FALSE" | "False")
+        }
+        _ => true,
+    }
+}
+
+/// Applies `ETCDCTL_*` variables to the global flags (and `endpoint`'s `--cluster`), as
+/// etcdctl does for commands that build a client: a non-empty value sets a flag not given on the
+/// command line; a flag given both ways is fatal; an unknown `ETCDCTL_*` variable gets a warning.
+/// The flags go right after the program name, so they never land in an exec command.
 fn apply_env(mut argv: Vec<OsString>) -> Result<Vec<OsString>, CtlError> {
+    let args: Vec<String> = argv.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    let path = usage::command_path(&command(), &args);
+    let path: Vec<&str> = path.iter().map(String::as_str).collect();
+    if matches!(path.as_slice(), ["version"] | ["snapshot", "status"] | ["completion"]) {
+        return Ok(argv);
+    }
+    let mut flags: Vec<(&str, Option<char>, bool)> = ENV_FLAGS.to_vec();
+    if path.first() == Some(&"endpoint") {
+        flags.push(("cluster", None, true));
+    }
     let given = |name: &str, short: Option<char>| {
-        argv.iter().take_while(|a| *a != "--").any(|a| {
-            let a = a.to_string_lossy();
-            a == format!("--{name}")
+        args.iter().take_while(|a| *a != "--").any(|a| {
+            *a == format!("--{name}")
                 || a.starts_with(&format!("--{name}="))
-                || short.is_some_and(|s| a == format!("-{s}") || a.starts_with(&format!("-{s}=")))
+                || short.is_some_and(|s| *a == format!("-{s}") || a.starts_with(&format!("-{s}=")))
         })
     };
     let mut extra = Vec::new();
-    for &(name, short, switch) in ENV_FLAGS {
+    for &(name, short, switch) in &flags {
         let Ok(value) = std::env::var(env_name(name)) else { continue };
         if given(name, short) {
-            return Err(CtlError::new(
-                EXIT_ERROR,
-                format!(
-                    "{{\"level\":\"fatal\",\"msg\":\"conflicting environment variable is shadowed by corresponding \
-                     command-line flag (either unset environment variable or disable flag))\",\
-                     \"environment-variable\":\"{}\"}}",
-                    env_name(name)
-                ),
-            ));
+            eprintln!(
+                "{}pkg/flags: conflicting environment variable {} is shadowed by corresponding command-line flag \
+                 (either unset environment variable or disable flag)",
+                capnslog('C'),
+                gojson::quote(&env_name(name))
+            );
+            return Err(CtlError::silent(EXIT_ERROR));
+        }
+        if value.is_empty() || !env_value_ok(name, &value) {
+            continue;
         }
         if switch {
             if matches!(value.as_str(), "1" | "t" | "T" | "true" | "TRUE" | "True") {
@@ -77,10 +128,48 @@ fn apply_env(mut argv: Vec<OsString>) -> Result<Vec<OsString>, CtlError> {
             extra.push(OsString::from(format!("--{name}={value}")));
         }
     }
+    let mut known: Vec<String> = flags.iter().map(|f| env_name(f.0)).collect();
+    known.extend(["ETCDCTL_API".to_string()]);
+    if path.first() == Some(&"watch") {
+        known.extend(["ETCDCTL_WATCH_KEY".to_string(), "ETCDCTL_WATCH_RANGE_END".to_string()]);
+    }
+    for (k, v) in std::env::vars() {
+        if k.starts_with("ETCDCTL_") && !known.contains(&k) {
+            eprintln!("{}pkg/flags: unrecognized environment variable {k}={v}", capnslog('W'));
+        }
+    }
     let rest = argv.split_off(1.min(argv.len()));
     argv.extend(extra);
     argv.extend(rest);
     Ok(argv)
+}
+
+/// `--debug`: every global flag as `ETCDCTL_<NAME>=<value>` on stderr, as etcdctl prints them.
+fn debug_dump(g: &cli::Global) {
+    let d = |d: std::time::Duration| cmd::endpoint::go_duration(d);
+    let lines = [
+        ("cacert", g.cacert.clone()),
+        ("cert", g.cert.clone()),
+        ("command-timeout", d(g.command_timeout)),
+        ("debug", g.debug.to_string()),
+        ("dial-timeout", d(g.dial_timeout)),
+        ("discovery-srv", g.discovery_srv.clone()),
+        ("discovery-srv-name", g.discovery_srv_name.clone()),
+        ("endpoints", format!("[{}]", g.endpoints.join(","))),
+        ("hex", g.hex.to_string()),
+        ("insecure-discovery", g.insecure_discovery.to_string()),
+        ("insecure-skip-tls-verify", g.insecure_skip_tls_verify.to_string()),
+        ("insecure-transport", g.insecure_transport.to_string()),
+        ("keepalive-time", d(g.keepalive_time)),
+        ("keepalive-timeout", d(g.keepalive_timeout)),
+        ("key", g.key.clone()),
+        ("password", g.password.clone()),
+        ("user", g.user.clone()),
+        ("write-out", g.write_out.clone()),
+    ];
+    for (name, value) in lines {
+        eprintln!("{}={value}", env_name(name));
+    }
 }
 
 /// `watch [key] [range_end] -- cmd ...`: the exec command is everything after `--`, which clap
@@ -222,7 +311,9 @@ async fn run(cli: Cli, exec: Option<Vec<String>>, p: &mut Printer) -> error::Res
 }
 
 fn fail(e: CtlError) -> ExitCode {
-    if e.msg.starts_with('{') || e.msg.starts_with("panic:") {
+    if e.silent {
+        // Already reported.
+    } else if e.msg.starts_with("panic:") {
         eprintln!("{}", e.msg);
     } else {
         eprintln!("Error: {}", e.msg);
@@ -249,10 +340,31 @@ async fn main() -> ExitCode {
             };
         }
     };
+    // `--cert ""` (given, but empty) is refused before anything else, as etcdctl does.
+    for name in ["cert", "key", "cacert"] {
+        let flag = format!("--{name}");
+        let empty = argv.windows(2).any(|w| w[0] == flag.as_str() && w[1].is_empty())
+            || argv.iter().any(|a| *a == format!("{flag}=").as_str());
+        if empty {
+            return fail(CtlError::bad_args(format!("empty string is passed to {flag} option")));
+        }
+    }
     if !cli.global.discovery_srv.is_empty() {
         return fail(CtlError::new(EXIT_ERROR, "DNS SRV discovery (--discovery-srv) is not supported by oxcdctl"));
     }
-    let mut p = Printer::new(cli.global.write_out, cli.global.hex);
+    if cli.global.debug {
+        debug_dump(&cli.global);
+    }
+    let format = match cli.global.write_out.as_str() {
+        "simple" => printer::Format::Simple,
+        "json" => printer::Format::Json,
+        "fields" => printer::Format::Fields,
+        "protobuf" => printer::Format::Protobuf,
+        "table" => printer::Format::Table,
+        _ if matches!(cli.cmd, Cmd::Version { .. }) => printer::Format::Simple,
+        _ => return fail(CtlError::new(error::EXIT_BAD_FEATURE, "unsupported output format")),
+    };
+    let mut p = Printer::new(format, cli.global.hex);
     let result = run(cli, exec, &mut p).await;
     p.flush();
     match result {

@@ -137,13 +137,16 @@ async fn cleanup(g: &Global, conn: &Conn, prefix: &str, compact: bool, defrag: b
     let d = conn.call(conn.kv().delete_range(DeleteRangeRequest { key, range_end, prev_kv: false })).await?;
     if compact {
         let revision = d.header.unwrap_or_default().revision;
+        println!("Compacting with revision {revision}");
         conn.call(conn.kv().compact(CompactionRequest { revision, physical: true })).await?;
+        println!("Compacted with revision {revision}");
     }
     if defrag {
         for ep in &g.endpoints {
+            println!("Defragmenting {}", crate::gojson::quote(ep));
             let c = client::connect_to(g, std::slice::from_ref(ep)).await?;
             match c.call(c.maintenance().defragment(DefragmentRequest {})).await {
-                Ok(_) => println!("Defragmented {ep:?}"),
+                Ok(_) => println!("Defragmented {}", crate::gojson::quote(ep)),
                 Err(e) => eprintln!("Failed to defragment etcd member[{ep}] ({})", e.msg),
             }
         }
@@ -191,14 +194,16 @@ async fn perf(g: &Global, p: &mut Printer, load: &str, prefix: &str, c: &CheckCl
             tokens.close();
         })
     };
+    // The progress line as etcdctl's progress bar draws it without a terminal: `\r 12 / 60   20.00%
+    // 00m48s`, once a second, and no newline (the verdict follows on the same line).
     let bar = tokio::spawn(async move {
         for i in 1..=60u64 {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            let done = "o".repeat((i as usize * 50 / 60).saturating_sub(1));
-            print!("\r {i} / 60 B{done}m{} ! {:.2}%", " ".repeat(50 - done.len() - 1), i as f64 * 100.0 / 60.0);
+            let left = 60 - i;
+            let eta = if left > 0 { format!(" {:02}m{:02}s", left / 60, left % 60) } else { String::new() };
+            print!("\r {i} / 60 {:6.2}%{eta}", i as f64 * 100.0 / 60.0);
             let _ = std::io::stdout().flush();
         }
-        println!();
     });
     let value = Bytes::from(vec![0u8; 1024]);
     let rng = Arc::new(Mutex::new(0x9E37_79B9_7F4A_7C15u64 ^ started.elapsed().as_nanos() as u64));

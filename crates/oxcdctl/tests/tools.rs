@@ -1,0 +1,132 @@
+//! The long-running tools: `make-mirror` (etcd to oxcd), `check perf` (against oxcd, by oxcdctl and
+//! by etcdctl 3.4) and `check datascale` (against etcd, whose `/metrics` it reads).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use oxcd_testkit::{Binary, Cluster, ClusterOptions, ETCD_34, ETCDCTL_34};
+
+const OXCDCTL: &str = env!("CARGO_BIN_EXE_oxcdctl");
+
+fn oxcd() -> Binary {
+    Binary::Oxcd(Path::new(OXCDCTL).with_file_name("oxcd"))
+}
+
+fn ctl(bin: &str, endpoint: &str, args: &[&str]) -> (String, String, i32) {
+    let out =
+        Command::new(bin).env("ETCDCTL_API", "3").arg(format!("--endpoints={endpoint}")).args(args).output().unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.code().unwrap_or(-1),
+    )
+}
+
+fn opts() -> ClusterOptions {
+    ClusterOptions { size: 1, heartbeat_ms: 100, election_ms: 1000, ..Default::default() }
+}
+
+/// The base copy, then live puts and deletes, land under the destination prefix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn make_mirror_copies_and_follows_a_prefix() {
+    let src = Cluster::start(Binary::Etcd(ETCD_34.into()), opts()).await.unwrap();
+    let dst = Cluster::start(oxcd(), opts()).await.unwrap();
+    let (s, d) = (src.endpoint(0), dst.endpoint(0));
+    tokio::task::spawn_blocking(move || {
+        for i in 0..1500 {
+            ctl(ETCDCTL_34, &s, &["put", &format!("p/{i:04}"), &format!("v{i}")]);
+        }
+        ctl(ETCDCTL_34, &s, &["put", "other", "x"]);
+        let mut mirror = Command::new(OXCDCTL)
+            .args([&format!("--endpoints={s}"), "make-mirror", "--prefix", "p/", "--dest-prefix", "q/", &d])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_secs(2));
+        ctl(ETCDCTL_34, &s, &["put", "p/new", "n"]);
+        ctl(ETCDCTL_34, &s, &["del", "p/0000"]);
+        std::thread::sleep(Duration::from_secs(1));
+        let _ = mirror.kill();
+        let _ = mirror.wait();
+        let (want, _, _) = ctl(ETCDCTL_34, &s, &["get", "--prefix", "p/"]);
+        let (got, _, _) = ctl(OXCDCTL, &d, &["get", "--prefix", "q/"]);
+        assert_eq!(got.replace("q/", "p/"), want, "the destination must hold the source prefix");
+        let (other, _, _) = ctl(OXCDCTL, &d, &["get", "other"]);
+        assert_eq!(other, "", "keys outside the prefix are not mirrored");
+    })
+    .await
+    .unwrap();
+}
+
+/// `check perf --load=s` passes against oxcd, run by oxcdctl and by etcdctl 3.4; both print the
+/// same verdict lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_perf_passes_against_oxcd() {
+    let cl = Cluster::start(oxcd(), opts()).await.unwrap();
+    let ep = cl.endpoint(0);
+    let verdicts = tokio::task::spawn_blocking(move || {
+        [OXCDCTL, ETCDCTL_34].map(|bin| {
+            let (out, err, code) = ctl(bin, &ep, &["check", "perf", "--load=s", "--auto-compact"]);
+            assert_eq!(code, 0, "{bin} check perf failed:\n{out}\n{err}");
+            // The verdict: what follows the progress line (which has no newline), numbers masked.
+            let keys = ["Compact", "Defrag", "PASS", "FAIL", "Slowest", "Stddev"];
+            out.split(['\n', '\r'])
+                .filter_map(|l| keys.iter().filter_map(|k| l.find(k)).min().map(|i| &l[i..]))
+                .map(|l| l.chars().map(|c| if c.is_ascii_digit() { 'N' } else { c }).collect::<String>())
+                .map(|l| l.replace("NN", "N").replace("NN", "N").replace("NN", "N"))
+                .collect::<Vec<_>>()
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        verdicts[0],
+        [
+            "Compacting with revision N",
+            "Compacted with revision N",
+            "PASS: Throughput is N writes/s",
+            "PASS: Slowest request took N.Ns",
+            "PASS: Stddev is N.Ns",
+            "PASS"
+        ]
+    );
+    assert_eq!(verdicts[0], verdicts[1], "oxcdctl and etcdctl print the same verdict");
+    // The check cleaned up after itself.
+    let (left, _, _) = ctl(OXCDCTL, &cl.endpoint(0), &["get", "--prefix", "/etcdctl-check-perf/", "--keys-only"]);
+    assert_eq!(left, "");
+}
+
+/// `check datascale --load=s` against etcd (which serves `/metrics`): the same lines as etcdctl,
+/// the memory figure aside; and a refusal when the prefix already has keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_datascale_matches_etcdctl() {
+    let cl = Cluster::start(Binary::Etcd(ETCD_34.into()), opts()).await.unwrap();
+    let ep = cl.endpoint(0);
+    tokio::task::spawn_blocking(move || {
+        let outputs = [ETCDCTL_34, OXCDCTL].map(|bin| {
+            let (out, err, code) = ctl(bin, &ep, &["check", "datascale", "--load=s"]);
+            assert_eq!(code, 0, "{bin} check datascale failed:\n{out}\n{err}");
+            let lines: Vec<String> = out
+                .split(['\n', '\r'])
+                .filter(|l| l.starts_with("Start") || l.starts_with("PASS") || l.starts_with("FAIL"))
+                .map(|l| match l.split_once(": ") {
+                    Some(("PASS", rest)) => format!("PASS: {}", rest.split(':').next().unwrap_or("")),
+                    _ => l.to_string(),
+                })
+                .collect();
+            lines
+        });
+        assert_eq!(outputs[0], outputs[1]);
+        ctl(ETCDCTL_34, &ep, &["put", "/etcdctl-check-datascale/x", "1"]);
+        let refused = [ETCDCTL_34, OXCDCTL].map(|bin| {
+            let (_, err, code) = ctl(bin, &ep, &["check", "datascale"]);
+            (err.lines().filter(|l| l.starts_with("Error")).collect::<Vec<_>>().join("\n"), code)
+        });
+        assert_eq!(refused[0], refused[1]);
+        assert_eq!(refused[1].1, 3);
+    })
+    .await
+    .unwrap();
+}
