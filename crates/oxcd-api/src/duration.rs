@@ -38,6 +38,35 @@ pub fn parse(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(total))
 }
 
+/// Go's `time.Duration.String()`: `1.234567ms`, `850µs`, `2.5s`, `1m30s`.
+pub fn format(d: Duration) -> String {
+    let ns = d.as_nanos();
+    if ns == 0 {
+        return "0s".to_string();
+    }
+    let trim = |v: String| -> String {
+        if v.contains('.') { v.trim_end_matches('0').trim_end_matches('.').to_string() } else { v }
+    };
+    if ns < 1_000 {
+        return format!("{ns}ns");
+    }
+    if ns < 1_000_000 {
+        return format!("{}µs", trim(format!("{}.{:03}", ns / 1_000, ns % 1_000)));
+    }
+    if ns < 1_000_000_000 {
+        return format!("{}ms", trim(format!("{}.{:06}", ns / 1_000_000, ns % 1_000_000)));
+    }
+    let total_s = ns / 1_000_000_000;
+    let frac = ns % 1_000_000_000;
+    let (h, m, s) = (total_s / 3600, (total_s / 60) % 60, total_s % 60);
+    let secs = trim(format!("{s}.{frac:09}"));
+    match (h, m) {
+        (0, 0) => format!("{secs}s"),
+        (0, m) => format!("{m}m{secs}s"),
+        (h, m) => format!("{h}h{m}m{secs}s"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,5 +80,14 @@ mod tests {
         assert!(parse("5").is_err());
         assert!(parse("5x").is_err());
         assert!(parse("").is_err());
+    }
+
+    #[test]
+    fn durations_print_as_go() {
+        assert_eq!(format(Duration::from_nanos(1_234_567)), "1.234567ms");
+        assert_eq!(format(Duration::from_micros(850)), "850µs");
+        assert_eq!(format(Duration::from_millis(2500)), "2.5s");
+        assert_eq!(format(Duration::from_secs(90)), "1m30s");
+        assert_eq!(format(Duration::from_nanos(12)), "12ns");
     }
 }

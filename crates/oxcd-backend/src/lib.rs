@@ -112,7 +112,7 @@ impl Backend {
     /// Opens (or creates) the backend at `path` and makes sure every bucket exists.
     pub fn open(path: impl AsRef<Path>, batch: BatchConfig) -> Result<Backend> {
         let path = path.as_ref().to_path_buf();
-        let db = Database::builder().set_cache_size(64 << 20).create(&path)?;
+        let db = Database::builder().set_cache_size(16 << 20).create(&path)?;
         let txn = db.begin_write()?;
         for name in BUCKETS {
             txn.open_table(def(name))?;

@@ -1,68 +1,99 @@
-//! `lease-keepalive` (etcd's shape: each client grants one lease, then renews it over a new stream
-//! per request) and `lease-grant-revoke` (grant then revoke, per request).
+//! `lease-keepalive` (etcd's shape: each client grants one lease, then renews it once per request
+//! over a new keep-alive stream, as clientv3's KeepAliveOnce) and `lease-grant-revoke` (ours).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use clap::Args;
 use oxcd_api::etcdserverpb::lease_client::LeaseClient;
 use oxcd_api::etcdserverpb::{LeaseGrantRequest, LeaseKeepAliveRequest, LeaseRevokeRequest};
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
 
-use crate::report::Latencies;
-use crate::{Cli, channels};
+use crate::Cli;
+use crate::progress::Bar;
+use crate::report::{Recorder, Report};
+
+#[derive(Debug, Args)]
+pub(crate) struct KeepaliveArgs {
+    /// Total number of lease keepalive requests
+    #[arg(long, default_value_t = 10000)]
+    total: u64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GrantRevokeArgs {
+    /// Total number of grant/revoke pairs
+    #[arg(long, default_value_t = 10000)]
+    total: u64,
+}
+
+async fn keepalive_once(lease: &mut LeaseClient<Channel>, id: i64) -> Result<(), String> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tx.send(LeaseKeepAliveRequest { id }).await.map_err(|e| e.to_string())?;
+    let mut s =
+        lease.lease_keep_alive(ReceiverStream::new(rx)).await.map_err(|e| e.message().to_string())?.into_inner();
+    match s.message().await {
+        Ok(Some(r)) if r.ttl > 0 => Ok(()),
+        Ok(_) => Err("etcdserver: requested lease not found".to_string()),
+        Err(e) => Err(e.message().to_string()),
+    }
+}
+
+async fn grant_revoke(lease: &mut LeaseClient<Channel>) -> Result<(), String> {
+    let g = lease.lease_grant(LeaseGrantRequest { ttl: 60, id: 0 }).await.map_err(|e| e.message().to_string())?;
+    lease.lease_revoke(LeaseRevokeRequest { id: g.into_inner().id }).await.map_err(|e| e.message().to_string())?;
+    Ok(())
+}
 
 #[derive(Clone, Copy)]
-pub enum Shape {
+enum Shape {
     KeepAlive,
     GrantRevoke,
 }
 
-pub async fn run(cli: &Cli, total: u64, shape: Shape) -> anyhow::Result<()> {
-    let chans = channels(cli).await?;
+async fn run(cli: &Cli, total: u64, shape: Shape) -> anyhow::Result<()> {
+    let chans = cli.dial(cli.conns).await?;
     let next = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
+    let bar = Arc::new(Bar::start(total));
+    let report = Report::start(cli.format());
     let mut tasks = Vec::new();
     for c in 0..cli.clients.max(1) {
         let mut lease = LeaseClient::new(chans[c % chans.len()].clone());
-        let next = next.clone();
+        let (next, bar, mut rec): (_, _, Recorder) = (next.clone(), bar.clone(), report.recorder());
         tasks.push(tokio::spawn(async move {
-            let mut lat = Latencies::new();
             let id = match shape {
                 Shape::KeepAlive => lease.lease_grant(LeaseGrantRequest { ttl: 100, id: 0 }).await?.into_inner().id,
                 Shape::GrantRevoke => 0,
             };
             while next.fetch_add(1, Ordering::Relaxed) < total {
-                let t = Instant::now();
-                let ok = match shape {
-                    Shape::KeepAlive => {
-                        let (tx, rx) = tokio::sync::mpsc::channel(1);
-                        tx.send(LeaseKeepAliveRequest { id }).await?;
-                        let mut s = lease.lease_keep_alive(ReceiverStream::new(rx)).await?.into_inner();
-                        s.message().await.is_ok_and(|r| r.is_some_and(|r| r.ttl > 0))
-                    }
-                    Shape::GrantRevoke => match lease.lease_grant(LeaseGrantRequest { ttl: 60, id: 0 }).await {
-                        Ok(g) => lease.lease_revoke(LeaseRevokeRequest { id: g.into_inner().id }).await.is_ok(),
-                        Err(_) => false,
-                    },
+                let start = Instant::now();
+                let result = match shape {
+                    Shape::KeepAlive => keepalive_once(&mut lease, id).await,
+                    Shape::GrantRevoke => grant_revoke(&mut lease).await,
                 };
-                lat.record(t.elapsed(), ok);
+                rec.record(start, Instant::now(), result);
+                bar.inc(1);
             }
-            anyhow::Ok(lat)
+            anyhow::Ok(rec)
         }));
     }
-    let mut all = Latencies::new();
+    let mut all = report.recorder();
     for t in tasks {
         all.merge(t.await??);
     }
-    let summary = all.summary(started.elapsed());
-    if cli.output == "json" {
-        println!("{}", serde_json::to_string_pretty(&summary.to_json())?);
-    } else {
-        print!("{}", summary.to_text());
+    if let Ok(bar) = Arc::try_unwrap(bar) {
+        bar.finish();
     }
-    if all.errors() > 0 {
-        eprintln!("{} requests failed", all.errors());
-    }
+    cli.print("", &report.finish(all), "");
     Ok(())
+}
+
+pub(crate) async fn keepalive(cli: &Cli, a: &KeepaliveArgs) -> anyhow::Result<()> {
+    run(cli, a.total, Shape::KeepAlive).await
+}
+
+pub(crate) async fn grant_revoke_pairs(cli: &Cli, a: &GrantRevokeArgs) -> anyhow::Result<()> {
+    run(cli, a.total, Shape::GrantRevoke).await
 }

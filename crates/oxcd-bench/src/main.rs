@@ -1,258 +1,278 @@
-//! `oxcd-bench`: a load generator modelled on etcd's `benchmark` tool. It speaks plain etcd v3
-//! gRPC, so the same binary measures oxcd and etcd.
-//!
-//! The `put`, `range` and `watch-latency` workloads exist so far (the rest of etcd's subcommands come
-//! with the benchmark issue); their flags and output follow etcd's tool.
+//! `oxcd-bench`: a load generator modelled on etcd's `benchmark` tool — the same subcommands, flags,
+//! request shapes and report — speaking plain etcd v3 gRPC, so the same binary measures oxcd and etcd.
+//! `--output json` gives the report to machines (scripts/bench-vs-etcd reads it).
 
+mod kv;
 mod lease;
+mod progress;
 mod report;
 mod watch;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
-use clap::{Parser, Subcommand};
-use oxcd_api::etcdserverpb::kv_client::KvClient;
-use oxcd_api::etcdserverpb::{PutRequest, RangeRequest};
+use clap::{Parser, Subcommand, ValueEnum};
+use oxcd_api::etcdserverpb::cluster_client::ClusterClient;
+use oxcd_api::etcdserverpb::maintenance_client::MaintenanceClient;
+use oxcd_api::etcdserverpb::{MemberListRequest, StatusRequest};
 use tonic::transport::{Channel, Endpoint};
 
-/// A load generator for etcd v3 endpoints (oxcd or etcd).
+use crate::report::{Format, Summary};
+
+/// A low-level benchmark tool for etcd3 (oxcd or etcd).
 #[derive(Debug, Parser)]
 #[command(name = "oxcd-bench", version)]
 pub(crate) struct Cli {
-    /// gRPC endpoints, comma-separated.
+    /// gRPC endpoints
     #[arg(long, default_value = "127.0.0.1:2379", value_delimiter = ',', global = true)]
     pub(crate) endpoints: Vec<String>,
-    /// Total number of gRPC connections.
+    /// Total number of gRPC connections
     #[arg(long, default_value_t = 1, global = true)]
     pub(crate) conns: usize,
-    /// Total number of concurrent clients.
+    /// Total number of gRPC clients
     #[arg(long, default_value_t = 1, global = true)]
     pub(crate) clients: usize,
-    /// Output format: text (etcd's report) or json.
-    #[arg(long, default_value = "text", global = true)]
-    pub(crate) output: String,
+    /// use full floating point precision
+    #[arg(long, global = true)]
+    pub(crate) precise: bool,
+    /// 'true' to sample requests for every second
+    #[arg(long, global = true)]
+    pub(crate) sample: bool,
+    /// connect only to the leader node
+    #[arg(long, global = true)]
+    pub(crate) target_leader: bool,
+    /// dial timeout for client connections (Go duration; 0 waits for the connection)
+    #[arg(long, default_value = "0", value_parser = oxcd_api::duration::parse, global = true)]
+    pub(crate) dial_timeout: Duration,
+    /// Output format of the report: etcd's text, or json
+    #[arg(long, value_enum, default_value_t = Output::Text, global = true)]
+    pub(crate) output: Output,
     #[command(subcommand)]
     pub(crate) cmd: Cmd,
 }
 
-#[derive(Debug, Subcommand)]
-pub(crate) enum Cmd {
-    /// Benchmark put.
-    Put {
-        /// Key size of put request.
-        #[arg(long, default_value_t = 8)]
-        key_size: usize,
-        /// Value size of put request.
-        #[arg(long, default_value_t = 8)]
-        val_size: usize,
-        /// Total number of put requests.
-        #[arg(long, default_value_t = 10_000)]
-        total: u64,
-        /// Maximum possible keys.
-        #[arg(long, default_value_t = 1)]
-        key_space_size: u64,
-        /// Use sequential keys.
-        #[arg(long)]
-        sequential_keys: bool,
-        /// Maximum put requests per second (0 is no limit).
-        #[arg(long, default_value_t = 0)]
-        rate: u64,
-    },
-    /// Benchmark range.
-    Range {
-        key: String,
-        end: Option<String>,
-        /// Total number of range requests.
-        #[arg(long, default_value_t = 10_000)]
-        total: u64,
-        /// Linearizable (l) or Serializable (s).
-        #[arg(long, default_value = "l")]
-        consistency: String,
-        /// Maximum range requests per second (0 is no limit).
-        #[arg(long, default_value_t = 0)]
-        rate: u64,
-    },
-    /// Benchmark lease keep-alive (etcd's shape: one lease per client, one stream per renewal).
-    LeaseKeepalive {
-        /// Total number of lease keepalive requests.
-        #[arg(long, default_value_t = 10_000)]
-        total: u64,
-    },
-    /// Benchmark lease grant + revoke pairs (not in etcd's tool).
-    LeaseGrantRevoke {
-        /// Total number of grant/revoke pairs.
-        #[arg(long, default_value_t = 10_000)]
-        total: u64,
-    },
-    /// Benchmark watch latency: time from a put to each watcher receiving its event.
-    WatchLatency {
-        /// Total watch streams.
-        #[arg(long, default_value_t = 10)]
-        streams: usize,
-        /// Total watchers per stream.
-        #[arg(long, default_value_t = 10)]
-        watchers_per_stream: usize,
-        /// Total number of put requests.
-        #[arg(long, default_value_t = 1000)]
-        put_total: u64,
-        /// Number of keys to put per second.
-        #[arg(long, default_value_t = 100)]
-        put_rate: u64,
-        /// Key size of watch request.
-        #[arg(long, default_value_t = 32)]
-        key_size: usize,
-        /// Value size of watch request.
-        #[arg(long, default_value_t = 32)]
-        val_size: usize,
-        /// Ask for the previous value with each event.
-        #[arg(long)]
-        prevkv: bool,
-        /// Each watcher watches a key of its own and puts go round them (not in etcd's tool).
-        #[arg(long)]
-        distinct_keys: bool,
-    },
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Output {
+    Text,
+    Json,
 }
 
-/// A small deterministic generator for random keys (splitmix64).
-struct SplitMix(u64);
+#[derive(Debug, Subcommand)]
+pub(crate) enum Cmd {
+    /// Benchmark put
+    Put(kv::PutArgs),
+    /// Benchmark range
+    Range(kv::RangeArgs),
+    /// Benchmark txn-put
+    TxnPut(kv::TxnPutArgs),
+    /// Benchmark a mixed load of txn-put & txn-range.
+    TxnMixed(kv::TxnMixedArgs),
+    /// Benchmark watch
+    #[command(long_about = "Benchmark watch tests the performance of processing watch requests and sending events to \
+        watchers. It tests the sending performance by changing the value of the watched keys with concurrent put \
+        requests.\n\nDuring the test, each watcher watches (--total/--watchers) keys\n\n(a watcher might watch on the \
+        same key multiple times if --watched-key-total is small).\n\nEach key is watched by \
+        (--total/--watched-key-total) watchers.")]
+    Watch(watch::WatchArgs),
+    /// Benchmark watch latency
+    #[command(long_about = "Benchmarks the latency for watches by measuring the latency between writing to a key and \
+        receiving the associated watch response.\n\nThe latency runs from sending the put (etcd's tool starts the \
+        clock at the put's response, which hides the commit); --clients watchers share --conns watch streams.")]
+    WatchLatency(watch::LatencyArgs),
+    /// Benchmark watch with get
+    #[command(long_about = "Benchmark for serialized key gets with many unsynced watchers")]
+    WatchGet(watch::GetArgs),
+    /// Benchmark lease keepalive
+    LeaseKeepalive(lease::KeepaliveArgs),
+    /// Benchmark lease grant + revoke pairs (not in etcd's tool)
+    LeaseGrantRevoke(lease::GrantRevokeArgs),
+}
+
+impl Cli {
+    pub(crate) fn format(&self) -> Format {
+        Format { precise: self.precise, sample: self.sample }
+    }
+
+    /// Prints one report: etcd's text (with `prefix` before it and `suffix` after), or json.
+    pub(crate) fn print(&self, prefix: &str, s: &Summary, suffix: &str) {
+        match self.output {
+            Output::Text => print!("{prefix}{}{suffix}", s.to_text()),
+            Output::Json => println!("{}", serde_json::to_string_pretty(&s.to_json()).expect("json")),
+        }
+    }
+
+    /// Prints several named reports: each as etcd does in text, one json object keyed by name.
+    pub(crate) fn print_named(&self, reports: &[(&str, &str, &Summary, &str)]) {
+        match self.output {
+            Output::Text => {
+                for (_, prefix, s, suffix) in reports {
+                    print!("{prefix}{}{suffix}", s.to_text());
+                }
+            }
+            Output::Json => {
+                let v: serde_json::Map<String, serde_json::Value> =
+                    reports.iter().map(|(name, _, s, _)| (name.to_string(), s.to_json())).collect();
+                println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+            }
+        }
+    }
+
+    /// Opens `n` connections. Without --target-leader each gets one endpoint, round-robin over
+    /// --endpoints (as etcd's tool); with it, every connection goes to the leader's client URL.
+    pub(crate) async fn dial(&self, n: usize) -> anyhow::Result<Vec<Channel>> {
+        let eps = if self.target_leader { vec![self.leader_endpoint().await?] } else { self.endpoints.clone() };
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n.max(1) {
+            out.push(self.dial_one(&eps[i % eps.len()]).await?);
+        }
+        Ok(out)
+    }
+
+    async fn dial_one(&self, ep: &str) -> anyhow::Result<Channel> {
+        let url = if ep.contains("://") { ep.to_string() } else { format!("http://{ep}") };
+        let mut e = Endpoint::from_shared(url).with_context(|| format!("bad endpoint {ep}"))?.tcp_nodelay(true);
+        if !self.dial_timeout.is_zero() {
+            e = e.connect_timeout(self.dial_timeout);
+        }
+        e.connect().await.with_context(|| format!("dial error: {ep}"))
+    }
+
+    async fn leader_endpoint(&self) -> anyhow::Result<String> {
+        let ch = self.dial_one(&self.endpoints[0]).await?;
+        let members = ClusterClient::new(ch.clone())
+            .member_list(MemberListRequest { linearizable: false })
+            .await
+            .map_err(|e| anyhow::anyhow!("failed to get a member list: {}", e.message()))?
+            .into_inner()
+            .members;
+        let leader = MaintenanceClient::new(ch)
+            .status(StatusRequest {})
+            .await
+            .map_err(|_| anyhow::anyhow!("failed to find a leader endpoint"))?
+            .into_inner()
+            .leader;
+        members
+            .into_iter()
+            .find(|m| m.id == leader)
+            .and_then(|m| m.client_ur_ls.into_iter().next())
+            .ok_or_else(|| anyhow::anyhow!("failed to find a leader endpoint"))
+    }
+}
+
+/// A small deterministic generator (splitmix64) for random keys, choices and values.
+pub(crate) struct SplitMix(pub(crate) u64);
 
 impl SplitMix {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     }
+
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    /// A float in [0, 1).
+    pub(crate) fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    pub(crate) fn bytes(&mut self, n: usize) -> Bytes {
+        (0..n).map(|_| self.next() as u8).collect::<Vec<_>>().into()
+    }
 }
 
-/// etcd's benchmark writes the key number as a varint into a zeroed key of `size` bytes.
-pub(crate) fn key_bytes(n: u64, size: usize) -> Bytes {
-    let mut k = vec![0u8; size.max(1)];
-    let (mut v, mut i) = (n, 0);
-    while i < k.len() {
-        let b = (v & 0x7f) as u8;
-        v >>= 7;
-        k[i] = if v != 0 { b | 0x80 } else { b };
-        i += 1;
-        if v == 0 {
-            break;
+/// etcd's benchmark keys: `binary.PutVarint` (zig-zag, then LEB128) of the key number written
+/// over the front of one key buffer that is never cleared, so a short number keeps the tail
+/// bytes a longer one left — the same keys etcd's tool sends.
+pub(crate) struct KeyBuf(Vec<u8>);
+
+impl KeyBuf {
+    /// A buffer of `size` bytes that can hold every number below `space`.
+    pub(crate) fn new(size: usize, space: u64) -> anyhow::Result<KeyBuf> {
+        let need = varint_len(space.saturating_sub(1) as i64);
+        anyhow::ensure!(size >= need, "--key-size {size} cannot hold key numbers up to {} ({need} bytes)", space - 1);
+        Ok(KeyBuf(vec![0; size]))
+    }
+
+    pub(crate) fn key(&mut self, n: u64) -> Bytes {
+        let mut v = zigzag(n as i64);
+        let mut i = 0;
+        loop {
+            let b = (v & 0x7f) as u8;
+            v >>= 7;
+            self.0[i] = if v != 0 { b | 0x80 } else { b };
+            i += 1;
+            if v == 0 {
+                break;
+            }
         }
+        Bytes::copy_from_slice(&self.0)
     }
-    Bytes::from(k)
 }
 
-pub(crate) async fn channels(cli: &Cli) -> anyhow::Result<Vec<Channel>> {
-    let mut out = Vec::new();
-    for i in 0..cli.conns.max(1) {
-        let ep = &cli.endpoints[i % cli.endpoints.len()];
-        let url = if ep.contains("://") { ep.clone() } else { format!("http://{ep}") };
-        let ch = Endpoint::from_shared(url)?
-            .tcp_nodelay(true)
-            .connect()
-            .await
-            .with_context(|| format!("connecting to {ep}"))?;
-        out.push(ch);
-    }
-    Ok(out)
+fn zigzag(x: i64) -> u64 {
+    ((x << 1) ^ (x >> 63)) as u64
 }
 
-async fn connect(cli: &Cli) -> anyhow::Result<Vec<KvClient<Channel>>> {
-    Ok(channels(cli).await?.into_iter().map(|ch| KvClient::new(ch).max_decoding_message_size(usize::MAX)).collect())
+fn varint_len(x: i64) -> usize {
+    let mut v = zigzag(x);
+    let mut n = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        n += 1;
+    }
+    n
+}
+
+/// `--key-space-size` must be positive (etcd's message).
+pub(crate) fn check_key_space(n: i64) -> anyhow::Result<u64> {
+    anyhow::ensure!(n > 0, "expected positive --key-space-size, got ({n})");
+    Ok(n as u64)
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
     let cli = Cli::parse();
-    match cli.cmd {
-        Cmd::WatchLatency { .. } => return watch::latency(&cli).await,
-        Cmd::LeaseKeepalive { total } => return lease::run(&cli, total, lease::Shape::KeepAlive).await,
-        Cmd::LeaseGrantRevoke { total } => return lease::run(&cli, total, lease::Shape::GrantRevoke).await,
-        _ => {}
-    }
-    let conns = connect(&cli).await?;
-    let (total, rate) = match &cli.cmd {
-        Cmd::Put { total, rate, .. } | Cmd::Range { total, rate, .. } => (*total, *rate),
-        _ => unreachable!("handled above"),
+    let result = match &cli.cmd {
+        Cmd::Put(a) => kv::put(&cli, a).await,
+        Cmd::Range(a) => kv::range(&cli, a).await,
+        Cmd::TxnPut(a) => kv::txn_put(&cli, a).await,
+        Cmd::TxnMixed(a) => kv::txn_mixed(&cli, a).await,
+        Cmd::Watch(a) => watch::watch(&cli, a).await,
+        Cmd::WatchLatency(a) => watch::latency(&cli, a).await,
+        Cmd::WatchGet(a) => watch::get(&cli, a).await,
+        Cmd::LeaseKeepalive(a) => lease::keepalive(&cli, a).await,
+        Cmd::LeaseGrantRevoke(a) => lease::grant_revoke_pairs(&cli, a).await,
     };
-    // With a rate, request i goes out no sooner than i / rate seconds after the start.
-    let interval = (rate > 0).then(|| Duration::from_secs_f64(1.0 / rate as f64));
-    let next = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for c in 0..cli.clients.max(1) {
-        let mut kv = conns[c % conns.len()].clone();
-        let next = next.clone();
-        let job = match &cli.cmd {
-            Cmd::Put { key_size, val_size, key_space_size, sequential_keys, .. } => Job::Put {
-                key_size: *key_size,
-                value: Bytes::from(vec![b'x'; *val_size]),
-                space: (*key_space_size).max(1),
-                sequential: *sequential_keys,
-            },
-            Cmd::Range { key, end, consistency, .. } => Job::Range {
-                key: Bytes::from(key.clone()),
-                end: Bytes::from(end.clone().unwrap_or_default()),
-                serializable: consistency == "s",
-            },
-            _ => unreachable!("handled above"),
-        };
-        tasks.push(tokio::spawn(async move {
-            let mut lat = report::Latencies::new();
-            let mut rng = SplitMix(c as u64 + 1);
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= total {
-                    break;
-                }
-                if let Some(interval) = interval {
-                    tokio::time::sleep_until((started + interval.mul_f64(i as f64)).into()).await;
-                }
-                let t = Instant::now();
-                let ok = match &job {
-                    Job::Put { key_size, value, space, sequential } => {
-                        let n = if *sequential { i % space } else { rng.next() % space };
-                        let req =
-                            PutRequest { key: key_bytes(n, *key_size), value: value.clone(), ..Default::default() };
-                        kv.put(req).await.is_ok()
-                    }
-                    Job::Range { key, end, serializable } => {
-                        let req = RangeRequest {
-                            key: key.clone(),
-                            range_end: end.clone(),
-                            serializable: *serializable,
-                            ..Default::default()
-                        };
-                        kv.range(req).await.is_ok()
-                    }
-                };
-                lat.record(t.elapsed(), ok);
-            }
-            lat
-        }));
+    if let Err(e) = result {
+        eprintln!("{e:#}");
+        std::process::exit(1);
     }
-    let mut all = report::Latencies::new();
-    for t in tasks {
-        all.merge(t.await?);
-    }
-    let elapsed = started.elapsed();
-    let summary = all.summary(elapsed);
-    if cli.output == "json" {
-        println!("{}", serde_json::to_string_pretty(&summary.to_json())?);
-    } else {
-        print!("{}", summary.to_text());
-    }
-    if all.errors() > 0 {
-        eprintln!("{} requests failed", all.errors());
-    }
-    Ok(())
 }
 
-enum Job {
-    Put { key_size: usize, value: Bytes, space: u64, sequential: bool },
-    Range { key: Bytes, end: Bytes, serializable: bool },
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_as_etcds_putvarint_on_a_reused_buffer() {
+        let mut k = KeyBuf::new(8, 1000).unwrap();
+        assert_eq!(&k.key(0)[..], &[0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(&k.key(1)[..], &[2, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(&k.key(64)[..], &[0x80, 0x01, 0, 0, 0, 0, 0, 0]);
+        // The tail of the longer key stays.
+        assert_eq!(&k.key(1)[..], &[2, 0x01, 0, 0, 0, 0, 0, 0]);
+        assert!(KeyBuf::new(1, 100).is_err(), "99 needs two bytes");
+        assert!(KeyBuf::new(1, 64).is_ok());
+    }
+
+    #[test]
+    fn key_space_must_be_positive() {
+        assert_eq!(check_key_space(0).unwrap_err().to_string(), "expected positive --key-space-size, got (0)");
+    }
 }

@@ -65,12 +65,16 @@ impl KeyIndex {
     /// Records a put at `rev` (which must be newer than every recorded revision).
     pub fn put(&mut self, rev: Revision) {
         assert!(rev > self.modified, "put revision {rev:?} not after last modification {:?}", self.modified);
+        // Most keys live one generation and are written a few times: allocate for one, not the
+        // four a first push would reserve (this index is most of a large store's memory).
         if self.generations.is_empty() {
+            self.generations.reserve_exact(1);
             self.generations.push(Generation::default());
         }
         let g = self.generations.last_mut().expect("just ensured");
         if g.revs.is_empty() {
             g.created = rev;
+            g.revs.reserve_exact(1);
         }
         g.revs.push(rev);
         g.ver += 1;

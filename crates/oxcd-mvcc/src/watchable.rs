@@ -3,9 +3,10 @@
 //!
 //! The model is an event log with cursors. Every watcher is a cursor: the next revision it needs.
 //!
-//! - The applier [`WatchableStore::publish`]es each new revision's events. The newest revisions stay
-//!   in a bounded in-memory **ring** ([`RING_BYTES`], [`RING_REVS`]); older ones are read back from
-//!   the backend, which holds every revision not yet compacted.
+//! - The applier [`WatchableStore::publish`]es each new revision's events. While any watch stream
+//!   is open, the newest revisions stay in a bounded in-memory **ring** ([`RING_BYTES`],
+//!   [`RING_REVS`]); older ones are read back from the backend, which holds every revision not yet
+//!   compacted.
 //! - A **synced** watcher (its cursor is at the newest revision) is registered by key range; publish
 //!   finds the watchers an event matches and queues `(watch id, revision)` on their stream's
 //!   **pending** queue — a reference into the ring, not a copy.
@@ -35,7 +36,7 @@ use tokio::sync::Notify;
 use crate::kvstore::{KvRead, MvccError, RangeOptions, Store};
 
 /// Most bytes of event data the ring keeps.
-pub const RING_BYTES: usize = 32 << 20;
+pub const RING_BYTES: usize = 16 << 20;
 /// Most revisions the ring keeps.
 pub const RING_REVS: usize = 100_000;
 /// Most queued `(watcher, revision)` references per stream before it overflows.
@@ -185,14 +186,27 @@ impl WatchableStore {
     /// Publishes the events of revision `rev` (called by the applier, in revision order, after the
     /// revision is visible to readers).
     pub fn publish(&self, rev: i64, events: Vec<Event>) {
-        let bytes = events.iter().map(|e| e.encoded_len()).sum::<usize>() + 64;
+        // What the batch holds on to: the events' data and their structs, not just their encoding.
+        let bytes = events.iter().map(|e| e.encoded_len() + std::mem::size_of::<Event>()).sum::<usize>()
+            + std::mem::size_of::<RevBatch>()
+            + 64;
         let batch = Arc::new(RevBatch { rev, events, bytes });
         let mut inner = self.inner.lock();
-        inner.ring.push_back(batch.clone());
-        inner.ring_bytes += bytes;
-        while inner.ring.len() > 1 && (inner.ring_bytes > self.ring_bytes || inner.ring.len() > self.ring_revs) {
-            let old = inner.ring.pop_front().expect("len > 1");
-            inner.ring_bytes -= old.bytes;
+        // The ring serves watchers that fall behind; with no stream open there is none, and a
+        // watcher created later starts from now or reads its history from the backend. Keeping
+        // it empty then saves its memory (up to RING_BYTES) on write-only loads. The ring holds
+        // consecutive revisions only.
+        if inner.streams.is_empty() || inner.ring.back().is_some_and(|b| b.rev + 1 != rev) {
+            inner.ring.clear();
+            inner.ring_bytes = 0;
+        }
+        if !inner.streams.is_empty() {
+            inner.ring.push_back(batch.clone());
+            inner.ring_bytes += bytes;
+            while inner.ring.len() > 1 && (inner.ring_bytes > self.ring_bytes || inner.ring.len() > self.ring_revs) {
+                let old = inner.ring.pop_front().expect("len > 1");
+                inner.ring_bytes -= old.bytes;
+            }
         }
         inner.last_rev = rev;
 

@@ -146,7 +146,7 @@ fn apply_env(mut argv: Vec<OsString>) -> Result<Vec<OsString>, CtlError> {
 
 /// `--debug`: every global flag as `ETCDCTL_<NAME>=<value>` on stderr, as etcdctl prints them.
 fn debug_dump(g: &cli::Global) {
-    let d = |d: std::time::Duration| cmd::endpoint::go_duration(d);
+    let d = |d: std::time::Duration| oxcd_api::duration::format(d);
     let lines = [
         ("cacert", g.cacert.clone()),
         ("cert", g.cert.clone()),

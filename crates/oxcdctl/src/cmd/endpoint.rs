@@ -1,7 +1,7 @@
 //! `endpoint health|status|hashkv`, for each of `--endpoints` or, with `--cluster`, for every
 //! member's client URLs.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use oxcd_api::etcdserverpb::{
     AlarmRequest, HashKvRequest, HashKvResponse, RangeRequest, StatusRequest, StatusResponse, alarm_request,
@@ -93,7 +93,7 @@ async fn health(g: &Global, ep: String) -> Health {
     };
     let started = Instant::now();
     let r = conn.call(conn.kv().range(RangeRequest { key: "health".into(), ..Default::default() })).await;
-    let mut h = Health { ep, health: false, took: go_duration(started.elapsed()), error: String::new() };
+    let mut h = Health { ep, health: false, took: oxcd_api::duration::format(started.elapsed()), error: String::new() };
     match r {
         Ok(_) => h.health = true,
         Err(e) if e.msg == "etcdserver: permission denied" => h.health = true,
@@ -121,35 +121,6 @@ async fn health(g: &Global, ep: String) -> Health {
         }
     }
     h
-}
-
-/// Go's `time.Duration.String()`: `1.234567ms`, `850µs`, `2.5s`, `1m30s`.
-pub fn go_duration(d: Duration) -> String {
-    let ns = d.as_nanos();
-    if ns == 0 {
-        return "0s".to_string();
-    }
-    let trim = |v: String| -> String {
-        if v.contains('.') { v.trim_end_matches('0').trim_end_matches('.').to_string() } else { v }
-    };
-    if ns < 1_000 {
-        return format!("{ns}ns");
-    }
-    if ns < 1_000_000 {
-        return format!("{}µs", trim(format!("{}.{:03}", ns / 1_000, ns % 1_000)));
-    }
-    if ns < 1_000_000_000 {
-        return format!("{}ms", trim(format!("{}.{:06}", ns / 1_000_000, ns % 1_000_000)));
-    }
-    let total_s = ns / 1_000_000_000;
-    let frac = ns % 1_000_000_000;
-    let (h, m, s) = (total_s / 3600, (total_s / 60) % 60, total_s % 60);
-    let secs = trim(format!("{s}.{frac:09}"));
-    match (h, m) {
-        (0, 0) => format!("{secs}s"),
-        (0, m) => format!("{m}m{secs}s"),
-        (h, m) => format!("{h}h{m}m{secs}s"),
-    }
 }
 
 fn status_row(ep: &str, s: &StatusResponse) -> Vec<String> {
@@ -291,19 +262,5 @@ impl Printer {
             Format::Protobuf => return Err(self.unsupported()),
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_print_as_go() {
-        assert_eq!(go_duration(Duration::from_nanos(1_234_567)), "1.234567ms");
-        assert_eq!(go_duration(Duration::from_micros(850)), "850µs");
-        assert_eq!(go_duration(Duration::from_millis(2500)), "2.5s");
-        assert_eq!(go_duration(Duration::from_secs(90)), "1m30s");
-        assert_eq!(go_duration(Duration::from_nanos(12)), "12ns");
     }
 }
