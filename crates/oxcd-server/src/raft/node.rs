@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -49,6 +49,9 @@ pub struct RaftStatus {
     pub term: AtomicU64,
     pub leader: AtomicU64,
     pub committed: AtomicU64,
+    /// This member leads a configuration in which it is the only voter: nothing can be committed
+    /// or acknowledged anywhere but here, so its applied state is linearizable without a ReadIndex.
+    pub sole_leader: AtomicBool,
     /// When the current leader was first seen (for "possibly due to previous leader failure").
     pub leader_since: Mutex<Instant>,
 }
@@ -59,6 +62,7 @@ impl RaftStatus {
             term: AtomicU64::new(0),
             leader: AtomicU64::new(0),
             committed: AtomicU64::new(0),
+            sole_leader: AtomicBool::new(false),
             leader_since: Mutex::new(Instant::now()),
         }
     }
@@ -334,6 +338,8 @@ impl RaftNode {
         }
         self.status.term.store(r.term, Ordering::Release);
         self.status.committed.store(r.raft_log.committed, Ordering::Release);
+        let sole = r.state == raft::StateRole::Leader && r.prs().is_singleton();
+        self.status.sole_leader.store(sole, Ordering::Release);
     }
 }
 
