@@ -223,11 +223,13 @@ impl EtcdServer {
 
     /// Waits until reading locally is linearizable (one ReadIndex shared by concurrent readers).
     ///
-    /// The leader of a one-voter configuration reads at once: every write acknowledged to a client
-    /// was committed by this member alone and applied before its response went out, and readers
-    /// only ever see applied state, so the local state already reflects every completed write.
+    /// The leader of a one-voter configuration reads at once once it has applied its first entry
+    /// as leader: every write acknowledged since was committed by this member alone and applied
+    /// before its response went out, every earlier one (say, replayed from the WAL after a
+    /// restart) is applied by then, and readers only ever see applied state.
     pub async fn linearizable_read(&self) -> Result<(), EtcdError> {
-        if self.raft.sole_leader.load(std::sync::atomic::Ordering::Acquire) {
+        let from = self.raft.sole_leader_from.load(Ordering::Acquire);
+        if from != 0 && self.applied.load(Ordering::Acquire) >= from {
             return Ok(());
         }
         // The round itself gives up at the request timeout; this bound only guards a lost round.

@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -49,9 +49,12 @@ pub struct RaftStatus {
     pub term: AtomicU64,
     pub leader: AtomicU64,
     pub committed: AtomicU64,
-    /// This member leads a configuration in which it is the only voter: nothing can be committed
-    /// or acknowledged anywhere but here, so its applied state is linearizable without a ReadIndex.
-    pub sole_leader: AtomicBool,
+    /// Non-zero while this member leads a configuration in which it is the only voter: an index
+    /// at or after its first entry as leader. Nothing can be committed or acknowledged anywhere
+    /// but here, so once the applier has reached this index (every entry of earlier terms, such
+    /// as those replayed after a restart, is then applied) its applied state is linearizable
+    /// without a ReadIndex round.
+    pub sole_leader_from: AtomicU64,
     /// When the current leader was first seen (for "possibly due to previous leader failure").
     pub leader_since: Mutex<Instant>,
 }
@@ -62,7 +65,7 @@ impl RaftStatus {
             term: AtomicU64::new(0),
             leader: AtomicU64::new(0),
             committed: AtomicU64::new(0),
-            sole_leader: AtomicBool::new(false),
+            sole_leader_from: AtomicU64::new(0),
             leader_since: Mutex::new(Instant::now()),
         }
     }
@@ -338,8 +341,17 @@ impl RaftNode {
         }
         self.status.term.store(r.term, Ordering::Release);
         self.status.committed.store(r.raft_log.committed, Ordering::Release);
-        let sole = r.state == raft::StateRole::Leader && r.prs().is_singleton();
-        self.status.sole_leader.store(sole, Ordering::Release);
+        if r.state == raft::StateRole::Leader && r.prs().is_singleton() {
+            // The first time: the last index now is at or after the leader's first (empty) entry.
+            let _ = self.status.sole_leader_from.compare_exchange(
+                0,
+                r.raft_log.last_index().max(1),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+        } else {
+            self.status.sole_leader_from.store(0, Ordering::Release);
+        }
     }
 }
 
