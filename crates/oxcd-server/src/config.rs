@@ -88,7 +88,7 @@ pub struct ServerConfig {
     pub max_txn_ops: usize,
     /// `--quota-backend-bytes`: backend size at which writes stop (NOSPACE). 0 means 2 GiB.
     pub quota_backend_bytes: u64,
-    /// `--backend-batch-interval` in ms: longest time between durable backend commits. Default 100.
+    /// `--backend-batch-interval` in ms: longest time between durable backend commits. Default 1000 (etcd: 100).
     pub backend_batch_interval: u64,
     /// `--backend-batch-limit`: most operations between durable backend commits. Default 10000.
     pub backend_batch_limit: usize,
@@ -137,7 +137,7 @@ impl Default for ServerConfig {
             max_request_bytes: 1_572_864,
             max_txn_ops: 128,
             quota_backend_bytes: 0,
-            backend_batch_interval: 100,
+            backend_batch_interval: 1000,
             backend_batch_limit: 10_000,
             log_level: "info".into(),
             watch_progress_notify_interval: Duration::from_secs(600),

@@ -60,7 +60,7 @@ struct Flags {
     #[arg(long, env = "ETCD_QUOTA_BACKEND_BYTES", default_value_t = 0)]
     quota_backend_bytes: u64,
     /// Maximum time (in milliseconds) before committing the backend transaction.
-    #[arg(long, env = "ETCD_BACKEND_BATCH_INTERVAL", default_value_t = 100)]
+    #[arg(long, env = "ETCD_BACKEND_BATCH_INTERVAL", default_value_t = 1000)]
     backend_batch_interval: u64,
     /// Maximum operations before committing the backend transaction.
     #[arg(long, env = "ETCD_BACKEND_BATCH_LIMIT", default_value_t = 10_000)]
