@@ -58,8 +58,11 @@ pub fn status_text(s: &Status) -> String {
     if msg.starts_with("etcdserver: ") {
         return msg.to_string();
     }
-    // clientv3 retries a call whose connection failed until the command's deadline.
+    // clientv3 retries a call whose connection failed until the command's deadline. A connection
+    // the server drops (say, after a TLS handshake without the client certificate it requires)
+    // shows up as "transport error" or, depending on timing, as h2's cancellation.
     let transport = (s.code() == Code::Unknown && msg == "transport error")
+        || (s.code() == Code::Cancelled && msg == "operation was canceled")
         || (s.code() == Code::Unavailable && (msg.contains("error trying to connect") || msg.contains("tcp connect")));
     if s.code() == Code::DeadlineExceeded || msg.contains("Timeout expired") || transport {
         return "context deadline exceeded".to_string();
@@ -87,5 +90,29 @@ pub fn code_name(c: Code) -> &'static str {
         Code::Unavailable => "Unavailable",
         Code::DataLoss => "DataLoss",
         Code::Unauthenticated => "Unauthenticated",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_connections_read_as_deadlines_and_server_errors_as_sent() {
+        for s in [
+            Status::cancelled("operation was canceled"),
+            Status::unknown("transport error"),
+            Status::deadline_exceeded("x"),
+        ] {
+            assert_eq!(status_text(&s), "context deadline exceeded", "{s:?}");
+        }
+        assert_eq!(
+            status_text(&Status::invalid_argument("etcdserver: key is not provided")),
+            "etcdserver: key is not provided"
+        );
+        assert_eq!(
+            status_text(&Status::unimplemented("unknown service")),
+            "rpc error: code = Unimplemented desc = unknown service"
+        );
     }
 }
