@@ -154,11 +154,34 @@ fn assert_same(want: &[String], got: &[String]) {
     assert!(mismatches.is_empty(), "{} of {} differ:\n{}", mismatches.len(), want.len(), mismatches.join("\n"));
 }
 
-/// Runs the session against both servers (through member `via` of each) and compares.
-async fn compare(size: usize, via: impl Fn(usize) -> usize) {
+/// Real etcd and oxcd clusters of `size` members with the same timing.
+async fn start_both(size: usize) -> (Cluster, Cluster) {
     let opts = ClusterOptions { size, heartbeat_ms: 100, election_ms: 1000, ..Default::default() };
     let etcd = Cluster::start(Binary::Etcd(ETCD_34.into()), opts.clone()).await.expect("real etcd starts");
     let oxcd = Cluster::start(common::oxcd(), opts).await.expect("oxcd starts");
+    (etcd, oxcd)
+}
+
+/// Runs a session that needs a scratch directory against one-member etcd and oxcd at the same
+/// time, and compares.
+async fn compare_concurrently(session: fn(&str, &std::path::Path) -> Vec<String>) {
+    let (etcd, oxcd) = start_both(1).await;
+    let (e_ep, o_ep) = (etcd.endpoint(0), oxcd.endpoint(0));
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (d1, d2) = (dirs.0.path().to_path_buf(), dirs.1.path().to_path_buf());
+    let (want, got) = tokio::task::spawn_blocking(move || {
+        let e = std::thread::spawn(move || session(&e_ep, &d1));
+        let o = std::thread::spawn(move || session(&o_ep, &d2));
+        (e.join().unwrap(), o.join().unwrap())
+    })
+    .await
+    .unwrap();
+    assert_same(&want, &got);
+}
+
+/// Runs the session against both servers (through member `via` of each) and compares.
+async fn compare(size: usize, via: impl Fn(usize) -> usize) {
+    let (etcd, oxcd) = start_both(size).await;
     let e_ep = etcd.endpoint(via(etcd.leader().await.unwrap()));
     let o_ep = oxcd.endpoint(via(oxcd.leader().await.unwrap()));
     let (want, got) = tokio::task::spawn_blocking(move || (run_session(&e_ep), run_session(&o_ep))).await.unwrap();
@@ -265,20 +288,7 @@ fn run_watch_session(endpoint: &str, dir: &std::path::Path) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcdctl_watch_matches_real_etcd() {
-    let opts = ClusterOptions { size: 1, heartbeat_ms: 100, election_ms: 1000, ..Default::default() };
-    let etcd = Cluster::start(Binary::Etcd(ETCD_34.into()), opts.clone()).await.expect("real etcd starts");
-    let oxcd = Cluster::start(common::oxcd(), opts).await.expect("oxcd starts");
-    let (e_ep, o_ep) = (etcd.endpoint(0), oxcd.endpoint(0));
-    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (d1, d2) = (dirs.0.path().to_path_buf(), dirs.1.path().to_path_buf());
-    let (want, got) = tokio::task::spawn_blocking(move || {
-        let e = std::thread::spawn(move || run_watch_session(&e_ep, &d1));
-        let o = std::thread::spawn(move || run_watch_session(&o_ep, &d2));
-        (e.join().unwrap(), o.join().unwrap())
-    })
-    .await
-    .unwrap();
-    assert_same(&want, &got);
+    compare_concurrently(run_watch_session).await;
 }
 
 /// `etcdctl lease` and `put --lease` against both servers; lease ids (hex and decimal) are
@@ -359,9 +369,7 @@ fn normalize_lease(s: &str, hex: &str, dec: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcdctl_lease_matches_real_etcd() {
-    let opts = ClusterOptions { size: 1, heartbeat_ms: 100, election_ms: 1000, ..Default::default() };
-    let etcd = Cluster::start(Binary::Etcd(ETCD_34.into()), opts.clone()).await.expect("real etcd starts");
-    let oxcd = Cluster::start(common::oxcd(), opts).await.expect("oxcd starts");
+    let (etcd, oxcd) = start_both(1).await;
     let (e_ep, o_ep) = (etcd.endpoint(0), oxcd.endpoint(0));
     let (want, got) =
         tokio::task::spawn_blocking(move || (run_lease_session(&e_ep), run_lease_session(&o_ep))).await.unwrap();
@@ -429,18 +437,5 @@ fn run_lock_elect_session(endpoint: &str, dir: &std::path::Path) -> Vec<String> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcdctl_lock_and_elect_match_real_etcd() {
-    let opts = ClusterOptions { size: 1, heartbeat_ms: 100, election_ms: 1000, ..Default::default() };
-    let etcd = Cluster::start(Binary::Etcd(ETCD_34.into()), opts.clone()).await.expect("real etcd starts");
-    let oxcd = Cluster::start(common::oxcd(), opts).await.expect("oxcd starts");
-    let (e_ep, o_ep) = (etcd.endpoint(0), oxcd.endpoint(0));
-    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (d1, d2) = (dirs.0.path().to_path_buf(), dirs.1.path().to_path_buf());
-    let (want, got) = tokio::task::spawn_blocking(move || {
-        let e = std::thread::spawn(move || run_lock_elect_session(&e_ep, &d1));
-        let o = std::thread::spawn(move || run_lock_elect_session(&o_ep, &d2));
-        (e.join().unwrap(), o.join().unwrap())
-    })
-    .await
-    .unwrap();
-    assert_same(&want, &got);
+    compare_concurrently(run_lock_elect_session).await;
 }
