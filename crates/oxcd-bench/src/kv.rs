@@ -204,9 +204,7 @@ async fn run(
             all[slot].merge(rec);
         }
     }
-    if let Ok(bar) = Arc::try_unwrap(bar) {
-        bar.finish();
-    }
+    bar.finish();
     let mut summaries: Vec<Summary> = all.iter().map(|r| report.finish(r.clone())).collect();
     if slots > 1 {
         let mut every = report.recorder();

@@ -83,9 +83,7 @@ async fn run(cli: &Cli, total: u64, shape: Shape) -> anyhow::Result<()> {
     for t in tasks {
         all.merge(t.await??);
     }
-    if let Ok(bar) = Arc::try_unwrap(bar) {
-        bar.finish();
-    }
+    bar.finish();
     cli.print("", &report.finish(all), "");
     Ok(())
 }

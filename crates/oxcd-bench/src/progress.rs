@@ -2,14 +2,14 @@
 //! 200 ms on stdout — only when stdout is a terminal, so that redirected output is the report alone.
 
 use std::io::{IsTerminal, Write};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub struct Bar {
     done: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     total: u64,
     started: Instant,
 }
@@ -33,17 +33,17 @@ impl Bar {
                 }
             })
         });
-        Bar { done, stop, task, total, started }
+        Bar { done, stop, task: Mutex::new(task), total, started }
     }
 
     pub fn inc(&self, n: u64) {
         self.done.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Draws the final line (elapsed time instead of the ETA) and ends it.
-    pub fn finish(mut self) {
+    /// Draws the final line (elapsed time instead of the ETA) and ends it; once.
+    pub fn finish(&self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(task) = self.task.take() {
+        if let Some(task) = self.task.lock().expect("bar lock").take() {
             task.abort();
             draw(self.done.load(Ordering::Relaxed), self.total, self.started, true);
             println!();

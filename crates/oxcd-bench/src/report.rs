@@ -67,6 +67,22 @@ struct Second {
     count: u64,
 }
 
+impl Second {
+    fn one(d: Duration) -> Second {
+        Second { min: d, max: d, total: d, count: 1 }
+    }
+
+    /// Adds `other`'s requests. etcd keeps the first latency as the minimum, then ignores zeros.
+    fn add(&mut self, other: Second) {
+        if other.min < self.min && !other.min.is_zero() {
+            self.min = other.min;
+        }
+        self.max = self.max.max(other.max);
+        self.total += other.total;
+        self.count += other.count;
+    }
+}
+
 /// The results one worker collects; workers' recorders are merged into the report at the end.
 #[derive(Clone, Debug, Default)]
 pub struct Recorder {
@@ -89,15 +105,7 @@ impl Recorder {
         let d = end.saturating_duration_since(start);
         self.lats.push(d.as_secs_f64());
         if let Some(seconds) = &mut self.seconds {
-            let s =
-                seconds.entry(unix_secs(start)).or_insert(Second { min: d, max: d, total: Duration::ZERO, count: 0 });
-            // etcd keeps the first latency as the minimum, then ignores zeros.
-            if d < s.min && !d.is_zero() {
-                s.min = d;
-            }
-            s.max = s.max.max(d);
-            s.total += d;
-            s.count += 1;
+            seconds.entry(unix_secs(start)).and_modify(|s| s.add(Second::one(d))).or_insert(Second::one(d));
         }
     }
 
@@ -108,16 +116,7 @@ impl Recorder {
         }
         if let (Some(mine), Some(theirs)) = (&mut self.seconds, other.seconds) {
             for (sec, s) in theirs {
-                mine.entry(sec)
-                    .and_modify(|m| {
-                        if s.min < m.min && !s.min.is_zero() {
-                            m.min = s.min;
-                        }
-                        m.max = m.max.max(s.max);
-                        m.total += s.total;
-                        m.count += s.count;
-                    })
-                    .or_insert(s);
+                mine.entry(sec).and_modify(|m| m.add(s)).or_insert(s);
             }
         }
     }

@@ -160,9 +160,7 @@ pub(crate) async fn watch(cli: &Cli, a: &WatchArgs) -> anyhow::Result<()> {
         created.merge(rec);
         streams.extend(stream);
     }
-    if let Ok(bar) = Arc::try_unwrap(bar) {
-        bar.finish();
-    }
+    bar.finish();
     let creation = report.finish(created);
     if cli.output == crate::Output::Text {
         print!("Watch creation summary:\n{}", creation.to_text());
@@ -231,9 +229,7 @@ pub(crate) async fn watch(cli: &Cli, a: &WatchArgs) -> anyhow::Result<()> {
     for r in receivers {
         got.merge(r.await?);
     }
-    if let Ok(bar) = Arc::try_unwrap(bar) {
-        bar.finish();
-    }
+    bar.finish();
     let events = report.finish(got);
     match cli.output {
         crate::Output::Text => print!("Watch events received summary:\n{}", events.to_text()),
@@ -266,14 +262,19 @@ pub(crate) async fn latency(cli: &Cli, a: &LatencyArgs) -> anyhow::Result<()> {
     let mut chans = cli.dial(streams + 1).await?;
     let put_chan = chans.pop().expect("one more connection");
     let mut rng = SplitMix(1);
-    let one_key = rng.bytes(a.key_size.max(1));
-    let key_of = |w: usize| -> anyhow::Result<Bytes> {
-        if a.distinct_keys { Ok(KeyBuf::new(a.key_size, watchers as u64)?.key(w as u64)) } else { Ok(one_key.clone()) }
+    // One random key for every watcher, or each watcher's own (a fresh buffer each, as etcd's
+    // watch creates its keys); put i goes to the key of watcher i % watchers.
+    let keys: Vec<Bytes> = if a.distinct_keys {
+        (0..watchers as u64)
+            .map(|w| Ok(KeyBuf::new(a.key_size, watchers as u64)?.key(w)))
+            .collect::<anyhow::Result<_>>()?
+    } else {
+        vec![rng.bytes(a.key_size.max(1))]
     };
+    let key_of = |w: usize| keys[w % keys.len()].clone();
     let total = a.total as usize;
     let sent = Arc::new(Sent { epoch: Instant::now(), at: (0..total).map(|_| AtomicU64::new(0)).collect() });
-    let bar = Arc::new(Bar::start(a.total));
-    let received = Arc::new(AtomicU64::new(0));
+    let bar = Bar::start(a.total);
     let mut tasks = Vec::new();
     for (s, ch) in chans.iter().enumerate() {
         // Watchers s, s + streams, ... share stream s.
@@ -283,15 +284,15 @@ pub(crate) async fn latency(cli: &Cli, a: &LatencyArgs) -> anyhow::Result<()> {
         } else {
             total * mine.len()
         };
-        let (tx, mut stream) = open(ch, create(key_of(mine[0])?, 0), mine.len()).await?;
+        let (tx, mut stream) = open(ch, create(key_of(mine[0]), 0), mine.len()).await?;
         for w in &mine[1..] {
-            tx.send(create(key_of(*w)?, 0)).await?;
+            tx.send(create(key_of(*w), 0)).await?;
         }
         let mut created = 0;
         while created < mine.len() {
             created += usize::from(next(&mut stream).await?.created);
         }
-        let (sent, received) = (sent.clone(), received.clone());
+        let sent = sent.clone();
         let mut rec = Recorder::new(cli.format());
         tasks.push(tokio::spawn(async move {
             let _keep_open = tx;
@@ -307,7 +308,6 @@ pub(crate) async fn latency(cli: &Cli, a: &LatencyArgs) -> anyhow::Result<()> {
                     }
                     got += 1;
                 }
-                received.fetch_add(r.events.len() as u64, Ordering::Relaxed);
             }
             rec
         }));
@@ -320,7 +320,7 @@ pub(crate) async fn latency(cli: &Cli, a: &LatencyArgs) -> anyhow::Result<()> {
     for i in 0..total {
         tokio::time::sleep_until((started + interval.mul_f64(i as f64)).into()).await;
         value[..8].copy_from_slice(&(i as u64).to_le_bytes());
-        let key = key_of(i % watchers)?;
+        let key = key_of(i % watchers);
         sent.mark(i);
         kv.put(PutRequest { key, value: Bytes::copy_from_slice(&value), ..Default::default() })
             .await
@@ -331,9 +331,7 @@ pub(crate) async fn latency(cli: &Cli, a: &LatencyArgs) -> anyhow::Result<()> {
     for t in tasks {
         all.merge(t.await?);
     }
-    if let Ok(bar) = Arc::try_unwrap(bar) {
-        bar.finish();
-    }
+    bar.finish();
     let summary = report.finish(all);
     let expected = if a.distinct_keys { total } else { total * watchers };
     if (summary.lats.len()) < expected {
@@ -414,9 +412,7 @@ pub(crate) async fn get(cli: &Cli, a: &GetArgs) -> anyhow::Result<()> {
     }
     stop.store(true, Ordering::Relaxed);
     let summary = report.finish(getter.await?);
-    if let Ok(bar) = Arc::try_unwrap(bar) {
-        bar.finish();
-    }
+    bar.finish();
     cli.print("Get during watch summary:\n", &summary, "");
     Ok(())
 }
