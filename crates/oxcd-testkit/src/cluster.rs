@@ -69,23 +69,66 @@ pub struct Cluster {
 
 impl Cluster {
     /// Starts `opts.size` members and waits until every one serves a linearizable read.
+    ///
+    /// Ports come from [`free_port`], which releases them before the member binds; an outgoing
+    /// connection of another test can take one in between. A cluster whose member died on a taken
+    /// port is started again on fresh ports (when the caller did not choose the ports).
     pub async fn start(binary: Binary, opts: ClusterOptions) -> anyhow::Result<Cluster> {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let c = Cluster::spawn_all(binary.clone(), opts.clone())?;
+            match c.wait_ready(Duration::from_secs(30)).await {
+                Ok(()) => return Ok(c),
+                Err(_) if attempts < 4 && opts.ports.is_empty() && c.lost_a_port() => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn spawn_all(binary: Binary, opts: ClusterOptions) -> anyhow::Result<Cluster> {
         let dir = tempfile::Builder::new().prefix("oxcd-test-").tempdir()?;
-        let members = (0..opts.size)
-            .map(|i| MemberProc {
-                name: format!("m{i}"),
-                client_port: opts.ports.get(i).map_or_else(free_port, |p| p.0),
-                peer_port: opts.ports.get(i).map_or_else(free_port, |p| p.1),
-                child: None,
-                paused: false,
-            })
-            .collect();
+        // The listeners stay bound until every port is chosen, so no two members share one.
+        let mut held = Vec::new();
+        let mut port = || -> anyhow::Result<u16> {
+            let l = TcpListener::bind("127.0.0.1:0")?;
+            let p = l.local_addr()?.port();
+            held.push(l);
+            Ok(p)
+        };
+        let mut members = Vec::with_capacity(opts.size);
+        for i in 0..opts.size {
+            let (client_port, peer_port) = match opts.ports.get(i) {
+                Some(p) => *p,
+                None => (port()?, port()?),
+            };
+            members.push(MemberProc { name: format!("m{i}"), client_port, peer_port, child: None, paused: false });
+        }
+        drop(held);
         let mut c = Cluster { binary, dir, opts, members };
         for i in 0..c.members.len() {
             c.spawn(i)?;
         }
-        c.wait_ready(Duration::from_secs(30)).await?;
         Ok(c)
+    }
+
+    /// Whether a member exited because its port was taken (oxcd and etcd both log the OS's words).
+    fn lost_a_port(&self) -> bool {
+        (0..self.members.len()).any(|i| {
+            self.has_exited(i)
+                && std::fs::read_to_string(self.log_path(i))
+                    .is_ok_and(|log| log.to_ascii_lowercase().contains("address already in use"))
+        })
+    }
+
+    /// Whether member `i`'s process has ended (gone from /proc or a zombie) without being killed.
+    fn has_exited(&self, i: usize) -> bool {
+        let Some(pid) = self.pid(i) else { return false };
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            // The state follows the parenthesised command name.
+            Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+            Err(_) => true,
+        }
     }
 
     fn initial_cluster(&self) -> String {
@@ -190,7 +233,7 @@ impl Cluster {
         let deadline = Instant::now() + timeout;
         for i in (0..self.members.len()).filter(|i| self.is_running(*i) && !self.members[*i].paused) {
             loop {
-                let ok = async {
+                let probe = async {
                     let mut c = self.client(i).await?;
                     let st = c.status().await?;
                     if st.leader() == 0 {
@@ -198,10 +241,21 @@ impl Cluster {
                     }
                     c.get("ready-probe", None).await?;
                     anyhow::Ok(())
-                }
-                .await;
+                };
+                let exit = async {
+                    while !self.has_exited(i) {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                };
+                let ok = tokio::select! {
+                    r = probe => r,
+                    () = exit => Err(anyhow::anyhow!("the process ended")),
+                };
                 match ok {
                     Ok(()) => break,
+                    Err(e) if self.has_exited(i) => {
+                        bail!("member {i} exited before it was ready: {e}\n{}", self.log_tail(i, 30))
+                    }
                     Err(e) if Instant::now() > deadline => {
                         bail!("member {i} not ready after {timeout:?}: {e}\n{}", self.log_tail(i, 30))
                     }

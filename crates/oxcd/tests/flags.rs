@@ -133,3 +133,20 @@ async fn sigterm_stops_the_member_cleanly_and_it_restarts_with_its_data() {
     let mut c = etcd_client::Client::connect([format!("127.0.0.1:{cp}")], None).await.unwrap();
     assert_eq!(c.get("k", None).await.unwrap().kvs()[0].value_str().unwrap(), "v");
 }
+
+#[tokio::test]
+async fn a_taken_client_port_stops_the_member_and_the_test_cluster_sees_it_at_once() {
+    use oxcd_testkit::{Binary, Cluster, ClusterOptions};
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let opts = ClusterOptions { ports: vec![(port, free_port())], ..Default::default() };
+    let started = Instant::now();
+    let err = match Cluster::start(Binary::Oxcd(BIN.into()), opts).await {
+        Ok(_) => panic!("a member started on a port another socket holds"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("exited before it was ready"), "{err}");
+    assert!(err.to_ascii_lowercase().contains("address already in use"), "{err}");
+    // Not the 30 s readiness timeout: the harness saw the process end.
+    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+}
