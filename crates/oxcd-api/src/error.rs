@@ -157,6 +157,9 @@ pub enum EtcdError {
     /// A linearizable read waited too long for the applied index.
     #[error("etcdserver: request timed out, waiting for the applied index took too long")]
     TimeoutWaitAppliedIndex,
+    /// MoveLeader: the transferee did not take over in time.
+    #[error("etcdserver: request timed out, leader transfer took too long")]
+    TimeoutLeaderTransfer,
     /// Membership change refused because the cluster is unhealthy.
     #[error("etcdserver: unhealthy cluster")]
     Unhealthy,
@@ -224,6 +227,7 @@ impl EtcdError {
             | TimeoutDueToLeaderFail
             | TimeoutDueToConnectionLost
             | TimeoutWaitAppliedIndex
+            | TimeoutLeaderTransfer
             | Unhealthy => Code::Unavailable,
             Corrupt => Code::DataLoss,
         }

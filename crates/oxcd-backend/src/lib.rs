@@ -12,6 +12,7 @@
 //!
 //! This crate knows nothing of MVCC or Raft; it must not depend on the server.
 
+pub mod bolt;
 mod snapshot;
 
 use std::ops::Bound;
@@ -74,8 +75,17 @@ from_redb!(
     redb::TableError,
     redb::StorageError,
     redb::CommitError,
-    redb::SetDurabilityError
+    redb::SetDurabilityError,
+    redb::CompactionError
 );
+
+/// Rewrites the backend file at `path` compactly, offline (no member may have it open; redb's
+/// lock refuses if one does): `defrag --data-dir`.
+pub fn defrag_file(path: &Path) -> Result<()> {
+    let mut db = Database::open(path)?;
+    while db.compact()? {}
+    Ok(())
+}
 
 pub type Result<T> = std::result::Result<T, BackendError>;
 

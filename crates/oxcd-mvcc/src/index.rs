@@ -113,6 +113,11 @@ impl TreeIndex {
     }
 
     /// Number of keys with any history.
+    /// Every key's [`KeyIndex::keep`] at `at_rev`.
+    pub fn keep(&self, at_rev: i64) -> std::collections::HashSet<Revision> {
+        self.keys.values().filter_map(|ki| ki.keep(at_rev)).collect()
+    }
+
     pub fn len(&self) -> usize {
         self.keys.len()
     }

@@ -127,13 +127,23 @@ impl KeyIndex {
         None
     }
 
-    /// Compacts history at `at_rev` (see the module diagram). Appends every dropped revision and
-    /// whether it was a tombstone to `removed`.
-    pub fn compact(&mut self, at_rev: i64, removed: &mut Vec<(Revision, bool)>) {
+    /// The revision a compaction at `at_rev` would keep as the key's value then: the newest
+    /// revision `<= at_rev` of the generation covering `at_rev`, unless that is a tombstone
+    /// (etcd's `keyIndex.keep`, which HashKV filters compacted history with).
+    pub fn keep(&self, at_rev: i64) -> Option<Revision> {
         if self.is_empty() {
-            return;
+            return None;
         }
-        // Find the first generation that still covers at_rev or starts after it.
+        let gen_idx = self.first_generation_after(at_rev);
+        let g = &self.generations[gen_idx];
+        let n = g.newest_at(at_rev)?;
+        let tombstone = n == g.revs.len() - 1 && gen_idx != self.generations.len() - 1;
+        (!tombstone).then_some(g.revs[n])
+    }
+
+    /// Index of the first generation that still covers `at_rev` or starts after it (the last one
+    /// if every other ended at or before it).
+    fn first_generation_after(&self, at_rev: i64) -> usize {
         let mut gen_idx = 0;
         while gen_idx < self.generations.len() - 1 {
             let g = &self.generations[gen_idx];
@@ -142,6 +152,16 @@ impl KeyIndex {
             }
             gen_idx += 1;
         }
+        gen_idx
+    }
+
+    /// Compacts history at `at_rev` (see the module diagram). Appends every dropped revision and
+    /// whether it was a tombstone to `removed`.
+    pub fn compact(&mut self, at_rev: i64, removed: &mut Vec<(Revision, bool)>) {
+        if self.is_empty() {
+            return;
+        }
+        let mut gen_idx = self.first_generation_after(at_rev);
         for g in &self.generations[..gen_idx] {
             let last = g.revs.len() - 1;
             removed.extend(g.revs.iter().enumerate().map(|(i, r)| (*r, i == last)));
@@ -192,6 +212,18 @@ mod tests {
         assert_eq!(ki.get(5), None);
         assert_eq!(ki.get(100), None);
         assert!(!ki.clone().tombstone(r(6)), "tombstone of a deleted key");
+    }
+
+    #[test]
+    fn keep_is_the_value_a_compaction_would_leave() {
+        let ki = example();
+        let kept: Vec<_> = (0..=6).map(|at| ki.keep(at).map(|r| r.main)).collect();
+        // At 3 and 5 the newest revision is a tombstone: nothing is kept.
+        assert_eq!(kept, [None, Some(1), Some(2), None, Some(4), None, None]);
+        let mut open = KeyIndex::default();
+        open.put(r(2));
+        open.put(r(7));
+        assert_eq!((open.keep(1), open.keep(5), open.keep(9)), (None, Some(r(2)), Some(r(7))));
     }
 
     #[test]

@@ -17,5 +17,5 @@ mod kvstore;
 mod revision;
 pub mod watchable;
 
-pub use kvstore::{KvRead, MvccError, RangeOptions, RangeResult, ReadView, Store, TxnWrite, meta};
+pub use kvstore::{KvHash, KvRead, MvccError, RangeOptions, RangeResult, ReadView, Store, TxnWrite, meta};
 pub use revision::{REV_BYTES, RevKey, Revision};

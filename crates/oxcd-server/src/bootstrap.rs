@@ -53,8 +53,8 @@ pub enum StartError {
 }
 
 /// The index and term every member's log starts from (as raft-rs's examples do): entry 1 is implied.
-const BOOT_INDEX: u64 = 1;
-const BOOT_TERM: u64 = 1;
+pub(crate) const BOOT_INDEX: u64 = 1;
+pub(crate) const BOOT_TERM: u64 = 1;
 
 /// How long stopping waits for client connections to drain before closing them.
 const GRPC_DRAIN: Duration = Duration::from_secs(2);
@@ -73,14 +73,14 @@ pub struct RunningMember {
     transport: Arc<Transport>,
 }
 
-struct Layout {
-    wal: PathBuf,
-    snap: PathBuf,
-    db: PathBuf,
+pub(crate) struct Layout {
+    pub wal: PathBuf,
+    pub snap: PathBuf,
+    pub db: PathBuf,
 }
 
 impl Layout {
-    fn new(data_dir: &Path) -> Layout {
+    pub fn new(data_dir: &Path) -> Layout {
         let member = data_dir.join("member");
         Layout { wal: member.join("wal"), snap: member.join("snap"), db: member.join("snap").join("db") }
     }
@@ -92,6 +92,12 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningMember, StartError> {
     let layout = Layout::new(&cfg.data_dir());
     std::fs::create_dir_all(&layout.wal)?;
     std::fs::create_dir_all(&layout.snap)?;
+    // Files of Snapshot requests that a crash interrupted.
+    for e in std::fs::read_dir(&layout.snap)?.flatten() {
+        if e.file_name().to_string_lossy().ends_with(crate::grpc::maintenance::SNAPSHOT_TMP_SUFFIX) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 
     // Identity and the WAL: recovered, or computed from --initial-cluster and created.
     let (wal, wal_state, id, cluster_id, boot_members) = if Wal::exists(&layout.wal) {
@@ -100,27 +106,9 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningMember, StartError> {
             WalMetadata::decode(&state.metadata[..]).map_err(|e| StartError::Data(format!("wal metadata: {e}")))?;
         (wal, state, MemberId(meta.member_id), ClusterId(meta.cluster_id), None)
     } else {
-        let members: Vec<Member> = cfg
-            .initial_members()?
-            .into_iter()
-            .map(|m| Member {
-                id: ids::member_id(&m.peer_urls, &cfg.initial_cluster_token),
-                name: m.name,
-                peer_urls: m.peer_urls,
-                client_urls: Vec::new(),
-                is_learner: false,
-            })
-            .collect();
-        let me = members.iter().find(|m| m.name == cfg.name).map(|m| m.id).expect("validated: name in cluster");
-        let cid = ids::cluster_id(&members.iter().map(|m| m.id).collect::<Vec<_>>());
-        let meta = WalMetadata { member_id: me.0, cluster_id: cid.0 }.encode_to_vec();
-        let mut wal = Wal::create(&layout.wal, &meta)?;
-        let cs = ConfState { voters: members.iter().map(|m| m.id.0).collect(), ..Default::default() };
-        wal.save_snapshot(SnapshotRecord { index: BOOT_INDEX, term: BOOT_TERM, conf_state: encode_conf_state(&cs) });
-        wal.set_hard_state(WalHardState { term: BOOT_TERM, vote: 0, commit: BOOT_INDEX });
-        wal.sync()?;
-        let (_, state) = Wal::open(&layout.wal)?;
-        (wal, state, me, cid, Some(members))
+        let created = create_member(&cfg, &layout)?;
+        let (wal, state) = Wal::open(&layout.wal)?;
+        (wal, state, created.id, created.cluster_id, Some(created.members))
     };
     let wal_snap = wal_state.snapshot.clone().ok_or_else(|| StartError::Data("wal has no snapshot record".into()))?;
 
@@ -304,6 +292,40 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningMember, StartError> {
         grpc,
         transport,
     })
+}
+
+/// A new member's identity, as [`create_member`] wrote it.
+pub(crate) struct NewMember {
+    pub id: MemberId,
+    pub cluster_id: ClusterId,
+    /// Every member of `--initial-cluster`, for the backend's members bucket.
+    pub members: Vec<Member>,
+}
+
+/// Creates a new member's WAL: ids from `--initial-cluster` and the token, a snapshot record of
+/// the first configuration at [`BOOT_INDEX`] and a HardState committing it, synced.
+pub(crate) fn create_member(cfg: &ServerConfig, layout: &Layout) -> Result<NewMember, StartError> {
+    let members: Vec<Member> = cfg
+        .initial_members()?
+        .into_iter()
+        .map(|m| Member {
+            id: ids::member_id(&m.peer_urls, &cfg.initial_cluster_token),
+            name: m.name,
+            peer_urls: m.peer_urls,
+            client_urls: Vec::new(),
+            is_learner: false,
+        })
+        .collect();
+    let id = members.iter().find(|m| m.name == cfg.name).map(|m| m.id).expect("validated: name in cluster");
+    let cluster_id = ids::cluster_id(&members.iter().map(|m| m.id).collect::<Vec<_>>());
+    let meta = WalMetadata { member_id: id.0, cluster_id: cluster_id.0 }.encode_to_vec();
+    std::fs::create_dir_all(&layout.wal)?;
+    let mut wal = Wal::create(&layout.wal, &meta)?;
+    let cs = ConfState { voters: members.iter().map(|m| m.id.0).collect(), ..Default::default() };
+    wal.save_snapshot(SnapshotRecord { index: BOOT_INDEX, term: BOOT_TERM, conf_state: encode_conf_state(&cs) });
+    wal.set_hard_state(WalHardState { term: BOOT_TERM, vote: 0, commit: BOOT_INDEX });
+    wal.sync()?;
+    Ok(NewMember { id, cluster_id, members })
 }
 
 /// Installs a backend snapshot that the WAL already accounts for but the backend does not hold.

@@ -6,6 +6,7 @@ pub mod apply;
 mod bootstrap;
 pub mod concurrency;
 pub mod config;
+pub mod etcd_snapshot;
 pub mod grpc;
 mod hot_wait;
 pub mod ids;

@@ -77,7 +77,8 @@ impl Cluster {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let c = Cluster::spawn_all(binary.clone(), opts.clone())?;
+            let dir = tempfile::Builder::new().prefix("oxcd-test-").tempdir()?;
+            let c = Cluster::spawn_all(binary.clone(), opts.clone(), dir)?;
             match c.wait_ready(Duration::from_secs(30)).await {
                 Ok(()) => return Ok(c),
                 Err(_) if attempts < 4 && opts.ports.is_empty() && c.lost_a_port() => continue,
@@ -86,8 +87,15 @@ impl Cluster {
         }
     }
 
-    fn spawn_all(binary: Binary, opts: ClusterOptions) -> anyhow::Result<Cluster> {
-        let dir = tempfile::Builder::new().prefix("oxcd-test-").tempdir()?;
+    /// Starts a cluster on data prepared in `dir`: member `i` is named `m{i}`, keeps its data in
+    /// `dir/m{i}` and belongs to cluster token `test-cluster` (so a restored snapshot must say so).
+    pub async fn start_in(binary: Binary, opts: ClusterOptions, dir: tempfile::TempDir) -> anyhow::Result<Cluster> {
+        let c = Cluster::spawn_all(binary, opts, dir)?;
+        c.wait_ready(Duration::from_secs(30)).await?;
+        Ok(c)
+    }
+
+    fn spawn_all(binary: Binary, opts: ClusterOptions, dir: tempfile::TempDir) -> anyhow::Result<Cluster> {
         // The listeners stay bound until every port is chosen, so no two members share one.
         let mut held = Vec::new();
         let mut port = || -> anyhow::Result<u16> {

@@ -36,7 +36,7 @@ enum Step {
 use Step::*;
 
 /// Steps oxcd has the server side for, then the ones it does not have yet (membership changes,
-/// hashes, defragmentation, snapshots, leadership transfer, users and roles).
+/// defragmentation, users and roles).
 const COMMON: &[Step] = &[
     // ---- put
     Run(&["put", "foo", "bar"], ""),
@@ -282,6 +282,22 @@ const COMMON: &[Step] = &[
     Run(&["alarm", "list"], ""),
     Run(&["-w", "json", "alarm", "list"], ""),
     Run(&["alarm", "disarm"], ""),
+    Run(&["move-leader"], ""),
+    Run(&["move-leader", "1"], ""),
+    Run(&["endpoint", "hashkv"], ""),
+    Run(&["-w", "json", "endpoint", "hashkv"], ""),
+    Run(&["-w", "table", "endpoint", "hashkv"], ""),
+    Run(&["snapshot", "save", "snap.db"], ""),
+    Run(&["snapshot", "status", "snap.db"], ""),
+    Run(&["-w", "json", "snapshot", "status", "snap.db"], ""),
+    Run(&["-w", "table", "snapshot", "status", "snap.db"], ""),
+    Run(&["-w", "fields", "snapshot", "status", "snap.db"], ""),
+    Run(&["snapshot", "status", "nofile.db"], ""),
+    Run(&["snapshot", "restore"], ""),
+    Run(&["snapshot", "restore", "snap.db", "--data-dir", "restored"], ""),
+    Run(&["snapshot", "restore", "snap.db", "--data-dir", "restored"], ""),
+    Run(&["snapshot", "restore", "nofile.db", "--data-dir", "r2"], ""),
+    Run(&["snapshot", "restore", "snap.db", "--name", "nobody", "--data-dir", "r3"], ""),
     // ---- usage, prefix matching and bad input
     Run(&["get", "--help"], ""),
     Run(&["lease"], ""),
@@ -298,23 +314,12 @@ const COMMON: &[Step] = &[
 
 /// Steps that need server features oxcd does not have yet.
 const ETCD_ONLY: &[Step] = &[
-    Run(&["endpoint", "hashkv"], ""),
-    Run(&["-w", "json", "endpoint", "hashkv"], ""),
-    Run(&["-w", "table", "endpoint", "hashkv"], ""),
     Run(&["member", "add", "c", "--learner", "--peer-urls=http://127.0.0.1:1"], ""),
     Run(&["member", "add", "c"], ""),
     Run(&["member", "update", "123"], ""),
     Run(&["member", "promote", "xyz"], ""),
     Run(&["member", "remove"], ""),
     Run(&["defrag"], ""),
-    Run(&["move-leader"], ""),
-    Run(&["move-leader", "1"], ""),
-    Run(&["snapshot", "save", "snap.db"], ""),
-    Run(&["snapshot", "status", "snap.db"], ""),
-    Run(&["-w", "json", "snapshot", "status", "snap.db"], ""),
-    Run(&["-w", "table", "snapshot", "status", "snap.db"], ""),
-    Run(&["-w", "fields", "snapshot", "status", "snap.db"], ""),
-    Run(&["snapshot", "status", "nofile.db"], ""),
     Run(&["user", "add", "root", "--new-user-password=rootpw"], ""),
     Run(&["-w", "json", "user", "add", "u1:pw1"], ""),
     Run(&["user", "add", "u2", "--interactive=false"], "pw2\n"),

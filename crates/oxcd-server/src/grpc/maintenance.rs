@@ -1,13 +1,24 @@
-//! `etcdserverpb.Maintenance`: Status and Alarm (the rest arrives with later issues).
+//! `etcdserverpb.Maintenance`: Status, Alarm and Snapshot (the rest arrives with later issues).
 
+use std::io::Read;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use oxcd_api::EtcdError;
 use oxcd_api::etcdserverpb::maintenance_server::Maintenance;
-use oxcd_api::etcdserverpb::{AlarmRequest, AlarmResponse, StatusRequest, StatusResponse, alarm_request};
+use oxcd_api::etcdserverpb::{
+    AlarmRequest, AlarmResponse, HashKvRequest, HashKvResponse, MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest,
+    SnapshotResponse, StatusRequest, StatusResponse, alarm_request,
+};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status};
 
 use super::{SERVER_VERSION, require_leader};
+use crate::ids::MemberId;
+use crate::raft::RaftInput;
 use crate::server::EtcdServer;
 
 pub struct MaintenanceService {
@@ -20,8 +31,103 @@ impl MaintenanceService {
     }
 }
 
+/// Bytes per Snapshot message (etcd's).
+const SNAPSHOT_CHUNK: usize = 32 * 1024;
+
+/// Suffix of the files a Snapshot request builds (removed at start if a crash left one).
+pub(crate) const SNAPSHOT_TMP_SUFFIX: &str = ".snapshot.tmp";
+
+static SNAPSHOT_SEQ: AtomicU64 = AtomicU64::new(0);
+
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
+    /// Hands leadership to another voting member and waits (a tick at a time, up to the request
+    /// timeout) until it leads, as etcd does. Only the leader accepts it.
+    async fn move_leader(&self, req: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
+        require_leader(&self.server, &req)?;
+        let s = &self.server;
+        if s.raft.leader() != s.id.0 {
+            return Err(EtcdError::NotLeader.to_status());
+        }
+        let to = req.into_inner().target_id;
+        if s.members.read().get(MemberId(to)).is_none_or(|m| m.is_learner) {
+            return Err(EtcdError::BadLeaderTransferee.to_status());
+        }
+        let deadline = tokio::time::Instant::now() + s.cfg.request_timeout();
+        let _ = s.raft_tx.send(RaftInput::TransferLeader(to));
+        while s.raft.leader() != to {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(EtcdError::TimeoutLeaderTransfer.to_status());
+            }
+            tokio::time::sleep(s.cfg.tick()).await;
+        }
+        // etcd answers without a header.
+        Ok(Response::new(MoveLeaderResponse { header: None }))
+    }
+
+    /// etcd's hash of the MVCC history up to a revision, served locally (see `Store::hash_by_rev`).
+    async fn hash_kv(&self, req: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        require_leader(&self.server, &req)?;
+        let rev = req.into_inner().revision;
+        let store = self.server.store();
+        let h = tokio::task::spawn_blocking(move || store.hash_by_rev(rev))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| match e {
+                oxcd_mvcc::MvccError::Compacted => EtcdError::Compacted.to_status(),
+                oxcd_mvcc::MvccError::FutureRev => EtcdError::FutureRev.to_status(),
+                other => Status::internal(other.to_string()),
+            })?;
+        Ok(Response::new(HashKvResponse {
+            header: Some(self.server.header(h.current_rev)),
+            hash: h.hash,
+            compact_revision: h.compact_rev,
+            hash_revision: 0,
+        }))
+    }
+
+    /// The backend as an etcd backend file (bbolt, etcd's buckets; see `etcd_snapshot`), so that
+    /// etcd's tools read it and etcd restores from it, then its SHA-256 as the last message, as
+    /// etcd sends it. The file is built from one read transaction into the data directory (and
+    /// unlinked once open), then streamed in 32 KiB messages; memory stays flat whatever the size.
+    async fn snapshot(&self, req: Request<SnapshotRequest>) -> Result<Response<BoxStream<SnapshotResponse>>, Status> {
+        require_leader(&self.server, &req)?;
+        let backend = self.server.backend();
+        let seq = SNAPSHOT_SEQ.fetch_add(1, Ordering::Relaxed);
+        let path = self.server.cfg.data_dir().join("member/snap").join(format!("{seq}{SNAPSHOT_TMP_SUFFIX}"));
+        let built = tokio::task::spawn_blocking(move || {
+            let r = crate::etcd_snapshot::write_etcd_db(&backend, &path)
+                .map_err(|e| e.to_string())
+                .and_then(|size| std::fs::File::open(&path).map(|f| (f, size)).map_err(|e| e.to_string()));
+            let _ = std::fs::remove_file(&path);
+            r
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+        let (mut file, size) = built.map_err(Status::internal)?;
+        let (tx, rx) = mpsc::channel(4);
+        tokio::task::spawn_blocking(move || {
+            let mut sha = Sha256::new();
+            let mut sent = 0u64;
+            while sent < size {
+                let mut blob = vec![0u8; SNAPSHOT_CHUNK.min((size - sent) as usize)];
+                if let Err(e) = file.read_exact(&mut blob) {
+                    let _ = tx.blocking_send(Err(Status::internal(e.to_string())));
+                    return;
+                }
+                sha.update(&blob);
+                sent += blob.len() as u64;
+                let msg = SnapshotResponse { remaining_bytes: size - sent, blob: blob.into(), ..Default::default() };
+                if tx.blocking_send(Ok(msg)).is_err() {
+                    return;
+                }
+            }
+            let digest = SnapshotResponse { blob: sha.finalize().to_vec().into(), ..Default::default() };
+            let _ = tx.blocking_send(Ok(digest));
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
     async fn status(&self, req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         require_leader(&self.server, &req)?;
         let s = &self.server;

@@ -6,7 +6,7 @@ mod cluster;
 mod concurrency;
 mod kv;
 mod lease;
-mod maintenance;
+pub(crate) mod maintenance;
 mod watch;
 
 use std::net::SocketAddr;

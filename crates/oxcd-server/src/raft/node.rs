@@ -39,6 +39,8 @@ pub enum RaftInput {
     SnapshotStatus { to: u64, ok: bool },
     /// Start an election now (single-member boot).
     Campaign,
+    /// Hand leadership to this member (MoveLeader); ignored unless this member leads.
+    TransferLeader(u64),
     /// Stop the thread.
     Stop,
 }
@@ -192,6 +194,7 @@ impl RaftNode {
             RaftInput::Campaign => {
                 let _ = self.raw.campaign();
             }
+            RaftInput::TransferLeader(to) => self.raw.transfer_leader(to),
             RaftInput::Stop => return Ok(false),
         }
         Ok(true)

@@ -53,9 +53,19 @@ pub async fn alarm(g: &Global, p: &mut Printer, cmd: AlarmCmd) -> Result<()> {
 
 pub async fn defrag(g: &Global, p: &mut Printer, cluster: bool, data_dir: &str, _args: &[String]) -> Result<()> {
     if !data_dir.is_empty() {
-        return Err(CtlError::error(
-            "defragmenting a data directory offline is not supported by oxcdctl; defragment a running member",
-        ));
+        // Offline, on an oxcd data directory no member has open; silent on success, as etcdctl.
+        let db = std::path::Path::new(data_dir).join("member/snap/db");
+        let r = if db.is_file() {
+            oxcd_backend::defrag_file(&db).map_err(|e| e.to_string())
+        } else {
+            Err(format!("cannot open database at {}: no such file", db.display()))
+        };
+        if let Err(e) = r {
+            p.flush();
+            eprintln!("Failed to defragment etcd data[{data_dir}] ({e})");
+            std::process::exit(EXIT_ERROR);
+        }
+        return Ok(());
     }
     let endpoints = if cluster { client::cluster_endpoints(g).await? } else { g.endpoints.clone() };
     let mut failures = 0;

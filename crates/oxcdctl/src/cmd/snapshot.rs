@@ -1,11 +1,14 @@
 //! `snapshot save|status|restore`. Save streams the member's backend to a file (`.part`, fsync,
-//! rename). Status reads an etcd snapshot, a bbolt file, with the small read-only reader below and
-//! reports etcd's hash (CRC-32C over every bucket name, key and value), the newest revision, the key
-//! count and the size.
+//! rename): etcd and oxcd both send an etcd backend file (bbolt) followed by its SHA-256. Status
+//! reads such a file and reports etcd's hash (CRC-32C over every bucket name, key and value), the
+//! newest revision, the key count and the size. Restore makes an **oxcd** data directory from it
+//! (`${name}.oxcd` by default), whichever server took it: etcd's `snapshot restore` makes an etcd
+//! one, and oxcd starts on its own.
 
 use std::io::Write;
 
 use oxcd_api::etcdserverpb::SnapshotRequest;
+use oxcd_backend::bolt::Reader;
 
 use crate::cli::{Global, SnapshotCmd};
 use crate::client;
@@ -38,10 +41,46 @@ pub async fn run(g: &Global, p: &mut Printer, cmd: SnapshotCmd) -> Result<()> {
             let st = status(&args[0]).map_err(|e| CtlError::new(EXIT_ERROR, e))?;
             p.db_status(&st)
         }
-        SnapshotCmd::Restore { .. } => Err(CtlError::new(
-            EXIT_ERROR,
-            "snapshot restore is not supported by oxcdctl yet (restore with etcdctl or etcdutl)",
-        )),
+        SnapshotCmd::Restore {
+            data_dir,
+            wal_dir,
+            initial_cluster,
+            initial_cluster_token,
+            initial_advertise_peer_urls,
+            name,
+            skip_hash_check,
+            args,
+        } => {
+            if args.len() != 1 {
+                return Err(CtlError::bad_args("snapshot restore requires exactly one argument"));
+            }
+            let cfg = oxcd_server::ServerConfig {
+                name,
+                data_dir: (!data_dir.is_empty()).then(|| data_dir.into()),
+                initial_cluster: Some(initial_cluster),
+                initial_cluster_token,
+                initial_advertise_peer_urls,
+                ..Default::default()
+            };
+            if !wal_dir.is_empty() && std::path::Path::new(&wal_dir) != cfg.data_dir().join("member/wal") {
+                return Err(CtlError::new(
+                    EXIT_ERROR,
+                    "--wal-dir: oxcd keeps its WAL in the data directory (member/wal); restore without it",
+                ));
+            }
+            let path = std::path::Path::new(&args[0]);
+            oxcd_server::etcd_snapshot::restore(path, &cfg, skip_hash_check)
+                .map_err(|e| CtlError::new(EXIT_ERROR, go_error(e)))?;
+            Ok(())
+        }
+    }
+}
+
+/// A restore error in etcd's words (Go's OS error texts).
+fn go_error(e: oxcd_server::etcd_snapshot::RestoreError) -> String {
+    match e {
+        oxcd_server::etcd_snapshot::RestoreError::Open { path, source } => format!("open {path}: {}", go_io(&source)),
+        e => e.to_string(),
     }
 }
 
@@ -75,7 +114,7 @@ pub struct DbStatus {
 
 fn status(path: &str) -> std::result::Result<DbStatus, String> {
     let data = std::fs::read(path).map_err(|e| format!("stat {path}: {}", go_io(&e)))?;
-    let db = bolt::Db::open(&data)?;
+    let db = Reader::open(&data)?;
     let mut hasher = Crc32c(0);
     let mut st = DbStatus { hash: 0, revision: 0, total_key: 0, total_size: db.size() };
     for (name, bucket) in db.buckets()? {
@@ -149,131 +188,5 @@ impl Printer {
             Format::Protobuf => return Err(self.unsupported()),
         }
         Ok(())
-    }
-}
-
-/// A read-only reader of bbolt files: meta pages, branch and leaf pages, buckets (inline or not).
-mod bolt {
-    const MAGIC: u32 = 0xED0C_DAED;
-    const BRANCH: u16 = 0x01;
-    const LEAF: u16 = 0x02;
-    const BUCKET_LEAF: u32 = 0x01;
-    const PAGE_HEADER: usize = 16;
-
-    pub struct Db<'a> {
-        data: &'a [u8],
-        page_size: usize,
-        root: u64,
-        high_water: u64,
-    }
-
-    /// Where a bucket's entries are: a page of the file, or inline in its parent's value.
-    pub enum Bucket<'a> {
-        Page(u64),
-        Inline(&'a [u8]),
-    }
-
-    fn u16_at(b: &[u8], o: usize) -> Option<u16> {
-        Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?))
-    }
-    fn u32_at(b: &[u8], o: usize) -> Option<u32> {
-        Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?))
-    }
-    fn u64_at(b: &[u8], o: usize) -> Option<u64> {
-        Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?))
-    }
-
-    /// FNV-1a, 64 bits (bbolt's meta checksum).
-    fn fnv64a(b: &[u8]) -> u64 {
-        b.iter().fold(0xcbf2_9ce4_8422_2325, |h, c| (h ^ *c as u64).wrapping_mul(0x100_0000_01b3))
-    }
-
-    const CORRUPT: &str = "invalid database";
-
-    impl<'a> Db<'a> {
-        pub fn open(data: &'a [u8]) -> Result<Db<'a>, String> {
-            let page_size = u32_at(data, PAGE_HEADER + 8).ok_or(CORRUPT)? as usize;
-            if page_size < 512 {
-                return Err(CORRUPT.into());
-            }
-            // The valid meta page with the higher transaction id.
-            let mut best: Option<(u64, u64, u64)> = None;
-            for i in 0..2 {
-                let m = i * page_size + PAGE_HEADER;
-                let Some(meta) = data.get(m..m + 64) else { continue };
-                if u32_at(meta, 0) != Some(MAGIC) || fnv64a(&meta[..56]) != u64_at(meta, 56).unwrap_or(0) {
-                    continue;
-                }
-                let (root, high_water, txid) = (u64_at(meta, 16), u64_at(meta, 40), u64_at(meta, 48));
-                let (Some(root), Some(high_water), Some(txid)) = (root, high_water, txid) else { continue };
-                if best.is_none_or(|b| txid > b.2) {
-                    best = Some((root, high_water, txid));
-                }
-            }
-            let (root, high_water, _) = best.ok_or(CORRUPT)?;
-            Ok(Db { data, page_size, root, high_water })
-        }
-
-        /// The database's size as bbolt reports it (high water mark × page size).
-        pub fn size(&self) -> u64 {
-            self.high_water * self.page_size as u64
-        }
-
-        fn page(&self, id: u64) -> Result<&'a [u8], String> {
-            let start = id as usize * self.page_size;
-            let overflow = u32_at(self.data, start + 12).ok_or(CORRUPT)? as usize;
-            self.data.get(start..start + (overflow + 1) * self.page_size).ok_or_else(|| CORRUPT.to_string())
-        }
-
-        /// The top-level buckets, in key order.
-        pub fn buckets(&self) -> Result<Vec<(Vec<u8>, Bucket<'a>)>, String> {
-            let mut out = Vec::new();
-            self.walk(&Bucket::Page(self.root), &mut |k, v, flags| {
-                if flags & BUCKET_LEAF != 0 {
-                    out.push((k.to_vec(), bucket_of(v)));
-                }
-            })?;
-            out.into_iter().map(|(k, b)| b.map(|b| (k, b))).collect()
-        }
-
-        /// Calls `f` for every key and value of `b`, in key order.
-        pub fn for_each(&self, b: &Bucket<'a>, f: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), String> {
-            self.walk(b, &mut |k, v, flags| f(k, if flags & BUCKET_LEAF != 0 { &[] } else { v }))
-        }
-
-        fn walk(&self, b: &Bucket<'a>, f: &mut dyn FnMut(&'a [u8], &'a [u8], u32)) -> Result<(), String> {
-            match b {
-                Bucket::Page(id) => self.walk_page(self.page(*id)?, f),
-                Bucket::Inline(page) => self.walk_page(page, f),
-            }
-        }
-
-        fn walk_page(&self, page: &'a [u8], f: &mut dyn FnMut(&'a [u8], &'a [u8], u32)) -> Result<(), String> {
-            let flags = u16_at(page, 8).ok_or(CORRUPT)?;
-            let count = u16_at(page, 10).ok_or(CORRUPT)? as usize;
-            for i in 0..count {
-                let e = PAGE_HEADER + i * 16;
-                if flags & BRANCH != 0 {
-                    let child = u64_at(page, e + 8).ok_or(CORRUPT)?;
-                    self.walk_page(self.page(child)?, f)?;
-                } else if flags & LEAF != 0 {
-                    let eflags = u32_at(page, e).ok_or(CORRUPT)?;
-                    let pos = u32_at(page, e + 4).ok_or(CORRUPT)? as usize;
-                    let ksize = u32_at(page, e + 8).ok_or(CORRUPT)? as usize;
-                    let vsize = u32_at(page, e + 12).ok_or(CORRUPT)? as usize;
-                    let k = page.get(e + pos..e + pos + ksize).ok_or(CORRUPT)?;
-                    let v = page.get(e + pos + ksize..e + pos + ksize + vsize).ok_or(CORRUPT)?;
-                    f(k, v, eflags);
-                } else {
-                    return Err(CORRUPT.into());
-                }
-            }
-            Ok(())
-        }
-    }
-
-    fn bucket_of(v: &[u8]) -> Result<Bucket<'_>, String> {
-        let root = u64_at(v, 0).ok_or(CORRUPT)?;
-        Ok(if root == 0 { Bucket::Inline(&v[16..]) } else { Bucket::Page(root) })
     }
 }
