@@ -10,6 +10,10 @@
 //! to hold, durably, a consistent prefix of the applied log, which is why the applier writes
 //! `consistent_index` in the same transaction as the data it covers.
 //!
+//! Defragmentation ([`Backend::defrag`]) rewrites the file while the member serves: it holds the
+//! write lock, copies every bucket into a fresh file, renames it over the old one and switches new
+//! transactions to it; transactions already open finish on the old file, which is freed with them.
+//!
 //! This crate knows nothing of MVCC or Raft; it must not depend on the server.
 
 pub mod bolt;
@@ -17,10 +21,11 @@ mod snapshot;
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use redb::{Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, Table, TableDefinition};
 
 pub use snapshot::{SnapshotError, restore_snapshot};
@@ -79,6 +84,43 @@ from_redb!(
     redb::CompactionError
 );
 
+fn create(path: &Path) -> Result<Database> {
+    Ok(Database::builder().set_cache_size(16 << 20).create(path)?)
+}
+
+fn defrag_path(path: &Path) -> PathBuf {
+    path.with_extension("defrag")
+}
+
+/// Entries copied per write transaction of a defragmentation.
+const DEFRAG_BATCH: usize = 50_000;
+
+/// Copies every bucket of `from` into the empty `to`; the last commit is durable.
+fn copy_buckets(from: &redb::ReadTransaction, to: &Database) -> Result<()> {
+    let mut txn = to.begin_write()?;
+    txn.set_durability(Durability::None)?;
+    let mut in_txn = 0;
+    for name in BUCKETS {
+        let src = from.open_table(def(name))?;
+        txn.open_table(def(name))?;
+        for item in src.iter()? {
+            let (k, v) = item?;
+            txn.open_table(def(name))?.insert(k.value(), v.value())?;
+            in_txn += 1;
+            if in_txn >= DEFRAG_BATCH {
+                txn.commit()?;
+                txn = to.begin_write()?;
+                txn.set_durability(Durability::None)?;
+                in_txn = 0;
+            }
+        }
+    }
+    txn.set_durability(Durability::Immediate)?;
+    txn.set_quick_repair(true);
+    txn.commit()?;
+    Ok(())
+}
+
 /// Rewrites the backend file at `path` compactly, offline (no member may have it open; redb's
 /// lock refuses if one does): `defrag --data-dir`.
 pub fn defrag_file(path: &Path) -> Result<()> {
@@ -112,7 +154,8 @@ struct BatchState {
 
 /// An open backend file.
 pub struct Backend {
-    db: Database,
+    /// The open file; replaced by [`Backend::defrag`]. Every transaction holds the one it began on.
+    db: RwLock<Arc<Database>>,
     path: PathBuf,
     batch: BatchConfig,
     state: Mutex<BatchState>,
@@ -122,14 +165,16 @@ impl Backend {
     /// Opens (or creates) the backend at `path` and makes sure every bucket exists.
     pub fn open(path: impl AsRef<Path>, batch: BatchConfig) -> Result<Backend> {
         let path = path.as_ref().to_path_buf();
-        let db = Database::builder().set_cache_size(16 << 20).create(&path)?;
+        // A defragmentation that a crash interrupted (the old file is still in place).
+        let _ = std::fs::remove_file(defrag_path(&path));
+        let db = create(&path)?;
         let txn = db.begin_write()?;
         for name in BUCKETS {
             txn.open_table(def(name))?;
         }
         txn.commit()?;
         Ok(Backend {
-            db,
+            db: RwLock::new(Arc::new(db)),
             path,
             batch,
             state: Mutex::new(BatchState {
@@ -145,14 +190,52 @@ impl Backend {
         &self.path
     }
 
+    fn current(&self) -> Arc<Database> {
+        self.db.read().clone()
+    }
+
     /// Starts the write transaction (one at a time; this blocks while another is open).
     pub fn write(&self) -> Result<WriteTxn<'_>> {
-        Ok(WriteTxn { backend: self, txn: self.db.begin_write()?, ops: 0 })
+        loop {
+            let db = self.current();
+            let txn = db.begin_write()?;
+            // A defragmentation may have replaced the file while this waited for the lock.
+            if Arc::ptr_eq(&db, &self.db.read()) {
+                return Ok(WriteTxn { backend: self, txn, ops: 0, db });
+            }
+        }
     }
 
     /// Starts a read transaction: a consistent view of everything committed so far.
     pub fn read(&self) -> Result<ReadTxn> {
-        Ok(ReadTxn { txn: self.db.begin_read()? })
+        let db = self.current();
+        Ok(ReadTxn { txn: db.begin_read()?, db })
+    }
+
+    /// Rewrites the file compactly while the member keeps serving (etcd's online defragment):
+    /// writers wait, readers do not. Every committed write, durable or not, is in the new file,
+    /// which is durable before it replaces the old one.
+    pub fn defrag(&self) -> Result<()> {
+        let gate = self.write()?;
+        let tmp = defrag_path(&self.path);
+        let _ = std::fs::remove_file(&tmp);
+        let new = create(&tmp)?;
+        let copied = copy_buckets(&gate.db.begin_read()?, &new);
+        if let Err(e) = copied {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        std::fs::rename(&tmp, &self.path)?;
+        if let Some(dir) = self.path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        *self.db.write() = Arc::new(new);
+        let mut st = self.state.lock();
+        st.last_durable = Instant::now();
+        st.ops_since_durable = 0;
+        st.non_durable_commits = 0;
+        // `gate` ends without a commit: writers blocked on the old file retry on the new one.
+        Ok(())
     }
 
     /// Makes every earlier commit durable, if any was not (an empty durable commit).
@@ -187,6 +270,8 @@ pub struct WriteTxn<'b> {
     backend: &'b Backend,
     txn: redb::WriteTransaction,
     ops: usize,
+    /// The file `txn` writes (declared after it: dropped after it).
+    db: Arc<Database>,
 }
 
 impl<'b> WriteTxn<'b> {
@@ -293,18 +378,20 @@ impl WriteBucket<'_> {
 /// A read transaction: a snapshot of the committed state.
 pub struct ReadTxn {
     txn: redb::ReadTransaction,
+    db: Arc<Database>,
 }
 
 impl ReadTxn {
     /// Opens a bucket for reading.
     pub fn bucket(&self, name: &str) -> Result<ReadBucket> {
-        Ok(ReadBucket { table: self.txn.open_table(def(name))? })
+        Ok(ReadBucket { table: self.txn.open_table(def(name))?, _db: self.db.clone() })
     }
 }
 
-/// A bucket opened in a read transaction (keeps the snapshot alive on its own).
+/// A bucket opened in a read transaction (keeps the snapshot, and its file, alive on its own).
 pub struct ReadBucket {
     table: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    _db: Arc<Database>,
 }
 
 impl_bucket_read!(ReadBucket);

@@ -56,6 +56,9 @@ pub struct EtcdServer {
     hot_wait: HotWait,
     /// Client connections to other members (for forwarding to the leader), by member id.
     peer_clients: parking_lot::Mutex<std::collections::HashMap<u64, (String, tonic::transport::Channel)>>,
+    /// Held while the backend file is replaced (a snapshot from the leader is installed, or the
+    /// backend is defragmented), so that one replacement never overwrites the other.
+    pub(crate) file_swap: parking_lot::Mutex<()>,
 }
 
 /// Everything a member rebuilds from a backend file (at start, or when a snapshot is installed).
@@ -119,6 +122,7 @@ impl EtcdServer {
             stop_tx: watch::channel(false).0,
             hot_wait: HotWait::default(),
             peer_clients: Default::default(),
+            file_swap: parking_lot::Mutex::new(()),
         })
     }
 

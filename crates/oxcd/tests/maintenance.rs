@@ -1,5 +1,6 @@
 //! Maintenance RPCs through the `etcd-client` crate on real processes: MoveLeader, HashKV across
-//! members and against real etcd, and the Snapshot stream (an etcd backend file and its SHA-256).
+//! members and against real etcd, the Snapshot stream (an etcd backend file and its SHA-256), and
+//! Defragment under write load.
 
 mod common;
 
@@ -119,4 +120,51 @@ async fn the_snapshot_stream_is_a_backend_file_and_its_sha256() {
     let snap_dir = cl.data_dir(0).join("member/snap");
     let names: Vec<_> = std::fs::read_dir(snap_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(names, ["db"], "{names:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn defragment_shrinks_the_file_while_writes_go_on() {
+    use etcd_client::{DeleteOptions, GetOptions};
+    let mut cl = cluster(1).await;
+    let mut c = cl.client(0).await.unwrap();
+    let value = "v".repeat(4000);
+    for i in 0..2000 {
+        c.put(format!("bulk/{i:05}"), value.as_str(), None).await.unwrap();
+    }
+    c.delete("bulk/", Some(DeleteOptions::new().with_prefix())).await.unwrap();
+    let rev = c.put("kept", "yes", None).await.unwrap().header().unwrap().revision();
+    c.compact(rev, Some(CompactionOptions::new().with_physical())).await.unwrap();
+    let before = c.status().await.unwrap().db_size();
+
+    // A writer keeps going while the file is rewritten; every acknowledged write must be there.
+    let mut w = cl.client(0).await.unwrap();
+    let writer = tokio::spawn(async move {
+        let mut acked = 0;
+        for i in 0..300 {
+            w.put(format!("during/{i:03}"), "x", None).await.unwrap();
+            acked += 1;
+        }
+        acked
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    c.defragment().await.unwrap();
+    c.defragment().await.unwrap();
+    assert_eq!(writer.await.unwrap(), 300);
+    let after = c.status().await.unwrap().db_size();
+    assert!(after < before / 2, "{before} -> {after} bytes");
+    let during = GetOptions::new().with_prefix().with_count_only();
+    assert_eq!(c.get("during/", Some(during.clone())).await.unwrap().count(), 300);
+    let names: Vec<_> =
+        std::fs::read_dir(cl.data_dir(0).join("member/snap")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, ["db"], "{names:?}");
+
+    // The new file is the one a restart reads, after kill -9.
+    cl.kill(0);
+    cl.restart(0).unwrap();
+    cl.wait_ready(std::time::Duration::from_secs(30)).await.unwrap();
+    let mut c = cl.client(0).await.unwrap();
+    assert_eq!(c.get("during/", Some(during)).await.unwrap().count(), 300);
+    assert_eq!(c.get("kept", None).await.unwrap().kvs()[0].value(), b"yes");
+    let last = c.put("next", "1", None).await.unwrap().header().unwrap().revision();
+    assert_eq!(last, rev + 301);
 }

@@ -219,6 +219,8 @@ impl Applier {
             let _ = std::fs::remove_file(&db);
             return Ok(());
         }
+        let server = self.server.clone();
+        let _swapping = server.file_swap.lock();
         let path = self.server.backend().path().to_path_buf();
         std::fs::rename(&db, &path).map_err(|e| fatal(e.into()))?;
         let backend = Arc::new(Backend::open(&path, self.server.batch_config()).map_err(fatal)?);

@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use oxcd_api::EtcdError;
 use oxcd_api::etcdserverpb::maintenance_server::Maintenance;
 use oxcd_api::etcdserverpb::{
-    AlarmRequest, AlarmResponse, HashKvRequest, HashKvResponse, MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest,
-    SnapshotResponse, StatusRequest, StatusResponse, alarm_request,
+    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest, HashKvResponse,
+    MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
+    alarm_request,
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
@@ -63,6 +64,27 @@ impl Maintenance for MaintenanceService {
         }
         // etcd answers without a header.
         Ok(Response::new(MoveLeaderResponse { header: None }))
+    }
+
+    /// Rewrites this member's backend compactly while it serves (`Backend::defrag`): writes wait
+    /// for it, reads do not. Local to the member, as etcd's.
+    async fn defragment(&self, req: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
+        require_leader(&self.server, &req)?;
+        let s = self.server.clone();
+        tokio::task::spawn_blocking(move || {
+            let _swapping = s.file_swap.lock();
+            let started = std::time::Instant::now();
+            let before = s.backend().size_bytes();
+            s.backend().defrag()?;
+            let after = s.backend().size_bytes();
+            tracing::info!(before, after, took = ?started.elapsed(), "defragmented the backend");
+            Ok::<_, oxcd_backend::BackendError>(())
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| Status::internal(e.to_string()))?;
+        // etcd answers without a header.
+        Ok(Response::new(DefragmentResponse { header: None }))
     }
 
     /// etcd's hash of the MVCC history up to a revision, served locally (see `Store::hash_by_rev`).
