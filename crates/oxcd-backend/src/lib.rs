@@ -22,6 +22,7 @@ mod snapshot;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -159,6 +160,8 @@ pub struct Backend {
     path: PathBuf,
     batch: BatchConfig,
     state: Mutex<BatchState>,
+    /// The file's size after the last commit (read by every quota check, so kept, not stat'ed).
+    size: AtomicU64,
 }
 
 impl Backend {
@@ -173,7 +176,9 @@ impl Backend {
             txn.open_table(def(name))?;
         }
         txn.commit()?;
+        let size = std::fs::metadata(&path)?.len();
         Ok(Backend {
+            size: AtomicU64::new(size),
             db: RwLock::new(Arc::new(db)),
             path,
             batch,
@@ -230,6 +235,7 @@ impl Backend {
             std::fs::File::open(dir)?.sync_all()?;
         }
         *self.db.write() = Arc::new(new);
+        self.note_size();
         let mut st = self.state.lock();
         st.last_durable = Instant::now();
         st.ops_since_durable = 0;
@@ -255,7 +261,13 @@ impl Backend {
 
     /// Size of the backend file in bytes (etcd's dbSize).
     pub fn size_bytes(&self) -> u64 {
-        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
+        self.size.load(Ordering::Relaxed)
+    }
+
+    fn note_size(&self) {
+        if let Ok(m) = std::fs::metadata(&self.path) {
+            self.size.store(m.len(), Ordering::Relaxed);
+        }
     }
 
     /// Writes a consistent logical dump of every bucket to `w` (see [`restore_snapshot`]); returns
@@ -308,6 +320,7 @@ impl<'b> WriteTxn<'b> {
             self.txn.set_durability(Durability::None)?;
         }
         self.txn.commit()?;
+        self.backend.note_size();
         let mut st = self.backend.state.lock();
         if durable {
             st.last_durable = Instant::now();

@@ -2,6 +2,8 @@
 //! validation, then a local read (after a ReadIndex unless serializable) or a proposal through
 //! Raft, with the response header completed.
 
+use oxcd_api::EtcdError;
+use oxcd_api::etcdserverpb::{AlarmRequest, AlarmType, alarm_request};
 use oxcd_api::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantResponse,
     LeaseRevokeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
@@ -78,7 +80,25 @@ impl EtcdServer {
         Ok(self.answer(request::range(&view, &r).map_err(status)?))
     }
 
+    /// etcd's quota check, before anything else: a write that would take the backend to
+    /// `--quota-backend-bytes` raises NOSPACE through Raft, then is refused.
+    pub(crate) async fn check_quota(&self, cost: usize) -> Result<(), Status> {
+        if cost == 0 || self.backend().size_bytes() + (cost as u64) < self.cfg.quota_bytes() {
+            return Ok(());
+        }
+        let raise = AlarmRequest {
+            action: alarm_request::AlarmAction::Activate as i32,
+            member_id: self.id.0,
+            alarm: AlarmType::Nospace as i32,
+        };
+        if let Err(e) = self.propose(Proposal::Alarm(raise)).await {
+            tracing::warn!(error = %e, "raising the NOSPACE alarm");
+        }
+        Err(status(EtcdError::NoSpace))
+    }
+
     pub async fn put(&self, r: PutRequest) -> Result<PutResponse, Status> {
+        self.check_quota(crate::alarms::put_cost(&r)).await?;
         validate::check_put(&r).map_err(status)?;
         self.write(Proposal::Put(r)).await
     }
@@ -91,6 +111,7 @@ impl EtcdServer {
     /// Txn: a read-only txn is served locally, like etcd (after a ReadIndex unless every range
     /// is serializable); one that writes goes through Raft.
     pub async fn txn(&self, r: TxnRequest) -> Result<TxnResponse, Status> {
+        self.check_quota(crate::alarms::txn_cost(&r)).await?;
         validate::check_txn(&r, self.cfg.max_txn_ops).map_err(status)?;
         if request::is_txn_readonly(&r) {
             if !request::is_txn_serializable(&r) {

@@ -2,6 +2,7 @@
 //! through Raft or take a ReadIndex), `raft/` (the Ready loop, WAL, peers), `apply/` (in log order,
 //! into the MVCC store and the backend), and is answered from the applier's result.
 
+pub mod alarms;
 pub mod apply;
 mod bootstrap;
 pub mod concurrency;

@@ -19,6 +19,7 @@ use parking_lot::RwLock;
 use prost::Message;
 use tokio::sync::watch;
 
+use crate::alarms::Alarms;
 use crate::config::ServerConfig;
 use crate::hot_wait::HotWait;
 use crate::ids::{ClusterId, IdGenerator, MemberId};
@@ -41,6 +42,8 @@ pub struct EtcdServer {
     store: RwLock<Arc<Store>>,
     lessor: RwLock<Arc<Lessor>>,
     auth: RwLock<Arc<AuthStore>>,
+    /// The raised alarms (see `alarms`), changed only by the applier.
+    pub alarms: RwLock<Alarms>,
     pub(crate) members: RwLock<Members>,
     /// Watchers of every stream on this member.
     pub(crate) watchable: Arc<WatchableStore>,
@@ -68,6 +71,7 @@ pub(crate) struct MemberState {
     pub lessor: Arc<Lessor>,
     pub auth: Arc<AuthStore>,
     pub members: Members,
+    pub alarms: Alarms,
     /// A compaction scheduled but not finished before the last stop.
     pub pending_compaction: Option<i64>,
 }
@@ -81,8 +85,9 @@ impl MemberState {
         crate::apply::load_leases(&backend, &lessor, std::time::Instant::now())?;
         let (store, pending_compaction) = Store::open(backend.clone(), lessor.clone())?;
         let auth = Arc::new(AuthStore::open(&backend)?);
-        let members = Members::load(&backend.read()?)?;
-        Ok(MemberState { backend, store: Arc::new(store), lessor, auth, members, pending_compaction })
+        let rtx = backend.read()?;
+        let (members, alarms) = (Members::load(&rtx)?, Alarms::load(&rtx)?);
+        Ok(MemberState { backend, store: Arc::new(store), lessor, auth, members, alarms, pending_compaction })
     }
 }
 
@@ -114,6 +119,7 @@ impl EtcdServer {
             auth: RwLock::new(p.state.auth),
             watchable,
             members: RwLock::new(p.state.members),
+            alarms: RwLock::new(p.state.alarms),
             wait: Wait::default(),
             applied: p.applied,
             raft: p.raft,
@@ -167,6 +173,7 @@ impl EtcdServer {
         *self.lessor.write() = state.lessor;
         *self.auth.write() = state.auth;
         *self.members.write() = state.members;
+        *self.alarms.write() = state.alarms;
     }
 
     /// Whether this member knows a leader.

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 
 use oxcd_api::EtcdError;
 use oxcd_api::etcdserverpb::{
-    CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse, TxnResponse,
+    AlarmResponse, CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse,
+    TxnResponse,
 };
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
@@ -19,6 +20,7 @@ pub enum Response {
     Compaction(CompactionResponse),
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
+    Alarm(AlarmResponse),
     /// Requests without a client-visible response (member attributes).
     Empty,
 }

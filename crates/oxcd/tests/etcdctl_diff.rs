@@ -5,9 +5,9 @@
 mod common;
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use oxcd_testkit::{Binary, Cluster, ClusterOptions, ETCD_34, ETCDCTL_34, sort_list};
+use oxcd_testkit::{Binary, Cluster, ClusterOptions, ETCD_34, sort_list};
 
 /// One etcdctl invocation: arguments and what goes to its stdin.
 struct Call {
@@ -80,9 +80,7 @@ fn run_session(endpoint: &str) -> Vec<String> {
     SESSION
         .iter()
         .map(|c| {
-            let mut child = Command::new(ETCDCTL_34)
-                .env("ETCDCTL_API", "3")
-                .arg(format!("--endpoints={endpoint}"))
+            let mut child = common::etcdctl(endpoint)
                 .args(c.args)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
@@ -208,12 +206,7 @@ async fn etcdctl_session_matches_real_etcd_through_a_follower_of_three() {
 /// while a fixed sequence of writes runs; what each watcher printed is compared.
 fn run_watch_session(endpoint: &str, dir: &std::path::Path) -> Vec<String> {
     let ctl = |args: &[&str]| {
-        let out = Command::new(ETCDCTL_34)
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={endpoint}"))
-            .args(args)
-            .output()
-            .unwrap();
+        let out = common::etcdctl(endpoint).args(args).output().unwrap();
         assert!(out.status.success(), "etcdctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     };
     ctl(&["put", "a", "1"]); // 2
@@ -239,9 +232,7 @@ fn run_watch_session(endpoint: &str, dir: &std::path::Path) -> Vec<String> {
     let mut children = Vec::new();
     for (i, (args, stdin)) in watchers.iter().enumerate() {
         let out = std::fs::File::create(dir.join(format!("w{i}.out"))).unwrap();
-        let mut child = Command::new(ETCDCTL_34)
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={endpoint}"))
+        let mut child = common::etcdctl(endpoint)
             .args(*args)
             .stdin(Stdio::piped())
             .stdout(out.try_clone().unwrap())
@@ -268,12 +259,7 @@ fn run_watch_session(endpoint: &str, dir: &std::path::Path) -> Vec<String> {
     }
     // A watch from a compacted revision: etcdctl reports the cancel and exits.
     ctl(&["compaction", "5"]);
-    let out = Command::new(ETCDCTL_34)
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoint}"))
-        .args(["watch", "a", "--rev", "3"])
-        .output()
-        .unwrap();
+    let out = common::etcdctl(endpoint).args(["watch", "a", "--rev", "3"]).output().unwrap();
     let mut transcripts: Vec<String> = (0..watchers.len())
         .map(|i| {
             format!(
@@ -301,12 +287,7 @@ async fn etcdctl_watch_matches_real_etcd() {
 /// normalised, everything else must match.
 fn run_lease_session(endpoint: &str) -> Vec<String> {
     let ctl = |args: &[String]| -> (String, String, i32) {
-        let out = Command::new(ETCDCTL_34)
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={endpoint}"))
-            .args(args)
-            .output()
-            .unwrap();
+        let out = common::etcdctl(endpoint).args(args).output().unwrap();
         (
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr)
@@ -387,9 +368,7 @@ async fn etcdctl_lease_matches_real_etcd() {
 fn run_lock_elect_session(endpoint: &str, dir: &std::path::Path) -> Vec<String> {
     let spawn = |name: &str, args: &[&str]| {
         let out = std::fs::File::create(dir.join(name)).unwrap();
-        Command::new(ETCDCTL_34)
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={endpoint}"))
+        common::etcdctl(endpoint)
             .args(args)
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())

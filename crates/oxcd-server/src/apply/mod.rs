@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use oxcd_api::EtcdError;
-use oxcd_api::etcdserverpb::{CompactionResponse, LeaseRevokeResponse, ResponseHeader};
+use oxcd_api::etcdserverpb::{
+    AlarmRequest, AlarmResponse, AlarmType, CompactionResponse, LeaseRevokeResponse, ResponseHeader, alarm_request,
+};
 use oxcd_api::mvccpb::Event;
 use oxcd_api::oxcdpb::{InternalRaftRequest, MemberAttrSetRequest, internal_raft_request::Request};
 use oxcd_backend::{Backend, BatchConfig, META, WriteTxn};
@@ -263,6 +265,17 @@ struct Batch<'a, 'b> {
 impl Batch<'_, '_> {
     /// Applies one request; a rejected request is answered with its error and writes nothing.
     fn apply(&mut self, id: u64, req: Request, server: &EtcdServer) -> Result<(), ApplyError> {
+        // NOSPACE raised: what takes space is refused until the alarm is disarmed (etcd's capped
+        // applier).
+        let takes_space = match &req {
+            Request::Put(_) | Request::LeaseGrant(_) => true,
+            Request::Txn(t) => crate::alarms::txn_cost(t) > 0,
+            _ => false,
+        };
+        if takes_space && server.alarms.read().no_space() {
+            self.results.push((id, Err(EtcdError::NoSpace)));
+            return Ok(());
+        }
         let result = match req {
             Request::Compaction(c) => return self.compaction(id, c.revision, c.physical),
             Request::MemberAttrSet(m) => {
@@ -275,10 +288,7 @@ impl Batch<'_, '_> {
             Request::LeaseCheckpoint(c) => {
                 lease::checkpoint(self.lessor, self.wtx, &c, self.now).map(|()| Response::Empty)
             }
-            Request::Alarm(_) => {
-                tracing::warn!("alarm requests are not served yet; entry skipped");
-                Ok(Response::Empty)
-            }
+            Request::Alarm(a) => self.alarm(server, a),
             kv @ (Request::Put(_) | Request::DeleteRange(_) | Request::Txn(_)) => self.kv(kv),
         };
         match result {
@@ -287,6 +297,31 @@ impl Batch<'_, '_> {
             Err(f) => return Err(f),
         }
         Ok(())
+    }
+
+    /// etcd's alarm actions: list, raise, clear (the response has no header, as etcd's).
+    fn alarm(&mut self, server: &EtcdServer, a: AlarmRequest) -> request::Result<Response> {
+        let mut alarms = server.alarms.write();
+        let listed = match alarm_request::AlarmAction::try_from(a.action) {
+            Ok(alarm_request::AlarmAction::Get) => alarms.get(a.alarm),
+            Ok(alarm_request::AlarmAction::Activate) => {
+                let raised = !alarms.no_space();
+                let m = alarms.activate(self.wtx, a.member_id, a.alarm).map_err(fatal)?;
+                if raised && alarms.no_space() {
+                    tracing::warn!(member_id = %MemberId(a.member_id), "NOSPACE alarm raised: writes that take space are refused");
+                }
+                vec![m]
+            }
+            Ok(alarm_request::AlarmAction::Deactivate) => {
+                let m = alarms.deactivate(self.wtx, a.member_id, a.alarm).map_err(fatal)?;
+                if m.is_some() && a.alarm == AlarmType::Nospace as i32 && !alarms.no_space() {
+                    tracing::info!("NOSPACE alarm disarmed");
+                }
+                m.into_iter().collect()
+            }
+            Err(_) => Vec::new(),
+        };
+        Ok(Response::Alarm(AlarmResponse { header: None, alarms: listed }))
     }
 
     /// A KV write request in its own store transaction (one revision).

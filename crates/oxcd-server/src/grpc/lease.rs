@@ -55,6 +55,7 @@ impl Lease for LeaseService {
     async fn lease_grant(&self, req: Request<LeaseGrantRequest>) -> Result<Response<LeaseGrantResponse>, Status> {
         require_leader(&self.server, &req)?;
         let mut r = req.into_inner();
+        self.server.check_quota(crate::alarms::LEASE_OVERHEAD).await?;
         // No id given: this member picks one (positive), so every member grants the same.
         while r.id == 0 {
             r.id = (self.server.ids.next() & (i64::MAX as u64)) as i64;

@@ -9,7 +9,6 @@ use oxcd_api::etcdserverpb::maintenance_server::Maintenance;
 use oxcd_api::etcdserverpb::{
     AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest, HashKvResponse,
     MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
-    alarm_request,
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
@@ -21,6 +20,8 @@ use super::{SERVER_VERSION, require_leader};
 use crate::ids::MemberId;
 use crate::raft::RaftInput;
 use crate::server::EtcdServer;
+use crate::wait::Response as Applied;
+use oxcd_api::oxcdpb::internal_raft_request::Request as Proposal;
 
 pub struct MaintenanceService {
     server: Arc<EtcdServer>,
@@ -155,6 +156,12 @@ impl Maintenance for MaintenanceService {
         let s = &self.server;
         let backend = s.backend();
         let size = backend.size_bytes() as i64;
+        // etcd lists a missing leader and every raised alarm.
+        let mut errors = Vec::new();
+        if !s.has_leader() {
+            errors.push(EtcdError::NoLeader.to_string());
+        }
+        errors.extend(s.alarms.read().status_errors());
         Ok(Response::new(StatusResponse {
             header: Some(s.header(s.store().current_rev())),
             version: SERVER_VERSION.to_string(),
@@ -163,7 +170,7 @@ impl Maintenance for MaintenanceService {
             raft_index: s.raft.committed.load(Ordering::Acquire),
             raft_term: s.raft.term(),
             raft_applied_index: s.applied.load(Ordering::Acquire),
-            errors: Vec::new(),
+            errors,
             db_size_in_use: size,
             is_learner: false,
             storage_version: String::new(),
@@ -174,14 +181,10 @@ impl Maintenance for MaintenanceService {
 
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
         require_leader(&self.server, &req)?;
-        let r = req.into_inner();
-        match alarm_request::AlarmAction::try_from(r.action) {
-            // No alarm can be raised yet (quota alarms arrive with the NOSPACE work): none active.
-            // etcd's alarm responses carry no header (its applier builds them bare).
-            Ok(alarm_request::AlarmAction::Get) | Ok(alarm_request::AlarmAction::Deactivate) => {
-                Ok(Response::new(AlarmResponse { header: None, alarms: Vec::new() }))
-            }
-            _ => Err(Status::unimplemented("alarm activation is not served yet")),
+        // Every action goes through Raft, as in etcd (so a list is linearizable).
+        match self.server.propose(Proposal::Alarm(req.into_inner())).await.map_err(super::status)? {
+            Applied::Alarm(r) => Ok(Response::new(r)),
+            _ => Err(Status::internal("apply result of the wrong kind")),
         }
     }
 }

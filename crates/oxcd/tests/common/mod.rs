@@ -5,6 +5,13 @@ use etcd_client::Error;
 use oxcd_testkit::{Binary, Cluster, ClusterOptions};
 use tonic::Code;
 
+/// Debian's etcdctl 3.4 (API v3) pointed at `endpoint`, ready for arguments.
+pub fn etcdctl(endpoint: &str) -> std::process::Command {
+    let mut c = std::process::Command::new(oxcd_testkit::ETCDCTL_34);
+    c.env("ETCDCTL_API", "3").arg(format!("--endpoints={endpoint}"));
+    c
+}
+
 pub fn oxcd() -> Binary {
     Binary::Oxcd(env!("CARGO_BIN_EXE_oxcd").into())
 }
