@@ -14,6 +14,7 @@
 //! entries (flag 1) are the top-level buckets, each value a `{root u64, sequence u64}` header
 //! (root 0: the bucket's page follows inline). The writer never inlines and leaves an empty freelist.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -101,6 +102,10 @@ impl Writer {
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> std::io::Result<()> {
         if self.current.is_none() || self.last_key.as_deref().is_some_and(|last| last >= key) {
             return Err(order_error("keys"));
+        }
+        if key.is_empty() {
+            // bbolt refuses empty keys (ErrKeyRequired).
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "bolt writer: empty key"));
         }
         let added = ELEMENT + key.len() + value.len();
         if self.leaf.count > 0 && self.leaf.size() + added > PAGE_SIZE {
@@ -268,7 +273,7 @@ impl<'a> Reader<'a> {
     /// Reads the meta pages of `data`.
     pub fn open(data: &'a [u8]) -> Result<Reader<'a>, String> {
         let page_size = u32_at(data, PAGE_HEADER + 8).ok_or(CORRUPT)? as usize;
-        if page_size < 512 {
+        if !page_size.is_power_of_two() || !(512..=1 << 16).contains(&page_size) {
             return Err(CORRUPT.into());
         }
         // The valid meta page with the higher transaction id.
@@ -291,19 +296,26 @@ impl<'a> Reader<'a> {
 
     /// The database's size as bbolt reports it (high water mark × page size).
     pub fn size(&self) -> u64 {
-        self.high_water * self.page_size as u64
+        self.high_water.saturating_mul(self.page_size as u64)
     }
 
-    fn page(&self, id: u64) -> Result<&'a [u8], String> {
-        let start = (id as usize).checked_mul(self.page_size).ok_or(CORRUPT)?;
-        let overflow = u32_at(self.data, start + 12).ok_or(CORRUPT)? as usize;
-        self.data.get(start..start + (overflow + 1) * self.page_size).ok_or_else(|| CORRUPT.to_string())
+    /// Page `id` of the tree (never a meta page, never beyond the high water mark), at most once
+    /// per walk: a page reached twice is a cycle or a shared subtree, which a damaged or crafted
+    /// file could use to make a walk endless.
+    fn page(&self, id: u64, visited: &mut HashSet<u64>) -> Result<&'a [u8], String> {
+        if id < 2 || id >= self.high_water || !visited.insert(id) {
+            return Err(CORRUPT.into());
+        }
+        let start = usize::try_from(id).ok().and_then(|i| i.checked_mul(self.page_size)).ok_or(CORRUPT)?;
+        let overflow = u32_at(self.data, start.checked_add(12).ok_or(CORRUPT)?).ok_or(CORRUPT)? as usize;
+        let len = (overflow + 1).checked_mul(self.page_size).ok_or(CORRUPT)?;
+        self.data.get(start..start.checked_add(len).ok_or(CORRUPT)?).ok_or_else(|| CORRUPT.to_string())
     }
 
     /// The top-level buckets, in name order.
     pub fn buckets(&self) -> Result<Vec<(Vec<u8>, Bucket<'a>)>, String> {
         let mut out = Vec::new();
-        self.walk(&Bucket::Page(self.root), 0, &mut |k, v, flags| {
+        self.walk(&Bucket::Page(self.root), &mut |k, v, flags| {
             if flags & BUCKET_LEAF != 0 {
                 out.push((k.to_vec(), bucket_of(v)));
             }
@@ -318,33 +330,30 @@ impl<'a> Reader<'a> {
 
     /// Calls `f` for every key and value of `b` in key order (a nested bucket's value is empty).
     pub fn for_each(&self, b: &Bucket<'a>, f: &mut dyn FnMut(&'a [u8], &'a [u8])) -> Result<(), String> {
-        self.walk(b, 0, &mut |k, v, flags| f(k, if flags & BUCKET_LEAF != 0 { &[] } else { v }))
+        self.walk(b, &mut |k, v, flags| f(k, if flags & BUCKET_LEAF != 0 { &[] } else { v }))
     }
 
-    fn walk(&self, b: &Bucket<'a>, depth: usize, f: &mut dyn FnMut(&'a [u8], &'a [u8], u32)) -> Result<(), String> {
+    fn walk(&self, b: &Bucket<'a>, f: &mut dyn FnMut(&'a [u8], &'a [u8], u32)) -> Result<(), String> {
+        let mut visited = HashSet::new();
         match b {
-            Bucket::Page(id) => self.walk_page(self.page(*id)?, depth, f),
-            Bucket::Inline(page) => self.walk_page(page, depth, f),
+            Bucket::Page(id) => self.walk_page(self.page(*id, &mut visited)?, &mut visited, f),
+            Bucket::Inline(page) => self.walk_page(page, &mut visited, f),
         }
     }
 
     fn walk_page(
         &self,
         page: &'a [u8],
-        depth: usize,
+        visited: &mut HashSet<u64>,
         f: &mut dyn FnMut(&'a [u8], &'a [u8], u32),
     ) -> Result<(), String> {
-        // A tree deeper than this is a cycle in a damaged file.
-        if depth > 64 {
-            return Err(CORRUPT.into());
-        }
         let flags = u16_at(page, 8).ok_or(CORRUPT)?;
         let count = u16_at(page, 10).ok_or(CORRUPT)? as usize;
         for i in 0..count {
             let e = PAGE_HEADER + i * ELEMENT;
             if flags & BRANCH != 0 {
                 let child = u64_at(page, e + 8).ok_or(CORRUPT)?;
-                self.walk_page(self.page(child)?, depth + 1, f)?;
+                self.walk_page(self.page(child, visited)?, visited, f)?;
             } else if flags & LEAF != 0 {
                 let eflags = u32_at(page, e).ok_or(CORRUPT)?;
                 let pos = u32_at(page, e + 4).ok_or(CORRUPT)? as usize;
@@ -420,6 +429,35 @@ mod tests {
         assert!(w.put(b"k1", b"").is_err());
         assert!(w.put(b"k2", b"").is_err());
         assert!(w.bucket(b"a").is_err());
+    }
+
+    #[test]
+    fn a_branch_pointing_back_is_invalid_not_endless() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let mut w = Writer::create(&path).unwrap();
+        w.bucket(b"key").unwrap();
+        assert!(w.put(b"", b"v").is_err(), "bbolt refuses empty keys");
+        for i in 0..2000u32 {
+            w.put(&i.to_be_bytes(), b"value").unwrap();
+        }
+        w.finish().unwrap();
+        let mut data = std::fs::read(&path).unwrap();
+        // Point every child of every branch page at the first branch page itself.
+        let pages = data.len() / PAGE_SIZE;
+        let is_branch = |data: &[u8], p: usize| u16_at(data, p * PAGE_SIZE + 8) == Some(BRANCH);
+        let first_branch = (3..pages).find(|p| is_branch(&data, *p)).unwrap();
+        for p in first_branch..pages {
+            if !is_branch(&data, p) {
+                continue;
+            }
+            let count = u16_at(&data, p * PAGE_SIZE + 10).unwrap() as usize;
+            for i in 0..count {
+                let at = p * PAGE_SIZE + PAGE_HEADER + i * ELEMENT + 8;
+                data[at..at + 8].copy_from_slice(&(first_branch as u64).to_le_bytes());
+            }
+        }
+        assert_eq!(try_read_all(&data).unwrap_err(), CORRUPT);
     }
 
     #[test]

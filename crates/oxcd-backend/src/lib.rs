@@ -231,16 +231,22 @@ impl Backend {
             return Err(e);
         }
         std::fs::rename(&tmp, &self.path)?;
+        // From the rename on, the path names the new file: switch at once, whatever follows.
+        *self.db.write() = Arc::new(new);
+        self.note_size();
+        {
+            let mut st = self.state.lock();
+            st.last_durable = Instant::now();
+            st.ops_since_durable = 0;
+            st.non_durable_commits = 0;
+        }
+        // `gate` ends without a commit: writers blocked on the old file retry on the new one.
+        drop(gate);
+        // The rename itself is durable once the directory is. Until then a crash leaves the old
+        // file in place, which holds a prefix of the log the WAL replays.
         if let Some(dir) = self.path.parent() {
             std::fs::File::open(dir)?.sync_all()?;
         }
-        *self.db.write() = Arc::new(new);
-        self.note_size();
-        let mut st = self.state.lock();
-        st.last_durable = Instant::now();
-        st.ops_since_durable = 0;
-        st.non_durable_commits = 0;
-        // `gate` ends without a commit: writers blocked on the old file retry on the new one.
         Ok(())
     }
 

@@ -112,12 +112,12 @@ impl TreeIndex {
         next
     }
 
-    /// Number of keys with any history.
     /// Every key's [`KeyIndex::keep`] at `at_rev`.
     pub fn keep(&self, at_rev: i64) -> std::collections::HashSet<Revision> {
         self.keys.values().filter_map(|ki| ki.keep(at_rev)).collect()
     }
 
+    /// Number of keys with any history.
     pub fn len(&self) -> usize {
         self.keys.len()
     }

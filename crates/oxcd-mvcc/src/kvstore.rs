@@ -256,6 +256,8 @@ pub struct KvHash {
     pub current_rev: i64,
     /// The compacted revision (-1 if never compacted).
     pub compact_rev: i64,
+    /// The revision hashed up to.
+    pub hash_rev: i64,
 }
 
 impl Store {
@@ -264,17 +266,24 @@ impl Store {
     /// compacted one that a compaction at `rev` would not keep. The bucket holds etcd's encoding,
     /// so equal histories hash equal on oxcd and etcd.
     pub fn hash_by_rev(&self, rev: i64) -> Result<KvHash> {
-        let (compact_rev, current_rev) = (self.compact_rev(), self.current_rev());
-        if rev > 0 && rev <= compact_rev {
-            return Err(MvccError::Compacted);
-        }
-        if rev > 0 && rev > current_rev {
-            return Err(MvccError::FutureRev);
-        }
-        let rev = if rev == 0 { current_rev } else { rev };
-        let (keep, rtx) = {
-            let index = self.index.read();
-            (index.keep(rev), self.backend.read()?)
+        let (compact_rev, current_rev, rev, keep, rtx) = loop {
+            let (compact_rev, current_rev) = (self.compact_rev(), self.current_rev());
+            if rev > 0 && rev <= compact_rev {
+                return Err(MvccError::Compacted);
+            }
+            if rev > 0 && rev > current_rev {
+                return Err(MvccError::FutureRev);
+            }
+            let rev = if rev == 0 { current_rev } else { rev };
+            let (keep, rtx) = {
+                let index = self.index.read();
+                (index.keep(rev), self.backend.read()?)
+            };
+            // A compaction scheduled meanwhile may have dropped revisions this would hash as
+            // live (etcd holds its store lock instead): start again from the new mark.
+            if self.compact_rev() == compact_rev {
+                break (compact_rev, current_rev, rev, keep, rtx);
+            }
         };
         let mut h = crc32c::crc32c(KEY.as_bytes());
         rtx.bucket(KEY)?.visit(&[], None, &mut |k, v| {
@@ -288,7 +297,7 @@ impl Store {
             h = crc32c::crc32c_append(crc32c::crc32c_append(h, k), v);
             true
         })?;
-        Ok(KvHash { hash: h, current_rev, compact_rev })
+        Ok(KvHash { hash: h, current_rev, compact_rev, hash_rev: rev })
     }
 
     /// The events of revisions `from..=to`, read back from the `key` bucket, grouped by revision

@@ -13,7 +13,7 @@
 //! a new cluster: membership from `--initial-cluster`, a fresh WAL, consistent index 1.
 
 use std::io::{Read, Seek, SeekFrom};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use oxcd_api::etcdserverpb::Member as PbMember;
 use oxcd_api::oxcdpb::Lease as OxLease;
@@ -100,8 +100,9 @@ pub fn write_etcd_db(backend: &Backend, path: &Path) -> Result<u64, BackendError
             let v = if name == LEASE {
                 let Ok(l) = OxLease::decode(v) else { return true };
                 buf.clear();
-                // Whole seconds, rounded up: a lease is never restored shorter than it was.
-                let remaining_ttl = (l.remaining_ms.max(0) as u64).div_ceil(1000) as i64;
+                // Whole seconds, rounded up: a lease is never restored shorter than it was. At
+                // least 1: to etcd, 0 means "never checkpointed, the whole TTL".
+                let remaining_ttl = (l.remaining_ms.max(0) as u64).div_ceil(1000).max(1) as i64;
                 EtcdLease { id: l.id, ttl: l.ttl, remaining_ttl }.encode(&mut buf).expect("vec grows");
                 &buf[..]
             } else {
@@ -178,8 +179,12 @@ pub fn restore(snapshot: &Path, cfg: &ServerConfig, skip_hash_check: bool) -> Re
     }
     let data = read_checked(snapshot, skip_hash_check)?;
     let db = Reader::open(&data).map_err(RestoreError::Invalid)?;
+    // Built beside the target and renamed into place once complete and durable: a crash midway
+    // never leaves a directory that oxcd would start from.
+    let tmp = PathBuf::from(format!("{}.restore.tmp", data_dir.display()));
+    let _ = std::fs::remove_dir_all(&tmp);
     let r = (|| {
-        let layout = Layout::new(&data_dir);
+        let layout = Layout::new(&tmp);
         std::fs::create_dir_all(&layout.snap)?;
         let revision = copy_buckets(&db, &layout.db)?;
         let created = create_member(cfg, &layout)?;
@@ -194,10 +199,14 @@ pub fn restore(snapshot: &Path, cfg: &ServerConfig, skip_hash_check: bool) -> Re
             crate::membership::Members::save(&wtx, m)?;
         }
         wtx.commit_durable()?;
+        drop(backend);
+        std::fs::rename(&tmp, &data_dir)?;
+        let parent = data_dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::File::open(parent)?.sync_all()?;
         Ok(Restored { member_id: created.id.0, cluster_id: created.cluster_id.0, revision })
     })();
     if r.is_err() {
-        let _ = std::fs::remove_dir_all(&data_dir);
+        let _ = std::fs::remove_dir_all(&tmp);
     }
     r
 }

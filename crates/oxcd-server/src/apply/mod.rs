@@ -304,6 +304,8 @@ impl Batch<'_, '_> {
         let mut alarms = server.alarms.write();
         let listed = match alarm_request::AlarmAction::try_from(a.action) {
             Ok(alarm_request::AlarmAction::Get) => alarms.get(a.alarm),
+            // etcd ignores raising "no alarm".
+            Ok(alarm_request::AlarmAction::Activate) if a.alarm == AlarmType::None as i32 => Vec::new(),
             Ok(alarm_request::AlarmAction::Activate) => {
                 let raised = !alarms.no_space();
                 let m = alarms.activate(self.wtx, a.member_id, a.alarm).map_err(fatal)?;

@@ -1,4 +1,5 @@
-//! `etcdserverpb.Maintenance`: Status, Alarm and Snapshot (the rest arrives with later issues).
+//! `etcdserverpb.Maintenance`: Status, Alarm, Snapshot, HashKV, MoveLeader and Defragment
+//! (Hash, the whole-backend hash, and Downgrade are not served).
 
 use std::io::Read;
 use std::sync::Arc;
@@ -105,7 +106,7 @@ impl Maintenance for MaintenanceService {
             header: Some(self.server.header(h.current_rev)),
             hash: h.hash,
             compact_revision: h.compact_rev,
-            hash_revision: 0,
+            hash_revision: h.hash_rev,
         }))
     }
 
