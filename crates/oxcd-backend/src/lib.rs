@@ -103,17 +103,29 @@ fn copy_buckets(from: &redb::ReadTransaction, to: &Database) -> Result<()> {
     let mut in_txn = 0;
     for name in BUCKETS {
         let src = from.open_table(def(name))?;
-        txn.open_table(def(name))?;
-        for item in src.iter()? {
-            let (k, v) = item?;
-            txn.open_table(def(name))?.insert(k.value(), v.value())?;
-            in_txn += 1;
-            if in_txn >= DEFRAG_BATCH {
-                txn.commit()?;
-                txn = to.begin_write()?;
-                txn.set_durability(Durability::None)?;
-                in_txn = 0;
+        let mut entries = src.iter()?;
+        // The destination table is opened once per transaction, not once per entry.
+        loop {
+            let mut full = false;
+            {
+                let mut dst = txn.open_table(def(name))?;
+                for item in entries.by_ref() {
+                    let (k, v) = item?;
+                    dst.insert(k.value(), v.value())?;
+                    in_txn += 1;
+                    if in_txn >= DEFRAG_BATCH {
+                        full = true;
+                        break;
+                    }
+                }
             }
+            if !full {
+                break;
+            }
+            txn.commit()?;
+            txn = to.begin_write()?;
+            txn.set_durability(Durability::None)?;
+            in_txn = 0;
         }
     }
     txn.set_durability(Durability::Immediate)?;

@@ -87,6 +87,22 @@ impl<R: Read> CrcReader<R> {
     }
 }
 
+/// Reads the next record into `k` and `v`; its bucket number, or `None` at the end mark.
+fn read_record<R: Read>(cr: &mut CrcReader<R>, k: &mut Vec<u8>, v: &mut Vec<u8>) -> Result<Option<u8>> {
+    let mut tag = [0u8; 1];
+    cr.take(&mut tag)?;
+    if tag[0] == END {
+        return Ok(None);
+    }
+    let mut lens = [0u8; 8];
+    cr.take(&mut lens)?;
+    k.resize(u32::from_le_bytes(lens[0..4].try_into().expect("4 bytes")) as usize, 0);
+    v.resize(u32::from_le_bytes(lens[4..8].try_into().expect("4 bytes")) as usize, 0);
+    cr.take(k)?;
+    cr.take(v)?;
+    Ok(Some(tag[0]))
+}
+
 /// Rebuilds a backend file at `dest` from a snapshot stream. The file is complete and durable when
 /// this returns; on error it may be partial and should be removed by the caller.
 pub fn restore_snapshot(r: impl Read, dest: &Path) -> Result<()> {
@@ -104,21 +120,21 @@ pub fn restore_snapshot(r: impl Read, dest: &Path) -> Result<()> {
     }
     let mut in_txn = 0;
     let (mut k, mut v) = (Vec::new(), Vec::new());
-    loop {
-        let mut tag = [0u8; 1];
-        cr.take(&mut tag)?;
-        if tag[0] == END {
-            break;
+    let mut next = read_record(&mut cr, &mut k, &mut v)?;
+    while let Some(tag) = next {
+        let name = BUCKETS.get(tag as usize).ok_or(SnapshotError::UnknownBucket(tag))?;
+        {
+            // One open table for a run of records of one bucket, not one per record.
+            let mut table = txn.open_table(def(name))?;
+            loop {
+                table.insert(k.as_slice(), v.as_slice())?;
+                in_txn += 1;
+                next = read_record(&mut cr, &mut k, &mut v)?;
+                if next != Some(tag) || in_txn >= RESTORE_BATCH {
+                    break;
+                }
+            }
         }
-        let name = BUCKETS.get(tag[0] as usize).ok_or(SnapshotError::UnknownBucket(tag[0]))?;
-        let mut lens = [0u8; 8];
-        cr.take(&mut lens)?;
-        k.resize(u32::from_le_bytes(lens[0..4].try_into().expect("4 bytes")) as usize, 0);
-        v.resize(u32::from_le_bytes(lens[4..8].try_into().expect("4 bytes")) as usize, 0);
-        cr.take(&mut k)?;
-        cr.take(&mut v)?;
-        txn.open_table(def(name))?.insert(k.as_slice(), v.as_slice())?;
-        in_txn += 1;
         if in_txn >= RESTORE_BATCH {
             txn.commit()?;
             txn = db.begin_write()?;

@@ -162,3 +162,31 @@ fn defrag_under_concurrent_writers_and_readers_loses_nothing() {
     assert_eq!(entries(&reopened, META), 800);
     assert!(!path.with_extension("defrag").exists());
 }
+
+#[test]
+fn copies_cross_transaction_batches_without_losing_an_entry() {
+    // More entries than one copy transaction takes, in two buckets, so both the snapshot restore
+    // and the defragmentation commit mid-bucket and go on in a new transaction.
+    let dir = tempfile::tempdir().unwrap();
+    let be = open(&dir);
+    let tx = be.write().unwrap();
+    {
+        let mut k = tx.bucket(KEY).unwrap();
+        for i in 0..120_001u32 {
+            k.put(&i.to_be_bytes(), b"v").unwrap();
+        }
+        let mut m = tx.bucket(META).unwrap();
+        for i in 0..3u8 {
+            m.put(&[i], b"m").unwrap();
+        }
+    }
+    tx.commit().unwrap();
+    let mut buf = Vec::new();
+    be.snapshot_to(&mut buf).unwrap();
+    let dest = dir.path().join("restored");
+    restore_snapshot(&buf[..], &dest).unwrap();
+    let restored = Backend::open(&dest, BatchConfig::default()).unwrap();
+    assert_eq!((entries(&restored, KEY), entries(&restored, META)), (120_001, 3));
+    be.defrag().unwrap();
+    assert_eq!((entries(&be, KEY), entries(&be, META)), (120_001, 3));
+}
