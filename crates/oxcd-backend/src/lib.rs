@@ -188,9 +188,8 @@ impl Backend {
             txn.open_table(def(name))?;
         }
         txn.commit()?;
-        let size = std::fs::metadata(&path)?.len();
-        Ok(Backend {
-            size: AtomicU64::new(size),
+        let backend = Backend {
+            size: AtomicU64::new(0),
             db: RwLock::new(Arc::new(db)),
             path,
             batch,
@@ -199,7 +198,9 @@ impl Backend {
                 ops_since_durable: 0,
                 non_durable_commits: 0,
             }),
-        })
+        };
+        backend.note_size();
+        Ok(backend)
     }
 
     /// The file this backend lives in.
@@ -360,6 +361,28 @@ pub trait BucketRead {
     /// Calls `f` for each entry with `start <= key < end` (`end` `None`: to the last key) in key
     /// order, until `f` returns false.
     fn visit(&self, start: &[u8], end: Option<&[u8]>, f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()>;
+
+    /// [`BucketRead::visit`] with a callback that can fail: the first error ends the walk and is
+    /// returned (a backend error becomes the caller's error type).
+    fn try_visit<E: From<BackendError>>(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        mut f: impl FnMut(&[u8], &[u8]) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E>
+    where
+        Self: Sized,
+    {
+        let mut failed = None;
+        self.visit(start, end, &mut |k, v| match f(k, v) {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        })?;
+        failed.map_or(Ok(()), Err)
+    }
 }
 
 macro_rules! impl_bucket_read {

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use redb::Database;
 
-use crate::{BUCKETS, BucketRead, ReadTxn, Result, def};
+use crate::{BUCKETS, BackendError, BucketRead, ReadTxn, Result, def};
 
 const MAGIC: &[u8; 8] = b"OXCDSNP1";
 const END: u8 = 0xFF;
@@ -48,25 +48,13 @@ pub(crate) fn write_snapshot(rtx: &ReadTxn, w: &mut impl Write) -> Result<u64> {
     let mut cw = CrcWriter { inner: w, crc: 0, n: 0 };
     cw.put(MAGIC)?;
     for (i, name) in BUCKETS.iter().enumerate() {
-        let bucket = rtx.bucket(name)?;
-        let mut io_err = None;
-        bucket.visit(&[], None, &mut |k, v| {
+        rtx.bucket(name)?.try_visit::<BackendError>(&[], None, |k, v| {
             let mut head = [0u8; 9];
             head[0] = i as u8;
             head[1..5].copy_from_slice(&(k.len() as u32).to_le_bytes());
             head[5..9].copy_from_slice(&(v.len() as u32).to_le_bytes());
-            let r = cw.put(&head).and_then(|_| cw.put(k)).and_then(|_| cw.put(v));
-            match r {
-                Ok(()) => true,
-                Err(e) => {
-                    io_err = Some(e);
-                    false
-                }
-            }
+            Ok(cw.put(&head).and_then(|_| cw.put(k)).and_then(|_| cw.put(v))?)
         })?;
-        if let Some(e) = io_err {
-            return Err(e.into());
-        }
     }
     cw.put(&[END])?;
     let crc = cw.crc;

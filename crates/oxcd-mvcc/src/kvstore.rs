@@ -110,21 +110,12 @@ impl Store {
 
         let mut index = TreeIndex::default();
         let mut last_rev = 1;
-        let mut corrupt = None;
         // Keys with a lease, by their newest revision, to re-attach once all is read.
         let mut leased: std::collections::HashMap<Box<[u8]>, i64> = Default::default();
-        rtx.bucket(KEY)?.visit(&[], None, &mut |k, v| {
-            let Some((rev, tombstone)) = Revision::from_key(k) else {
-                corrupt = Some(format!("bad revision key {k:?}"));
-                return false;
-            };
-            let kv = match KeyValue::decode(v) {
-                Ok(kv) => kv,
-                Err(e) => {
-                    corrupt = Some(format!("bad KeyValue at {rev:?}: {e}"));
-                    return false;
-                }
-            };
+        rtx.bucket(KEY)?.try_visit::<MvccError>(&[], None, |k, v| {
+            let (rev, tombstone) =
+                Revision::from_key(k).ok_or_else(|| MvccError::Corrupt(format!("bad revision key {k:?}")))?;
+            let kv = KeyValue::decode(v).map_err(|e| MvccError::Corrupt(format!("bad KeyValue at {rev:?}: {e}")))?;
             index.restore(&kv.key, rev, Revision::new(kv.create_revision, 0), kv.version, tombstone);
             if tombstone || kv.lease == 0 {
                 leased.remove(&kv.key[..]);
@@ -132,11 +123,8 @@ impl Store {
                 leased.insert(kv.key[..].into(), kv.lease);
             }
             last_rev = rev.main;
-            true
+            Ok(())
         })?;
-        if let Some(c) = corrupt {
-            return Err(MvccError::Corrupt(c));
-        }
         for (key, lease) in leased {
             lessor.attach(LeaseId(lease), &key);
         }
@@ -313,11 +301,9 @@ impl Store {
         }
         let start = Revision::new(from, 0).to_key(false);
         let end = Revision::new(to + 1, 0).to_key(false);
-        let mut corrupt = None;
-        rtx.bucket(KEY)?.visit(&start, Some(&end), &mut |k, v| {
+        rtx.bucket(KEY)?.try_visit::<MvccError>(&start, Some(&end), |k, v| {
             let (Some((rev, tombstone)), Ok(mut kv)) = (Revision::from_key(k), KeyValue::decode(v)) else {
-                corrupt = Some(format!("bad record at {k:?}"));
-                return false;
+                return Err(MvccError::Corrupt(format!("bad record at {k:?}")));
             };
             let ty = if tombstone {
                 kv.mod_revision = rev.main;
@@ -330,12 +316,9 @@ impl Store {
                 Some((r, evs)) if *r == rev.main => evs.push(ev),
                 _ => out.push((rev.main, vec![ev])),
             }
-            true
+            Ok(())
         })?;
-        match corrupt {
-            Some(c) => Err(MvccError::Corrupt(c)),
-            None => Ok(out),
-        }
+        Ok(out)
     }
 }
 

@@ -94,11 +94,10 @@ pub fn write_etcd_db(backend: &Backend, path: &Path) -> Result<u64, BackendError
             }
             continue;
         }
-        let mut failed = None;
         let mut buf = Vec::new();
-        bucket.visit(&[], None, &mut |k, v| {
+        bucket.try_visit::<BackendError>(&[], None, |k, v| {
             let v = if name == LEASE {
-                let Ok(l) = OxLease::decode(v) else { return true };
+                let Ok(l) = OxLease::decode(v) else { return Ok(()) };
                 buf.clear();
                 // Whole seconds, rounded up: a lease is never restored shorter than it was. At
                 // least 1: to etcd, 0 means "never checkpointed, the whole TTL".
@@ -108,17 +107,8 @@ pub fn write_etcd_db(backend: &Backend, path: &Path) -> Result<u64, BackendError
             } else {
                 v
             };
-            match w.put(k, v) {
-                Ok(()) => true,
-                Err(e) => {
-                    failed = Some(e);
-                    false
-                }
-            }
+            Ok(w.put(k, v)?)
         })?;
-        if let Some(e) = failed {
-            return Err(e.into());
-        }
     }
     Ok(w.finish()?)
 }
@@ -241,14 +231,6 @@ fn read_checked(path: &Path, skip_hash_check: bool) -> Result<Vec<u8>, RestoreEr
 fn copy_buckets(db: &Reader<'_>, dest: &Path) -> Result<i64, RestoreError> {
     let backend = Backend::open(dest, Default::default())?;
     let mut revision = 0;
-    let mut pending: Vec<(&'static str, Vec<u8>, Vec<u8>)> = Vec::new();
-    let flush = |pending: &mut Vec<(&'static str, Vec<u8>, Vec<u8>)>| -> Result<(), BackendError> {
-        let wtx = backend.write()?;
-        for (name, k, v) in pending.drain(..) {
-            wtx.bucket(name)?.put(&k, &v)?;
-        }
-        wtx.commit()
-    };
     for (name, bucket) in db.buckets().map_err(RestoreError::Invalid)? {
         let Some(name) = oxcd_backend::BUCKETS.iter().find(|b| b.as_bytes() == name.as_slice()) else { continue };
         if [MEMBERS, oxcd_backend::MEMBERS_REMOVED].contains(name) {
@@ -260,29 +242,32 @@ fn copy_buckets(db: &Reader<'_>, dest: &Path) -> Result<i64, RestoreError> {
             // Restored, the users and roles would be kept but not enforced.
             return Err(RestoreError::Invalid(AUTH_ENABLED.into()));
         }
-        for (k, v) in rows {
-            let v = match *name {
-                LEASE => {
-                    let l = EtcdLease::decode(v).map_err(|e| RestoreError::Invalid(format!("lease: {e}")))?;
-                    let left = if l.remaining_ttl > 0 { l.remaining_ttl } else { l.ttl };
-                    OxLease { id: l.id, ttl: l.ttl, remaining_ms: left.saturating_mul(1000) }.encode_to_vec()
+        for batch in rows.chunks(RESTORE_BATCH) {
+            let wtx = backend.write()?;
+            {
+                let mut dst = wtx.bucket(name)?;
+                for &(k, v) in batch {
+                    match *name {
+                        LEASE => {
+                            let l = EtcdLease::decode(v).map_err(|e| RestoreError::Invalid(format!("lease: {e}")))?;
+                            let left = if l.remaining_ttl > 0 { l.remaining_ttl } else { l.ttl };
+                            let rec = OxLease { id: l.id, ttl: l.ttl, remaining_ms: left.saturating_mul(1000) };
+                            dst.put(k, &rec.encode_to_vec())?;
+                        }
+                        META if k != oxcd_mvcc::meta::SCHEDULED_COMPACT_REV
+                            && k != oxcd_mvcc::meta::FINISHED_COMPACT_REV => {}
+                        _ => {
+                            if *name == oxcd_backend::KEY && k.len() >= 8 {
+                                revision = i64::from_be_bytes(k[..8].try_into().expect("8 bytes"));
+                            }
+                            dst.put(k, v)?;
+                        }
+                    }
                 }
-                META if k != oxcd_mvcc::meta::SCHEDULED_COMPACT_REV && k != oxcd_mvcc::meta::FINISHED_COMPACT_REV => {
-                    continue;
-                }
-                oxcd_backend::KEY if k.len() >= 8 => {
-                    revision = i64::from_be_bytes(k[..8].try_into().expect("8 bytes"));
-                    v.to_vec()
-                }
-                _ => v.to_vec(),
-            };
-            pending.push((name, k.to_vec(), v));
-            if pending.len() >= RESTORE_BATCH {
-                flush(&mut pending)?;
             }
+            wtx.commit()?;
         }
     }
-    flush(&mut pending)?;
     backend.flush()?;
     Ok(revision)
 }

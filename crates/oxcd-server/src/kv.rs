@@ -3,10 +3,10 @@
 //! Raft, with the response header completed.
 
 use oxcd_api::EtcdError;
-use oxcd_api::etcdserverpb::{AlarmRequest, AlarmType, alarm_request};
 use oxcd_api::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantResponse,
-    LeaseRevokeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
+    AlarmRequest, AlarmType, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
+    LeaseGrantResponse, LeaseRevokeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader,
+    TxnRequest, TxnResponse, alarm_request,
 };
 use oxcd_api::oxcdpb::internal_raft_request::Request as Proposal;
 use oxcd_api::validate;

@@ -267,12 +267,12 @@ impl Batch<'_, '_> {
     fn apply(&mut self, id: u64, req: Request, server: &EtcdServer) -> Result<(), ApplyError> {
         // NOSPACE raised: what takes space is refused until the alarm is disarmed (etcd's capped
         // applier).
-        let takes_space = match &req {
+        let takes_space = || match &req {
             Request::Put(_) | Request::LeaseGrant(_) => true,
             Request::Txn(t) => crate::alarms::txn_cost(t) > 0,
             _ => false,
         };
-        if takes_space && server.alarms.read().no_space() {
+        if server.alarms.read().no_space() && takes_space() {
             self.results.push((id, Err(EtcdError::NoSpace)));
             return Ok(());
         }
