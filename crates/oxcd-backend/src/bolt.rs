@@ -65,6 +65,22 @@ impl Node {
     fn size(&self) -> usize {
         PAGE_HEADER + self.elements.len() + self.data.len()
     }
+
+    /// Adds a leaf element; its `pos` holds the data offset until the page is laid out.
+    fn push_leaf(&mut self, flags: u32, key: &[u8], value: &[&[u8]]) {
+        if self.count == 0 {
+            self.first_key.clear();
+            self.first_key.extend_from_slice(key);
+        }
+        self.count += 1;
+        let vsize: usize = value.iter().map(|v| v.len()).sum();
+        self.elements.extend_from_slice(&flags.to_le_bytes());
+        self.elements.extend_from_slice(&(self.data.len() as u32).to_le_bytes());
+        self.elements.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        self.elements.extend_from_slice(&(vsize as u32).to_le_bytes());
+        self.data.extend_from_slice(key);
+        value.iter().for_each(|v| self.data.extend_from_slice(v));
+    }
 }
 
 /// Misuse of the writer: out-of-order buckets or keys.
@@ -111,19 +127,7 @@ impl Writer {
         if self.leaf.count > 0 && self.leaf.size() + added > PAGE_SIZE {
             self.flush_leaf()?;
         }
-        let leaf = &mut self.leaf;
-        if leaf.count == 0 {
-            leaf.first_key.clear();
-            leaf.first_key.extend_from_slice(key);
-        }
-        leaf.count += 1;
-        // Flags and sizes now; `pos` is filled in when the page is laid out.
-        leaf.elements.extend_from_slice(&0u32.to_le_bytes());
-        leaf.elements.extend_from_slice(&(leaf.data.len() as u32).to_le_bytes());
-        leaf.elements.extend_from_slice(&(key.len() as u32).to_le_bytes());
-        leaf.elements.extend_from_slice(&(value.len() as u32).to_le_bytes());
-        leaf.data.extend_from_slice(key);
-        leaf.data.extend_from_slice(value);
+        self.leaf.push_leaf(0, key, &[value]);
         self.last_key = Some(key.to_vec());
         Ok(())
     }
@@ -203,14 +207,8 @@ impl Writer {
         self.end_bucket()?;
         let mut root = Node::default();
         for (name, page) in std::mem::take(&mut self.buckets) {
-            root.count += 1;
-            root.elements.extend_from_slice(&BUCKET_LEAF.to_le_bytes());
-            root.elements.extend_from_slice(&(root.data.len() as u32).to_le_bytes());
-            root.elements.extend_from_slice(&(name.len() as u32).to_le_bytes());
-            root.elements.extend_from_slice(&16u32.to_le_bytes());
-            root.data.extend_from_slice(&name);
-            root.data.extend_from_slice(&page.to_le_bytes());
-            root.data.extend_from_slice(&0u64.to_le_bytes());
+            // The bucket header: its root page and a sequence of 0.
+            root.push_leaf(BUCKET_LEAF, &name, &[&page.to_le_bytes(), &0u64.to_le_bytes()]);
         }
         let root_page = self.write_node(LEAF, &root)?;
         let pages = self.next_page;

@@ -29,7 +29,14 @@ impl Binary {
 
 /// A port the OS just handed out on 127.0.0.1 (bound to port 0, then released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("bind 127.0.0.1:0")
+    bound_port().expect("bind 127.0.0.1:0").1
+}
+
+/// A listener on a port the OS chose on 127.0.0.1, and the port.
+fn bound_port() -> std::io::Result<(TcpListener, u16)> {
+    let l = TcpListener::bind("127.0.0.1:0")?;
+    let port = l.local_addr()?.port();
+    Ok((l, port))
 }
 
 /// Settings of a test cluster.
@@ -99,8 +106,7 @@ impl Cluster {
         // The listeners stay bound until every port is chosen, so no two members share one.
         let mut held = Vec::new();
         let mut port = || -> anyhow::Result<u16> {
-            let l = TcpListener::bind("127.0.0.1:0")?;
-            let p = l.local_addr()?.port();
+            let (l, p) = bound_port()?;
             held.push(l);
             Ok(p)
         };
