@@ -73,7 +73,8 @@ pub struct RunningMember {
     transport: Arc<Transport>,
 }
 
-pub(crate) struct Layout {
+/// Where a member's files are under its data directory (etcd's layout).
+pub struct Layout {
     pub wal: PathBuf,
     pub snap: PathBuf,
     pub db: PathBuf,

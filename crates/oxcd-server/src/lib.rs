@@ -19,6 +19,6 @@ mod read_index;
 pub mod server;
 mod wait;
 
-pub use bootstrap::{RunningMember, StartError, start};
+pub use bootstrap::{Layout, RunningMember, StartError, start};
 pub use config::ServerConfig;
 pub use server::EtcdServer;

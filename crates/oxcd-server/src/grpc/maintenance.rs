@@ -118,7 +118,7 @@ impl Maintenance for MaintenanceService {
         require_leader(&self.server, &req)?;
         let backend = self.server.backend();
         let seq = SNAPSHOT_SEQ.fetch_add(1, Ordering::Relaxed);
-        let path = self.server.cfg.data_dir().join("member/snap").join(format!("{seq}{SNAPSHOT_TMP_SUFFIX}"));
+        let path = crate::Layout::new(&self.server.cfg.data_dir()).snap.join(format!("{seq}{SNAPSHOT_TMP_SUFFIX}"));
         let built = tokio::task::spawn_blocking(move || {
             let r = crate::etcd_snapshot::write_etcd_db(&backend, &path)
                 .map_err(|e| e.to_string())

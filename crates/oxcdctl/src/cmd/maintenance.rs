@@ -54,7 +54,7 @@ pub async fn alarm(g: &Global, p: &mut Printer, cmd: AlarmCmd) -> Result<()> {
 pub async fn defrag(g: &Global, p: &mut Printer, cluster: bool, data_dir: &str, _args: &[String]) -> Result<()> {
     if !data_dir.is_empty() {
         // Offline, on an oxcd data directory no member has open; silent on success, as etcdctl.
-        let db = std::path::Path::new(data_dir).join("member/snap/db");
+        let db = oxcd_server::Layout::new(std::path::Path::new(data_dir)).db;
         let r = if db.is_file() {
             oxcd_backend::defrag_file(&db).map_err(|e| e.to_string())
         } else {

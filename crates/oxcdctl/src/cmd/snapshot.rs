@@ -62,7 +62,7 @@ pub async fn run(g: &Global, p: &mut Printer, cmd: SnapshotCmd) -> Result<()> {
                 initial_advertise_peer_urls,
                 ..Default::default()
             };
-            if !wal_dir.is_empty() && std::path::Path::new(&wal_dir) != cfg.data_dir().join("member/wal") {
+            if !wal_dir.is_empty() && std::path::Path::new(&wal_dir) != oxcd_server::Layout::new(&cfg.data_dir()).wal {
                 return Err(CtlError::new(
                     EXIT_ERROR,
                     "--wal-dir: oxcd keeps its WAL in the data directory (member/wal); restore without it",
