@@ -81,8 +81,7 @@ from_redb!(
     redb::TableError,
     redb::StorageError,
     redb::CommitError,
-    redb::SetDurabilityError,
-    redb::CompactionError
+    redb::SetDurabilityError
 );
 
 fn create(path: &Path) -> Result<Database> {
@@ -131,14 +130,6 @@ fn copy_buckets(from: &redb::ReadTransaction, to: &Database) -> Result<()> {
     txn.set_durability(Durability::Immediate)?;
     txn.set_quick_repair(true);
     txn.commit()?;
-    Ok(())
-}
-
-/// Rewrites the backend file at `path` compactly, offline (no member may have it open; redb's
-/// lock refuses if one does): `defrag --data-dir`.
-pub fn defrag_file(path: &Path) -> Result<()> {
-    let mut db = Database::open(path)?;
-    while db.compact()? {}
     Ok(())
 }
 

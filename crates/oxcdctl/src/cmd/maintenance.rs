@@ -56,7 +56,8 @@ pub async fn defrag(g: &Global, p: &mut Printer, cluster: bool, data_dir: &str, 
         // Offline, on an oxcd data directory no member has open; silent on success, as etcdctl.
         let db = oxcd_server::Layout::new(std::path::Path::new(data_dir)).db;
         let r = if db.is_file() {
-            oxcd_backend::defrag_file(&db).map_err(|e| e.to_string())
+            // The online defragmentation, on a file no member has open (redb's lock refuses if one does).
+            oxcd_backend::Backend::open(&db, Default::default()).and_then(|b| b.defrag()).map_err(|e| e.to_string())
         } else {
             Err(format!("cannot open database at {}: no such file", db.display()))
         };
