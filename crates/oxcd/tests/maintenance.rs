@@ -5,13 +5,9 @@
 mod common;
 
 use common::{assert_etcd_error, cluster};
-use etcd_client::{Client, CompactionOptions};
+use etcd_client::CompactionOptions;
 use oxcd_testkit::{Binary, Cluster, ClusterOptions, ETCD_34};
 use tonic::Code;
-
-async fn member_id(c: &mut Client) -> u64 {
-    c.status().await.unwrap().header().unwrap().member_id()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn move_leader_hands_over_and_refuses_what_etcd_refuses() {
@@ -20,7 +16,7 @@ async fn move_leader_hands_over_and_refuses_what_etcd_refuses() {
     let follower = (leader + 1) % 3;
     let mut at_leader = cl.client(leader).await.unwrap();
     let mut at_follower = cl.client(follower).await.unwrap();
-    let target = member_id(&mut at_follower).await;
+    let target = at_follower.status().await.unwrap().header().unwrap().member_id();
 
     assert_etcd_error(at_follower.move_leader(target).await, Code::FailedPrecondition, "etcdserver: not leader");
     assert_etcd_error(at_leader.move_leader(42).await, Code::FailedPrecondition, "etcdserver: bad leader transferee");
