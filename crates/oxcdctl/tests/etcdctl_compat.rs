@@ -495,6 +495,8 @@ impl Session {
 
 /// Masks what differs between two servers fed the same commands: the id of an added member
 /// (random) and content hashes (which cover lease ids): long hex words with a letter, long numbers.
+/// etcdctl prints member ids with Go's `%16x`, which pads a short (random) id with spaces, so the
+/// spaces before a masked id are masked with it.
 fn mask_ids(s: &str) -> String {
     let mut out = String::new();
     let mut word = String::new();
@@ -504,7 +506,12 @@ fn mask_ids(s: &str) -> String {
             && word.chars().any(|c| c.is_ascii_alphabetic())
             && word.chars().any(|c| c.is_ascii_digit());
         let num = word.len() >= 7 && word.chars().all(|c| c.is_ascii_digit());
-        out.push_str(if hex || num { "<id>" } else { word.as_str() });
+        if hex || num {
+            out.truncate(out.trim_end_matches(' ').len() + usize::from(out.ends_with(' ')));
+            out.push_str("<id>");
+        } else {
+            out.push_str(word);
+        }
         word.clear();
     };
     for c in s.chars() {
