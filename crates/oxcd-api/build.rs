@@ -10,6 +10,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/oxcdpb/internal.proto",
     ];
     let fds = protox::compile(files, ["proto"])?;
+    // The descriptors themselves, for the JSON gateway's proto3 JSON conversion.
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out.join("descriptors.bin"), prost::Message::encode_to_vec(&fds))?;
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)

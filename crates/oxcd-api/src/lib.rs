@@ -9,6 +9,10 @@ pub mod validate;
 
 pub use error::EtcdError;
 
+/// The compiled protos as an encoded `google.protobuf.FileDescriptorSet` (the JSON gateway converts
+/// messages to and from proto3 JSON through it).
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));
+
 /// `mvccpb`: KeyValue and Event.
 pub mod mvccpb {
     tonic::include_proto!("mvccpb");

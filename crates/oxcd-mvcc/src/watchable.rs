@@ -514,48 +514,58 @@ impl WatchStream {
         out
     }
 
-    /// One catch-up step of watcher `id`.
+    /// One catch-up step of watcher `id`: up to [`CATCHUP_REVS`] revisions, read from the backend
+    /// and then the ring as needed, delivered in one response (as etcd's unsynced watchers get them).
     fn catch_up(&mut self, id: i64, out: &mut Vec<WatchResponse>) {
-        let next_rev = self.watchers[&id].next_rev;
-        match self.hub.read_from(next_rev) {
-            Err(MvccError::Compacted) => {
-                // Below the compacted revision: canceled with it (etcd's header has no revision).
-                let w = self.watchers.remove(&id).expect("watcher exists");
-                debug_assert!(!w.synced);
-                out.push(WatchResponse {
-                    header: header(0),
-                    watch_id: id,
-                    canceled: true,
-                    compact_revision: self.hub.store().compact_rev(),
-                    ..Default::default()
-                });
-            }
-            Err(e) => {
-                tracing::error!(watch_id = id, error = %e, "watch catch-up failed; watcher canceled");
-                self.watchers.remove(&id);
-                out.push(WatchResponse {
-                    header: header(0),
-                    watch_id: id,
-                    canceled: true,
-                    cancel_reason: e.to_string(),
-                    ..Default::default()
-                });
-            }
-            Ok((batches, upto)) => {
-                let w = self.watchers.get_mut(&id).expect("watcher exists");
-                let events: Vec<Event> =
-                    batches.iter().flat_map(|b| b.events.iter().filter(|e| w.wants(e)).cloned()).collect();
-                w.next_rev = w.next_rev.max(upto + 1);
-                // Caught up? Register as synced, unless revisions were published meanwhile.
-                let mut inner = self.hub.inner.lock();
-                let last = inner.last_rev;
-                if w.next_rev > last {
-                    inner.register(self.id, id, &w.range);
-                    w.synced = true;
+        let mut events: Vec<Event> = Vec::new();
+        let mut revs = 0;
+        loop {
+            let next_rev = self.watchers[&id].next_rev;
+            match self.hub.read_from(next_rev) {
+                Err(MvccError::Compacted) => {
+                    // Below the compacted revision: canceled with it (etcd's header has no revision).
+                    let w = self.watchers.remove(&id).expect("watcher exists");
+                    debug_assert!(!w.synced);
+                    out.push(WatchResponse {
+                        header: header(0),
+                        watch_id: id,
+                        canceled: true,
+                        compact_revision: self.hub.store().compact_rev(),
+                        ..Default::default()
+                    });
+                    return;
                 }
-                drop(inner);
-                if !events.is_empty() {
-                    push_events(out, &self.hub, id, w, last, events);
+                Err(e) => {
+                    tracing::error!(watch_id = id, error = %e, "watch catch-up failed; watcher canceled");
+                    self.watchers.remove(&id);
+                    out.push(WatchResponse {
+                        header: header(0),
+                        watch_id: id,
+                        canceled: true,
+                        cancel_reason: e.to_string(),
+                        ..Default::default()
+                    });
+                    return;
+                }
+                Ok((batches, upto)) => {
+                    let w = self.watchers.get_mut(&id).expect("watcher exists");
+                    events.extend(batches.iter().flat_map(|b| b.events.iter().filter(|e| w.wants(e)).cloned()));
+                    w.next_rev = w.next_rev.max(upto + 1);
+                    revs += w.next_rev - next_rev;
+                    // Caught up? Register as synced, unless revisions were published meanwhile.
+                    let mut inner = self.hub.inner.lock();
+                    let last = inner.last_rev;
+                    if w.next_rev > last {
+                        inner.register(self.id, id, &w.range);
+                        w.synced = true;
+                    }
+                    drop(inner);
+                    if w.synced || revs >= CATCHUP_REVS || w.next_rev == next_rev {
+                        if !events.is_empty() {
+                            push_events(out, &self.hub, id, w, last, events);
+                        }
+                        return;
+                    }
                 }
             }
         }

@@ -99,6 +99,10 @@ pub struct ServerConfig {
     /// are raised, as etcd does).
     #[serde(alias = "experimental-watch-progress-notify-interval", deserialize_with = "de_duration")]
     pub watch_progress_notify_interval: Duration,
+    /// `--enable-grpc-gateway`: serve the JSON gateway (`/v3/...`) on the client port. Default true,
+    /// in a config file too (etcd's config file defaults it to false, which has cost Patroni and
+    /// APISIX users their gateway; `enable-grpc-gateway: false` still turns it off).
+    pub enable_grpc_gateway: bool,
 }
 
 /// The smallest progress notify interval (etcd's `minWatchProgressInterval`).
@@ -141,6 +145,7 @@ impl Default for ServerConfig {
             backend_batch_limit: 10_000,
             log_level: "info".into(),
             watch_progress_notify_interval: Duration::from_secs(600),
+            enable_grpc_gateway: true,
         }
     }
 }

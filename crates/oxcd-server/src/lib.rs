@@ -1,4 +1,5 @@
-//! One oxcd member. A request meets, in order: `grpc/` (validate, map errors), [`server`] (propose
+//! One oxcd member. A request meets, in order: `grpc/` (validate, map errors; `gateway/` turns JSON
+//! requests into the same calls), [`server`] (propose
 //! through Raft or take a ReadIndex), `raft/` (the Ready loop, WAL, peers), `apply/` (in log order,
 //! into the MVCC store and the backend), and is answered from the applier's result.
 
@@ -8,6 +9,7 @@ mod bootstrap;
 pub mod concurrency;
 pub mod config;
 pub mod etcd_snapshot;
+mod gateway;
 pub mod grpc;
 mod hot_wait;
 pub mod ids;

@@ -1,10 +1,13 @@
 //! Real-process clusters: each member is an `oxcd` (or `etcd`) process with its own data directory
 //! and log file under one temporary directory.
 
+use std::collections::hash_map::RandomState;
 use std::fs::OpenOptions;
+use std::hash::{BuildHasher, Hasher};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -27,16 +30,46 @@ impl Binary {
     }
 }
 
-/// A port the OS just handed out on 127.0.0.1 (bound to port 0, then released).
+/// A free port on 127.0.0.1 (bound, then released).
 pub fn free_port() -> u16 {
-    bound_port().expect("bind 127.0.0.1:0").1
+    bound_port().expect("bind a port on 127.0.0.1").1
 }
 
-/// A listener on a port the OS chose on 127.0.0.1, and the port.
+/// A listener on a free port of 127.0.0.1, and the port.
+///
+/// Ports come from below the kernel's ephemeral range (`ip_local_port_range`), walking up from
+/// a random start: the kernel never gives those to outgoing connections, so a port released here
+/// stays free until a member binds it (a port from the ephemeral range can be taken in between by
+/// any connection's local end, which made members die on "address already in use").
 fn bound_port() -> std::io::Result<(TcpListener, u16)> {
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let (lo, hi) = quiet_ports();
+    if lo < hi {
+        let span = u32::from(hi - lo);
+        if NEXT.load(Ordering::Relaxed) == u32::MAX {
+            let seed = RandomState::new().build_hasher().finish() as u32;
+            let _ = NEXT.compare_exchange(u32::MAX, seed % span, Ordering::Relaxed, Ordering::Relaxed);
+        }
+        for _ in 0..span {
+            let port = lo + (NEXT.fetch_add(1, Ordering::Relaxed) % span) as u16;
+            if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+                return Ok((l, port));
+            }
+        }
+    }
     let l = TcpListener::bind("127.0.0.1:0")?;
     let port = l.local_addr()?.port();
     Ok((l, port))
+}
+
+/// Ports no outgoing connection takes: from 10000 up to the start of the ephemeral range (empty
+/// when that range starts low).
+fn quiet_ports() -> (u16, u16) {
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(0);
+    (10_000, ephemeral_start.max(10_000))
 }
 
 /// Settings of a test cluster.
@@ -77,9 +110,10 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `opts.size` members and waits until every one serves a linearizable read.
     ///
-    /// Ports come from [`free_port`], which releases them before the member binds; an outgoing
-    /// connection of another test can take one in between. A cluster whose member died on a taken
-    /// port is started again on fresh ports (when the caller did not choose the ports).
+    /// Ports come from [`free_port`], which releases them before the member binds; another
+    /// process binding one in between is unlikely (they lie outside the ephemeral range) but not
+    /// impossible. A cluster whose member died on a taken port is started again on fresh ports
+    /// (when the caller did not choose the ports).
     pub async fn start(binary: Binary, opts: ClusterOptions) -> anyhow::Result<Cluster> {
         let mut attempts = 0;
         loop {

@@ -26,3 +26,59 @@ pub fn sort_list(s: &str, open: &str, close: &str, sep: &str) -> String {
     items.sort();
     format!("{}{}{}", &s[..from], items.join(sep), &s[from + len..])
 }
+
+/// Masks a lease's remaining TTL where etcdctl prints it (`remaining(299s)`, `"ttl":299`,
+/// `"TTL" : 299`) as `<remaining>`, when it lies within 5 s below the granted TTL printed in the
+/// same text (`TTL(300s)`, `"granted-ttl":300`, `"GrantedTTL" : 300`): how many seconds pass
+/// between a grant and the question depends on the machine. Other values stay, so a TTL that does
+/// not count down from the grant still shows.
+pub fn mask_remaining_ttl(s: &str) -> String {
+    let number_after = |s: &str, key: &str| -> Option<i64> {
+        let at = s.find(key)? + key.len();
+        let digits: String = s[at..].chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    };
+    let Some(granted) = ["TTL(", "\"granted-ttl\":", "\"GrantedTTL\" : "].iter().find_map(|k| number_after(s, k))
+    else {
+        return s.to_string();
+    };
+    let mut out = s.to_string();
+    for key in ["remaining(", "\"ttl\":", "\"TTL\" : "] {
+        let mut from = 0;
+        while let Some(pos) = out[from..].find(key) {
+            let at = from + pos + key.len();
+            let digits = out[at..].chars().take_while(char::is_ascii_digit).count();
+            let value: Option<i64> = out[at..at + digits].parse().ok();
+            if value.is_some_and(|v| v <= granted && v >= granted - 5) {
+                out.replace_range(at..at + digits, "<remaining>");
+            }
+            from = at;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask_remaining_ttl;
+
+    #[test]
+    fn remaining_ttl_is_masked_only_near_the_granted_one() {
+        assert_eq!(
+            mask_remaining_ttl("lease 1 granted with TTL(300s), remaining(297s)"),
+            "lease 1 granted with TTL(300s), remaining(<remaining>s)"
+        );
+        assert_eq!(
+            mask_remaining_ttl(r#"{"id":1,"ttl":299,"granted-ttl":300,"keys":null}"#),
+            r#"{"id":1,"ttl":<remaining>,"granted-ttl":300,"keys":null}"#
+        );
+        assert_eq!(
+            mask_remaining_ttl("\"TTL\" : 60\n\"GrantedTTL\" : 60"),
+            "\"TTL\" : <remaining>\n\"GrantedTTL\" : 60"
+        );
+        // Far below the grant, or above it: left for the comparison to see.
+        assert_eq!(mask_remaining_ttl("TTL(300s), remaining(200s)"), "TTL(300s), remaining(200s)");
+        assert_eq!(mask_remaining_ttl("TTL(300s), remaining(301s)"), "TTL(300s), remaining(301s)");
+        assert_eq!(mask_remaining_ttl("lease 1 already expired"), "lease 1 already expired");
+    }
+}

@@ -77,6 +77,16 @@ struct Flags {
         value_parser = oxcd_api::duration::parse
     )]
     watch_progress_notify_interval: std::time::Duration,
+    /// Enable GRPC gateway.
+    #[arg(
+        long,
+        env = "ETCD_ENABLE_GRPC_GATEWAY",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    enable_grpc_gateway: bool,
     /// Path to an etcd-format YAML configuration file; when given, other flags and environment
     /// variables are ignored (as etcd does).
     #[arg(long, env = "ETCD_CONFIG_FILE")]
@@ -110,6 +120,7 @@ impl Flags {
             backend_batch_limit: self.backend_batch_limit,
             log_level: self.log_level,
             watch_progress_notify_interval: self.watch_progress_notify_interval,
+            enable_grpc_gateway: self.enable_grpc_gateway,
         })
     }
 }

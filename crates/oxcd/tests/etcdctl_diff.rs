@@ -7,7 +7,7 @@ mod common;
 use std::io::Write;
 use std::process::Stdio;
 
-use oxcd_testkit::{Binary, Cluster, ClusterOptions, ETCD_34, sort_list};
+use oxcd_testkit::{Binary, Cluster, ClusterOptions, ETCD_34, mask_remaining_ttl, sort_list};
 
 /// One etcdctl invocation: arguments and what goes to its stdin.
 struct Call {
@@ -336,7 +336,7 @@ fn run_lease_session(endpoint: &str) -> Vec<String> {
 /// a lease's keys in Go map order (random), so key lists are sorted.
 fn normalize_lease(s: &str, hex: &str, dec: &str) -> String {
     let s = sort_list(&sort_list(s, "attached keys([", "])", " "), "\"keys\":[", "]", ",");
-    let mut t = s.replace(hex, "LEASE").replace(dec, "LEASE-DEC");
+    let mut t = mask_remaining_ttl(&s).replace(hex, "LEASE").replace(dec, "LEASE-DEC");
     // Other leases granted in the session ("lease <hex> granted", "ID":<dec>).
     for key in ["\"ID\":", "\"lease\":"] {
         t = replace_number_after(&t, key);

@@ -23,12 +23,12 @@ async fn grant_revoke_keep_alive_time_to_live_and_list() {
     let cl = cluster(1).await; // election timeout 500 ms: minimum TTL 1 s
     let mut c = cl.client(0).await.unwrap();
 
-    // Server-chosen and client-chosen ids; TTLs below the minimum are raised.
+    // Server-chosen and client-chosen ids (a TTL below the minimum is raised: see the end).
     let g = c.lease_grant(60, None).await.unwrap();
     assert!(g.id() > 0);
     assert_eq!(g.ttl(), 60);
-    let g2 = c.lease_grant(0, Some(LeaseGrantOptions::new().with_id(0x7777))).await.unwrap();
-    assert_eq!((g2.id(), g2.ttl()), (0x7777, 1));
+    let g2 = c.lease_grant(60, Some(LeaseGrantOptions::new().with_id(0x7777))).await.unwrap();
+    assert_eq!((g2.id(), g2.ttl()), (0x7777, 60));
     assert_etcd_error(
         c.lease_grant(30, Some(LeaseGrantOptions::new().with_id(0x7777))).await,
         Code::FailedPrecondition,
@@ -70,7 +70,7 @@ async fn grant_revoke_keep_alive_time_to_live_and_list() {
     keeper.keep_alive().await.unwrap();
     assert_eq!(stream.message().await.unwrap().unwrap().ttl(), 60);
     let raw = raw_keep_alive(&cl, &[g.id(), 0x7777, 0x4242]).await;
-    assert_eq!(raw, vec![(g.id(), 60), (0x7777, 1), (0x4242, 0)]);
+    assert_eq!(raw, vec![(g.id(), 60), (0x7777, 60), (0x4242, 0)]);
 
     // Revoke: attached keys go in one revision, and watchers see the deletes.
     let mut w = c.watch("", Some(WatchOptions::new().with_all_keys())).await.unwrap();
@@ -87,11 +87,14 @@ async fn grant_revoke_keep_alive_time_to_live_and_list() {
         "etcdserver: requested lease not found",
     );
 
-    // Expiry: the 1 s lease with a key expires; keep-alive of it then answers TTL 0.
-    c.put("short", "1", Some(PutOptions::new().with_lease(0x7777))).await.unwrap();
+    // A TTL below the minimum is raised to it (1 s here); that lease, with a key, expires, and
+    // keep-alive of it then answers TTL 0. (Nothing else happens in its one second.)
+    let short = c.lease_grant(0, Some(LeaseGrantOptions::new().with_id(0x7778))).await.unwrap();
+    assert_eq!((short.id(), short.ttl()), (0x7778, 1));
+    c.put("short", "1", Some(PutOptions::new().with_lease(0x7778))).await.unwrap();
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert!(!exists(&mut c, "short").await, "the key of an expired lease is deleted");
-    assert_eq!(raw_keep_alive(&cl, &[0x7777]).await, vec![(0x7777, 0)]);
+    assert_eq!(raw_keep_alive(&cl, &[0x7778]).await, vec![(0x7778, 0)]);
 }
 
 /// Renews `ids` on one keep-alive stream of the generated client; returns (id, TTL) answers.

@@ -149,6 +149,14 @@ async fn open(c: &mut Client, scope: &Scope, start: i64) -> Incarnation {
             }
         }
     });
+    if start == 0 {
+        // "From now" means from when the server registers the watcher: wait for that, so that the
+        // next write of the history is after it on a slow machine too.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !received.lock().await.created && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
     Incarnation { start, cut: None, received, sender: Some(sender) }
 }
 
@@ -258,13 +266,15 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
     // Let every stream reach the end: ask for progress until it reports the final revision.
     for w in &mut watchers {
         let inc = w.incarnations.last_mut().unwrap();
-        for _ in 0..200 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
             {
                 let r = inc.received.lock().await;
                 if r.canceled.is_some() || r.progress.last().is_some_and(|p| p.1 >= h.rev) {
                     break;
                 }
             }
+            assert!(tokio::time::Instant::now() < deadline, "a watch stream never caught up with revision {}", h.rev);
             if let Some(sender) = &mut inc.sender {
                 let _ = sender.request_progress().await;
             }

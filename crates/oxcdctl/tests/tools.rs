@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use oxcd_testkit::{Binary, Cluster, ClusterOptions, ETCD_34, ETCDCTL_34};
 
@@ -44,15 +44,26 @@ async fn make_mirror_copies_and_follows_a_prefix() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_secs(2));
+        // Waits (on a slow disk the base copy takes seconds: a put per key) until the
+        // destination holds what `pred` wants, or 60 s pass.
+        let wait_dest = |pred: &dyn Fn(&str) -> bool| {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let (got, _, _) = ctl(OXCDCTL, &d, &["get", "--prefix", "q/"]);
+                if pred(&got.replace("q/", "p/")) || Instant::now() > deadline {
+                    return got.replace("q/", "p/");
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        };
+        wait_dest(&|got| got.lines().count() == 2 * 1500);
         ctl(ETCDCTL_34, &s, &["put", "p/new", "n"]);
         ctl(ETCDCTL_34, &s, &["del", "p/0000"]);
-        std::thread::sleep(Duration::from_secs(1));
+        let (want, _, _) = ctl(ETCDCTL_34, &s, &["get", "--prefix", "p/"]);
+        let got = wait_dest(&|got| got == want);
         let _ = mirror.kill();
         let _ = mirror.wait();
-        let (want, _, _) = ctl(ETCDCTL_34, &s, &["get", "--prefix", "p/"]);
-        let (got, _, _) = ctl(OXCDCTL, &d, &["get", "--prefix", "q/"]);
-        assert_eq!(got.replace("q/", "p/"), want, "the destination must hold the source prefix");
+        assert_eq!(got, want, "the destination must hold the source prefix");
         let (other, _, _) = ctl(OXCDCTL, &d, &["get", "other"]);
         assert_eq!(other, "", "keys outside the prefix are not mirrored");
     })
@@ -60,23 +71,27 @@ async fn make_mirror_copies_and_follows_a_prefix() {
     .unwrap();
 }
 
-/// `check perf --load=s` passes against oxcd, run by oxcdctl and by etcdctl 3.4; both print the
-/// same verdict lines.
+/// `check perf --load=s` against oxcd, run by oxcdctl and by etcdctl 3.4: both print the same
+/// verdict lines. Whether each check passes depends on the machine (a loaded CI runner may see a
+/// 500 ms fsync stall), so PASS and FAIL are masked; the exit code must agree with the verdict.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn check_perf_passes_against_oxcd() {
+async fn check_perf_runs_against_oxcd() {
     let cl = Cluster::start(oxcd(), opts()).await.unwrap();
     let ep = cl.endpoint(0);
     let verdicts = tokio::task::spawn_blocking(move || {
         [OXCDCTL, ETCDCTL_34].map(|bin| {
             let (out, err, code) = ctl(bin, &ep, &["check", "perf", "--load=s", "--auto-compact"]);
-            assert_eq!(code, 0, "{bin} check perf failed:\n{out}\n{err}");
             // The verdict: what follows the progress line (which has no newline), numbers masked.
             let keys = ["Compact", "Defrag", "PASS", "FAIL", "Slowest", "Stddev"];
-            out.split(['\n', '\r'])
+            let lines: Vec<String> = out
+                .split(['\n', '\r'])
                 .filter_map(|l| keys.iter().filter_map(|k| l.find(k)).min().map(|i| &l[i..]))
                 .map(|l| l.chars().map(|c| if c.is_ascii_digit() { 'N' } else { c }).collect::<String>())
                 .map(|l| l.replace("NN", "N").replace("NN", "N").replace("NN", "N"))
-                .collect::<Vec<_>>()
+                .collect();
+            let passed = lines.last().is_some_and(|l| l == "PASS");
+            assert_eq!(code == 0, passed, "{bin}: exit code {code} against the verdict:\n{out}\n{err}");
+            lines.iter().map(|l| mask_verdict(l)).collect::<Vec<_>>()
         })
     })
     .await
@@ -86,10 +101,10 @@ async fn check_perf_passes_against_oxcd() {
         [
             "Compacting with revision N",
             "Compacted with revision N",
-            "PASS: Throughput is N writes/s",
-            "PASS: Slowest request took N.Ns",
-            "PASS: Stddev is N.Ns",
-            "PASS"
+            "<verdict> Throughput",
+            "<verdict> Slowest request",
+            "<verdict> Stddev",
+            "<verdict>"
         ]
     );
     assert_eq!(verdicts[0], verdicts[1], "oxcdctl and etcdctl print the same verdict");
@@ -129,4 +144,18 @@ async fn check_datascale_matches_etcdctl() {
     })
     .await
     .unwrap();
+}
+
+/// One of etcdctl's check-perf verdict lines with its outcome masked: "PASS: Throughput is N
+/// writes/s" and "FAIL: Throughput too low: N writes/s" both become "<verdict> Throughput", "PASS:
+/// Stddev is N.Ns" and "Stddev too high: N.Ns" both "<verdict> Stddev".
+fn mask_verdict(line: &str) -> String {
+    if line == "PASS" || line == "FAIL" {
+        return "<verdict>".to_string();
+    }
+    let rest = line.strip_prefix("PASS: ").or_else(|| line.strip_prefix("FAIL: ")).unwrap_or(line);
+    match ["Throughput", "Slowest request", "Stddev"].into_iter().find(|w| rest.starts_with(w)) {
+        Some(w) => format!("<verdict> {w}"),
+        None => line.to_string(),
+    }
 }

@@ -99,15 +99,14 @@ pub(crate) fn check_size(server: &EtcdServer, len: usize) -> Result<(), Status> 
     Ok(())
 }
 
-/// Serves the client services on `listener` until the member stops.
+/// Serves the client services on `listener` until the member stops: gRPC (HTTP/2) and, on the
+/// same port as etcd does, the JSON gateway and `/version`, `/health` (HTTP/1.1 or HTTP/2).
 pub async fn serve(server: Arc<EtcdServer>, listener: TcpListener) -> Result<(), tonic::transport::Error> {
     let decode_limit = (server.cfg.max_request_bytes + GRPC_OVERHEAD_BYTES) * DECODE_LIMIT_FACTOR;
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_service_status("", tonic_health::ServingStatus::Serving).await;
-    let stop = server.clone();
-    tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(2 * 60 * 60)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+    let mut routes = tonic::service::RoutesBuilder::default();
+    routes
         .add_service(
             KvServer::new(KvService::new(server.clone()))
                 .max_decoding_message_size(decode_limit)
@@ -128,7 +127,16 @@ pub async fn serve(server: Arc<EtcdServer>, listener: TcpListener) -> Result<(),
         .add_service(AuthServer::new(AuthService::new(server.clone())).max_decoding_message_size(decode_limit))
         .add_service(LockServer::new(LockService::new(server.clone())).max_decoding_message_size(decode_limit))
         .add_service(ElectionServer::new(ElectionService::new(server.clone())).max_decoding_message_size(decode_limit))
-        .add_service(health_service)
+        .add_service(health_service);
+    let mut routes = routes.routes();
+    let grpc = std::mem::take(routes.axum_router_mut());
+    *routes.axum_router_mut() = grpc.merge(crate::gateway::router(server.clone()));
+    let stop = server.clone();
+    tonic::transport::Server::builder()
+        .accept_http1(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(2 * 60 * 60)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .add_routes(routes)
         // The builder's tcp_nodelay does not reach a listener we bound ourselves: without it, Nagle
         // holds a response's last frame for the client's delayed ACK (~40 ms).
         .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), async move {

@@ -49,6 +49,7 @@ impl Watch for WatchService {
             leader_check,
             require_leader,
             ended: false,
+            input_closed: false,
         };
         Ok(Response::new(Box::pin(futures::stream::unfold(state, next_response))))
     }
@@ -65,6 +66,8 @@ struct StreamState {
     require_leader: bool,
     /// Nothing follows what is in `out`.
     ended: bool,
+    /// The client sends no more requests.
+    input_closed: bool,
 }
 
 /// The stream's next response, produced when the transport asks for it; `None` ends the stream.
@@ -86,10 +89,16 @@ async fn next_response(mut st: StreamState) -> Option<(Result<WatchResponse, Sta
         }
         let produced = tokio::select! {
             biased;
-            msg = st.input.message() => match msg {
+            msg = st.input.message(), if !st.input_closed => match msg {
                 Ok(Some(req)) => handle(&mut st.ws, req),
-                // The client closed its side, or the stream broke: the watch stream ends (etcd).
-                Ok(None) | Err(_) => return None,
+                // The client closed its sending side: its watchers keep delivering until it goes
+                // away, as with etcd (the JSON gateway's watch body ends after its requests).
+                Ok(None) => {
+                    st.input_closed = true;
+                    Vec::new()
+                }
+                // The stream broke: the watch stream ends.
+                Err(_) => return None,
             },
             _ = st.ws.ready() => Vec::new(),
             _ = st.progress.tick() => st.ws.periodic_progress(),
