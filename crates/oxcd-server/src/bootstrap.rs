@@ -14,12 +14,13 @@ use std::sync::atomic::AtomicU64;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use oxcd_api::etcdserverpb::MemberListResponse;
 use oxcd_api::oxcdpb::{MemberAttrSetRequest, WalMetadata, internal_raft_request::Request};
 use oxcd_backend::Backend;
 use oxcd_wal::{HardState as WalHardState, SnapshotRecord, Wal};
 use parking_lot::RwLock;
 use prost::Message;
-use raft::prelude::{ConfState, HardState, SnapshotMetadata};
+use raft::prelude::{ConfState, EntryType, HardState, SnapshotMetadata};
 use raft::{RawNode, ReadOnlyOption};
 use tokio::sync::watch;
 
@@ -28,8 +29,8 @@ use crate::config::{ConfigError, ServerConfig, parse_url, split_urls};
 use crate::ids::{self, ClusterId, MemberId};
 use crate::membership::{Member, Members};
 use crate::raft::{
-    NodeConfig, RaftInput, RaftNode, RaftStatus, RaftStorage, Transport, decode_conf_state, decode_entry,
-    encode_conf_state, raft_logger, snapshot_db_path,
+    NodeConfig, RaftInput, RaftNode, RaftStatus, RaftStorage, Transport, apply_conf_entry, decode_conf_state,
+    decode_entry, encode_conf_state, fetch_members, raft_logger, snapshot_db_path,
 };
 use crate::server::{EtcdServer, MemberState, ServerParts};
 
@@ -107,7 +108,11 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningMember, StartError> {
             WalMetadata::decode(&state.metadata[..]).map_err(|e| StartError::Data(format!("wal metadata: {e}")))?;
         (wal, state, MemberId(meta.member_id), ClusterId(meta.cluster_id), None)
     } else {
-        let created = create_member(&cfg, &layout)?;
+        let created = if cfg.initial_cluster_state == "existing" {
+            join_cluster(&cfg, &layout)?
+        } else {
+            create_member(&cfg, &layout)?
+        };
         let (wal, state) = Wal::open(&layout.wal)?;
         (wal, state, created.id, created.cluster_id, Some(created.members))
     };
@@ -153,6 +158,14 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningMember, StartError> {
         .collect::<Result<Vec<_>, _>>()?;
     let last_index = entries.last().map(|e| e.index).unwrap_or(wal_snap.index);
     hs.commit = hs.commit.min(last_index);
+    let raft_applied = ci.min(hs.commit).max(wal_snap.index);
+    // Configuration changes the backend already applied: raft-rs does not hand them out again,
+    // so they are applied to its configuration here (after the WAL snapshot's).
+    let replay: Vec<_> = entries
+        .iter()
+        .filter(|e| e.index <= raft_applied && e.get_entry_type() == EntryType::EntryConfChange)
+        .cloned()
+        .collect();
     let applied = Arc::new(AtomicU64::new(ci));
     let storage = RaftStorage::new(snap_meta, hs.clone(), entries, applied.clone());
 
@@ -160,7 +173,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningMember, StartError> {
         id: id.0,
         election_tick: cfg.election_ticks(),
         heartbeat_tick: 1,
-        applied: ci.min(hs.commit).max(wal_snap.index),
+        applied: raft_applied,
         max_size_per_msg: 1 << 20,
         max_inflight_msgs: 512,
         check_quorum: true,
@@ -169,7 +182,10 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningMember, StartError> {
         ..Default::default()
     };
     raft_cfg.validate()?;
-    let raw = RawNode::new(&raft_cfg, storage.clone(), &raft_logger())?;
+    let mut raw = RawNode::new(&raft_cfg, storage.clone(), &raft_logger())?;
+    for e in &replay {
+        apply_conf_entry(&mut raw, &storage, e);
+    }
 
     let (raft_tx, raft_rx) = crossbeam_channel::unbounded();
     let (apply_tx, apply_rx) = crossbeam_channel::unbounded();
@@ -186,6 +202,13 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningMember, StartError> {
         applied: applied.clone(),
         raft: status.clone(),
         raft_tx: raft_tx.clone(),
+        transport: transport.clone(),
+    });
+    let weak = Arc::downgrade(&server);
+    transport.set_members_source(move || {
+        let Some(s) = weak.upgrade() else { return Vec::new() };
+        let members = s.members.read().iter().map(|m| m.to_pb()).collect();
+        MemberListResponse { header: None, members }.encode_to_vec()
     });
 
     // Peers.
@@ -195,11 +218,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningMember, StartError> {
         peer_addrs.push(listener.local_addr()?);
         transport.serve(listener);
     }
-    for m in members.iter().filter(|m| m.id != id) {
-        if let Some(url) = m.peer_urls.first() {
-            transport.add_peer(m.id, parse_url(url)?);
-        }
-    }
+    server.sync_peers();
 
     // Threads.
     let node = RaftNode {
@@ -326,6 +345,57 @@ pub(crate) fn create_member(cfg: &ServerConfig, layout: &Layout) -> Result<NewMe
     wal.save_snapshot(SnapshotRecord { index: BOOT_INDEX, term: BOOT_TERM, conf_state: encode_conf_state(&cs) });
     wal.set_hard_state(WalHardState { term: BOOT_TERM, vote: 0, commit: BOOT_INDEX });
     wal.sync()?;
+    Ok(NewMember { id, cluster_id, members })
+}
+
+/// A member joining a running cluster (`--initial-cluster-state existing`, after `member add`):
+/// the cluster id and the members come from a running member's peer port, its own id is the one
+/// the cluster gave its peer URLs, and its WAL starts empty, with no configuration: the leader
+/// sends it a snapshot that includes it.
+fn join_cluster(cfg: &ServerConfig, layout: &Layout) -> Result<NewMember, StartError> {
+    let mut mine = split_urls(&cfg.initial_advertise_peer_urls);
+    mine.sort();
+    let others: Vec<SocketAddr> = cfg
+        .initial_members()?
+        .into_iter()
+        .filter(|m| m.name != cfg.name)
+        .flat_map(|m| m.peer_urls)
+        .filter_map(|u| parse_url(&u).ok())
+        .collect();
+    let deadline = std::time::Instant::now() + crate::reconfig::JOIN_TIMEOUT;
+    let (cluster_id, list) = loop {
+        match others.iter().find_map(|a| fetch_members(*a).ok()) {
+            Some(got) => break got,
+            None if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(300)),
+            None => {
+                return Err(StartError::Data(
+                    "cannot fetch cluster info from peer urls: could not retrieve cluster information from the given URLs"
+                        .into(),
+                ));
+            }
+        }
+    };
+    let list = MemberListResponse::decode(&list[..]).map_err(|e| StartError::Data(format!("member list: {e}")))?;
+    let members: Vec<Member> = list.members.into_iter().map(Member::from_pb).collect();
+    let id = members
+        .iter()
+        .find(|m| {
+            let mut urls = m.peer_urls.clone();
+            urls.sort();
+            urls == mine
+        })
+        .map(|m| m.id)
+        .ok_or_else(|| {
+            StartError::Data(format!(
+                "error validating peerURLs {mine:?}: no member of cluster {cluster_id} has them (add this member with `member add` first)"
+            ))
+        })?;
+    let meta = WalMetadata { member_id: id.0, cluster_id: cluster_id.0 }.encode_to_vec();
+    let mut wal = Wal::create(&layout.wal, &meta)?;
+    wal.save_snapshot(SnapshotRecord { index: 0, term: 0, conf_state: encode_conf_state(&ConfState::default()) });
+    wal.set_hard_state(WalHardState { term: 0, vote: 0, commit: 0 });
+    wal.sync()?;
+    tracing::info!(member_id = %id, cluster_id = %cluster_id, "joining a running cluster");
     Ok(NewMember { id, cluster_id, members })
 }
 

@@ -42,11 +42,6 @@ pub enum ConfigError {
     /// `--initial-cluster-state` other than new or existing.
     #[error("unexpected value {0:?} for --initial-cluster-state (expected \"new\" or \"existing\")")]
     BadClusterState(String),
-    /// `--initial-cluster-state existing` without a data directory (joining needs membership changes).
-    #[error(
-        "joining an existing cluster (--initial-cluster-state=existing) needs a member added with `member add`, which this version does not serve yet"
-    )]
-    ExistingUnsupported,
     /// `--max-txn-ops` or `--max-request-bytes` of zero.
     #[error("{0} must be positive")]
     NotPositive(&'static str),
@@ -235,8 +230,7 @@ impl ServerConfig {
             return Err(ConfigError::NotPositive("--watch-progress-notify-interval"));
         }
         match self.initial_cluster_state.as_str() {
-            "new" => {}
-            "existing" => return Err(ConfigError::ExistingUnsupported),
+            "new" | "existing" => {}
             other => return Err(ConfigError::BadClusterState(other.into())),
         }
         for list in [

@@ -18,6 +18,7 @@ mod lease_duties;
 pub mod membership;
 pub mod raft;
 mod read_index;
+mod reconfig;
 pub mod server;
 mod wait;
 

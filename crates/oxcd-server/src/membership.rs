@@ -31,7 +31,7 @@ impl Member {
         }
     }
 
-    fn from_pb(m: PbMember) -> Member {
+    pub fn from_pb(m: PbMember) -> Member {
         Member {
             id: MemberId(m.id),
             name: m.name,
@@ -70,6 +70,19 @@ impl Members {
     /// Writes one member into the members bucket.
     pub fn save(wtx: &WriteTxn<'_>, m: &Member) -> Result<(), oxcd_backend::BackendError> {
         wtx.bucket(MEMBERS)?.put(&m.id.0.to_be_bytes(), &m.to_pb().encode_to_vec())
+    }
+
+    /// Deletes one member from the members bucket.
+    pub fn delete(wtx: &WriteTxn<'_>, id: MemberId) -> Result<(), oxcd_backend::BackendError> {
+        wtx.bucket(MEMBERS)?.delete(&id.0.to_be_bytes()).map(drop)
+    }
+
+    pub fn insert(&mut self, m: Member) {
+        self.map.insert(m.id, m);
+    }
+
+    pub fn remove(&mut self, id: MemberId) -> Option<Member> {
+        self.map.remove(&id)
     }
 
     pub fn get(&self, id: MemberId) -> Option<&Member> {

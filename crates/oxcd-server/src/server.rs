@@ -24,7 +24,7 @@ use crate::config::ServerConfig;
 use crate::hot_wait::HotWait;
 use crate::ids::{ClusterId, IdGenerator, MemberId};
 use crate::membership::Members;
-use crate::raft::{RaftInput, RaftStatus};
+use crate::raft::{RaftInput, RaftStatus, Transport};
 use crate::read_index::ReadIndexHub;
 use crate::wait::{Response, Wait};
 
@@ -62,6 +62,8 @@ pub struct EtcdServer {
     /// Held while the backend file is replaced (a snapshot from the leader is installed, or the
     /// backend is defragmented), so that one replacement never overwrites the other.
     pub(crate) file_swap: parking_lot::Mutex<()>,
+    /// The peer transport (its peers follow the members).
+    pub(crate) transport: Arc<Transport>,
 }
 
 /// Everything a member rebuilds from a backend file (at start, or when a snapshot is installed).
@@ -102,6 +104,7 @@ pub(crate) struct ServerParts {
     pub applied: Arc<AtomicU64>,
     pub raft: Arc<RaftStatus>,
     pub raft_tx: Sender<RaftInput>,
+    pub transport: Arc<Transport>,
 }
 
 impl EtcdServer {
@@ -129,6 +132,7 @@ impl EtcdServer {
             hot_wait: HotWait::default(),
             peer_clients: Default::default(),
             file_swap: parking_lot::Mutex::new(()),
+            transport: p.transport,
         })
     }
 
@@ -176,6 +180,21 @@ impl EtcdServer {
         *self.alarms.write() = state.alarms;
     }
 
+    /// Points the peer transport at the members: every other member by its first peer URL, and
+    /// no one else.
+    pub(crate) fn sync_peers(&self) {
+        let members = self.members.read().clone();
+        let mut ids = Vec::new();
+        for m in members.iter().filter(|m| m.id != self.id) {
+            ids.push(m.id);
+            match m.peer_urls.first().map(|u| crate::config::parse_url(u)) {
+                Some(Ok(addr)) => self.transport.add_peer(m.id, addr),
+                _ => tracing::warn!(member = %m.id, urls = ?m.peer_urls, "member without a usable peer URL"),
+            }
+        }
+        self.transport.retain_peers(&ids);
+    }
+
     /// Whether this member knows a leader.
     pub fn has_leader(&self) -> bool {
         self.raft.leader() != raft::INVALID_ID
@@ -209,11 +228,17 @@ impl EtcdServer {
         if data.len() > self.cfg.max_request_bytes {
             return Err(EtcdError::RequestTooLarge);
         }
+        self.propose_and_wait(id, RaftInput::Propose(data)).await
+    }
+
+    /// Hands a proposal carrying request id `id` to the Raft thread and waits until this member
+    /// has applied it (or the request times out).
+    pub(crate) async fn propose_and_wait(&self, id: u64, proposal: RaftInput) -> Result<Response, EtcdError> {
         let rx = self.wait.register(id);
         // Forget the wait if the caller goes away (client cancel) or times out.
         let _forget = ForgetOnDrop { wait: &self.wait, id };
         let started = Instant::now();
-        if self.raft_tx.send(RaftInput::Propose(data)).is_err() {
+        if self.raft_tx.send(proposal).is_err() {
             return Err(EtcdError::Stopped);
         }
         match self.hot_wait.wait(rx, self.cfg.request_timeout()).await {

@@ -97,6 +97,8 @@ struct MemberProc {
     peer_port: u16,
     child: Option<Child>,
     paused: bool,
+    /// Started with `--initial-cluster-state existing` (added by `member add`).
+    joining: bool,
 }
 
 /// A cluster of real processes; killed when dropped.
@@ -150,7 +152,14 @@ impl Cluster {
                 Some(p) => *p,
                 None => (port()?, port()?),
             };
-            members.push(MemberProc { name: format!("m{i}"), client_port, peer_port, child: None, paused: false });
+            members.push(MemberProc {
+                name: format!("m{i}"),
+                client_port,
+                peer_port,
+                child: None,
+                paused: false,
+                joining: false,
+            });
         }
         drop(held);
         let mut c = Cluster { binary, dir, opts, members };
@@ -170,7 +179,8 @@ impl Cluster {
     }
 
     /// Whether member `i`'s process has ended (gone from /proc or a zombie) without being killed.
-    fn has_exited(&self, i: usize) -> bool {
+    /// Whether member `i`'s process has ended (by itself or killed) — a zombie counts as ended.
+    pub fn has_exited(&self, i: usize) -> bool {
         let Some(pid) = self.pid(i) else { return false };
         match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
             // The state follows the parenthesised command name.
@@ -185,6 +195,25 @@ impl Cluster {
             .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// Adds a member slot (named `m{n}`, on fresh ports) without starting it, and returns its
+    /// index: `member add` it with [`Cluster::peer_url`], then [`Cluster::start_joining`].
+    pub fn add_slot(&mut self) -> usize {
+        let (client_port, peer_port) = (free_port(), free_port());
+        let name = format!("m{}", self.members.len());
+        self.members.push(MemberProc { name, client_port, peer_port, child: None, paused: false, joining: true });
+        self.members.len() - 1
+    }
+
+    /// Member `i`'s peer URL.
+    pub fn peer_url(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.members[i].peer_port)
+    }
+
+    /// Starts an added member: it joins the running cluster (`--initial-cluster-state existing`).
+    pub fn start_joining(&mut self, i: usize) -> anyhow::Result<()> {
+        self.spawn(i)
     }
 
     /// The data directory of member `i`.
@@ -225,6 +254,7 @@ impl Cluster {
             .arg(self.opts.heartbeat_ms.to_string())
             .arg("--election-timeout")
             .arg(self.opts.election_ms.to_string())
+            .args(if m.joining { &["--initial-cluster-state", "existing"][..] } else { &[] })
             .args(&self.opts.extra_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

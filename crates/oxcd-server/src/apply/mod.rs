@@ -21,7 +21,9 @@ use oxcd_api::etcdserverpb::{
     AlarmRequest, AlarmResponse, AlarmType, CompactionResponse, LeaseRevokeResponse, ResponseHeader, alarm_request,
 };
 use oxcd_api::mvccpb::Event;
-use oxcd_api::oxcdpb::{InternalRaftRequest, MemberAttrSetRequest, internal_raft_request::Request};
+use oxcd_api::oxcdpb::{
+    InternalRaftRequest, MemberAttrSetRequest, MemberUpdateRequest, internal_raft_request::Request,
+};
 use oxcd_backend::{Backend, BatchConfig, META, WriteTxn};
 use oxcd_lease::{LeaseId, Lessor};
 use oxcd_mvcc::{Store, meta};
@@ -32,6 +34,7 @@ use tokio::sync::watch;
 use crate::ids::MemberId;
 use crate::membership::Members;
 use crate::raft::RaftInput;
+use crate::reconfig::MemberChange;
 use crate::server::{EtcdServer, MemberState};
 use crate::wait::{ApplyResult, Response};
 pub use lease::load_leases;
@@ -150,7 +153,8 @@ impl Applier {
             results: Vec::new(),
             jobs: Vec::new(),
             published: Vec::new(),
-            members_changed: false,
+            members: None,
+            removed_self: false,
         };
         for e in &entries {
             if e.index <= self.applied {
@@ -166,13 +170,18 @@ impl Applier {
                     }
                     Err(err) => tracing::error!(index = e.index, %err, "undecodable raft entry skipped"),
                 }
+            } else if e.get_entry_type() == EntryType::EntryConfChange {
+                match MemberChange::decode(&e.data) {
+                    Some((change, id)) => batch.member_change(id, change, &self.server)?,
+                    None => tracing::error!(index = e.index, "undecodable configuration change skipped"),
+                }
             } else if e.get_entry_type() != EntryType::EntryNormal {
-                tracing::warn!(index = e.index, "configuration change entries are not served yet; skipped");
+                tracing::warn!(index = e.index, "entry of a type oxcd does not propose; skipped");
             }
             self.applied = e.index;
             self.applied_term = e.term;
         }
-        let Batch { results, jobs, published, members_changed, .. } = batch;
+        let Batch { results, jobs, published, members, removed_self, .. } = batch;
         {
             let mut m = wtx.bucket(META).map_err(fatal)?;
             m.put(meta::CONSISTENT_INDEX, &self.applied.to_be_bytes()).map_err(fatal)?;
@@ -183,8 +192,13 @@ impl Applier {
         for (rev, events) in published {
             self.server.watchable.publish(rev, events);
         }
-        if members_changed {
-            *self.server.members.write() = Members::load(&backend.read().map_err(fatal)?).map_err(fatal)?;
+        if let Some(members) = members {
+            *self.server.members.write() = members;
+            self.server.sync_peers();
+        }
+        if removed_self {
+            tracing::warn!(member = %self.server.id, "the member has been permanently removed from the cluster; stopping");
+            self.server.stop();
         }
         // Answer first: the waiting clients are the latency that matters.
         for (id, r) in results {
@@ -232,6 +246,7 @@ impl Applier {
             let _ = self.compactor_tx.send(CompactJob { store: state.store.clone(), rev, waiters: Vec::new() });
         }
         self.server.swap_state(state);
+        self.server.sync_peers();
         self.applied = index.max(ci);
         self.last_snapshot = self.applied;
         tracing::info!(index, consistent_index = ci, "installed backend snapshot");
@@ -259,7 +274,10 @@ struct Batch<'a, 'b> {
     jobs: Vec<CompactJob>,
     /// New revisions and their events, for the watchers once committed.
     published: Vec<(i64, Vec<Event>)>,
-    members_changed: bool,
+    /// The members as this batch changed them (`None`: unchanged).
+    members: Option<Members>,
+    /// This member's own removal was applied: it stops once the batch is committed.
+    removed_self: bool,
 }
 
 impl Batch<'_, '_> {
@@ -278,11 +296,8 @@ impl Batch<'_, '_> {
         }
         let result = match req {
             Request::Compaction(c) => return self.compaction(id, c.revision, c.physical),
-            Request::MemberAttrSet(m) => {
-                apply_member_attrs(server, self.wtx, m)?;
-                self.members_changed = true;
-                Ok(Response::Empty)
-            }
+            Request::MemberAttrSet(m) => self.member_attrs(server, m).map(|()| Response::Empty),
+            Request::MemberUpdate(m) => self.member_update(server, m).map(|()| Response::Empty),
             Request::LeaseGrant(g) => lease::grant(self.lessor, self.wtx, self.store, &g, self.now),
             Request::LeaseRevoke(r) => self.revoke(LeaseId(r.id)),
             Request::LeaseCheckpoint(c) => {
@@ -383,14 +398,66 @@ impl Batch<'_, '_> {
     }
 }
 
-fn apply_member_attrs(server: &EtcdServer, wtx: &WriteTxn<'_>, m: MemberAttrSetRequest) -> Result<(), ApplyError> {
-    let mut members = server.members.read().clone();
-    if let Some(member) = members.get_mut(MemberId(m.member_id)) {
-        member.name = m.name;
-        member.client_urls = m.client_urls;
-        Members::save(wtx, member).map_err(fatal)?;
+impl Batch<'_, '_> {
+    /// The members as changed so far in this batch (a copy of the member's, on first use).
+    fn members(&mut self, server: &EtcdServer) -> &mut Members {
+        self.members.get_or_insert_with(|| server.members.read().clone())
     }
-    Ok(())
+
+    /// A started member publishes its name and client URLs.
+    fn member_attrs(&mut self, server: &EtcdServer, m: MemberAttrSetRequest) -> Result<(), ApplyError> {
+        let wtx = self.wtx;
+        if let Some(member) = self.members(server).get_mut(MemberId(m.member_id)) {
+            member.name = m.name;
+            member.client_urls = m.client_urls;
+            Members::save(wtx, member).map_err(fatal)?;
+        }
+        Ok(())
+    }
+
+    /// MemberUpdate: new peer URLs.
+    fn member_update(&mut self, server: &EtcdServer, m: MemberUpdateRequest) -> Result<(), ApplyError> {
+        let wtx = self.wtx;
+        match self.members(server).get_mut(MemberId(m.member_id)) {
+            Some(member) => {
+                member.peer_urls = m.peer_urls;
+                Members::save(wtx, member).map_err(fatal)?;
+                Ok(())
+            }
+            None => Err(ApplyError::Reject(EtcdError::MemberNotFound)),
+        }
+    }
+
+    /// A committed configuration change (Raft already applied it to its configuration).
+    fn member_change(&mut self, id: u64, change: MemberChange, server: &EtcdServer) -> Result<(), ApplyError> {
+        let wtx = self.wtx;
+        let me = server.id;
+        let members = self.members(server);
+        let removed_self = match change {
+            MemberChange::Add(m) => {
+                if members.get(m.id).is_none() {
+                    Members::save(wtx, &m).map_err(fatal)?;
+                    members.insert(m);
+                }
+                false
+            }
+            MemberChange::Promote(who) => {
+                if let Some(m) = members.get_mut(who) {
+                    m.is_learner = false;
+                    Members::save(wtx, m).map_err(fatal)?;
+                }
+                false
+            }
+            MemberChange::Remove(who) => {
+                members.remove(who);
+                Members::delete(wtx, who).map_err(fatal)?;
+                who == me
+            }
+        };
+        self.removed_self |= removed_self;
+        self.results.push((id, Ok(Response::Empty)));
+        Ok(())
+    }
 }
 
 /// The background compactor: runs compactions in order and answers physical-compaction waiters.

@@ -1,12 +1,18 @@
-//! `etcdserverpb.Cluster`: MemberList (membership changes arrive with runtime reconfiguration).
+//! `etcdserverpb.Cluster`: MemberList, and the membership changes (see [`crate::reconfig`]).
 
 use std::sync::Arc;
 
+use oxcd_api::etcdserverpb::cluster_client::ClusterClient;
 use oxcd_api::etcdserverpb::cluster_server::Cluster;
-use oxcd_api::etcdserverpb::{MemberListRequest, MemberListResponse};
+use oxcd_api::etcdserverpb::{
+    Member as PbMember, MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
+    MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse, MemberUpdateRequest,
+    MemberUpdateResponse,
+};
 use tonic::{Request, Response, Status};
 
-use super::{require_leader, status};
+use super::{require_leader, status, to_leader};
+use crate::ids::MemberId;
 use crate::server::EtcdServer;
 
 pub struct ClusterService {
@@ -17,18 +23,67 @@ impl ClusterService {
     pub fn new(server: Arc<EtcdServer>) -> ClusterService {
         ClusterService { server }
     }
+
+    fn members(&self) -> Vec<PbMember> {
+        self.server.members.read().iter().map(|m| m.to_pb()).collect()
+    }
 }
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
+    async fn member_add(&self, req: Request<MemberAddRequest>) -> Result<Response<MemberAddResponse>, Status> {
+        require_leader(&self.server, &req)?;
+        let r = req.into_inner();
+        let added = self.server.add_member(r.peer_ur_ls, r.is_learner).await.map_err(status)?;
+        // etcd's membership-change headers carry no revision.
+        let header = Some(self.server.header(0));
+        Ok(Response::new(MemberAddResponse { header, member: Some(added.to_pb()), members: self.members() }))
+    }
+
+    async fn member_remove(&self, req: Request<MemberRemoveRequest>) -> Result<Response<MemberRemoveResponse>, Status> {
+        require_leader(&self.server, &req)?;
+        self.server.remove_member(MemberId(req.get_ref().id)).await.map_err(status)?;
+        Ok(Response::new(MemberRemoveResponse { header: Some(self.server.header(0)), members: self.members() }))
+    }
+
+    async fn member_update(&self, req: Request<MemberUpdateRequest>) -> Result<Response<MemberUpdateResponse>, Status> {
+        require_leader(&self.server, &req)?;
+        let r = req.into_inner();
+        self.server.update_member(MemberId(r.id), r.peer_ur_ls).await.map_err(status)?;
+        Ok(Response::new(MemberUpdateResponse { header: Some(self.server.header(0)), members: self.members() }))
+    }
+
     async fn member_list(&self, req: Request<MemberListRequest>) -> Result<Response<MemberListResponse>, Status> {
         require_leader(&self.server, &req)?;
         if req.get_ref().linearizable {
             self.server.linearizable_read().await.map_err(status)?;
         }
-        let members = self.server.members.read().iter().map(|m| m.to_pb()).collect();
         // etcd's MemberList header carries no revision.
-        let header = Some(self.server.header(0));
-        Ok(Response::new(MemberListResponse { header, members }))
+        Ok(Response::new(MemberListResponse { header: Some(self.server.header(0)), members: self.members() }))
+    }
+
+    async fn member_promote(
+        &self,
+        req: Request<MemberPromoteRequest>,
+    ) -> Result<Response<MemberPromoteResponse>, Status> {
+        require_leader(&self.server, &req)?;
+        let id = MemberId(req.get_ref().id);
+        match self.server.promote_member(id).await {
+            Some(r) => r.map_err(status)?,
+            // Only the leader knows whether the learner caught up: it decides (etcd forwards too).
+            None => {
+                let mut leader = ClusterClient::new(to_leader(&self.server)?);
+                leader.member_promote(MemberPromoteRequest { id: id.0 }).await?;
+                // Answer once this member has applied the promotion too.
+                let deadline = tokio::time::Instant::now() + self.server.cfg.request_timeout();
+                while self.server.members.read().get(id).is_some_and(|m| m.is_learner) {
+                    if tokio::time::Instant::now() > deadline {
+                        return Err(status(oxcd_api::EtcdError::Timeout));
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            }
+        }
+        Ok(Response::new(MemberPromoteResponse { header: Some(self.server.header(0)), members: self.members() }))
     }
 }

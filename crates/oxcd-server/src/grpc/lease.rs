@@ -36,18 +36,7 @@ impl LeaseService {
 
 /// A connection to the current leader's client URL, for forwarding.
 async fn leader_client(server: &EtcdServer) -> Result<LeaseClient<Channel>, Status> {
-    let leader = server.raft.leader();
-    if leader == raft::INVALID_ID {
-        return Err(EtcdError::NoLeader.to_status());
-    }
-    let url = server
-        .members
-        .read()
-        .get(crate::ids::MemberId(leader))
-        .and_then(|m| m.client_urls.first().cloned())
-        .ok_or_else(|| EtcdError::NoLeader.to_status())?;
-    let ch = server.leader_channel(leader, &url).map_err(|_| EtcdError::NoLeader.to_status())?;
-    Ok(LeaseClient::new(ch))
+    Ok(LeaseClient::new(super::to_leader(server)?))
 }
 
 #[tonic::async_trait]

@@ -90,6 +90,21 @@ pub(crate) fn require_leader<T>(server: &EtcdServer, req: &tonic::Request<T>) ->
     Ok(())
 }
 
+/// A client channel to the current leader, at the client URL it published.
+pub(crate) fn to_leader(server: &EtcdServer) -> Result<tonic::transport::Channel, Status> {
+    let leader = server.raft.leader();
+    if leader == raft::INVALID_ID {
+        return Err(EtcdError::NoLeader.to_status());
+    }
+    let url = server
+        .members
+        .read()
+        .get(crate::ids::MemberId(leader))
+        .and_then(|m| m.client_urls.first().cloned())
+        .ok_or_else(|| EtcdError::NoLeader.to_status())?;
+    server.leader_channel(leader, &url).map_err(|_| EtcdError::NoLeader.to_status())
+}
+
 /// Go gRPC refuses messages above `--max-request-bytes` + 512 KiB with this status; etcd clients see it.
 pub(crate) fn check_size(server: &EtcdServer, len: usize) -> Result<(), Status> {
     let limit = server.cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;

@@ -15,13 +15,16 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use oxcd_wal::{EntryRecord, HardState as WalHardState, SnapshotRecord, Wal};
 use parking_lot::Mutex;
 use protobuf::Message as PbMessage;
-use raft::prelude::{ConfState, Entry, HardState, Message, Snapshot};
+use raft::prelude::{
+    ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Message, MessageType, Snapshot,
+};
 use raft::{RawNode, SnapshotStatus};
 
 use super::storage::RaftStorage;
 use super::transport::{Transport, snapshot_db_path};
 use crate::apply::ApplyMsg;
 use crate::read_index::ReadIndexHub;
+use crate::reconfig::RaftProgress;
 
 /// Inputs of the Raft thread.
 pub enum RaftInput {
@@ -41,6 +44,10 @@ pub enum RaftInput {
     Campaign,
     /// Hand leadership to this member (MoveLeader); ignored unless this member leads.
     TransferLeader(u64),
+    /// Propose a change of the configuration (membership).
+    ProposeConfChange(ConfChange),
+    /// Tell the leader's view of every member's log (`None` unless this member leads).
+    Progress(tokio::sync::oneshot::Sender<Option<RaftProgress>>),
     /// Stop the thread.
     Stop,
 }
@@ -195,6 +202,19 @@ impl RaftNode {
                 let _ = self.raw.campaign();
             }
             RaftInput::TransferLeader(to) => self.raw.transfer_leader(to),
+            RaftInput::ProposeConfChange(cc) => {
+                if let Err(e) = self.raw.propose_conf_change(vec![], cc) {
+                    // Another change is still being applied, or no leader: the caller times out.
+                    tracing::info!(error = %e, "configuration change dropped");
+                }
+            }
+            RaftInput::Progress(reply) => {
+                let r = &self.raw.raft;
+                let view = (r.state == raft::StateRole::Leader).then(|| RaftProgress {
+                    peers: r.prs().iter().map(|(id, p)| (*id, p.matched, p.recent_active)).collect(),
+                });
+                let _ = reply.send(view);
+            }
             RaftInput::Stop => return Ok(false),
         }
         Ok(true)
@@ -242,6 +262,7 @@ impl RaftNode {
         // 3.
         let committed = rd.take_committed_entries();
         if !committed.is_empty() {
+            self.apply_conf_changes(&committed);
             let _ = self.apply_tx.send(ApplyMsg::Entries(committed));
         }
         // 4.
@@ -284,10 +305,47 @@ impl RaftNode {
         }
         let committed = light.take_committed_entries();
         if !committed.is_empty() {
+            self.apply_conf_changes(&committed);
             let _ = self.apply_tx.send(ApplyMsg::Entries(committed));
         }
         self.publish_status();
         Ok(())
+    }
+
+    /// Committed configuration changes take effect in Raft as they are handed to the applier, in
+    /// log order (the applier records the members in the backend).
+    fn apply_conf_changes(&mut self, committed: &[Entry]) {
+        for e in committed {
+            let farewell = self.removal_farewell(e);
+            apply_conf_entry(&mut self.raw, &self.storage, e);
+            if let Some(m) = farewell {
+                self.transport.send(vec![m]);
+            }
+        }
+    }
+
+    /// A member this leader removes hears nothing from it afterwards, so it would never learn that
+    /// its removal is committed (and stop, as etcd's removed members do): a last heartbeat carries
+    /// the commit index, up to what the member has acknowledged.
+    fn removal_farewell(&self, e: &Entry) -> Option<Message> {
+        if e.get_entry_type() != EntryType::EntryConfChange {
+            return None;
+        }
+        let cc = ConfChange::parse_from_bytes(&e.data).ok()?;
+        let r = &self.raw.raft;
+        if cc.get_change_type() != ConfChangeType::RemoveNode
+            || cc.node_id == r.id
+            || r.state != raft::StateRole::Leader
+        {
+            return None;
+        }
+        let mut m = Message::default();
+        m.set_msg_type(MessageType::MsgHeartbeat);
+        m.to = cc.node_id;
+        m.from = r.id;
+        m.term = r.term;
+        m.commit = r.prs().get(cc.node_id)?.matched.min(r.raft_log.committed);
+        Some(m)
     }
 
     fn install_snapshot(&mut self, snap: Snapshot) -> Result<(), oxcd_wal::WalError> {
@@ -318,7 +376,7 @@ impl RaftNode {
         self.wal.save_snapshot(SnapshotRecord {
             index,
             term,
-            conf_state: encode_conf_state(&self.storage.conf_state()),
+            conf_state: encode_conf_state(&self.storage.conf_state_at(index)),
         });
         let mut hs = self.storage.hard_state();
         hs.commit = hs.commit.max(index);
@@ -355,6 +413,28 @@ impl RaftNode {
         } else {
             self.status.sole_leader_from.store(0, Ordering::Release);
         }
+    }
+}
+
+/// Applies `e` to Raft's configuration if it is a configuration change (also used when a restarted
+/// member replays the changes its backend already applied).
+pub(crate) fn apply_conf_entry(raw: &mut RawNode<RaftStorage>, storage: &RaftStorage, e: &Entry) {
+    if e.get_entry_type() != EntryType::EntryConfChange {
+        return;
+    }
+    let cc = match ConfChange::parse_from_bytes(&e.data) {
+        Ok(cc) => cc,
+        Err(err) => {
+            tracing::error!(index = e.index, %err, "undecodable configuration change skipped");
+            return;
+        }
+    };
+    match raw.apply_conf_change(&cc) {
+        Ok(cs) => {
+            tracing::info!(index = e.index, change = ?cc.get_change_type(), member = %crate::ids::MemberId(cc.node_id), voters = ?cs.voters, learners = ?cs.learners, "configuration changed");
+            storage.set_conf_state(e.index, cs);
+        }
+        Err(err) => tracing::warn!(index = e.index, %err, "configuration change not applied"),
     }
 }
 

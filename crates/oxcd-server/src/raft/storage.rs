@@ -18,9 +18,13 @@ use raft::{GetEntriesContext, RaftState, Storage, StorageError};
 struct Log {
     hard_state: HardState,
     conf_state: ConfState,
-    /// Index and term of the last entry folded into a snapshot (the entry before `entries[0]`).
+    /// Index and term of the last entry folded into a snapshot (the entry before `entries[0]`),
+    /// and the configuration as of it.
     snapshot: SnapshotMetadata,
     entries: Vec<Entry>,
+    /// Configuration changes applied after the snapshot point: the configuration in effect from
+    /// each index on (a snapshot offered at an index carries the configuration as of that index).
+    conf_history: Vec<(u64, ConfState)>,
 }
 
 impl Log {
@@ -30,6 +34,11 @@ impl Log {
 
     fn last_index(&self) -> u64 {
         self.snapshot.index + self.entries.len() as u64
+    }
+
+    fn conf_state_at(&self, index: u64) -> ConfState {
+        let later = self.conf_history.iter().rev().find(|(i, _)| *i <= index);
+        later.map_or_else(|| self.snapshot.get_conf_state().clone(), |(_, cs)| cs.clone())
     }
 }
 
@@ -50,7 +59,7 @@ impl RaftStorage {
         applied: Arc<AtomicU64>,
     ) -> RaftStorage {
         let conf_state = snap.get_conf_state().clone();
-        let log = Log { hard_state, conf_state, snapshot: snap, entries };
+        let log = Log { hard_state, conf_state, snapshot: snap, entries, conf_history: Vec::new() };
         RaftStorage { log: Arc::new(RwLock::new(log)), applied }
     }
 
@@ -80,6 +89,18 @@ impl RaftStorage {
         self.log.read().conf_state.clone()
     }
 
+    /// The configuration after the change committed at `index` (Raft's, from `apply_conf_change`).
+    pub fn set_conf_state(&self, index: u64, cs: ConfState) {
+        let mut log = self.log.write();
+        log.conf_state = cs.clone();
+        log.conf_history.push((index, cs));
+    }
+
+    /// The configuration in effect at `index` (at or after the snapshot point).
+    pub fn conf_state_at(&self, index: u64) -> ConfState {
+        self.log.read().conf_state_at(index)
+    }
+
     /// Installs a snapshot received from the leader: the log restarts after it.
     pub fn apply_snapshot(&self, meta: &SnapshotMetadata) {
         let mut log = self.log.write();
@@ -88,6 +109,7 @@ impl RaftStorage {
         log.conf_state = meta.get_conf_state().clone();
         log.snapshot = meta.clone();
         log.entries.clear();
+        log.conf_history.clear();
     }
 
     /// After a snapshot at `index`: drops the entries up to it but for the last `keep_entries` of
@@ -128,8 +150,11 @@ impl RaftStorage {
         let term = log.entries[(index - log.first_index()) as usize].term;
         let drop = (index + 1 - log.first_index()) as usize;
         log.entries.drain(..drop);
+        let cs = log.conf_state_at(index);
         log.snapshot.index = index;
         log.snapshot.term = term;
+        log.snapshot.set_conf_state(cs);
+        log.conf_history.retain(|(i, _)| *i > index);
     }
 
     /// Term of the entry at `index`, if the log still has it.
@@ -205,7 +230,7 @@ impl Storage for RaftStorage {
         let meta = snap.mut_metadata();
         meta.index = index;
         meta.term = term;
-        meta.set_conf_state(log.conf_state.clone());
+        meta.set_conf_state(log.conf_state_at(index));
         Ok(snap)
     }
 }
@@ -264,5 +289,29 @@ mod tests {
         assert_eq!((snap.get_metadata().index, snap.get_metadata().term), (3, 2));
         assert_eq!(snap.get_metadata().get_conf_state().voters, vec![1]);
         assert!(snap.data.is_empty());
+    }
+
+    #[test]
+    fn a_snapshot_carries_the_configuration_as_of_its_index() {
+        let s = storage();
+        s.append(&[ent(2, 1), ent(3, 1), ent(4, 1), ent(5, 1)]);
+        let voters = |v: Vec<u64>| ConfState { voters: v, ..Default::default() };
+        // Raft applied a change committed at 3 (two voters) and one at 5 (three).
+        s.set_conf_state(3, voters(vec![1, 2]));
+        s.set_conf_state(5, voters(vec![1, 2, 3]));
+        assert_eq!(s.conf_state().voters, vec![1, 2, 3], "raft-rs starts from the newest");
+        let at = |applied: u64| {
+            s.applied.store(applied, Ordering::Release);
+            s.snapshot(0, 2).unwrap().get_metadata().get_conf_state().voters.clone()
+        };
+        assert_eq!(at(2), vec![1], "before the first change");
+        assert_eq!(at(4), vec![1, 2]);
+        assert_eq!(at(5), vec![1, 2, 3]);
+        // Compaction folds the changes up to its point into the snapshot point's configuration.
+        s.compact(4);
+        assert_eq!(s.conf_state_at(4).voters, vec![1, 2]);
+        assert_eq!(s.conf_state_at(5).voters, vec![1, 2, 3]);
+        s.compact(5);
+        assert_eq!(s.conf_state_at(5).voters, vec![1, 2, 3]);
     }
 }

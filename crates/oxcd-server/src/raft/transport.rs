@@ -31,6 +31,10 @@ use crate::ids::{ClusterId, MemberId};
 const MAGIC: &[u8; 8] = b"OXCDPEER";
 const KIND_MESSAGES: u8 = 1;
 const KIND_SNAPSHOT: u8 = 2;
+/// A joining member asks for the cluster id and the members (it knows neither its id nor the
+/// cluster's yet, so the handshake's are not checked); the answer is the cluster id (u64 LE) and
+/// one frame with a `MemberListResponse`.
+const KIND_MEMBERS: u8 = 3;
 /// Largest frame accepted from a peer.
 const MAX_FRAME: usize = 256 << 20;
 /// Messages queued per peer before dropping.
@@ -55,6 +59,9 @@ pub struct Transport {
     stopped: Arc<AtomicBool>,
     /// Connections accepted, so stop() can shut them down.
     inbound: Arc<Mutex<Vec<TcpStream>>>,
+    /// The members, encoded as a `MemberListResponse`, for joining members (set once the member's
+    /// state exists).
+    members: std::sync::OnceLock<Box<dyn Fn() -> Vec<u8> + Send + Sync>>,
 }
 
 impl Transport {
@@ -75,7 +82,19 @@ impl Transport {
             snap_dir,
             stopped: Arc::new(AtomicBool::new(false)),
             inbound: Arc::new(Mutex::new(Vec::new())),
+            members: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Where the answer to a joining member's question comes from.
+    pub fn set_members_source(&self, f: impl Fn() -> Vec<u8> + Send + Sync + 'static) {
+        let _ = self.members.set(Box::new(f));
+    }
+
+    /// Drops every peer not in `ids` (removed members): its outbound thread ends.
+    pub fn retain_peers(&self, ids: &[MemberId]) {
+        self.peers.write().retain(|id, _| ids.iter().any(|m| m.0 == *id));
+        self.addrs.write().retain(|id, _| ids.iter().any(|m| m.0 == *id));
     }
 
     /// Adds (or re-addresses) a peer and starts its outbound thread.
@@ -242,6 +261,14 @@ impl Transport {
         }
         let from = u64::from_le_bytes(h[8..16].try_into().expect("8 bytes"));
         let cluster = u64::from_le_bytes(h[16..24].try_into().expect("8 bytes"));
+        if h[24] == KIND_MEMBERS {
+            let list = self.members.get().map(|f| f()).unwrap_or_default();
+            let mut w = BufWriter::new(conn);
+            w.write_all(&self.cluster.0.to_le_bytes())?;
+            w.write_all(&(list.len() as u32).to_le_bytes())?;
+            w.write_all(&list)?;
+            return w.flush();
+        }
         if cluster != self.cluster.0 {
             tracing::warn!(from = %MemberId(from), remote_cluster = %ClusterId(cluster), "rejected peer: cluster ID mismatch");
             return Err(std::io::Error::other("cluster ID mismatch"));
@@ -271,6 +298,28 @@ impl Transport {
             k => Err(std::io::Error::other(format!("unknown connection kind {k}"))),
         }
     }
+}
+
+/// Asks the member serving peers at `addr` for the cluster id and the members (what a joining
+/// member does first): the cluster id and an encoded `MemberListResponse`.
+pub fn fetch_members(addr: SocketAddr) -> std::io::Result<(ClusterId, Vec<u8>)> {
+    let mut conn = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut h = Vec::with_capacity(25);
+    h.extend_from_slice(MAGIC);
+    h.extend_from_slice(&[0; 16]);
+    h.push(KIND_MEMBERS);
+    conn.write_all(&h)?;
+    let mut head = [0u8; 12];
+    conn.read_exact(&mut head)?;
+    let cluster = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
+    let len = u32::from_le_bytes(head[8..].try_into().expect("4 bytes")) as usize;
+    if len > MAX_FRAME {
+        return Err(std::io::Error::other(format!("members frame of {len} bytes")));
+    }
+    let mut list = vec![0; len];
+    conn.read_exact(&mut list)?;
+    Ok((ClusterId(cluster), list))
 }
 
 fn write_frame(w: &mut impl Write, m: &Message, buf: &mut Vec<u8>) -> std::io::Result<()> {

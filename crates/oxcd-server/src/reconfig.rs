@@ -1,0 +1,253 @@
+//! Runtime reconfiguration: MemberAdd, MemberRemove, MemberUpdate and MemberPromote, with etcd's
+//! checks and errors.
+//!
+//! Adding, removing and promoting are Raft configuration changes (`ConfChange` AddNode,
+//! AddLearnerNode, RemoveNode; a promotion is AddNode of a learner). Their context carries the
+//! proposer's request id and the member's peer URLs. The Raft thread applies each one to Raft's
+//! configuration when it is committed, in log order ([`crate::raft::RaftNode`]); the applier writes
+//! the members bucket in the same backend transaction as the consistent index and answers the
+//! proposer. An update of peer URLs changes no Raft configuration and is an ordinary request.
+//!
+//! A joining member (`--initial-cluster-state existing`) asks a running member's peer port for the
+//! cluster id and the members, finds itself among them by its peer URLs, and starts with an empty
+//! configuration: the leader then sends it a snapshot.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use oxcd_api::EtcdError;
+use oxcd_api::oxcdpb::{ConfChangeContext, MemberUpdateRequest, internal_raft_request::Request};
+use prost::Message as _;
+use raft::prelude::{ConfChange, ConfChangeType};
+
+use crate::config::parse_url;
+use crate::ids::{self, MemberId};
+use crate::membership::{Member, Members};
+use crate::raft::RaftInput;
+use crate::server::EtcdServer;
+
+/// Most learners a cluster may have (etcd's `maxLearners`).
+pub const MAX_LEARNERS: usize = 1;
+
+/// A learner may be promoted once its log has this share of the leader's (etcd's `readyPercent`).
+const LEARNER_READY: f64 = 0.9;
+
+impl EtcdServer {
+    /// MemberAdd: a new member (a voter, or a learner) with these peer URLs.
+    pub async fn add_member(&self, peer_urls: Vec<String>, learner: bool) -> Result<Member, EtcdError> {
+        check_urls(&peer_urls)?;
+        let members = self.members.read().clone();
+        if members.iter().any(|m| m.peer_urls.iter().any(|u| peer_urls.contains(u))) {
+            return Err(EtcdError::PeerUrlExist);
+        }
+        if learner && members.iter().filter(|m| m.is_learner).count() >= MAX_LEARNERS {
+            return Err(EtcdError::TooManyLearners);
+        }
+        if !learner && !ready_to_add_voter(&members) {
+            return Err(EtcdError::MemberNotEnoughStarted);
+        }
+        // etcd's id for an added member: its peer URLs and the time (the cluster name is empty).
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let id = ids::member_id(&peer_urls, &now.to_string());
+        if members.get(id).is_some() {
+            return Err(EtcdError::MemberExist);
+        }
+        let kind = if learner { ConfChangeType::AddLearnerNode } else { ConfChangeType::AddNode };
+        self.propose_conf_change(kind, id, peer_urls.clone()).await?;
+        let added = self.members.read().get(id).cloned();
+        Ok(added.unwrap_or(Member { id, name: String::new(), peer_urls, client_urls: Vec::new(), is_learner: learner }))
+    }
+
+    /// MemberRemove.
+    pub async fn remove_member(&self, id: MemberId) -> Result<(), EtcdError> {
+        let member = self.members.read().get(id).cloned().ok_or(EtcdError::MemberNotFound)?;
+        if !member.is_learner {
+            self.check_quorum_after_removal(id).await?;
+        }
+        self.propose_conf_change(ConfChangeType::RemoveNode, id, Vec::new()).await
+    }
+
+    /// MemberUpdate: new peer URLs for a member.
+    pub async fn update_member(&self, id: MemberId, peer_urls: Vec<String>) -> Result<(), EtcdError> {
+        check_urls(&peer_urls)?;
+        let members = self.members.read().clone();
+        if members.get(id).is_none() {
+            return Err(EtcdError::MemberNotFound);
+        }
+        if members.iter().any(|m| m.id != id && m.peer_urls.iter().any(|u| peer_urls.contains(u))) {
+            return Err(EtcdError::PeerUrlExist);
+        }
+        self.propose(Request::MemberUpdate(MemberUpdateRequest { member_id: id.0, peer_urls })).await.map(drop)
+    }
+
+    /// MemberPromote: a learner becomes a voter, once its log has nearly caught up with the
+    /// leader's (only the leader knows; `None` means this member is not the leader, and the
+    /// caller asks the leader).
+    pub async fn promote_member(&self, id: MemberId) -> Option<Result<(), EtcdError>> {
+        let Some(member) = self.members.read().get(id).cloned() else { return Some(Err(EtcdError::MemberNotFound)) };
+        if !member.is_learner {
+            return Some(Err(EtcdError::MemberNotLearner));
+        }
+        let progress = self.raft_progress().await?;
+        let leader_match = progress.matched(self.id.0);
+        let learner_match = progress.matched(id.0);
+        if (learner_match as f64) < (leader_match as f64) * LEARNER_READY {
+            return Some(Err(EtcdError::LearnerNotReady));
+        }
+        Some(self.propose_conf_change(ConfChangeType::AddNode, id, Vec::new()).await)
+    }
+
+    /// etcd's `mayRemoveMember`: removing a voter must leave enough active voters for a quorum.
+    async fn check_quorum_after_removal(&self, id: MemberId) -> Result<(), EtcdError> {
+        let Some(progress) = self.raft_progress().await else {
+            // Not the leader: it does not know who is active; the leader's check is etcd's too.
+            return Ok(());
+        };
+        let voters: Vec<u64> = self.members.read().iter().filter(|m| !m.is_learner).map(|m| m.id.0).collect();
+        let active = voters.iter().filter(|v| **v == self.id.0 || progress.active(**v)).count();
+        let active_after = if id == self.id || progress.active(id.0) { active - 1 } else { active };
+        let quorum_after = (voters.len() - 1) / 2 + 1;
+        if active_after < quorum_after {
+            return Err(EtcdError::MemberNotEnoughStarted);
+        }
+        Ok(())
+    }
+
+    /// The leader's view of its followers' logs; `None` unless this member leads.
+    async fn raft_progress(&self) -> Option<RaftProgress> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.raft_tx.send(RaftInput::Progress(tx)).ok()?;
+        rx.await.ok().flatten()
+    }
+
+    /// Proposes a configuration change and waits until this member has applied it.
+    async fn propose_conf_change(
+        &self,
+        kind: ConfChangeType,
+        member: MemberId,
+        peer_urls: Vec<String>,
+    ) -> Result<(), EtcdError> {
+        let id = self.ids.next();
+        let mut cc = ConfChange::default();
+        cc.set_change_type(kind);
+        cc.node_id = member.0;
+        cc.context = ConfChangeContext { id, member_id: member.0, peer_urls }.encode_to_vec().into();
+        self.propose_and_wait(id, RaftInput::ProposeConfChange(cc)).await.map(drop)
+    }
+}
+
+/// The leader's progress of each member: matched index and whether it was heard from recently.
+#[derive(Debug, Default)]
+pub struct RaftProgress {
+    pub peers: Vec<(u64, u64, bool)>,
+}
+
+impl RaftProgress {
+    fn matched(&self, id: u64) -> u64 {
+        self.peers.iter().find(|p| p.0 == id).map_or(0, |p| p.1)
+    }
+
+    fn active(&self, id: u64) -> bool {
+        self.peers.iter().any(|p| p.0 == id && p.2)
+    }
+}
+
+/// etcd's `IsReadyToAddVotingMember`: after the addition, a quorum of voters must have started
+/// (published their name); a one-member cluster may always add one.
+fn ready_to_add_voter(members: &Members) -> bool {
+    let voters: Vec<&Member> = members.iter().filter(|m| !m.is_learner).collect();
+    let started = voters.iter().filter(|m| !m.name.is_empty()).count();
+    let after = voters.len() + 1;
+    (started == 1 && after == 2) || started > after / 2
+}
+
+/// Peer URLs must be given and be `http(s)://host:port`.
+fn check_urls(urls: &[String]) -> Result<(), EtcdError> {
+    if urls.is_empty() || urls.iter().any(|u| parse_url(u).is_err()) {
+        return Err(EtcdError::MemberBadUrls);
+    }
+    Ok(())
+}
+
+/// How long a joining member keeps asking the running members for the cluster.
+pub(crate) const JOIN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Applies a committed configuration change to the members: what the applier writes.
+pub(crate) enum MemberChange {
+    Add(Member),
+    Promote(MemberId),
+    Remove(MemberId),
+}
+
+impl MemberChange {
+    /// Reads a committed `ConfChange` entry: the change, and the proposer's request id.
+    pub(crate) fn decode(data: &[u8]) -> Option<(MemberChange, u64)> {
+        use protobuf::Message as _;
+        let cc = ConfChange::parse_from_bytes(data).ok()?;
+        let ctx = ConfChangeContext::decode(cc.get_context()).ok()?;
+        let id = MemberId(cc.node_id);
+        let added = |is_learner| {
+            MemberChange::Add(Member {
+                id,
+                name: String::new(),
+                peer_urls: ctx.peer_urls.clone(),
+                client_urls: Vec::new(),
+                is_learner,
+            })
+        };
+        let change = match cc.get_change_type() {
+            ConfChangeType::AddNode if ctx.peer_urls.is_empty() => MemberChange::Promote(id),
+            ConfChangeType::AddNode => added(false),
+            ConfChangeType::AddLearnerNode => added(true),
+            ConfChangeType::RemoveNode => MemberChange::Remove(id),
+        };
+        Some((change, ctx.id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(id: u64, name: &str, learner: bool) -> Member {
+        Member {
+            id: MemberId(id),
+            name: name.into(),
+            peer_urls: vec![format!("http://127.0.0.1:{id}")],
+            client_urls: Vec::new(),
+            is_learner: learner,
+        }
+    }
+
+    #[test]
+    fn voters_are_added_only_with_a_started_quorum_after_the_addition() {
+        // One member: may always add one (etcd's recovery case).
+        assert!(ready_to_add_voter(&Members::new([member(1, "a", false)])));
+        // Two voters, one not started yet: a third would need two of three started.
+        assert!(ready_to_add_voter(&Members::new([member(1, "a", false), member(2, "b", false)])));
+        assert!(!ready_to_add_voter(&Members::new([member(1, "a", false), member(2, "", false)])));
+        // Learners do not count.
+        assert!(ready_to_add_voter(&Members::new([member(1, "a", false), member(2, "", true)])));
+        let three = Members::new([member(1, "a", false), member(2, "b", false), member(3, "", false)]);
+        assert!(!ready_to_add_voter(&three), "two of four started is not enough");
+    }
+
+    #[test]
+    fn conf_change_entries_decode_to_member_changes() {
+        use protobuf::Message as _;
+        let mut cc = ConfChange::default();
+        cc.set_change_type(ConfChangeType::AddLearnerNode);
+        cc.node_id = 7;
+        cc.context =
+            ConfChangeContext { id: 99, member_id: 7, peer_urls: vec!["http://h:1".into()] }.encode_to_vec().into();
+        let (change, req) = MemberChange::decode(&cc.write_to_bytes().unwrap()).unwrap();
+        assert_eq!(req, 99);
+        assert!(matches!(change, MemberChange::Add(m) if m.is_learner && m.peer_urls == ["http://h:1"]));
+        cc.set_change_type(ConfChangeType::AddNode);
+        cc.context = ConfChangeContext { id: 100, member_id: 7, peer_urls: vec![] }.encode_to_vec().into();
+        assert!(matches!(
+            MemberChange::decode(&cc.write_to_bytes().unwrap()).unwrap().0,
+            MemberChange::Promote(MemberId(7))
+        ));
+        assert!(MemberChange::decode(b"\xff\xff").is_none());
+    }
+}
