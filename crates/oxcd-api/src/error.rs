@@ -215,7 +215,6 @@ impl EtcdError {
             | PermissionNotGranted
             | AuthNotEnabled
             | NotLeader
-            | NotSupportedForLearner
             | BadLeaderTransferee => Code::FailedPrecondition,
             WatchCanceled => Code::Cancelled,
             PermissionDenied => Code::PermissionDenied,
@@ -228,6 +227,7 @@ impl EtcdError {
             | TimeoutDueToConnectionLost
             | TimeoutWaitAppliedIndex
             | TimeoutLeaderTransfer
+            | NotSupportedForLearner
             | Unhealthy => Code::Unavailable,
             Corrupt => Code::DataLoss,
         }

@@ -71,6 +71,9 @@ impl EtcdServer {
 
     /// Range: linearizable unless `serializable`.
     pub async fn range(&self, r: RangeRequest) -> Result<RangeResponse, Status> {
+        if !r.serializable && self.is_learner() {
+            return Err(EtcdError::NotSupportedForLearner.to_status());
+        }
         validate::check_range(&r).map_err(status)?;
         if !r.serializable {
             self.linearizable_read().await.map_err(status)?;

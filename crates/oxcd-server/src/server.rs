@@ -64,6 +64,8 @@ pub struct EtcdServer {
     pub(crate) file_swap: parking_lot::Mutex<()>,
     /// The peer transport (its peers follow the members).
     pub(crate) transport: Arc<Transport>,
+    /// Whether this member is a learner (follows the members).
+    learner: std::sync::atomic::AtomicBool,
 }
 
 /// Everything a member rebuilds from a backend file (at start, or when a snapshot is installed).
@@ -133,6 +135,7 @@ impl EtcdServer {
             peer_clients: Default::default(),
             file_swap: parking_lot::Mutex::new(()),
             transport: p.transport,
+            learner: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -184,6 +187,8 @@ impl EtcdServer {
     /// no one else.
     pub(crate) fn sync_peers(&self) {
         let members = self.members.read().clone();
+        let learner = members.get(self.id).is_some_and(|m| m.is_learner);
+        self.learner.store(learner, Ordering::Release);
         let mut ids = Vec::new();
         for m in members.iter().filter(|m| m.id != self.id) {
             ids.push(m.id);
@@ -193,6 +198,11 @@ impl EtcdServer {
             }
         }
         self.transport.retain_peers(&ids);
+    }
+
+    /// Whether this member is a learner: it serves only Status and serializable reads (etcd).
+    pub fn is_learner(&self) -> bool {
+        self.learner.load(Ordering::Acquire)
     }
 
     /// Whether this member knows a leader.

@@ -97,6 +97,16 @@ async fn a_cluster_grows_from_one_to_three_members_and_shrinks_again() {
     assert!(added.member().unwrap().is_learner());
     cl.start_joining(m2).unwrap();
     wait_contents(&cl, m2, &want).await;
+    // A learner serves Status and serializable reads, and refuses the rest with etcd's error
+    // (etcd 3.4 answers a learner's put, linearizable get and member list with these).
+    let mut l = cl.client(m2).await.unwrap();
+    assert!(l.status().await.unwrap().is_learner());
+    l.get("a/000", Some(GetOptions::new().with_serializable())).await.unwrap();
+    let refused = (tonic::Code::Unavailable, "etcdserver: rpc not supported for learner".to_string());
+    assert_eq!(status(l.put("x", "y", None).await.unwrap_err()), refused);
+    assert_eq!(status(l.get("a/000", None).await.unwrap_err()), refused);
+    assert_eq!(status(l.member_list().await.unwrap_err()), refused);
+    assert_eq!(status(l.lease_grant(10, None).await.unwrap_err()), refused);
     wait_members(&cl, 0, &[("m0", false), ("m1", false), ("m2", true)]).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {

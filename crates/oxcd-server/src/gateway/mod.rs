@@ -115,6 +115,10 @@ async fn call(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     }
     let path = req.uri().path();
     let method = path.strip_prefix("/v3/").or_else(|| path.strip_prefix("/v3beta/")).unwrap_or_default().to_string();
+    // A learner serves the gateway's Status and (serializable) ranges only, as its gRPC.
+    if gw.server.is_learner() && !matches!(method.as_str(), "maintenance/status" | "kv/range") {
+        return error_response(&oxcd_api::EtcdError::NotSupportedForLearner.to_status());
+    }
     let meta = metadata(req.headers());
     let content_length: Option<usize> =
         req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());

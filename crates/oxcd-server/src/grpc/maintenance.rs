@@ -173,7 +173,7 @@ impl Maintenance for MaintenanceService {
             raft_applied_index: s.applied.load(Ordering::Acquire),
             errors,
             db_size_in_use: size,
-            is_learner: false,
+            is_learner: s.is_learner(),
             storage_version: String::new(),
             db_size_quota: s.cfg.quota_bytes() as i64,
             downgrade_info: None,

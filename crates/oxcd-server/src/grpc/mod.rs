@@ -148,6 +148,7 @@ pub async fn serve(server: Arc<EtcdServer>, listener: TcpListener) -> Result<(),
     *routes.axum_router_mut() = grpc.merge(crate::gateway::router(server.clone()));
     let stop = server.clone();
     tonic::transport::Server::builder()
+        .layer(LearnerGuardLayer(server.clone()))
         .accept_http1(true)
         .http2_keepalive_interval(Some(Duration::from_secs(2 * 60 * 60)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
@@ -158,6 +159,57 @@ pub async fn serve(server: Arc<EtcdServer>, listener: TcpListener) -> Result<(),
             stop.stopped().await
         })
         .await
+}
+
+/// gRPC methods a learner serves (etcd's `isRPCSupportedForLearner`); Range only when
+/// serializable, which the range itself checks.
+pub(crate) fn served_by_learners(path: &str) -> bool {
+    matches!(path, "/etcdserverpb.Maintenance/Status" | "/etcdserverpb.KV/Range")
+}
+
+/// Answers the gRPC requests a learner does not serve with etcd's error, before they reach a
+/// service.
+#[derive(Clone)]
+struct LearnerGuardLayer(Arc<EtcdServer>);
+
+impl<S> tower::Layer<S> for LearnerGuardLayer {
+    type Service = LearnerGuard<S>;
+
+    fn layer(&self, inner: S) -> LearnerGuard<S> {
+        LearnerGuard { inner, server: self.0.clone() }
+    }
+}
+
+#[derive(Clone)]
+struct LearnerGuard<S> {
+    inner: S,
+    server: Arc<EtcdServer>,
+}
+
+impl<S, B, R> tower::Service<axum::http::Request<B>> for LearnerGuard<S>
+where
+    S: tower::Service<axum::http::Request<B>, Response = axum::http::Response<R>>,
+    R: Default,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = futures::future::Either<futures::future::Ready<Result<S::Response, S::Error>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: axum::http::Request<B>) -> Self::Future {
+        let grpc = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        if grpc && self.server.is_learner() && !served_by_learners(req.uri().path()) {
+            let refused = EtcdError::NotSupportedForLearner.to_status().into_http();
+            return futures::future::Either::Left(futures::future::ready(Ok(refused)));
+        }
+        futures::future::Either::Right(self.inner.call(req))
+    }
 }
 
 /// Binds a client listener.
