@@ -362,11 +362,29 @@ fn join_cluster(cfg: &ServerConfig, layout: &Layout) -> Result<NewMember, StartE
         .flat_map(|m| m.peer_urls)
         .filter_map(|u| parse_url(&u).ok())
         .collect();
+    // Asked again until a member answers with this member among its members (the one asked
+    // first may not have applied the `member add` yet).
     let deadline = std::time::Instant::now() + crate::reconfig::JOIN_TIMEOUT;
-    let (cluster_id, list) = loop {
-        match others.iter().find_map(|a| fetch_members(*a).ok()) {
-            Some(got) => break got,
-            None if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(300)),
+    let (cluster_id, members, id) = loop {
+        let answer = others.iter().find_map(|a| fetch_members(*a).ok());
+        let found = answer.and_then(|(cluster_id, list)| {
+            let list = MemberListResponse::decode(&list[..]).ok()?;
+            let members: Vec<Member> = list.members.into_iter().map(Member::from_pb).collect();
+            let me = members.iter().find(|m| {
+                let mut urls = m.peer_urls.clone();
+                urls.sort();
+                urls == mine
+            });
+            Some((cluster_id, me.map(|m| m.id), members))
+        });
+        match found {
+            Some((cluster_id, Some(id), members)) => break (cluster_id, members, id),
+            _ if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(300)),
+            Some((cluster_id, None, _)) => {
+                return Err(StartError::Data(format!(
+                    "error validating peerURLs {mine:?}: no member of cluster {cluster_id} has them (add this member with `member add` first)"
+                )));
+            }
             None => {
                 return Err(StartError::Data(
                     "cannot fetch cluster info from peer urls: could not retrieve cluster information from the given URLs"
@@ -375,21 +393,6 @@ fn join_cluster(cfg: &ServerConfig, layout: &Layout) -> Result<NewMember, StartE
             }
         }
     };
-    let list = MemberListResponse::decode(&list[..]).map_err(|e| StartError::Data(format!("member list: {e}")))?;
-    let members: Vec<Member> = list.members.into_iter().map(Member::from_pb).collect();
-    let id = members
-        .iter()
-        .find(|m| {
-            let mut urls = m.peer_urls.clone();
-            urls.sort();
-            urls == mine
-        })
-        .map(|m| m.id)
-        .ok_or_else(|| {
-            StartError::Data(format!(
-                "error validating peerURLs {mine:?}: no member of cluster {cluster_id} has them (add this member with `member add` first)"
-            ))
-        })?;
     let meta = WalMetadata { member_id: id.0, cluster_id: cluster_id.0 }.encode_to_vec();
     let mut wal = Wal::create(&layout.wal, &meta)?;
     wal.save_snapshot(SnapshotRecord { index: 0, term: 0, conf_state: encode_conf_state(&ConfState::default()) });

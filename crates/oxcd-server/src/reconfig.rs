@@ -12,7 +12,7 @@
 //! cluster id and the members, finds itself among them by its peer URLs, and starts with an empty
 //! configuration: the leader then sends it a snapshot.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use oxcd_api::EtcdError;
 use oxcd_api::oxcdpb::{ConfChangeContext, MemberUpdateRequest, internal_raft_request::Request};
@@ -27,6 +27,9 @@ use crate::server::EtcdServer;
 
 /// Most learners a cluster may have (etcd's `maxLearners`).
 pub const MAX_LEARNERS: usize = 1;
+
+/// A member heard from within this window counts as active (etcd's `HealthInterval`).
+const ACTIVE_WINDOW: Duration = Duration::from_secs(5);
 
 /// A learner may be promoted once its log has this share of the leader's (etcd's `readyPercent`).
 const LEARNER_READY: f64 = 0.9;
@@ -57,13 +60,19 @@ impl EtcdServer {
         Ok(added.unwrap_or(Member { id, name: String::new(), peer_urls, client_urls: Vec::new(), is_learner: learner }))
     }
 
-    /// MemberRemove.
-    pub async fn remove_member(&self, id: MemberId) -> Result<(), EtcdError> {
-        let member = self.members.read().get(id).cloned().ok_or(EtcdError::MemberNotFound)?;
-        if !member.is_learner {
-            self.check_quorum_after_removal(id).await?;
+    /// MemberRemove. Only the leader judges whether the cluster can spare a voter (it hears from
+    /// every member); `None` means this member is not the leader, and the caller asks the leader.
+    pub async fn remove_member(&self, id: MemberId) -> Option<Result<(), EtcdError>> {
+        let Some(member) = self.members.read().get(id).cloned() else { return Some(Err(EtcdError::MemberNotFound)) };
+        if self.raft.leader() != self.id.0 {
+            return None;
         }
-        self.propose_conf_change(ConfChangeType::RemoveNode, id, Vec::new()).await
+        if !member.is_learner
+            && let Err(e) = self.may_remove_voter(id)
+        {
+            return Some(Err(e));
+        }
+        Some(self.propose_conf_change(ConfChangeType::RemoveNode, id, Vec::new()).await)
     }
 
     /// MemberUpdate: new peer URLs for a member.
@@ -96,18 +105,26 @@ impl EtcdServer {
         Some(self.propose_conf_change(ConfChangeType::AddNode, id, Vec::new()).await)
     }
 
-    /// etcd's `mayRemoveMember`: removing a voter must leave enough active voters for a quorum.
-    async fn check_quorum_after_removal(&self, id: MemberId) -> Result<(), EtcdError> {
-        let Some(progress) = self.raft_progress().await else {
-            // Not the leader: it does not know who is active; the leader's check is etcd's too.
-            return Ok(());
-        };
-        let voters: Vec<u64> = self.members.read().iter().filter(|m| !m.is_learner).map(|m| m.id.0).collect();
-        let active = voters.iter().filter(|v| **v == self.id.0 || progress.active(**v)).count();
-        let active_after = if id == self.id || progress.active(id.0) { active - 1 } else { active };
-        let quorum_after = (voters.len() - 1) / 2 + 1;
-        if active_after < quorum_after {
+    /// etcd's `mayRemoveMember` (on the leader): the voters left must include a started quorum,
+    /// and, unless the voter removed is down already, enough voters heard from in the last
+    /// [`ACTIVE_WINDOW`] to keep a quorum.
+    fn may_remove_voter(&self, id: MemberId) -> Result<(), EtcdError> {
+        let members = self.members.read().clone();
+        let voters: Vec<&Member> = members.iter().filter(|m| !m.is_learner).collect();
+        let left: Vec<&&Member> = voters.iter().filter(|m| m.id != id).collect();
+        let started = left.iter().filter(|m| !m.name.is_empty()).count();
+        if started < left.len() / 2 + 1 {
             return Err(EtcdError::MemberNotEnoughStarted);
+        }
+        let since = Instant::now() - ACTIVE_WINDOW;
+        let active = |m: MemberId| m == self.id || self.transport.heard_since(m, since);
+        if id != self.id && !active(id) {
+            // A member that is down is not part of the active quorum.
+            return Ok(());
+        }
+        let active_voters = voters.iter().filter(|m| active(m.id)).count();
+        if active_voters - 1 < 1 + (voters.len() - 1) / 2 {
+            return Err(EtcdError::Unhealthy);
         }
         Ok(())
     }
@@ -135,19 +152,15 @@ impl EtcdServer {
     }
 }
 
-/// The leader's progress of each member: matched index and whether it was heard from recently.
+/// The leader's progress of each member: (id, matched index).
 #[derive(Debug, Default)]
 pub struct RaftProgress {
-    pub peers: Vec<(u64, u64, bool)>,
+    pub peers: Vec<(u64, u64)>,
 }
 
 impl RaftProgress {
     fn matched(&self, id: u64) -> u64 {
         self.peers.iter().find(|p| p.0 == id).map_or(0, |p| p.1)
-    }
-
-    fn active(&self, id: u64) -> bool {
-        self.peers.iter().any(|p| p.0 == id && p.2)
     }
 }
 
@@ -204,6 +217,28 @@ impl MemberChange {
     }
 }
 
+impl MemberChange {
+    /// Whether the change still applies to the configuration it is committed into (etcd's
+    /// `ValidateConfigurationChange`, by id): the proposer checked an older view, so the Raft
+    /// thread (against Raft's configuration) and the applier (against the members) check again,
+    /// alike, and skip a change that no longer applies. `role` tells whether a member exists and
+    /// is a learner.
+    pub(crate) fn check(&self, role: impl Fn(MemberId) -> Option<bool>, learners: usize) -> Result<(), EtcdError> {
+        match self {
+            MemberChange::Add(m) if role(m.id).is_some() => Err(EtcdError::MemberExist),
+            MemberChange::Add(m) if m.is_learner && learners >= MAX_LEARNERS => Err(EtcdError::TooManyLearners),
+            MemberChange::Add(_) => Ok(()),
+            MemberChange::Promote(id) => match role(*id) {
+                Some(true) => Ok(()),
+                Some(false) => Err(EtcdError::MemberNotLearner),
+                None => Err(EtcdError::MemberNotFound),
+            },
+            MemberChange::Remove(id) if role(*id).is_some() => Ok(()),
+            MemberChange::Remove(_) => Err(EtcdError::MemberNotFound),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,5 +284,24 @@ mod tests {
             MemberChange::Promote(MemberId(7))
         ));
         assert!(MemberChange::decode(b"\xff\xff").is_none());
+    }
+
+    #[test]
+    fn committed_changes_are_checked_again_against_the_configuration() {
+        let learner = |id| Member { is_learner: true, ..member(id, "", true) };
+        let roles = |id: MemberId| match id.0 {
+            1 => Some(false),
+            2 => Some(true),
+            _ => None,
+        };
+        let add = |m: Member| MemberChange::Add(m);
+        assert_eq!(add(member(1, "", false)).check(roles, 1), Err(EtcdError::MemberExist));
+        assert_eq!(add(learner(3)).check(roles, 1), Err(EtcdError::TooManyLearners));
+        assert_eq!(add(member(3, "", false)).check(roles, 1), Ok(()));
+        assert_eq!(MemberChange::Promote(MemberId(2)).check(roles, 1), Ok(()));
+        assert_eq!(MemberChange::Promote(MemberId(1)).check(roles, 1), Err(EtcdError::MemberNotLearner));
+        assert_eq!(MemberChange::Promote(MemberId(3)).check(roles, 1), Err(EtcdError::MemberNotFound));
+        assert_eq!(MemberChange::Remove(MemberId(2)).check(roles, 1), Ok(()));
+        assert_eq!(MemberChange::Remove(MemberId(3)).check(roles, 1), Err(EtcdError::MemberNotFound));
     }
 }

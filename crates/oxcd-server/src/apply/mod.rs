@@ -433,6 +433,12 @@ impl Batch<'_, '_> {
         let wtx = self.wtx;
         let me = server.id;
         let members = self.members(server);
+        let learners = members.iter().filter(|m| m.is_learner).count();
+        if let Err(e) = change.check(|id| members.get(id).map(|m| m.is_learner), learners) {
+            // The Raft thread skipped it too (same rule, same configuration at this index).
+            self.results.push((id, Err(e)));
+            return Ok(());
+        }
         let removed_self = match change {
             MemberChange::Add(m) => {
                 if members.get(m.id).is_none() {

@@ -27,6 +27,18 @@ impl ClusterService {
     fn members(&self) -> Vec<PbMember> {
         self.server.members.read().iter().map(|m| m.to_pb()).collect()
     }
+
+    /// Waits until this member has applied what the leader did for it (answered once `done`).
+    async fn until_applied(&self, done: impl Fn(&EtcdServer) -> bool) -> Result<(), Status> {
+        let deadline = tokio::time::Instant::now() + self.server.cfg.request_timeout();
+        while !done(&self.server) {
+            if tokio::time::Instant::now() > deadline {
+                return Err(status(oxcd_api::EtcdError::Timeout));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        Ok(())
+    }
 }
 
 #[tonic::async_trait]
@@ -42,7 +54,16 @@ impl Cluster for ClusterService {
 
     async fn member_remove(&self, req: Request<MemberRemoveRequest>) -> Result<Response<MemberRemoveResponse>, Status> {
         require_leader(&self.server, &req)?;
-        self.server.remove_member(MemberId(req.get_ref().id)).await.map_err(status)?;
+        let id = MemberId(req.get_ref().id);
+        match self.server.remove_member(id).await {
+            Some(r) => r.map_err(status)?,
+            // Only the leader knows who is active: it decides (and this member follows).
+            None => {
+                let mut leader = ClusterClient::new(to_leader(&self.server)?);
+                leader.member_remove(MemberRemoveRequest { id: id.0 }).await?;
+                self.until_applied(|s| s.members.read().get(id).is_none()).await?;
+            }
+        }
         Ok(Response::new(MemberRemoveResponse { header: Some(self.server.header(0)), members: self.members() }))
     }
 
@@ -74,14 +95,7 @@ impl Cluster for ClusterService {
             None => {
                 let mut leader = ClusterClient::new(to_leader(&self.server)?);
                 leader.member_promote(MemberPromoteRequest { id: id.0 }).await?;
-                // Answer once this member has applied the promotion too.
-                let deadline = tokio::time::Instant::now() + self.server.cfg.request_timeout();
-                while self.server.members.read().get(id).is_some_and(|m| m.is_learner) {
-                    if tokio::time::Instant::now() > deadline {
-                        return Err(status(oxcd_api::EtcdError::Timeout));
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                }
+                self.until_applied(|s| s.members.read().get(id).is_some_and(|m| !m.is_learner)).await?;
             }
         }
         Ok(Response::new(MemberPromoteResponse { header: Some(self.server.header(0)), members: self.members() }))

@@ -200,11 +200,11 @@ where
     }
 
     fn call(&mut self, req: axum::http::Request<B>) -> Self::Future {
-        let grpc = req
-            .headers()
-            .get(axum::http::header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-        if grpc && self.server.is_learner() && !served_by_learners(req.uri().path()) {
+        // gRPC methods are `/<package>.<Service>/<Method>`; the gateway's paths (`/v3/...`) and
+        // `/version`, `/health` have no dot and are guarded by the gateway.
+        let path = req.uri().path();
+        let grpc = path.split('/').nth(1).is_some_and(|service| service.contains('.'));
+        if grpc && self.server.is_learner() && !served_by_learners(path) {
             let refused = EtcdError::NotSupportedForLearner.to_status().into_http();
             return futures::future::Either::Left(futures::future::ready(Ok(refused)));
         }

@@ -23,8 +23,9 @@ use raft::{RawNode, SnapshotStatus};
 use super::storage::RaftStorage;
 use super::transport::{Transport, snapshot_db_path};
 use crate::apply::ApplyMsg;
+use crate::ids::MemberId;
 use crate::read_index::ReadIndexHub;
-use crate::reconfig::RaftProgress;
+use crate::reconfig::{MemberChange, RaftProgress};
 
 /// Inputs of the Raft thread.
 pub enum RaftInput {
@@ -210,9 +211,8 @@ impl RaftNode {
             }
             RaftInput::Progress(reply) => {
                 let r = &self.raw.raft;
-                let view = (r.state == raft::StateRole::Leader).then(|| RaftProgress {
-                    peers: r.prs().iter().map(|(id, p)| (*id, p.matched, p.recent_active)).collect(),
-                });
+                let view = (r.state == raft::StateRole::Leader)
+                    .then(|| RaftProgress { peers: r.prs().iter().map(|(id, p)| (*id, p.matched)).collect() });
                 let _ = reply.send(view);
             }
             RaftInput::Stop => return Ok(false),
@@ -315,37 +315,48 @@ impl RaftNode {
     /// Committed configuration changes take effect in Raft as they are handed to the applier, in
     /// log order (the applier records the members in the backend).
     fn apply_conf_changes(&mut self, committed: &[Entry]) {
-        for e in committed {
-            let farewell = self.removal_farewell(e);
-            apply_conf_entry(&mut self.raw, &self.storage, e);
-            if let Some(m) = farewell {
-                self.transport.send(vec![m]);
+        for e in committed.iter().filter(|e| e.get_entry_type() == EntryType::EntryConfChange) {
+            let r = &self.raw.raft;
+            let leading = r.state == raft::StateRole::Leader;
+            // As the leader saw its followers before the change.
+            let matched: Vec<(u64, u64)> =
+                if leading { r.prs().iter().map(|(id, p)| (*id, p.matched)).collect() } else { Vec::new() };
+            let Some(cc) = apply_conf_entry(&mut self.raw, &self.storage, e) else { continue };
+            if leading && cc.get_change_type() == ConfChangeType::RemoveNode {
+                self.after_removal(cc.node_id, &matched);
             }
         }
     }
 
-    /// A member this leader removes hears nothing from it afterwards, so it would never learn that
-    /// its removal is committed (and stop, as etcd's removed members do): a last heartbeat carries
-    /// the commit index, up to what the member has acknowledged.
-    fn removal_farewell(&self, e: &Entry) -> Option<Message> {
-        if e.get_entry_type() != EntryType::EntryConfChange {
-            return None;
+    /// This leader removed `removed` from the configuration.
+    ///
+    /// - Itself: raft-rs would keep leading a configuration it is not part of (and fail on its own
+    ///   missing progress), so it steps down, and the most up-to-date voter left is told to
+    ///   campaign at once (MsgTimeoutNow, as a leadership transfer does).
+    /// - A follower: it hears nothing from this leader afterwards, so it would never learn that
+    ///   its removal is committed (and stop, as etcd's removed members do): a last heartbeat
+    ///   carries the commit index, up to what the follower acknowledged.
+    fn after_removal(&mut self, removed: u64, matched: &[(u64, u64)]) {
+        let r = &mut self.raw.raft;
+        let (me, term, committed) = (r.id, r.term, r.raft_log.committed);
+        let mut m = Message { from: me, term, ..Default::default() };
+        if removed == me {
+            r.become_follower(term, raft::INVALID_ID);
+            let voters = r.prs().conf().voters();
+            let Some(&(to, _)) =
+                matched.iter().filter(|(id, _)| *id != me && voters.contains(*id)).max_by_key(|(_, m)| *m)
+            else {
+                return;
+            };
+            m.set_msg_type(MessageType::MsgTimeoutNow);
+            m.to = to;
+        } else {
+            let Some(&(_, acked)) = matched.iter().find(|(id, _)| *id == removed) else { return };
+            m.set_msg_type(MessageType::MsgHeartbeat);
+            m.to = removed;
+            m.commit = acked.min(committed);
         }
-        let cc = ConfChange::parse_from_bytes(&e.data).ok()?;
-        let r = &self.raw.raft;
-        if cc.get_change_type() != ConfChangeType::RemoveNode
-            || cc.node_id == r.id
-            || r.state != raft::StateRole::Leader
-        {
-            return None;
-        }
-        let mut m = Message::default();
-        m.set_msg_type(MessageType::MsgHeartbeat);
-        m.to = cc.node_id;
-        m.from = r.id;
-        m.term = r.term;
-        m.commit = r.prs().get(cc.node_id)?.matched.min(r.raft_log.committed);
-        Some(m)
+        self.transport.send(vec![m]);
     }
 
     fn install_snapshot(&mut self, snap: Snapshot) -> Result<(), oxcd_wal::WalError> {
@@ -416,25 +427,35 @@ impl RaftNode {
     }
 }
 
-/// Applies `e` to Raft's configuration if it is a configuration change (also used when a restarted
-/// member replays the changes its backend already applied).
-pub(crate) fn apply_conf_entry(raw: &mut RawNode<RaftStorage>, storage: &RaftStorage, e: &Entry) {
+/// Applies `e` to Raft's configuration if it is a configuration change that still applies to it
+/// (also used when a restarted member replays the changes its backend already applied); returns
+/// the change applied.
+pub(crate) fn apply_conf_entry(raw: &mut RawNode<RaftStorage>, storage: &RaftStorage, e: &Entry) -> Option<ConfChange> {
     if e.get_entry_type() != EntryType::EntryConfChange {
-        return;
+        return None;
     }
-    let cc = match ConfChange::parse_from_bytes(&e.data) {
-        Ok(cc) => cc,
-        Err(err) => {
-            tracing::error!(index = e.index, %err, "undecodable configuration change skipped");
-            return;
-        }
+    let (Ok(cc), Some((change, _))) = (ConfChange::parse_from_bytes(&e.data), MemberChange::decode(&e.data)) else {
+        tracing::error!(index = e.index, "undecodable configuration change skipped");
+        return None;
     };
+    let conf = raw.raft.prs().conf();
+    let role = |id: MemberId| {
+        if conf.voters().contains(id.0) { Some(false) } else { conf.learners().contains(&id.0).then_some(true) }
+    };
+    if let Err(err) = change.check(role, conf.learners().len()) {
+        tracing::warn!(index = e.index, %err, "committed configuration change no longer applies; skipped");
+        return None;
+    }
     match raw.apply_conf_change(&cc) {
         Ok(cs) => {
-            tracing::info!(index = e.index, change = ?cc.get_change_type(), member = %crate::ids::MemberId(cc.node_id), voters = ?cs.voters, learners = ?cs.learners, "configuration changed");
+            tracing::info!(index = e.index, change = ?cc.get_change_type(), member = %MemberId(cc.node_id), voters = ?cs.voters, learners = ?cs.learners, "configuration changed");
             storage.set_conf_state(e.index, cs);
+            Some(cc)
         }
-        Err(err) => tracing::warn!(index = e.index, %err, "configuration change not applied"),
+        Err(err) => {
+            tracing::warn!(index = e.index, %err, "configuration change not applied");
+            None
+        }
     }
 }
 

@@ -217,7 +217,7 @@ impl Storage for RaftStorage {
     }
 
     /// The snapshot point is the backend's applied index (which the streamed backend covers).
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+    fn snapshot(&self, _request_index: u64, to: u64) -> raft::Result<Snapshot> {
         let log = self.log.read();
         let applied = self.applied.load(Ordering::Acquire);
         let index = applied.clamp(log.snapshot.index, log.last_index());
@@ -226,11 +226,17 @@ impl Storage for RaftStorage {
         } else {
             log.entries[(index - log.first_index()) as usize].term
         };
+        let cs = log.conf_state_at(index);
+        if !cs.voters.contains(&to) && !cs.learners.contains(&to) {
+            // A member added after the applied index: it would refuse a snapshot without itself
+            // (after the whole backend was streamed); raft-rs asks again later.
+            return Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
+        }
         let mut snap = Snapshot::default();
         let meta = snap.mut_metadata();
         meta.index = index;
         meta.term = term;
-        meta.set_conf_state(log.conf_state_at(index));
+        meta.set_conf_state(cs);
         Ok(snap)
     }
 }
@@ -285,7 +291,7 @@ mod tests {
         let s = storage();
         s.append(&[ent(2, 1), ent(3, 2), ent(4, 2)]);
         s.applied.store(3, Ordering::Release);
-        let snap = s.snapshot(0, 2).unwrap();
+        let snap = s.snapshot(0, 1).unwrap();
         assert_eq!((snap.get_metadata().index, snap.get_metadata().term), (3, 2));
         assert_eq!(snap.get_metadata().get_conf_state().voters, vec![1]);
         assert!(snap.data.is_empty());
@@ -302,11 +308,14 @@ mod tests {
         assert_eq!(s.conf_state().voters, vec![1, 2, 3], "raft-rs starts from the newest");
         let at = |applied: u64| {
             s.applied.store(applied, Ordering::Release);
-            s.snapshot(0, 2).unwrap().get_metadata().get_conf_state().voters.clone()
+            s.snapshot(0, 1).unwrap().get_metadata().get_conf_state().voters.clone()
         };
         assert_eq!(at(2), vec![1], "before the first change");
         assert_eq!(at(4), vec![1, 2]);
+        // Not to a member the snapshot's configuration lacks (it would refuse it): later.
+        assert!(matches!(s.snapshot(0, 3), Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable))));
         assert_eq!(at(5), vec![1, 2, 3]);
+        assert!(s.snapshot(0, 3).is_ok());
         // Compaction folds the changes up to its point into the snapshot point's configuration.
         s.compact(4);
         assert_eq!(s.conf_state_at(4).voters, vec![1, 2]);

@@ -17,7 +17,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use oxcd_backend::Backend;
@@ -40,6 +40,8 @@ const MAX_FRAME: usize = 256 << 20;
 /// Messages queued per peer before dropping.
 const PEER_QUEUE: usize = 4096;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How often a connection notes that its peer was heard from.
+const HEARD_EVERY: Duration = Duration::from_millis(100);
 
 /// Where a received snapshot's backend file is stored until the applier installs it.
 pub fn snapshot_db_path(snap_dir: &Path, term: u64, index: u64) -> PathBuf {
@@ -62,6 +64,8 @@ pub struct Transport {
     /// The members, encoded as a `MemberListResponse`, for joining members (set once the member's
     /// state exists).
     members: std::sync::OnceLock<Box<dyn Fn() -> Vec<u8> + Send + Sync>>,
+    /// When each peer was last heard from (noted at most every [`HEARD_EVERY`] per connection).
+    heard: Mutex<HashMap<u64, Instant>>,
 }
 
 impl Transport {
@@ -83,12 +87,18 @@ impl Transport {
             stopped: Arc::new(AtomicBool::new(false)),
             inbound: Arc::new(Mutex::new(Vec::new())),
             members: std::sync::OnceLock::new(),
+            heard: Mutex::new(HashMap::new()),
         })
     }
 
     /// Where the answer to a joining member's question comes from.
     pub fn set_members_source(&self, f: impl Fn() -> Vec<u8> + Send + Sync + 'static) {
         let _ = self.members.set(Box::new(f));
+    }
+
+    /// Whether a message from member `id` arrived at or after `since`.
+    pub fn heard_since(&self, id: MemberId, since: Instant) -> bool {
+        self.heard.lock().get(&id.0).is_some_and(|t| *t >= since)
     }
 
     /// Drops every peer not in `ids` (removed members): its outbound thread ends.
@@ -275,12 +285,19 @@ impl Transport {
         }
         let mut buf = Vec::new();
         match h[24] {
-            KIND_MESSAGES => loop {
-                let m = read_frame(&mut r, &mut buf)?;
-                if self.raft_tx.send(RaftInput::Step(m)).is_err() {
-                    return Ok(());
+            KIND_MESSAGES => {
+                let mut noted = Instant::now() - HEARD_EVERY;
+                loop {
+                    let m = read_frame(&mut r, &mut buf)?;
+                    if noted.elapsed() >= HEARD_EVERY {
+                        noted = Instant::now();
+                        self.heard.lock().insert(from, noted);
+                    }
+                    if self.raft_tx.send(RaftInput::Step(m)).is_err() {
+                        return Ok(());
+                    }
                 }
-            },
+            }
             KIND_SNAPSHOT => {
                 let m = read_frame(&mut r, &mut buf)?;
                 let meta = m.get_snapshot().get_metadata();
