@@ -204,6 +204,13 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningMember, StartError> {
         raft_tx: raft_tx.clone(),
         transport: transport.clone(),
     });
+    transport.mark_removed(Members::load_removed(&backend.read()?)?);
+    let s = Arc::downgrade(&server);
+    transport.set_on_removed(move || {
+        if let Some(s) = s.upgrade() {
+            s.stop();
+        }
+    });
     let weak = Arc::downgrade(&server);
     transport.set_members_source(move || {
         let Some(s) = weak.upgrade() else { return Vec::new() };

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use oxcd_api::etcdserverpb::Member as PbMember;
-use oxcd_backend::{BucketRead, MEMBERS, ReadTxn, WriteTxn};
+use oxcd_backend::{BucketRead, MEMBERS, MEMBERS_REMOVED, ReadTxn, WriteTxn};
 use prost::Message;
 
 use crate::ids::MemberId;
@@ -70,6 +70,23 @@ impl Members {
     /// Writes one member into the members bucket.
     pub fn save(wtx: &WriteTxn<'_>, m: &Member) -> Result<(), oxcd_backend::BackendError> {
         wtx.bucket(MEMBERS)?.put(&m.id.0.to_be_bytes(), &m.to_pb().encode_to_vec())
+    }
+
+    /// Records a removed member in etcd's `members_removed` bucket (key: the id in hex, as etcd).
+    pub fn mark_removed(wtx: &WriteTxn<'_>, id: MemberId) -> Result<(), oxcd_backend::BackendError> {
+        wtx.bucket(MEMBERS_REMOVED)?.put(format!("{:x}", id.0).as_bytes(), b"removed")
+    }
+
+    /// The members removed from the cluster.
+    pub fn load_removed(rtx: &ReadTxn) -> Result<Vec<MemberId>, oxcd_backend::BackendError> {
+        let mut ids = Vec::new();
+        rtx.bucket(MEMBERS_REMOVED)?.visit(&[], None, &mut |k, _| {
+            if let Some(id) = std::str::from_utf8(k).ok().and_then(|h| u64::from_str_radix(h, 16).ok()) {
+                ids.push(MemberId(id));
+            }
+            true
+        })?;
+        Ok(ids)
     }
 
     /// Deletes one member from the members bucket.

@@ -151,14 +151,24 @@ async fn a_cluster_grows_from_one_to_three_members_and_shrinks_again() {
         wait_contents(&cl, i, &want).await;
     }
 
-    // Removing the leader, asked through a follower, while a client writes to the other one: the
-    // leader steps down (a new one is elected at once), stops by itself, and writes go on.
+    // A member removed while it is down does not come back: restarted, it is refused by its
+    // former peers and stops by itself (etcd's "permanently removed").
     let leader = cl.leader().await.unwrap();
-    let [asked, writer_at] = [(leader + 1) % 3, (leader + 2) % 3];
-    let leader_id = cl.client(leader).await.unwrap().status().await.unwrap().header().unwrap().member_id();
+    let gone = (leader + 1) % 3;
+    let gone_id = cl.client(gone).await.unwrap().status().await.unwrap().header().unwrap().member_id();
+    cl.kill(gone);
+    let mut c = cl.client(leader).await.unwrap();
+    assert_eq!(c.member_remove(gone_id).await.unwrap().members().len(), 2);
+    cl.restart(gone).unwrap();
+    wait_exit(&cl, gone).await;
+
+    // Removing the leader, asked through the other member while a client writes to it: the
+    // leader steps down (the other is elected at once), stops by itself, and writes go on.
+    let other = (0..3).find(|i| *i != leader && *i != gone).unwrap();
+    let leader_id = c.status().await.unwrap().header().unwrap().member_id();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
-        let (stop, mut w) = (stop.clone(), cl.client(writer_at).await.unwrap());
+        let (stop, mut w) = (stop.clone(), cl.client(other).await.unwrap());
         tokio::spawn(async move {
             let mut ok = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -169,28 +179,26 @@ async fn a_cluster_grows_from_one_to_three_members_and_shrinks_again() {
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut c = cl.client(asked).await.unwrap();
-    let r = c.member_remove(leader_id).await.unwrap();
-    assert_eq!(r.members().len(), 2);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !cl.has_exited(leader) {
-        assert!(Instant::now() < deadline, "the removed leader kept running:\n{}", cl.log_tail(leader, 20));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let log = cl.log_tail(leader, 50);
-    assert!(log.contains("permanently removed") && !log.contains("panicked"), "{log}");
+    let mut c = cl.client(other).await.unwrap();
+    assert_eq!(c.member_remove(leader_id).await.unwrap().members().len(), 1);
+    wait_exit(&cl, leader).await;
     writable(&mut c).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(writer.await.unwrap() > 0);
+    // Alone again, it serves.
     write(&cl, &mut c, "c", 10).await;
-    let want = contents(&mut c).await;
-    wait_contents(&cl, writer_at, &want).await;
-    // Down to one (the other follower goes): it is alone again and still serves.
-    let last = cl.client(writer_at).await.unwrap().status().await.unwrap().header().unwrap().member_id();
-    c.member_remove(last).await.unwrap();
-    writable(&mut c).await;
-    write(&cl, &mut c, "d", 5).await;
     assert_eq!(c.member_list().await.unwrap().members().len(), 1);
+}
+
+/// Waits until member `i` stops by itself because it was removed (not because it failed).
+async fn wait_exit(cl: &Cluster, i: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cl.has_exited(i) {
+        assert!(Instant::now() < deadline, "the removed member {i} kept running:\n{}", cl.log_tail(i, 20));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = cl.log_tail(i, 50);
+    assert!(log.contains("permanently removed") && !log.contains("panicked"), "{log}");
 }
 
 /// Bad membership requests get etcd's codes and messages (etcd 3.4 answers the same session).

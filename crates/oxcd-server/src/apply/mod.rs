@@ -247,6 +247,8 @@ impl Applier {
         }
         self.server.swap_state(state);
         self.server.sync_peers();
+        let removed = Members::load_removed(&self.server.backend().read().map_err(fatal)?).map_err(fatal)?;
+        self.server.transport.mark_removed(removed);
         self.applied = index.max(ci);
         self.last_snapshot = self.applied;
         tracing::info!(index, consistent_index = ci, "installed backend snapshot");
@@ -457,6 +459,8 @@ impl Batch<'_, '_> {
             MemberChange::Remove(who) => {
                 members.remove(who);
                 Members::delete(wtx, who).map_err(fatal)?;
+                Members::mark_removed(wtx, who).map_err(fatal)?;
+                server.transport.mark_removed([who]);
                 who == me
             }
         };

@@ -2,7 +2,9 @@
 //! and backend snapshots streamed on connections of their own.
 //!
 //! Wire format (not etcd's rafthttp; members of one cluster are all oxcd): a connection starts with
-//! `OXCDPEER`, the sender's member id, the cluster id (u64 LE each) and a kind byte. Kind
+//! `OXCDPEER`, the sender's member id, the cluster id (u64 LE each) and a kind byte, which the
+//! receiver answers with one byte: [`ACCEPTED`], or [`REMOVED`] to a member removed from the
+//! cluster (which then stops, as etcd's removed members do on their peers' "410 Gone"). Kind
 //! [`KIND_MESSAGES`] then carries frames `[len u32 LE][raft Message]`. Kind [`KIND_SNAPSHOT`] carries one
 //! frame with the MsgSnapshot, then the backend snapshot stream (self-delimiting, checksummed), and
 //! the receiver answers one byte once the snapshot is stored.
@@ -35,11 +37,17 @@ const KIND_SNAPSHOT: u8 = 2;
 /// cluster's yet, so the handshake's are not checked); the answer is the cluster id (u64 LE) and
 /// one frame with a `MemberListResponse`.
 const KIND_MEMBERS: u8 = 3;
+/// The receiver's answer to a handshake: go on.
+const ACCEPTED: u8 = 0;
+/// The receiver's answer to a handshake from a member removed from the cluster.
+const REMOVED: u8 = 1;
 /// Largest frame accepted from a peer.
 const MAX_FRAME: usize = 256 << 20;
 /// Messages queued per peer before dropping.
 const PEER_QUEUE: usize = 4096;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a peer may take to answer a handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a connection notes that its peer was heard from.
 const HEARD_EVERY: Duration = Duration::from_millis(100);
 
@@ -66,6 +74,10 @@ pub struct Transport {
     members: std::sync::OnceLock<Box<dyn Fn() -> Vec<u8> + Send + Sync>>,
     /// When each peer was last heard from (noted at most every [`HEARD_EVERY`] per connection).
     heard: Mutex<HashMap<u64, Instant>>,
+    /// Members removed from the cluster: their connections are refused with [`REMOVED`].
+    removed: RwLock<std::collections::HashSet<u64>>,
+    /// What to do when a peer says this member was removed (stop it).
+    on_removed: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl Transport {
@@ -88,12 +100,24 @@ impl Transport {
             inbound: Arc::new(Mutex::new(Vec::new())),
             members: std::sync::OnceLock::new(),
             heard: Mutex::new(HashMap::new()),
+            removed: RwLock::new(Default::default()),
+            on_removed: std::sync::OnceLock::new(),
         })
     }
 
     /// Where the answer to a joining member's question comes from.
     pub fn set_members_source(&self, f: impl Fn() -> Vec<u8> + Send + Sync + 'static) {
         let _ = self.members.set(Box::new(f));
+    }
+
+    /// Members removed from the cluster (their connections are refused from now on).
+    pub fn mark_removed(&self, ids: impl IntoIterator<Item = MemberId>) {
+        self.removed.write().extend(ids.into_iter().map(|m| m.0));
+    }
+
+    /// What to do when a peer refuses this member as removed.
+    pub fn set_on_removed(&self, f: impl Fn() + Send + Sync + 'static) {
+        let _ = self.on_removed.set(Box::new(f));
     }
 
     /// Whether a message from member `id` arrived at or after `since`.
@@ -205,6 +229,17 @@ impl Transport {
         let mut conn = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
         conn.set_nodelay(true)?;
         self.handshake(&mut conn, kind)?;
+        conn.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+        let mut answer = [0u8; 1];
+        conn.read_exact(&mut answer)?;
+        conn.set_read_timeout(None)?;
+        if answer[0] == REMOVED {
+            tracing::warn!(peer = %to, "the member has been permanently removed from the cluster; stopping");
+            if let Some(f) = self.on_removed.get() {
+                f();
+            }
+            return Err(std::io::Error::other("this member was removed from the cluster"));
+        }
         Ok(conn)
     }
 
@@ -283,6 +318,12 @@ impl Transport {
             tracing::warn!(from = %MemberId(from), remote_cluster = %ClusterId(cluster), "rejected peer: cluster ID mismatch");
             return Err(std::io::Error::other("cluster ID mismatch"));
         }
+        let removed = self.removed.read().contains(&from);
+        (&conn).write_all(&[if removed { REMOVED } else { ACCEPTED }])?;
+        if removed {
+            tracing::info!(from = %MemberId(from), "refused a member removed from the cluster");
+            return Ok(());
+        }
         let mut buf = Vec::new();
         match h[24] {
             KIND_MESSAGES => {
@@ -292,6 +333,10 @@ impl Transport {
                     if noted.elapsed() >= HEARD_EVERY {
                         noted = Instant::now();
                         self.heard.lock().insert(from, noted);
+                        if self.removed.read().contains(&from) {
+                            // Removed since it connected: its next connection is refused.
+                            return Ok(());
+                        }
                     }
                     if self.raft_tx.send(RaftInput::Step(m)).is_err() {
                         return Ok(());
