@@ -106,6 +106,17 @@ fn read_chunk(r: &mut impl BufRead) -> Option<String> {
 /// A streaming request: sends `body` (the request stream) and returns the reply's lines as they
 /// come, `n` of them (or fewer if the server ends the stream).
 fn stream_lines(endpoint: &str, path: &str, body: &str, n: usize) -> (u16, Vec<String>) {
+    stream_lines_with(endpoint, path, body, n, |_| {})
+}
+
+/// [`stream_lines`], calling `each` with the number of lines read so far after each line.
+fn stream_lines_with(
+    endpoint: &str,
+    path: &str,
+    body: &str,
+    n: usize,
+    mut each: impl FnMut(usize),
+) -> (u16, Vec<String>) {
     let mut s = TcpStream::connect(host(endpoint)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(s, "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\r\n{body}", host(endpoint), body.len())
@@ -120,6 +131,7 @@ fn stream_lines(endpoint: &str, path: &str, body: &str, n: usize) -> (u16, Vec<S
         while let Some(i) = pending.find('\n') {
             lines.push(pending[..i].to_string());
             pending.drain(..=i);
+            each(lines.len());
         }
     }
     (status, lines)
@@ -283,19 +295,20 @@ async fn streams_get_what_etcd_sends() {
         post(&ep, "/v3/kv/deleterange", &expand(r#"{"key":"{k:w/a}"}"#));
         let watch =
             expand(r#"{"create_request":{"key":"{k:w/}","range_end":"{k:w0}","start_revision":"2","prev_kv":true}}"#);
+        // Created, then the history in one response; only then a new event (written once the
+        // history has arrived, so how fast each server catches up does not matter).
         let later = ep.clone();
-        let putter = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(500));
-            post(&later, "/v3/kv/put", &expand(r#"{"key":"{k:w/c}","value":"{k:3}"}"#));
+        let (status, lines) = stream_lines_with(&ep, "/v3/watch", &watch, 3, |read| {
+            if read == 2 {
+                post(&later, "/v3/kv/put", &expand(r#"{"key":"{k:w/c}","value":"{k:3}"}"#));
+            }
         });
-        let (status, lines) = stream_lines(&ep, "/v3/watch", &watch, 5);
-        putter.join().unwrap();
         out.push(format!("watch {status}\n{}", mask(&lines.join("\n"))));
         // A filter, and a watch on a key that is not there yet.
         let filtered = expand(
             r#"{"create_request":{"key":"{k:w/}","range_end":"{k:w0}","start_revision":"1","filters":["NODELETE"]}}"#,
         );
-        let (status, lines) = stream_lines(&ep, "/v3/watch", &filtered, 3);
+        let (status, lines) = stream_lines(&ep, "/v3/watch", &filtered, 2);
         out.push(format!("watch NODELETE {status}\n{}", mask(&lines.join("\n"))));
         post(&ep, "/v3/lease/grant", r#"{"TTL":60,"ID":77}"#);
         let (status, lines) = stream_lines(&ep, "/v3/lease/keepalive", r#"{"ID":"77"}"#, 5);
@@ -404,7 +417,22 @@ async fn etcd3gw_sees_what_it_sees_with_etcd() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/etcd3gw_session.py");
     let run = move |ep: String| {
         let (h, p) = host(&ep).split_once(':').unwrap();
-        let out = std::process::Command::new("python3").args([script, h, p]).output().expect("python3 runs");
+        let mut child = std::process::Command::new("python3")
+            .args([script, h, p])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        // A session that hangs (a watch that never delivers) fails the test instead.
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the etcd3gw session against {ep} did not finish");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "etcd3gw session against {ep} failed:\n{stderr}");
         String::from_utf8(out.stdout).unwrap()

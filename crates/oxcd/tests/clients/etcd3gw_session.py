@@ -4,8 +4,6 @@ against real etcd and against oxcd and compares the transcripts. Ids that differ
 (cluster, member, lease ids chosen by the server) are left out; revisions are printed."""
 
 import sys
-import threading
-import time
 
 import etcd3gw
 
@@ -56,19 +54,19 @@ say("lock release", lock.release())
 say("second lock acquire after release", other.acquire())
 say("second lock release", other.release())
 
-# Watches: one event on a key, then a prefix stream.
-def later(key, value):
-    def run():
-        time.sleep(0.5)
-        c.put(key, value)
-    threading.Thread(target=run).start()
+# Watches, from a revision (so nothing depends on how fast a watch is set up): one event on a
+# key, then a prefix stream with a put and a delete.
+def revision():
+    return int(c.status()["header"]["revision"])
 
 
-later("w/one", "1")
-ev = c.watch_once("w/one", timeout=10)
+rev = revision()
+c.put("w/one", "1")
+ev = c.watch_once("w/one", timeout=10, start_revision=rev + 1)
 say("watch_once", ev["kv"]["key"], ev["kv"]["value"], ev["kv"]["version"])
-events, cancel = c.watch_prefix("w/")
-later("w/two", "2")
+rev = revision()
+c.put("w/two", "2")
+events, cancel = c.watch_prefix("w/", start_revision=rev + 1)
 got = next(events)
 say("watch_prefix", got["kv"]["key"], got["kv"]["value"], got.get("type", "PUT"))
 c.delete("w/two")
