@@ -204,7 +204,6 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningMember, StartError> {
         raft_tx: raft_tx.clone(),
         transport: transport.clone(),
     });
-    transport.mark_removed(Members::load_removed(&backend.read()?)?);
     let s = Arc::downgrade(&server);
     transport.set_on_removed(move || {
         if let Some(s) = s.upgrade() {

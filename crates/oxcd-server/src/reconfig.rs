@@ -195,7 +195,11 @@ impl MemberChange {
     /// Reads a committed `ConfChange` entry: the change, and the proposer's request id.
     pub(crate) fn decode(data: &[u8]) -> Option<(MemberChange, u64)> {
         use protobuf::Message as _;
-        let cc = ConfChange::parse_from_bytes(data).ok()?;
+        MemberChange::of(&ConfChange::parse_from_bytes(data).ok()?)
+    }
+
+    /// The change a decoded `ConfChange` makes, and the proposer's request id.
+    pub(crate) fn of(cc: &ConfChange) -> Option<(MemberChange, u64)> {
         let ctx = ConfChangeContext::decode(cc.get_context()).ok()?;
         let id = MemberId(cc.node_id);
         let added = |is_learner| {

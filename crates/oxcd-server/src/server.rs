@@ -75,6 +75,8 @@ pub(crate) struct MemberState {
     pub lessor: Arc<Lessor>,
     pub auth: Arc<AuthStore>,
     pub members: Members,
+    /// Members removed from the cluster (their peer connections are refused).
+    pub removed: Vec<MemberId>,
     pub alarms: Alarms,
     /// A compaction scheduled but not finished before the last stop.
     pub pending_compaction: Option<i64>,
@@ -91,7 +93,8 @@ impl MemberState {
         let auth = Arc::new(AuthStore::open(&backend)?);
         let rtx = backend.read()?;
         let (members, alarms) = (Members::load(&rtx)?, Alarms::load(&rtx)?);
-        Ok(MemberState { backend, store: Arc::new(store), lessor, auth, members, alarms, pending_compaction })
+        let removed = Members::load_removed(&rtx)?;
+        Ok(MemberState { backend, store: Arc::new(store), lessor, auth, members, removed, alarms, pending_compaction })
     }
 }
 
@@ -112,6 +115,7 @@ pub(crate) struct ServerParts {
 impl EtcdServer {
     pub(crate) fn new(p: ServerParts) -> Arc<EtcdServer> {
         let watchable = WatchableStore::new(p.state.store.clone(), p.cfg.max_request_bytes);
+        p.transport.mark_removed(p.state.removed.iter().copied());
         Arc::new_cyclic(|me| EtcdServer {
             me: me.clone(),
             ids: Arc::new(IdGenerator::new(p.id)),
@@ -124,6 +128,7 @@ impl EtcdServer {
             auth: RwLock::new(p.state.auth),
             watchable,
             members: RwLock::new(p.state.members),
+            transport: p.transport,
             alarms: RwLock::new(p.state.alarms),
             wait: Wait::default(),
             applied: p.applied,
@@ -134,7 +139,6 @@ impl EtcdServer {
             hot_wait: HotWait::default(),
             peer_clients: Default::default(),
             file_swap: parking_lot::Mutex::new(()),
-            transport: p.transport,
             learner: std::sync::atomic::AtomicBool::new(false),
         })
     }
@@ -180,6 +184,7 @@ impl EtcdServer {
         *self.lessor.write() = state.lessor;
         *self.auth.write() = state.auth;
         *self.members.write() = state.members;
+        self.transport.mark_removed(state.removed);
         *self.alarms.write() = state.alarms;
     }
 

@@ -247,8 +247,6 @@ impl Applier {
         }
         self.server.swap_state(state);
         self.server.sync_peers();
-        let removed = Members::load_removed(&self.server.backend().read().map_err(fatal)?).map_err(fatal)?;
-        self.server.transport.mark_removed(removed);
         self.applied = index.max(ci);
         self.last_snapshot = self.applied;
         tracing::info!(index, consistent_index = ci, "installed backend snapshot");

@@ -9,6 +9,7 @@ use oxcd_api::etcdserverpb::{
     MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse, MemberUpdateRequest,
     MemberUpdateResponse,
 };
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use super::{require_leader, status, to_leader};
@@ -28,8 +29,22 @@ impl ClusterService {
         self.server.members.read().iter().map(|m| m.to_pb()).collect()
     }
 
-    /// Waits until this member has applied what the leader did for it (answered once `done`).
-    async fn until_applied(&self, done: impl Fn(&EtcdServer) -> bool) -> Result<(), Status> {
+    /// A change only the leader may judge: `here` is this member's answer (`None` when it does not
+    /// lead); otherwise the leader is asked, and the answer waits until this member has applied
+    /// the change too (`done`).
+    async fn decided_by_leader<F>(
+        &self,
+        here: Option<Result<(), oxcd_api::EtcdError>>,
+        ask: impl FnOnce(ClusterClient<Channel>) -> F,
+        done: impl Fn(&EtcdServer) -> bool,
+    ) -> Result<(), Status>
+    where
+        F: std::future::Future<Output = Result<(), Status>>,
+    {
+        if let Some(r) = here {
+            return r.map_err(status);
+        }
+        ask(ClusterClient::new(to_leader(&self.server)?)).await?;
         let deadline = tokio::time::Instant::now() + self.server.cfg.request_timeout();
         while !done(&self.server) {
             if tokio::time::Instant::now() > deadline {
@@ -55,15 +70,12 @@ impl Cluster for ClusterService {
     async fn member_remove(&self, req: Request<MemberRemoveRequest>) -> Result<Response<MemberRemoveResponse>, Status> {
         require_leader(&self.server, &req)?;
         let id = MemberId(req.get_ref().id);
-        match self.server.remove_member(id).await {
-            Some(r) => r.map_err(status)?,
-            // Only the leader knows who is active: it decides (and this member follows).
-            None => {
-                let mut leader = ClusterClient::new(to_leader(&self.server)?);
-                leader.member_remove(MemberRemoveRequest { id: id.0 }).await?;
-                self.until_applied(|s| s.members.read().get(id).is_none()).await?;
-            }
-        }
+        // Only the leader knows who is active: it decides.
+        let here = self.server.remove_member(id).await;
+        let ask = |mut leader: ClusterClient<Channel>| async move {
+            leader.member_remove(MemberRemoveRequest { id: id.0 }).await.map(drop)
+        };
+        self.decided_by_leader(here, ask, |s| s.members.read().get(id).is_none()).await?;
         Ok(Response::new(MemberRemoveResponse { header: Some(self.server.header(0)), members: self.members() }))
     }
 
@@ -89,15 +101,12 @@ impl Cluster for ClusterService {
     ) -> Result<Response<MemberPromoteResponse>, Status> {
         require_leader(&self.server, &req)?;
         let id = MemberId(req.get_ref().id);
-        match self.server.promote_member(id).await {
-            Some(r) => r.map_err(status)?,
-            // Only the leader knows whether the learner caught up: it decides (etcd forwards too).
-            None => {
-                let mut leader = ClusterClient::new(to_leader(&self.server)?);
-                leader.member_promote(MemberPromoteRequest { id: id.0 }).await?;
-                self.until_applied(|s| s.members.read().get(id).is_some_and(|m| !m.is_learner)).await?;
-            }
-        }
+        // Only the leader knows whether the learner caught up: it decides (etcd forwards too).
+        let here = self.server.promote_member(id).await;
+        let ask = |mut leader: ClusterClient<Channel>| async move {
+            leader.member_promote(MemberPromoteRequest { id: id.0 }).await.map(drop)
+        };
+        self.decided_by_leader(here, ask, |s| s.members.read().get(id).is_some_and(|m| !m.is_learner)).await?;
         Ok(Response::new(MemberPromoteResponse { header: Some(self.server.header(0)), members: self.members() }))
     }
 }

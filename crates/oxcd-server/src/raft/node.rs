@@ -434,7 +434,9 @@ pub(crate) fn apply_conf_entry(raw: &mut RawNode<RaftStorage>, storage: &RaftSto
     if e.get_entry_type() != EntryType::EntryConfChange {
         return None;
     }
-    let (Ok(cc), Some((change, _))) = (ConfChange::parse_from_bytes(&e.data), MemberChange::decode(&e.data)) else {
+    let Some((cc, (change, _))) =
+        ConfChange::parse_from_bytes(&e.data).ok().and_then(|cc| MemberChange::of(&cc).map(|c| (cc, c)))
+    else {
         tracing::error!(index = e.index, "undecodable configuration change skipped");
         return None;
     };
