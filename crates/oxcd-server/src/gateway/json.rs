@@ -8,7 +8,7 @@
 
 use std::sync::LazyLock;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use prost::Message as _;
 use prost_reflect::{DescriptorPool, DeserializeOptions, DynamicMessage, MessageDescriptor, SerializeOptions};
@@ -49,6 +49,20 @@ impl JsonError {
     pub fn message(&self) -> &str {
         &self.0
     }
+
+    /// The status a malformed request gets (InvalidArgument, as etcd's gateway answers).
+    pub fn status(&self) -> tonic::Status {
+        tonic::Status::invalid_argument(self.message())
+    }
+}
+
+/// A gRPC message frame: no compression, the length, the message.
+fn grpc_frame(msg: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(5 + msg.len());
+    b.put_u8(0);
+    b.put_u32(msg.len() as u32);
+    b.put_slice(msg);
+    b.freeze()
 }
 
 const SERIALIZE: SerializeOptions =
@@ -173,7 +187,7 @@ fn parse_values(
             None => return buf.len(),
             Some(Ok(v)) => {
                 used = values.byte_offset();
-                let frame = from_json(desc, &v).map(|m| super::grpc_frame(&m.encode_to_vec()));
+                let frame = from_json(desc, &v).map(|m| grpc_frame(&m.encode_to_vec()));
                 let failed = frame.is_err();
                 out.push_back(frame);
                 if failed {

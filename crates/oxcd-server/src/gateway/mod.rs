@@ -22,9 +22,9 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{any, get};
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
+use futures::StreamExt;
 use futures::future::ready;
-use futures::{Stream, StreamExt};
 use http_body::Frame;
 use http_body_util::StreamBody;
 use oxcd_api::etcdserverpb::auth_server::Auth;
@@ -45,7 +45,7 @@ use crate::grpc::{
     SERVER_VERSION, WatchService,
 };
 use crate::server::EtcdServer;
-use json::{Descriptors, JsonError};
+use json::Descriptors;
 
 // The services, by their proto names.
 const KV: &str = "etcdserverpb.KV";
@@ -383,10 +383,6 @@ fn stream_response<Resp: prost::Message + 'static>(desc: MessageDescriptor, repl
         };
         ready(Some(Ok::<_, Infallible>(Bytes::from(line))))
     });
-    json_response_stream(lines)
-}
-
-fn json_response_stream(lines: impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static) -> Response {
     with_etcd_headers(Response::new(Body::from_stream(lines)), true)
 }
 
@@ -462,19 +458,4 @@ async fn health(State(gw): State<Arc<Gateway>>) -> Response {
         *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     }
     resp
-}
-
-/// A gRPC message frame: no compression, the length, the message.
-fn grpc_frame(msg: &[u8]) -> Bytes {
-    let mut b = BytesMut::with_capacity(5 + msg.len());
-    b.put_u8(0);
-    b.put_u32(msg.len() as u32);
-    b.put_slice(msg);
-    b.freeze()
-}
-
-impl JsonError {
-    fn status(&self) -> Status {
-        Status::invalid_argument(self.message())
-    }
 }
