@@ -17,11 +17,11 @@ use std::time::Duration;
 use oxcd_api::etcdserverpb::MemberListResponse;
 use oxcd_api::oxcdpb::{MemberAttrSetRequest, WalMetadata, internal_raft_request::Request};
 use oxcd_backend::Backend;
-use oxcd_wal::{HardState as WalHardState, SnapshotRecord, Wal};
+use oxcd_wal::{HardState as WalHardState, SnapshotRecord, Wal, WalState};
 use parking_lot::RwLock;
 use prost::Message;
+use raft::RawNode;
 use raft::prelude::{ConfState, EntryType, HardState, SnapshotMetadata};
-use raft::{RawNode, ReadOnlyOption};
 use tokio::sync::watch;
 
 use crate::apply::{Applier, CompactJob, consistent_index, run_compactor};
@@ -30,7 +30,7 @@ use crate::ids::{self, ClusterId, MemberId};
 use crate::membership::{Member, Members};
 use crate::raft::{
     NodeConfig, RaftInput, RaftNode, RaftStatus, RaftStorage, Transport, apply_conf_entry, decode_conf_state,
-    decode_entry, encode_conf_state, fetch_members, raft_logger, snapshot_db_path,
+    decode_entry, encode_conf_state, fetch_members, raft_config, raft_logger, snapshot_db_path,
 };
 use crate::server::{EtcdServer, MemberState, ServerParts};
 
@@ -139,53 +139,8 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningMember, StartError> {
     let state = MemberState::load(backend.clone(), &cfg)?;
     let (store, members, pending_compaction) = (state.store.clone(), state.members.clone(), state.pending_compaction);
 
-    // The Raft log as the WAL recorded it.
-    let mut snap_meta = SnapshotMetadata { index: wal_snap.index, term: wal_snap.term, ..Default::default() };
-    snap_meta.set_conf_state(
-        decode_conf_state(&wal_snap.conf_state).ok_or_else(|| StartError::Data("bad conf state in wal".into()))?,
-    );
-    let whs = wal_state.hard_state.unwrap_or_default();
-    let mut hs = HardState {
-        term: whs.term.max(wal_snap.term),
-        vote: whs.vote,
-        commit: whs.commit.max(wal_snap.index),
-        ..Default::default()
-    };
-    let entries = wal_state
-        .entries
-        .iter()
-        .map(|r| decode_entry(r).ok_or_else(|| StartError::Data(format!("bad entry {} in wal", r.index))))
-        .collect::<Result<Vec<_>, _>>()?;
-    let last_index = entries.last().map(|e| e.index).unwrap_or(wal_snap.index);
-    hs.commit = hs.commit.min(last_index);
-    let raft_applied = ci.min(hs.commit).max(wal_snap.index);
-    // Configuration changes the backend already applied: raft-rs does not hand them out again,
-    // so they are applied to its configuration here (after the WAL snapshot's).
-    let replay: Vec<_> = entries
-        .iter()
-        .filter(|e| e.index <= raft_applied && e.get_entry_type() == EntryType::EntryConfChange)
-        .cloned()
-        .collect();
-    let applied = Arc::new(AtomicU64::new(ci));
-    let storage = RaftStorage::new(snap_meta, hs.clone(), entries, applied.clone());
-
-    let raft_cfg = raft::Config {
-        id: id.0,
-        election_tick: cfg.election_ticks(),
-        heartbeat_tick: 1,
-        applied: raft_applied,
-        max_size_per_msg: 1 << 20,
-        max_inflight_msgs: 512,
-        check_quorum: true,
-        pre_vote: true,
-        read_only_option: ReadOnlyOption::Safe,
-        ..Default::default()
-    };
-    raft_cfg.validate()?;
-    let mut raw = RawNode::new(&raft_cfg, storage.clone(), &raft_logger())?;
-    for e in &replay {
-        apply_conf_entry(&mut raw, &storage, e);
-    }
+    let (raw, storage, applied) =
+        open_raft(|applied| raft_config(id.0, cfg.election_ticks(), applied), &wal_state, ci)?;
 
     let (raft_tx, raft_rx) = crossbeam_channel::unbounded();
     let (apply_tx, apply_rx) = crossbeam_channel::unbounded();
@@ -318,6 +273,52 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningMember, StartError> {
         grpc,
         transport,
     })
+}
+
+/// raft-rs's node and its log as the WAL recorded them, for a member whose backend has applied up
+/// to `ci` (its consistent index), with the settings `config` gives for the index raft-rs has
+/// applied; also the applied index the applier publishes.
+pub(crate) fn open_raft(
+    config: impl FnOnce(u64) -> raft::Config,
+    wal_state: &WalState,
+    ci: u64,
+) -> Result<(RawNode<RaftStorage>, RaftStorage, Arc<AtomicU64>), StartError> {
+    let wal_snap = wal_state.snapshot.as_ref().ok_or_else(|| StartError::Data("wal has no snapshot record".into()))?;
+    let mut snap_meta = SnapshotMetadata { index: wal_snap.index, term: wal_snap.term, ..Default::default() };
+    snap_meta.set_conf_state(
+        decode_conf_state(&wal_snap.conf_state).ok_or_else(|| StartError::Data("bad conf state in wal".into()))?,
+    );
+    let whs = wal_state.hard_state.unwrap_or_default();
+    let mut hs = HardState {
+        term: whs.term.max(wal_snap.term),
+        vote: whs.vote,
+        commit: whs.commit.max(wal_snap.index),
+        ..Default::default()
+    };
+    let entries = wal_state
+        .entries
+        .iter()
+        .map(|r| decode_entry(r).ok_or_else(|| StartError::Data(format!("bad entry {} in wal", r.index))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let last_index = entries.last().map(|e| e.index).unwrap_or(wal_snap.index);
+    hs.commit = hs.commit.min(last_index);
+    let raft_applied = ci.min(hs.commit).max(wal_snap.index);
+    // Configuration changes the backend already applied: raft-rs does not hand them out again,
+    // so they are applied to its configuration here (after the WAL snapshot's).
+    let replay: Vec<_> = entries
+        .iter()
+        .filter(|e| e.index <= raft_applied && e.get_entry_type() == EntryType::EntryConfChange)
+        .cloned()
+        .collect();
+    let applied = Arc::new(AtomicU64::new(ci));
+    let storage = RaftStorage::new(snap_meta, hs, entries, applied.clone());
+    let raft_cfg = config(raft_applied);
+    raft_cfg.validate()?;
+    let mut raw = RawNode::new(&raft_cfg, storage.clone(), &raft_logger())?;
+    for e in &replay {
+        apply_conf_entry(&mut raw, &storage, e);
+    }
+    Ok((raw, storage, applied))
 }
 
 /// A new member's identity, as [`create_member`] wrote it.

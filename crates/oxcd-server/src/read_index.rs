@@ -41,6 +41,13 @@ impl ReadIndexHub {
         })
     }
 
+    /// Registers a ReadIndex request's context: its read index arrives on the receiver.
+    pub(crate) fn expect(&self, ctx: u64) -> oneshot::Receiver<u64> {
+        let (tx, rx) = oneshot::channel();
+        self.contexts.lock().insert(ctx, tx);
+        rx
+    }
+
     /// Called by the Raft thread for each read state.
     pub fn deliver(&self, ctx: u64, index: u64) {
         if let Some(tx) = self.contexts.lock().remove(&ctx) {
@@ -95,8 +102,7 @@ impl ReadIndexHub {
         let deadline = tokio::time::Instant::now() + timeout;
         let index = loop {
             let ctx = ids.next();
-            let (tx, mut rx) = oneshot::channel();
-            self.contexts.lock().insert(ctx, tx);
+            let mut rx = self.expect(ctx);
             if raft_tx.send(RaftInput::ReadIndex { ctx }).is_err() {
                 return Err(EtcdError::Stopped);
             }

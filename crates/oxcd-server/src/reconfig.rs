@@ -21,12 +21,9 @@ use raft::prelude::{ConfChange, ConfChangeType};
 
 use crate::config::parse_url;
 use crate::ids::{self, MemberId};
-use crate::membership::{Member, Members};
-use crate::raft::RaftInput;
+use crate::membership::{MAX_LEARNERS, Member, Members};
+use crate::raft::{RaftInput, RaftProgress};
 use crate::server::EtcdServer;
-
-/// Most learners a cluster may have (etcd's `maxLearners`).
-pub const MAX_LEARNERS: usize = 1;
 
 /// A member heard from within this window counts as active (etcd's `HealthInterval`).
 const ACTIVE_WINDOW: Duration = Duration::from_secs(5);
@@ -152,18 +149,6 @@ impl EtcdServer {
     }
 }
 
-/// The leader's progress of each member: (id, matched index).
-#[derive(Debug, Default)]
-pub struct RaftProgress {
-    pub peers: Vec<(u64, u64)>,
-}
-
-impl RaftProgress {
-    fn matched(&self, id: u64) -> u64 {
-        self.peers.iter().find(|p| p.0 == id).map_or(0, |p| p.1)
-    }
-}
-
 /// etcd's `IsReadyToAddVotingMember`: after the addition, a quorum of voters must have started
 /// (published their name); a one-member cluster may always add one.
 fn ready_to_add_voter(members: &Members) -> bool {
@@ -183,65 +168,6 @@ fn check_urls(urls: &[String]) -> Result<(), EtcdError> {
 
 /// How long a joining member keeps asking the running members for the cluster.
 pub(crate) const JOIN_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// Applies a committed configuration change to the members: what the applier writes.
-pub(crate) enum MemberChange {
-    Add(Member),
-    Promote(MemberId),
-    Remove(MemberId),
-}
-
-impl MemberChange {
-    /// Reads a committed `ConfChange` entry: the change, and the proposer's request id.
-    pub(crate) fn decode(data: &[u8]) -> Option<(MemberChange, u64)> {
-        use protobuf::Message as _;
-        MemberChange::of(&ConfChange::parse_from_bytes(data).ok()?)
-    }
-
-    /// The change a decoded `ConfChange` makes, and the proposer's request id.
-    pub(crate) fn of(cc: &ConfChange) -> Option<(MemberChange, u64)> {
-        let ctx = ConfChangeContext::decode(cc.get_context()).ok()?;
-        let id = MemberId(cc.node_id);
-        let added = |is_learner| {
-            MemberChange::Add(Member {
-                id,
-                name: String::new(),
-                peer_urls: ctx.peer_urls.clone(),
-                client_urls: Vec::new(),
-                is_learner,
-            })
-        };
-        let change = match cc.get_change_type() {
-            ConfChangeType::AddNode if ctx.peer_urls.is_empty() => MemberChange::Promote(id),
-            ConfChangeType::AddNode => added(false),
-            ConfChangeType::AddLearnerNode => added(true),
-            ConfChangeType::RemoveNode => MemberChange::Remove(id),
-        };
-        Some((change, ctx.id))
-    }
-}
-
-impl MemberChange {
-    /// Whether the change still applies to the configuration it is committed into (etcd's
-    /// `ValidateConfigurationChange`, by id): the proposer checked an older view, so the Raft
-    /// thread (against Raft's configuration) and the applier (against the members) check again,
-    /// alike, and skip a change that no longer applies. `role` tells whether a member exists and
-    /// is a learner.
-    pub(crate) fn check(&self, role: impl Fn(MemberId) -> Option<bool>, learners: usize) -> Result<(), EtcdError> {
-        match self {
-            MemberChange::Add(m) if role(m.id).is_some() => Err(EtcdError::MemberExist),
-            MemberChange::Add(m) if m.is_learner && learners >= MAX_LEARNERS => Err(EtcdError::TooManyLearners),
-            MemberChange::Add(_) => Ok(()),
-            MemberChange::Promote(id) => match role(*id) {
-                Some(true) => Ok(()),
-                Some(false) => Err(EtcdError::MemberNotLearner),
-                None => Err(EtcdError::MemberNotFound),
-            },
-            MemberChange::Remove(id) if role(*id).is_some() => Ok(()),
-            MemberChange::Remove(_) => Err(EtcdError::MemberNotFound),
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -268,44 +194,5 @@ mod tests {
         assert!(ready_to_add_voter(&Members::new([member(1, "a", false), member(2, "", true)])));
         let three = Members::new([member(1, "a", false), member(2, "b", false), member(3, "", false)]);
         assert!(!ready_to_add_voter(&three), "two of four started is not enough");
-    }
-
-    #[test]
-    fn conf_change_entries_decode_to_member_changes() {
-        use protobuf::Message as _;
-        let mut cc = ConfChange::default();
-        cc.set_change_type(ConfChangeType::AddLearnerNode);
-        cc.node_id = 7;
-        cc.context =
-            ConfChangeContext { id: 99, member_id: 7, peer_urls: vec!["http://h:1".into()] }.encode_to_vec().into();
-        let (change, req) = MemberChange::decode(&cc.write_to_bytes().unwrap()).unwrap();
-        assert_eq!(req, 99);
-        assert!(matches!(change, MemberChange::Add(m) if m.is_learner && m.peer_urls == ["http://h:1"]));
-        cc.set_change_type(ConfChangeType::AddNode);
-        cc.context = ConfChangeContext { id: 100, member_id: 7, peer_urls: vec![] }.encode_to_vec().into();
-        assert!(matches!(
-            MemberChange::decode(&cc.write_to_bytes().unwrap()).unwrap().0,
-            MemberChange::Promote(MemberId(7))
-        ));
-        assert!(MemberChange::decode(b"\xff\xff").is_none());
-    }
-
-    #[test]
-    fn committed_changes_are_checked_again_against_the_configuration() {
-        let learner = |id| Member { is_learner: true, ..member(id, "", true) };
-        let roles = |id: MemberId| match id.0 {
-            1 => Some(false),
-            2 => Some(true),
-            _ => None,
-        };
-        let add = |m: Member| MemberChange::Add(m);
-        assert_eq!(add(member(1, "", false)).check(roles, 1), Err(EtcdError::MemberExist));
-        assert_eq!(add(learner(3)).check(roles, 1), Err(EtcdError::TooManyLearners));
-        assert_eq!(add(member(3, "", false)).check(roles, 1), Ok(()));
-        assert_eq!(MemberChange::Promote(MemberId(2)).check(roles, 1), Ok(()));
-        assert_eq!(MemberChange::Promote(MemberId(1)).check(roles, 1), Err(EtcdError::MemberNotLearner));
-        assert_eq!(MemberChange::Promote(MemberId(3)).check(roles, 1), Err(EtcdError::MemberNotFound));
-        assert_eq!(MemberChange::Remove(MemberId(2)).check(roles, 1), Ok(()));
-        assert_eq!(MemberChange::Remove(MemberId(3)).check(roles, 1), Err(EtcdError::MemberNotFound));
     }
 }

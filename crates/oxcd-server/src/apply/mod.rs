@@ -10,7 +10,6 @@
 mod lease;
 pub mod request;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -32,21 +31,13 @@ use raft::prelude::{Entry, EntryType};
 use tokio::sync::watch;
 
 use crate::ids::MemberId;
+use crate::membership::MemberChange;
 use crate::membership::Members;
-use crate::raft::RaftInput;
-use crate::reconfig::MemberChange;
+use crate::raft::{ApplyMsg, RaftInput};
 use crate::server::{EtcdServer, MemberState};
 use crate::wait::{ApplyResult, Response};
 pub use lease::load_leases;
 pub use request::ApplyError;
-
-/// What the Raft thread hands the applier, in log order.
-pub enum ApplyMsg {
-    /// Committed entries.
-    Entries(Vec<Entry>),
-    /// A backend snapshot from the leader, stored at `db`, covering at least `index`.
-    Snapshot { index: u64, db: PathBuf },
-}
 
 /// A compaction to carry out in the background, and who to answer when it is done.
 pub struct CompactJob {

@@ -1,12 +1,18 @@
 //! Raft: the node thread around raft-rs, its in-memory log, and the peer transport.
 
 mod logger;
+mod msg;
 mod node;
+#[cfg(test)]
+mod sim;
+#[cfg(test)]
+mod sim_tests;
 mod storage;
 mod transport;
 
 pub use logger::raft_logger;
+pub use msg::{ApplyMsg, PeerTransport, RaftInput, RaftProgress};
 pub(crate) use node::apply_conf_entry;
-pub use node::{NodeConfig, RaftInput, RaftNode, RaftStatus, decode_conf_state, decode_entry, encode_conf_state};
+pub use node::{NodeConfig, RaftNode, RaftStatus, decode_conf_state, decode_entry, encode_conf_state, raft_config};
 pub use storage::RaftStorage;
 pub use transport::{Transport, fetch_members, snapshot_db_path};

@@ -20,38 +20,13 @@ use raft::prelude::{
 };
 use raft::{RawNode, SnapshotStatus};
 
+use super::msg::RaftProgress;
+use super::msg::{ApplyMsg, PeerTransport, RaftInput};
 use super::storage::RaftStorage;
-use super::transport::{Transport, snapshot_db_path};
-use crate::apply::ApplyMsg;
+use super::transport::snapshot_db_path;
 use crate::ids::MemberId;
+use crate::membership::MemberChange;
 use crate::read_index::ReadIndexHub;
-use crate::reconfig::{MemberChange, RaftProgress};
-
-/// Inputs of the Raft thread.
-pub enum RaftInput {
-    /// Propose an encoded request.
-    Propose(Vec<u8>),
-    /// Ask for a read index under the unique context `ctx`.
-    ReadIndex { ctx: u64 },
-    /// A message from a peer.
-    Step(Message),
-    /// The backend durably holds everything up to `index`: snapshot the WAL there.
-    Compact { index: u64 },
-    /// A peer could not be reached.
-    Unreachable(u64),
-    /// A snapshot send to `to` finished.
-    SnapshotStatus { to: u64, ok: bool },
-    /// Start an election now (single-member boot).
-    Campaign,
-    /// Hand leadership to this member (MoveLeader); ignored unless this member leads.
-    TransferLeader(u64),
-    /// Propose a change of the configuration (membership).
-    ProposeConfChange(ConfChange),
-    /// Tell the leader's view of every member's log (`None` unless this member leads).
-    Progress(tokio::sync::oneshot::Sender<Option<RaftProgress>>),
-    /// Stop the thread.
-    Stop,
-}
 
 /// Raft state published for the rest of the member (headers, Status, leader checks).
 #[derive(Debug)]
@@ -114,7 +89,7 @@ pub struct RaftNode {
     pub(crate) storage: RaftStorage,
     pub(crate) wal: Wal,
     pub(crate) rx: Receiver<RaftInput>,
-    pub(crate) transport: Arc<Transport>,
+    pub(crate) transport: Arc<dyn PeerTransport>,
     pub(crate) apply_tx: Sender<ApplyMsg>,
     pub(crate) status: Arc<RaftStatus>,
     pub(crate) read_hub: Arc<ReadIndexHub>,
@@ -152,16 +127,31 @@ impl RaftNode {
                     next_tick = Instant::now() + tick;
                 }
             }
-            // Take everything already queued: one Ready, one fsync for all of it.
-            while let Ok(m) = self.rx.try_recv() {
-                if !self.handle(m)? {
-                    return Ok(());
-                }
+            if !self.drain()? {
+                return Ok(());
             }
-            self.advance_applied();
-            self.retry_stalled();
-            self.on_ready()?;
         }
+    }
+
+    /// Handles every input already queued, then the `Ready` they make: one Ready, one fsync for
+    /// all of it. False once told to stop. (The simulation tests drive nodes through this and
+    /// [`RaftNode::tick`], on a clock of their own.)
+    pub(crate) fn drain(&mut self) -> Result<bool, oxcd_wal::WalError> {
+        while let Ok(m) = self.rx.try_recv() {
+            if !self.handle(m)? {
+                return Ok(false);
+            }
+        }
+        self.advance_applied();
+        self.retry_stalled();
+        self.on_ready()?;
+        Ok(true)
+    }
+
+    /// One tick of Raft's logical clock.
+    #[cfg(test)]
+    pub(crate) fn tick(&mut self) {
+        self.raw.tick();
     }
 
     /// Tells raft-rs how far the applier got (read from the applier's published index, so the
@@ -424,6 +414,23 @@ impl RaftNode {
         } else {
             self.status.sole_leader_from.store(0, Ordering::Release);
         }
+    }
+}
+
+/// raft-rs's settings for member `id`, whose state machine has applied `applied`: PreVote,
+/// CheckQuorum and safe ReadIndex (by a heartbeat round), one heartbeat per tick.
+pub fn raft_config(id: u64, election_tick: usize, applied: u64) -> raft::Config {
+    raft::Config {
+        id,
+        election_tick,
+        heartbeat_tick: 1,
+        applied,
+        max_size_per_msg: 1 << 20,
+        max_inflight_msgs: 512,
+        check_quorum: true,
+        pre_vote: true,
+        read_only_option: raft::ReadOnlyOption::Safe,
+        ..Default::default()
     }
 }
 

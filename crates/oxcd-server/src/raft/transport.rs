@@ -17,8 +17,8 @@ use std::collections::HashMap;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
@@ -27,7 +27,7 @@ use parking_lot::{Mutex, RwLock};
 use protobuf::Message as PbMessage;
 use raft::prelude::{Message, MessageType};
 
-use super::node::RaftInput;
+use super::msg::{PeerTransport, RaftInput};
 use crate::ids::{ClusterId, MemberId};
 
 const MAGIC: &[u8; 8] = b"OXCDPEER";
@@ -58,6 +58,8 @@ pub fn snapshot_db_path(snap_dir: &Path, term: u64, index: u64) -> PathBuf {
 
 /// Sends Raft messages to peers and receives theirs.
 pub struct Transport {
+    /// This transport, for the threads it starts.
+    this: Weak<Transport>,
     me: MemberId,
     cluster: ClusterId,
     raft_tx: Sender<RaftInput>,
@@ -88,7 +90,8 @@ impl Transport {
         backend: Arc<RwLock<Arc<Backend>>>,
         snap_dir: PathBuf,
     ) -> Arc<Transport> {
-        Arc::new(Transport {
+        Arc::new_cyclic(|this| Transport {
+            this: this.clone(),
             me,
             cluster,
             raft_tx,
@@ -169,36 +172,6 @@ impl Transport {
                 }
             })
             .expect("spawn peer listener");
-    }
-
-    /// Sends messages; MsgSnapshot goes on a connection of its own with the backend streamed after it.
-    pub fn send(self: &Arc<Self>, msgs: Vec<Message>) {
-        for m in msgs {
-            let to = m.to;
-            if m.get_msg_type() == MessageType::MsgSnapshot {
-                let t = self.clone();
-                let _ = std::thread::Builder::new().name("snapshot-send".into()).spawn(move || {
-                    let ok = match t.send_snapshot(m) {
-                        Ok(()) => true,
-                        Err(e) => {
-                            tracing::warn!(to = %MemberId(to), error = %e, "sending snapshot failed");
-                            false
-                        }
-                    };
-                    let _ = t.raft_tx.send(RaftInput::SnapshotStatus { to, ok });
-                });
-                continue;
-            }
-            let peers = self.peers.read();
-            let Some(tx) = peers.get(&to) else { continue };
-            match tx.try_send(m) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) => {
-                    let _ = self.raft_tx.send(RaftInput::Unreachable(to));
-                }
-                Err(TrySendError::Disconnected(_)) => {}
-            }
-        }
     }
 
     /// Stops accepting and closes inbound connections; outbound threads end with the transport.
@@ -358,6 +331,38 @@ impl Transport {
                 Ok(())
             }
             k => Err(std::io::Error::other(format!("unknown connection kind {k}"))),
+        }
+    }
+}
+
+impl PeerTransport for Transport {
+    /// Sends messages; MsgSnapshot goes on a connection of its own with the backend streamed after it.
+    fn send(&self, msgs: Vec<Message>) {
+        for m in msgs {
+            let to = m.to;
+            if m.get_msg_type() == MessageType::MsgSnapshot {
+                let Some(t) = self.this.upgrade() else { return };
+                let _ = std::thread::Builder::new().name("snapshot-send".into()).spawn(move || {
+                    let ok = match t.send_snapshot(m) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            tracing::warn!(to = %MemberId(to), error = %e, "sending snapshot failed");
+                            false
+                        }
+                    };
+                    let _ = t.raft_tx.send(RaftInput::SnapshotStatus { to, ok });
+                });
+                continue;
+            }
+            let peers = self.peers.read();
+            let Some(tx) = peers.get(&to) else { continue };
+            match tx.try_send(m) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => {
+                    let _ = self.raft_tx.send(RaftInput::Unreachable(to));
+                }
+                Err(TrySendError::Disconnected(_)) => {}
+            }
         }
     }
 }
