@@ -228,12 +228,14 @@ impl Backend {
         let gate = self.write()?;
         let tmp = defrag_path(&self.path);
         let _ = std::fs::remove_file(&tmp);
+        oxcd_fail::point("defragBeforeCopy")?;
         let new = create(&tmp)?;
         let copied = copy_buckets(&gate.db.begin_read()?, &new);
         if let Err(e) = copied {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
         }
+        oxcd_fail::point("defragBeforeRename")?;
         std::fs::rename(&tmp, &self.path)?;
         // From the rename on, the path names the new file: switch at once, whatever follows.
         *self.db.write() = Arc::new(new);
@@ -329,7 +331,9 @@ impl<'b> WriteTxn<'b> {
         } else {
             self.txn.set_durability(Durability::None)?;
         }
+        oxcd_fail::point("backendBeforeCommit")?;
         self.txn.commit()?;
+        oxcd_fail::point("backendAfterCommit")?;
         self.backend.note_size();
         let mut st = self.backend.state.lock();
         if durable {

@@ -99,6 +99,8 @@ struct MemberProc {
     paused: bool,
     /// Started with `--initial-cluster-state existing` (added by `member add`).
     joining: bool,
+    /// Environment variables set for this member's next starts.
+    env: Vec<(String, String)>,
 }
 
 /// A cluster of real processes; killed when dropped.
@@ -159,6 +161,7 @@ impl Cluster {
                 child: None,
                 paused: false,
                 joining: false,
+                env: Vec::new(),
             });
         }
         drop(held);
@@ -178,7 +181,6 @@ impl Cluster {
         })
     }
 
-    /// Whether member `i`'s process has ended (gone from /proc or a zombie) without being killed.
     /// Whether member `i`'s process has ended (by itself or killed) — a zombie counts as ended.
     pub fn has_exited(&self, i: usize) -> bool {
         let Some(pid) = self.pid(i) else { return false };
@@ -202,7 +204,15 @@ impl Cluster {
     pub fn add_slot(&mut self) -> usize {
         let (client_port, peer_port) = (free_port(), free_port());
         let name = format!("m{}", self.members.len());
-        self.members.push(MemberProc { name, client_port, peer_port, child: None, paused: false, joining: true });
+        self.members.push(MemberProc {
+            name,
+            client_port,
+            peer_port,
+            child: None,
+            paused: false,
+            joining: true,
+            env: Vec::new(),
+        });
         self.members.len() - 1
     }
 
@@ -259,6 +269,7 @@ impl Cluster {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
+        cmd.envs(m.env.iter().map(|(k, v)| (k, v)));
         if let Binary::Etcd(_) = self.binary {
             cmd.env("ETCD_UNSUPPORTED_ARCH", std::env::consts::ARCH);
         }
@@ -394,6 +405,24 @@ impl Cluster {
             self.kill(i);
         }
         self.spawn(i)
+    }
+
+    /// Sets member `i`'s environment for its next starts (empty: the tests' own, unchanged), such
+    /// as `FAILPOINTS` for a member built with failpoints.
+    pub fn set_env(&mut self, i: usize, vars: &[(&str, &str)]) {
+        self.members[i].env = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    }
+
+    /// Waits until member `i`'s process has exited (it crashed or stopped), at most `timeout`.
+    pub async fn wait_exit(&mut self, i: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.has_exited(i) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
     }
 
     /// SIGSTOP member `i`.

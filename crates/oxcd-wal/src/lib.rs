@@ -198,6 +198,7 @@ impl Wal {
     /// Writes everything appended since the last sync and makes it durable with one `fdatasync`.
     /// Rolls to a new segment first when the current one is full.
     pub fn sync(&mut self) -> Result<()> {
+        oxcd_fail::point("walBeforeSync")?;
         self.flush()?;
         let started = Instant::now();
         self.tail.file().sync_data()?;

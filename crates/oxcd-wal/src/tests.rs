@@ -28,13 +28,23 @@ fn entries_hard_state_and_metadata_survive_reopen() {
     assert_eq!(state.entries, vec![entry(1, 1), entry(2, 1), entry(3, 2)]);
 }
 
+/// Appends are buffered in the process until `sync` (or `flush`) writes them: the file does not
+/// hold them before, so a process that dies first loses them (they were never acknowledged), and
+/// the WAL reopens at the last sync. (What `fdatasync` adds over the write, surviving power loss,
+/// is not observable from a process.)
 #[test]
-fn unsynced_appends_are_not_on_disk() {
+fn appends_before_sync_are_not_in_the_file_and_die_with_the_process() {
     let dir = tempfile::tempdir().unwrap();
     let mut wal = Wal::create(dir.path(), b"m").unwrap();
     wal.append_entries(&[entry(1, 1)]);
     wal.sync().unwrap();
     wal.append_entries(&[entry(2, 1)]);
+    let holds = |e: &EntryRecord| {
+        let file = std::fs::read(only_segment(dir.path())).unwrap();
+        file.windows(e.data.len()).any(|w| w == e.data)
+    };
+    assert!(holds(&entry(1, 1)), "a synced entry is in the file");
+    assert!(!holds(&entry(2, 1)), "an entry appended after the last sync is already in the file");
     drop(wal); // never synced: as if the process died
     let (_, state) = Wal::open(dir.path()).unwrap();
     assert_eq!(state.entries, vec![entry(1, 1)]);

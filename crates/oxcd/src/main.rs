@@ -154,6 +154,8 @@ async fn main() -> anyhow::Result<()> {
     let flags = Flags::parse_from(normalize_args());
     let cfg = flags.into_config()?;
     init_logging(&cfg.log_level);
+    // Failpoints named in FAILPOINTS (only in a build with the `failpoints` feature).
+    let _failpoints = oxcd_fail::setup();
     let member = match oxcd_server::start(cfg).await {
         Ok(m) => m,
         Err(e) => {

@@ -370,6 +370,13 @@ async fn grpc_health_service_reports_serving() {
     let mut h = HealthClient::new(ch);
     let r = h.check(HealthCheckRequest { service: String::new() }).await.unwrap().into_inner();
     assert_eq!(r.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+    // Only the server as a whole is registered, as etcd registers it: another name is unknown.
+    let unknown = h.check(HealthCheckRequest { service: "etcdserverpb.KV".into() }).await.unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+    // Watch answers with the status at once, as grpc-go's health server does.
+    let mut w = h.watch(HealthCheckRequest { service: String::new() }).await.unwrap().into_inner();
+    let first = w.message().await.unwrap().expect("a status");
+    assert_eq!(first.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
 }
 
 #[tokio::test]

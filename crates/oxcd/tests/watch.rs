@@ -194,6 +194,15 @@ async fn periodic_progress_notifications_follow_the_interval() {
     assert!(r.events().is_empty());
     assert_eq!((r.watch_id(), r.header().unwrap().revision()), (0, 2));
     assert!(started.elapsed() < Duration::from_secs(2));
+    // And then every 200 ms: four more in well under etcd's default interval (10 minutes), but
+    // not faster than the interval (the first came at most one interval after the watch).
+    for _ in 0..4 {
+        let r = next(&mut s).await;
+        assert!(r.events().is_empty() && r.watch_id() == 0, "{r:?}");
+    }
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(600), "five notifications in {took:?}: faster than every 200 ms");
+    assert!(took < Duration::from_secs(5), "five notifications took {took:?}");
     // A watcher that did not ask gets none.
     let mut quiet = watch(&mut c, "k", WatchOptions::new()).await;
     assert!(tokio::time::timeout(Duration::from_millis(600), quiet.message()).await.is_err());

@@ -173,6 +173,7 @@ impl Applier {
             self.applied_term = e.term;
         }
         let Batch { results, jobs, published, members, removed_self, .. } = batch;
+        oxcd_fail::point("applyBeforeConsistentIndex").map_err(|e| fatal(e.into()))?;
         {
             let mut m = wtx.bucket(META).map_err(fatal)?;
             m.put(meta::CONSISTENT_INDEX, &self.applied.to_be_bytes()).map_err(fatal)?;
@@ -230,6 +231,7 @@ impl Applier {
         let _swapping = server.file_swap.lock();
         let path = self.server.backend().path().to_path_buf();
         std::fs::rename(&db, &path).map_err(|e| fatal(e.into()))?;
+        oxcd_fail::point("applyAfterInstallSnap").map_err(|e| fatal(e.into()))?;
         let backend = Arc::new(Backend::open(&path, self.server.batch_config()).map_err(fatal)?);
         let ci = consistent_index(&backend).map_err(fatal)?;
         let state = MemberState::load(backend, &self.server.cfg).map_err(ApplyError::Fatal)?;

@@ -256,6 +256,7 @@ impl RaftNode {
             let _ = self.apply_tx.send(ApplyMsg::Entries(committed));
         }
         // 4.
+        oxcd_fail::point("raftBeforeSave")?;
         if !rd.entries().is_empty() {
             let recs: Vec<EntryRecord> = rd.entries().iter().map(to_record).collect();
             self.wal.append_entries(&recs);
@@ -271,6 +272,7 @@ impl RaftNode {
             // Only the commit index moved: written, not waited for.
             self.wal.flush()?;
         }
+        oxcd_fail::point("raftAfterSave")?;
         // 5.
         for rs in rd.take_read_states() {
             if let Ok(ctx) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) {
@@ -352,6 +354,7 @@ impl RaftNode {
     fn install_snapshot(&mut self, snap: Snapshot) -> Result<(), oxcd_wal::WalError> {
         let meta = snap.get_metadata();
         tracing::info!(index = meta.index, term = meta.term, "installing snapshot from leader");
+        oxcd_fail::point("raftBeforeApplySnap")?;
         self.wal.save_snapshot(SnapshotRecord {
             index: meta.index,
             term: meta.term,
@@ -361,6 +364,7 @@ impl RaftNode {
         let hs = self.storage.hard_state();
         self.wal.set_hard_state(wal_hard_state(&hs));
         self.wal.sync()?;
+        oxcd_fail::point("raftAfterApplySnap")?;
         self.snapshot_index = meta.index;
         let db = snapshot_db_path(&self.cfg.snap_dir, meta.term, meta.index);
         let _ = self.apply_tx.send(ApplyMsg::Snapshot { index: meta.index, db });
@@ -374,6 +378,7 @@ impl RaftNode {
             return Ok(());
         }
         let Some(term) = self.storage.term_of(index) else { return Ok(()) };
+        oxcd_fail::point("raftBeforeSaveSnap")?;
         self.wal.save_snapshot(SnapshotRecord {
             index,
             term,
@@ -383,7 +388,9 @@ impl RaftNode {
         hs.commit = hs.commit.max(index);
         self.wal.set_hard_state(wal_hard_state(&hs));
         self.wal.sync()?;
+        oxcd_fail::point("raftAfterSaveSnap")?;
         self.wal.release_to(index)?;
+        oxcd_fail::point("raftAfterWALRelease")?;
         self.snapshot_index = index;
         self.storage.compact_behind(index, self.cfg.catchup_entries, CATCHUP_BYTES);
         tracing::info!(index, term, "snapshotted raft log");
