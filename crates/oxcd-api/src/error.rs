@@ -172,6 +172,18 @@ pub enum EtcdError {
     /// MoveLeader to a member that cannot lead.
     #[error("etcdserver: bad leader transferee")]
     BadLeaderTransferee,
+    /// Lock: the lock's session lease is gone (etcd's `concurrency.ErrSessionExpired`).
+    #[error("mutex: session is expired")]
+    LockSessionExpired,
+    /// Proclaim by a leader key that no longer leads (`concurrency.ErrElectionNotLeader`).
+    #[error("election: not leader")]
+    ElectionNotLeader,
+    /// Leader of an election no one campaigns in (`concurrency.ErrElectionNoLeader`).
+    #[error("election: no leader")]
+    ElectionNoLeader,
+    /// Proclaim or Resign without a leader key (`v3election.ErrMissingLeaderKey`).
+    #[error("\"leader\" field must be provided")]
+    ElectionMissingLeaderKey,
 }
 
 impl EtcdError {
@@ -230,6 +242,7 @@ impl EtcdError {
             | NotSupportedForLearner
             | Unhealthy => Code::Unavailable,
             Corrupt => Code::DataLoss,
+            LockSessionExpired | ElectionNotLeader | ElectionNoLeader | ElectionMissingLeaderKey => Code::Unknown,
         }
     }
 
@@ -274,6 +287,10 @@ mod tests {
             (EtcdError::UserNotFound, Code::FailedPrecondition, "etcdserver: user name not found"),
             (EtcdError::InvalidAuthToken, Code::Unauthenticated, "etcdserver: invalid auth token"),
             (EtcdError::Corrupt, Code::DataLoss, "etcdserver: corrupt cluster"),
+            (EtcdError::LockSessionExpired, Code::Unknown, "mutex: session is expired"),
+            (EtcdError::ElectionNotLeader, Code::Unknown, "election: not leader"),
+            (EtcdError::ElectionNoLeader, Code::Unknown, "election: no leader"),
+            (EtcdError::ElectionMissingLeaderKey, Code::Unknown, "\"leader\" field must be provided"),
         ];
         for (err, code, msg) in rows {
             let st = err.to_status();

@@ -3,7 +3,6 @@
 //! keys land in both stores); errors are counted as etcd's tool counts them; --target-leader finds
 //! the leader of a three-member cluster.
 
-use std::path::Path;
 use std::process::Command;
 
 use etcd_client::GetOptions;
@@ -13,7 +12,7 @@ use serde_json::Value;
 const BENCH: &str = env!("CARGO_BIN_EXE_oxcd-bench");
 
 fn oxcd() -> Binary {
-    Binary::Oxcd(Path::new(BENCH).with_file_name("oxcd"))
+    Binary::Oxcd(oxcd_testkit::oxcd_beside(BENCH))
 }
 
 /// Runs oxcd-bench; returns stdout, asserting success.

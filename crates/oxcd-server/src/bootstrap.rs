@@ -8,7 +8,6 @@
 //! → peer transport.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::thread::JoinHandle;
@@ -25,37 +24,15 @@ use raft::prelude::{ConfState, EntryType, HardState, SnapshotMetadata};
 use tokio::sync::watch;
 
 use crate::apply::{Applier, CompactJob, consistent_index, run_compactor};
-use crate::config::{ConfigError, ServerConfig, parse_url, split_urls};
-use crate::ids::{self, ClusterId, MemberId};
+use crate::config::{ServerConfig, parse_url, split_urls};
+use crate::datadir::{BOOT_INDEX, Layout, NewMember, StartError, create_member};
+use crate::ids::{ClusterId, MemberId};
 use crate::membership::{Member, Members};
 use crate::raft::{
     NodeConfig, RaftInput, RaftNode, RaftStatus, RaftStorage, Transport, apply_conf_entry, decode_conf_state,
     decode_entry, encode_conf_state, fetch_members, raft_config, raft_logger, snapshot_db_path,
 };
 use crate::server::{EtcdServer, MemberState, ServerParts};
-
-/// Why a member could not start (or stopped on a failure).
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Wal(#[from] oxcd_wal::WalError),
-    #[error(transparent)]
-    Backend(#[from] oxcd_backend::BackendError),
-    #[error(transparent)]
-    Mvcc(#[from] oxcd_mvcc::MvccError),
-    #[error("raft: {0}")]
-    Raft(#[from] raft::Error),
-    #[error("io: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("{0}")]
-    Data(String),
-}
-
-/// The index and term every member's log starts from (as raft-rs's examples do): entry 1 is implied.
-pub(crate) const BOOT_INDEX: u64 = 1;
-pub(crate) const BOOT_TERM: u64 = 1;
 
 /// How long stopping waits for client connections to drain before closing them.
 const GRPC_DRAIN: Duration = Duration::from_secs(2);
@@ -74,32 +51,13 @@ pub struct RunningMember {
     transport: Arc<Transport>,
 }
 
-/// Where a member's files are under its data directory (etcd's layout).
-pub struct Layout {
-    pub wal: PathBuf,
-    pub snap: PathBuf,
-    pub db: PathBuf,
-}
-
-impl Layout {
-    pub fn new(data_dir: &Path) -> Layout {
-        let member = data_dir.join("member");
-        Layout { wal: member.join("wal"), snap: member.join("snap"), db: member.join("snap").join("db") }
-    }
-}
-
 /// Starts a member from `cfg`: recovers or creates its data, joins the Raft group and serves.
 pub async fn start(cfg: ServerConfig) -> Result<RunningMember, StartError> {
     cfg.validate()?;
     let layout = Layout::new(&cfg.data_dir());
     std::fs::create_dir_all(&layout.wal)?;
     std::fs::create_dir_all(&layout.snap)?;
-    // Files of Snapshot requests that a crash interrupted.
-    for e in std::fs::read_dir(&layout.snap)?.flatten() {
-        if e.file_name().to_string_lossy().ends_with(crate::grpc::maintenance::SNAPSHOT_TMP_SUFFIX) {
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
+    layout.remove_interrupted_snapshots()?;
 
     // Identity and the WAL: recovered, or computed from --initial-cluster and created.
     let (wal, wal_state, id, cluster_id, boot_members) = if Wal::exists(&layout.wal) {
@@ -109,7 +67,11 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningMember, StartError> {
         (wal, state, MemberId(meta.member_id), ClusterId(meta.cluster_id), None)
     } else {
         let created = if cfg.initial_cluster_state == "existing" {
-            join_cluster(&cfg, &layout)?
+            // Asking peers, and waiting between tries, blocks: not on a runtime worker.
+            let (cfg, layout) = (cfg.clone(), layout.clone());
+            tokio::task::spawn_blocking(move || join_cluster(&cfg, &layout))
+                .await
+                .map_err(|e| StartError::Data(format!("joining the cluster: {e}")))??
         } else {
             create_member(&cfg, &layout)?
         };
@@ -142,6 +104,18 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningMember, StartError> {
     let (raw, storage, applied) =
         open_raft(|applied| raft_config(id.0, cfg.election_ticks(), applied), &wal_state, ci)?;
 
+    // Three channels are unbounded, each because blocking its senders would be worse than what
+    // it can hold:
+    // - the Raft thread's inputs: a full queue would block peer connections, the ReadIndex loop
+    //   and the applier behind client proposals, or drop votes and read requests nobody retries.
+    //   What it holds is bounded by what is in flight: every proposal by a client request waiting
+    //   for its answer (and timing out), appends from the leader by Raft's flow control
+    //   (`max_inflight_msgs`), ReadIndex requests by the hub's one round at a time. The thread
+    //   takes everything queued at each turn.
+    // - committed entries for the applier: the Raft thread must not wait for the applier (it would
+    //   stop heartbeating and lose the leadership); the entries are in the WAL already, and what
+    //   waits here is what the applier has yet to reach, which it takes all at once per batch.
+    // - compaction jobs: one per applied Compact request, a few bytes each.
     let (raft_tx, raft_rx) = crossbeam_channel::unbounded();
     let (apply_tx, apply_rx) = crossbeam_channel::unbounded();
     let (compactor_tx, compactor_rx) = crossbeam_channel::unbounded::<CompactJob>();
@@ -238,11 +212,11 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningMember, StartError> {
     let mut client_addrs = Vec::new();
     let mut grpc = Vec::new();
     for url in split_urls(&cfg.listen_client_urls) {
-        let listener = crate::grpc::bind(parse_url(&url)?).await?;
+        let listener = crate::listener::bind(parse_url(&url)?).await?;
         client_addrs.push(listener.local_addr()?);
         let s = server.clone();
         grpc.push(tokio::spawn(async move {
-            if let Err(e) = crate::grpc::serve(s.clone(), listener).await {
+            if let Err(e) = crate::listener::serve(s.clone(), listener).await {
                 tracing::error!(error = %e, "client listener failed; stopping the member");
                 s.stop();
             }
@@ -319,40 +293,6 @@ pub(crate) fn open_raft(
         apply_conf_entry(&mut raw, &storage, e);
     }
     Ok((raw, storage, applied))
-}
-
-/// A new member's identity, as [`create_member`] wrote it.
-pub(crate) struct NewMember {
-    pub id: MemberId,
-    pub cluster_id: ClusterId,
-    /// Every member of `--initial-cluster`, for the backend's members bucket.
-    pub members: Vec<Member>,
-}
-
-/// Creates a new member's WAL: ids from `--initial-cluster` and the token, a snapshot record of
-/// the first configuration at [`BOOT_INDEX`] and a HardState committing it, synced.
-pub(crate) fn create_member(cfg: &ServerConfig, layout: &Layout) -> Result<NewMember, StartError> {
-    let members: Vec<Member> = cfg
-        .initial_members()?
-        .into_iter()
-        .map(|m| Member {
-            id: ids::member_id(&m.peer_urls, &cfg.initial_cluster_token),
-            name: m.name,
-            peer_urls: m.peer_urls,
-            client_urls: Vec::new(),
-            is_learner: false,
-        })
-        .collect();
-    let id = members.iter().find(|m| m.name == cfg.name).map(|m| m.id).expect("validated: name in cluster");
-    let cluster_id = ids::cluster_id(&members.iter().map(|m| m.id).collect::<Vec<_>>());
-    let meta = WalMetadata { member_id: id.0, cluster_id: cluster_id.0 }.encode_to_vec();
-    std::fs::create_dir_all(&layout.wal)?;
-    let mut wal = Wal::create(&layout.wal, &meta)?;
-    let cs = ConfState { voters: members.iter().map(|m| m.id.0).collect(), ..Default::default() };
-    wal.save_snapshot(SnapshotRecord { index: BOOT_INDEX, term: BOOT_TERM, conf_state: encode_conf_state(&cs) });
-    wal.set_hard_state(WalHardState { term: BOOT_TERM, vote: 0, commit: BOOT_INDEX });
-    wal.sync()?;
-    Ok(NewMember { id, cluster_id, members })
 }
 
 /// A member joining a running cluster (`--initial-cluster-state existing`, after `member add`):

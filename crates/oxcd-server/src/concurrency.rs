@@ -13,24 +13,16 @@
 use std::time::Instant;
 
 use bytes::Bytes;
+use oxcd_api::EtcdError;
 use oxcd_api::etcdserverpb::{
     Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, ResponseHeader, TxnRequest, TxnResponse,
     WatchCreateRequest, compare, range_request, request_op, response_op,
 };
 use oxcd_api::mvccpb::{KeyValue, event::EventType};
 use oxcd_lease::LeaseId;
-use tonic::Status;
 
+use crate::error::ServeError;
 use crate::server::EtcdServer;
-
-/// etcd's `concurrency.ErrSessionExpired`.
-pub const ERR_SESSION_EXPIRED: &str = "mutex: session is expired";
-/// etcd's `concurrency.ErrElectionNotLeader`.
-pub const ERR_NOT_LEADER: &str = "election: not leader";
-/// etcd's `concurrency.ErrElectionNoLeader`.
-pub const ERR_NO_LEADER: &str = "election: no leader";
-/// etcd's `v3election.ErrMissingLeaderKey`.
-pub const ERR_MISSING_LEADER_KEY: &str = "\"leader\" field must be provided";
 
 /// The end of the range of keys with prefix `p`.
 fn prefix_end(p: &[u8]) -> Bytes {
@@ -92,13 +84,13 @@ fn range_kvs(resp: &TxnResponse, i: usize) -> &[KeyValue] {
 
 impl EtcdServer {
     /// Waits until `key` is deleted, watching from revision `rev`.
-    async fn wait_delete(&self, key: &[u8], rev: i64) -> Result<(), Status> {
+    async fn wait_delete(&self, key: &[u8], rev: i64) -> Result<(), ServeError> {
         let mut ws = self.watchable.open_stream();
         ws.create(WatchCreateRequest { key: Bytes::copy_from_slice(key), start_revision: rev, ..Default::default() });
         loop {
             for r in ws.poll() {
                 if r.canceled {
-                    return Err(oxcd_api::EtcdError::Compacted.to_status());
+                    return Err(EtcdError::Compacted.into());
                 }
                 if r.events.iter().any(|e| e.r#type == EventType::Delete as i32) {
                     return Ok(());
@@ -106,14 +98,14 @@ impl EtcdServer {
             }
             tokio::select! {
                 _ = ws.ready() => {}
-                _ = self.stopped() => return Err(oxcd_api::EtcdError::Stopped.to_status()),
+                _ = self.stopped() => return Err(EtcdError::Stopped.into()),
             }
         }
     }
 
     /// Waits until every key of `prefix` created at or below `max_create` is deleted (etcd's
     /// `waitDeletes`).
-    async fn wait_deletes(&self, prefix: &[u8], max_create: i64) -> Result<ResponseHeader, Status> {
+    async fn wait_deletes(&self, prefix: &[u8], max_create: i64) -> Result<ResponseHeader, ServeError> {
         loop {
             let r = self.range(by_create(prefix, range_request::SortOrder::Descend, max_create)).await?;
             let Some(last) = r.kvs.first() else { return Ok(r.header.unwrap_or_default()) };
@@ -135,7 +127,7 @@ impl EtcdServer {
     }
 
     /// Lock: returns the header and the key that holds the lock.
-    pub async fn lock(&self, name: &[u8], lease: i64) -> Result<(ResponseHeader, Bytes), Status> {
+    pub async fn lock(&self, name: &[u8], lease: i64) -> Result<(ResponseHeader, Bytes), ServeError> {
         let mut prefix = name.to_vec();
         prefix.push(b'/');
         let my_key = Bytes::from([prefix.as_slice(), format!("{lease:x}").as_bytes()].concat());
@@ -162,14 +154,14 @@ impl EtcdServer {
         // etcd #11456: the key must still exist and its lease must still be alive.
         let g = self.range(RangeRequest { key: my_key.clone(), ..Default::default() }).await?;
         if g.kvs.is_empty() || !self.lease_alive(lease) {
-            return Err(Status::unknown(ERR_SESSION_EXPIRED));
+            return Err(EtcdError::LockSessionExpired.into());
         }
         guard.disarm();
         Ok((g.header.unwrap_or_default(), my_key))
     }
 
     /// Unlock: deletes the lock key.
-    pub async fn unlock(&self, key: Bytes) -> Result<ResponseHeader, Status> {
+    pub async fn unlock(&self, key: Bytes) -> Result<ResponseHeader, ServeError> {
         let r = self.delete_range(DeleteRangeRequest { key, ..Default::default() }).await?;
         Ok(r.header.unwrap_or_default())
     }
@@ -180,7 +172,7 @@ impl EtcdServer {
         name: &[u8],
         lease: i64,
         value: Bytes,
-    ) -> Result<(ResponseHeader, Bytes, i64), Status> {
+    ) -> Result<(ResponseHeader, Bytes, i64), ServeError> {
         let mut prefix = name.to_vec();
         prefix.push(b'/');
         let key = Bytes::from([prefix.as_slice(), format!("{lease:x}").as_bytes()].concat());
@@ -210,7 +202,7 @@ impl EtcdServer {
     }
 
     /// Proclaim: updates the leader's value while it is still the leader.
-    pub async fn proclaim(&self, key: &[u8], rev: i64, lease: i64, value: Bytes) -> Result<ResponseHeader, Status> {
+    pub async fn proclaim(&self, key: &[u8], rev: i64, lease: i64, value: Bytes) -> Result<ResponseHeader, ServeError> {
         let txn = TxnRequest {
             compare: vec![create_rev_is(key, rev)],
             success: vec![put_op(key, value, lease)],
@@ -218,13 +210,13 @@ impl EtcdServer {
         };
         let resp = self.txn(txn).await?;
         if !resp.succeeded {
-            return Err(Status::unknown(ERR_NOT_LEADER));
+            return Err(EtcdError::ElectionNotLeader.into());
         }
         Ok(resp.header.unwrap_or_default())
     }
 
     /// Resign: gives up leadership (deletes the key if it is still ours).
-    pub async fn resign(&self, key: &[u8], rev: i64) -> Result<ResponseHeader, Status> {
+    pub async fn resign(&self, key: &[u8], rev: i64) -> Result<ResponseHeader, ServeError> {
         let del = RequestOp {
             request: Some(request_op::Request::RequestDeleteRange(DeleteRangeRequest {
                 key: Bytes::copy_from_slice(key),
@@ -238,16 +230,16 @@ impl EtcdServer {
     }
 
     /// Leader: the current leader's key-value.
-    pub async fn election_leader(&self, name: &[u8]) -> Result<(ResponseHeader, KeyValue), Status> {
+    pub async fn election_leader(&self, name: &[u8]) -> Result<(ResponseHeader, KeyValue), ServeError> {
         let mut prefix = name.to_vec();
         prefix.push(b'/');
         let r = self.range(by_create(&prefix, range_request::SortOrder::Ascend, 0)).await?;
-        let kv = r.kvs.into_iter().next().ok_or_else(|| Status::unknown(ERR_NO_LEADER))?;
+        let kv = r.kvs.into_iter().next().ok_or(EtcdError::ElectionNoLeader)?;
         Ok((r.header.unwrap_or_default(), kv))
     }
 
     /// Observe: sends every leader value in order (etcd's `observe`), until `send` fails.
-    pub async fn observe<F, Fut>(&self, name: &[u8], mut send: F) -> Result<(), Status>
+    pub async fn observe<F, Fut>(&self, name: &[u8], mut send: F) -> Result<(), ServeError>
     where
         F: FnMut(ResponseHeader, KeyValue) -> Fut,
         Fut: std::future::Future<Output = bool>,
@@ -279,7 +271,7 @@ impl EtcdServer {
             'leader: loop {
                 for r in ws.poll() {
                     if r.canceled {
-                        return Err(oxcd_api::EtcdError::Compacted.to_status());
+                        return Err(EtcdError::Compacted.into());
                     }
                     for ev in r.events {
                         if ev.r#type == EventType::Delete as i32 {
@@ -296,14 +288,14 @@ impl EtcdServer {
                 }
                 tokio::select! {
                     _ = ws.ready() => {}
-                    _ = self.stopped() => return Err(oxcd_api::EtcdError::Stopped.to_status()),
+                    _ = self.stopped() => return Err(EtcdError::Stopped.into()),
                 }
             }
         }
     }
 
     /// The first PUT on `prefix` from revision `rev` on.
-    async fn next_put(&self, prefix: &[u8], rev: i64) -> Result<KeyValue, Status> {
+    async fn next_put(&self, prefix: &[u8], rev: i64) -> Result<KeyValue, ServeError> {
         let mut ws = self.watchable.open_stream();
         ws.create(WatchCreateRequest {
             key: Bytes::copy_from_slice(prefix),
@@ -314,7 +306,7 @@ impl EtcdServer {
         loop {
             for r in ws.poll() {
                 if r.canceled {
-                    return Err(oxcd_api::EtcdError::Compacted.to_status());
+                    return Err(EtcdError::Compacted.into());
                 }
                 if let Some(ev) = r.events.into_iter().find(|e| e.r#type == EventType::Put as i32) {
                     return Ok(ev.kv.unwrap_or_default());
@@ -322,7 +314,7 @@ impl EtcdServer {
             }
             tokio::select! {
                 _ = ws.ready() => {}
-                _ = self.stopped() => return Err(oxcd_api::EtcdError::Stopped.to_status()),
+                _ = self.stopped() => return Err(EtcdError::Stopped.into()),
             }
         }
     }

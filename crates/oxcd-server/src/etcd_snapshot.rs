@@ -22,8 +22,8 @@ use oxcd_backend::{Backend, BackendError, BucketRead, LEASE, MEMBERS, META};
 use prost::Message;
 use sha2::{Digest, Sha256};
 
-use crate::bootstrap::{BOOT_INDEX, BOOT_TERM, Layout, create_member};
 use crate::config::ServerConfig;
+use crate::datadir::{BOOT_INDEX, BOOT_TERM, Layout, StartError, create_member};
 
 /// etcd's `leasepb.Lease`.
 #[derive(Clone, PartialEq, Message)]
@@ -133,7 +133,7 @@ pub enum RestoreError {
     #[error(transparent)]
     Backend(#[from] BackendError),
     #[error(transparent)]
-    Start(#[from] crate::bootstrap::StartError),
+    Start(#[from] StartError),
 }
 
 /// A byte slice as Go's `%v` prints it: `[1 2 3]`.

@@ -10,10 +10,9 @@ use oxcd_api::etcdserverpb::{
 };
 use oxcd_api::oxcdpb::internal_raft_request::Request as Proposal;
 use oxcd_api::validate;
-use tonic::Status;
 
 use crate::apply::request;
-use crate::grpc::status;
+use crate::error::ServeError;
 use crate::server::EtcdServer;
 use crate::wait::Response as Applied;
 
@@ -63,29 +62,29 @@ impl EtcdServer {
     }
 
     /// Proposes a write and answers with what the applier returned for it.
-    pub(crate) async fn write<R: Written>(&self, p: Proposal) -> Result<R, Status> {
-        let applied = self.propose(p).await.map_err(status)?;
-        let r = R::take(applied).ok_or_else(|| Status::internal("apply result of the wrong kind"))?;
+    pub(crate) async fn write<R: Written>(&self, p: Proposal) -> Result<R, ServeError> {
+        let applied = self.propose(p).await?;
+        let r = R::take(applied).ok_or_else(|| ServeError::Fatal("apply result of the wrong kind".into()))?;
         Ok(self.answer(r))
     }
 
     /// Range: linearizable unless `serializable`.
-    pub async fn range(&self, r: RangeRequest) -> Result<RangeResponse, Status> {
+    pub async fn range(&self, r: RangeRequest) -> Result<RangeResponse, ServeError> {
         if !r.serializable && self.is_learner() {
-            return Err(EtcdError::NotSupportedForLearner.to_status());
+            return Err(EtcdError::NotSupportedForLearner.into());
         }
-        validate::check_range(&r).map_err(status)?;
+        validate::check_range(&r)?;
         if !r.serializable {
-            self.linearizable_read().await.map_err(status)?;
+            self.linearizable_read().await?;
         }
         let store = self.store();
-        let view = store.read().map_err(status)?;
-        Ok(self.answer(request::range(&view, &r).map_err(status)?))
+        let view = store.read()?;
+        Ok(self.answer(request::range(&view, &r)?))
     }
 
     /// etcd's quota check, before anything else: a write that would take the backend to
     /// `--quota-backend-bytes` raises NOSPACE through Raft, then is refused.
-    pub(crate) async fn check_quota(&self, cost: usize) -> Result<(), Status> {
+    pub(crate) async fn check_quota(&self, cost: usize) -> Result<(), ServeError> {
         if cost == 0 || self.backend().size_bytes() + (cost as u64) < self.cfg.quota_bytes() {
             return Ok(());
         }
@@ -97,37 +96,37 @@ impl EtcdServer {
         if let Err(e) = self.propose(Proposal::Alarm(raise)).await {
             tracing::warn!(error = %e, "raising the NOSPACE alarm");
         }
-        Err(status(EtcdError::NoSpace))
+        Err(EtcdError::NoSpace.into())
     }
 
-    pub async fn put(&self, r: PutRequest) -> Result<PutResponse, Status> {
+    pub async fn put(&self, r: PutRequest) -> Result<PutResponse, ServeError> {
         self.check_quota(crate::alarms::put_cost(&r)).await?;
-        validate::check_put(&r).map_err(status)?;
+        validate::check_put(&r)?;
         self.write(Proposal::Put(r)).await
     }
 
-    pub async fn delete_range(&self, r: DeleteRangeRequest) -> Result<DeleteRangeResponse, Status> {
-        validate::check_delete(&r).map_err(status)?;
+    pub async fn delete_range(&self, r: DeleteRangeRequest) -> Result<DeleteRangeResponse, ServeError> {
+        validate::check_delete(&r)?;
         self.write(Proposal::DeleteRange(r)).await
     }
 
     /// Txn: a read-only txn is served locally, like etcd (after a ReadIndex unless every range
     /// is serializable); one that writes goes through Raft.
-    pub async fn txn(&self, r: TxnRequest) -> Result<TxnResponse, Status> {
+    pub async fn txn(&self, r: TxnRequest) -> Result<TxnResponse, ServeError> {
         self.check_quota(crate::alarms::txn_cost(&r)).await?;
-        validate::check_txn(&r, self.cfg.max_txn_ops).map_err(status)?;
-        if request::is_txn_readonly(&r) {
-            if !request::is_txn_serializable(&r) {
-                self.linearizable_read().await.map_err(status)?;
+        validate::check_txn(&r, self.cfg.max_txn_ops)?;
+        if let Some(read) = request::ReadOnlyTxn::new(&r) {
+            if !read.is_serializable() {
+                self.linearizable_read().await?;
             }
             let store = self.store();
-            let mut view = store.read().map_err(status)?;
-            return Ok(self.answer(request::apply_txn(&mut view, &self.lessor(), &r).map_err(status)?));
+            let mut view = store.read()?;
+            return Ok(self.answer(request::read_txn(&mut view, read)?));
         }
         self.write(Proposal::Txn(r)).await
     }
 
-    pub async fn compact(&self, r: CompactionRequest) -> Result<CompactionResponse, Status> {
+    pub async fn compact(&self, r: CompactionRequest) -> Result<CompactionResponse, ServeError> {
         self.write(Proposal::Compaction(r)).await
     }
 }

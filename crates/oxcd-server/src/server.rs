@@ -24,8 +24,8 @@ use crate::config::ServerConfig;
 use crate::hot_wait::HotWait;
 use crate::ids::{ClusterId, IdGenerator, MemberId};
 use crate::membership::Members;
+use crate::raft::ReadIndexHub;
 use crate::raft::{RaftInput, RaftStatus, Transport};
-use crate::read_index::ReadIndexHub;
 use crate::wait::{Response, Wait};
 
 /// Committed-but-unapplied entries beyond which new proposals are refused (etcd: 5000).

@@ -16,6 +16,20 @@ pub const ETCD_34: &str = "/usr/bin/etcd";
 /// Debian's etcdctl 3.4.
 pub const ETCDCTL_34: &str = "/usr/bin/etcdctl";
 
+/// A command line of an etcdctl-compatible tool (`bin`: etcdctl or oxcdctl) speaking API v3, for
+/// the caller to add its flags and arguments to.
+pub fn ctl_command(bin: &str) -> std::process::Command {
+    let mut c = std::process::Command::new(bin);
+    c.env("ETCDCTL_API", "3");
+    c
+}
+
+/// The `oxcd` binary beside `exe`, a binary of this workspace that a test names with
+/// `env!("CARGO_BIN_EXE_...")`: they share the target directory.
+pub fn oxcd_beside(exe: &str) -> std::path::PathBuf {
+    std::path::Path::new(exe).with_file_name("oxcd")
+}
+
 /// Sorts the items between `open` and `close` (separated by `sep`), at their first occurrence:
 /// etcd prints some lists (a lease's keys, the leases) in Go map order, which differs run to run.
 pub fn sort_list(s: &str, open: &str, close: &str, sep: &str) -> String {

@@ -380,13 +380,13 @@ struct Session {
 
 impl Session {
     fn command(&self, args: &[String]) -> Command {
-        let mut c = Command::new(self.bin);
-        c.env("ETCDCTL_API", "3").current_dir(&self.dir).arg(format!("--endpoints={}", self.endpoint)).args(args);
+        let mut c = oxcd_testkit::ctl_command(self.bin);
+        c.current_dir(&self.dir);
         // An explicit --endpoints given by the step wins (etcdctl refuses two of them).
-        if args.iter().any(|a| a.starts_with("--endpoints")) {
-            c = Command::new(self.bin);
-            c.env("ETCDCTL_API", "3").current_dir(&self.dir).args(args);
+        if !args.iter().any(|a| a.starts_with("--endpoints")) {
+            c.arg(format!("--endpoints={}", self.endpoint));
         }
+        c.args(args);
         c
     }
 
@@ -691,8 +691,7 @@ fn run_session(bin: &'static str, endpoint: &str) -> (Vec<String>, usize) {
 const OXCDCTL: &str = env!("CARGO_BIN_EXE_oxcdctl");
 
 fn oxcd_binary() -> PathBuf {
-    // The oxcd binary sits beside oxcdctl in the target directory.
-    Path::new(OXCDCTL).with_file_name("oxcd")
+    oxcd_testkit::oxcd_beside(OXCDCTL)
 }
 
 /// Runs the session with `bin` against a fresh server of `server` on `ports`.
@@ -785,7 +784,7 @@ fn tls_flags_work_as_in_etcdctl() {
     let ep = format!("--endpoints=127.0.0.1:{cp}");
     let good = ["--cacert=ca.crt", "--cert=client.crt", "--key=client.key"];
     let run = |bin: &str, args: &[&str]| {
-        let out = Command::new(bin).env("ETCDCTL_API", "3").current_dir(d).arg(&ep).args(args).output().unwrap();
+        let out = oxcd_testkit::ctl_command(bin).current_dir(d).arg(&ep).args(args).output().unwrap();
         let stderr: Vec<String> = String::from_utf8_lossy(&out.stderr)
             .lines()
             .filter(|l| !l.starts_with("{\"level\""))
@@ -829,8 +828,7 @@ async fn snapshot_status_reads_etcd_files() {
     tokio::task::spawn_blocking(move || {
         let dir = tempfile::tempdir().unwrap();
         let ctl = |bin: &str, args: &[&str]| {
-            Command::new(bin)
-                .env("ETCDCTL_API", "3")
+            oxcd_testkit::ctl_command(bin)
                 .current_dir(dir.path())
                 .arg(format!("--endpoints={ep}"))
                 .args(args)

@@ -12,17 +12,11 @@ use oxcd_testkit::{Binary, Cluster, ClusterOptions, ETCD_34, ETCDCTL_34, free_po
 const OXCDCTL: &str = env!("CARGO_BIN_EXE_oxcdctl");
 
 fn oxcd_binary() -> std::path::PathBuf {
-    Path::new(OXCDCTL).with_file_name("oxcd")
+    oxcd_testkit::oxcd_beside(OXCDCTL)
 }
 
 fn ctl(bin: &str, dir: &Path, endpoint: &str, args: &[&str]) -> Output {
-    Command::new(bin)
-        .env("ETCDCTL_API", "3")
-        .current_dir(dir)
-        .arg(format!("--endpoints={endpoint}"))
-        .args(args)
-        .output()
-        .unwrap()
+    oxcd_testkit::ctl_command(bin).current_dir(dir).arg(format!("--endpoints={endpoint}")).args(args).output().unwrap()
 }
 
 fn ok(o: Output) -> String {
@@ -45,8 +39,7 @@ fn write_history(dir: &Path, ep: &str) -> String {
     let id = lease.split_whitespace().nth(1).unwrap().to_string();
     ok(ctl(ETCDCTL_34, dir, ep, &["put", "leased", "yes", "--lease", &id]));
     ok(ctl(ETCDCTL_34, dir, ep, &["compaction", "30"]));
-    let txn = ok(Command::new(ETCDCTL_34)
-        .env("ETCDCTL_API", "3")
+    let txn = ok(oxcd_testkit::ctl_command(ETCDCTL_34)
         .arg(format!("--endpoints={ep}"))
         .arg("txn")
         .stdin(
@@ -95,8 +88,7 @@ fn without_header(s: &str) -> String {
 }
 
 fn status_revision(dir: &Path, file: &str) -> i64 {
-    let json = ok(Command::new(ETCDCTL_34)
-        .env("ETCDCTL_API", "3")
+    let json = ok(oxcd_testkit::ctl_command(ETCDCTL_34)
         .current_dir(dir)
         .args(["-w", "json", "snapshot", "status", file])
         .output()
@@ -109,8 +101,7 @@ fn status_revision(dir: &Path, file: &str) -> i64 {
 fn restore(bin: &str, work: &Path, file: &str, dir: &Path, ports: &[(u16, u16)]) {
     let ic: Vec<String> = ports.iter().enumerate().map(|(i, p)| format!("m{i}=http://127.0.0.1:{}", p.1)).collect();
     for (i, p) in ports.iter().enumerate() {
-        let out = Command::new(bin)
-            .env("ETCDCTL_API", "3")
+        let out = oxcd_testkit::ctl_command(bin)
             .current_dir(work)
             .args(["snapshot", "restore", file])
             .arg(format!("--data-dir={}", dir.join(format!("m{i}")).display()))

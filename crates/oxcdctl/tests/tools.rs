@@ -1,7 +1,6 @@
 //! The long-running tools: `make-mirror` (etcd to oxcd), `check perf` (against oxcd, by oxcdctl and
 //! by etcdctl 3.4) and `check datascale` (against etcd, whose `/metrics` it reads).
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -10,12 +9,11 @@ use oxcd_testkit::{Binary, Cluster, ClusterOptions, ETCD_34, ETCDCTL_34};
 const OXCDCTL: &str = env!("CARGO_BIN_EXE_oxcdctl");
 
 fn oxcd() -> Binary {
-    Binary::Oxcd(Path::new(OXCDCTL).with_file_name("oxcd"))
+    Binary::Oxcd(oxcd_testkit::oxcd_beside(OXCDCTL))
 }
 
 fn ctl(bin: &str, endpoint: &str, args: &[&str]) -> (String, String, i32) {
-    let out =
-        Command::new(bin).env("ETCDCTL_API", "3").arg(format!("--endpoints={endpoint}")).args(args).output().unwrap();
+    let out = oxcd_testkit::ctl_command(bin).arg(format!("--endpoints={endpoint}")).args(args).output().unwrap();
     (
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),

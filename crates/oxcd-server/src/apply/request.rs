@@ -16,7 +16,7 @@ use oxcd_api::etcdserverpb::{
 };
 use oxcd_api::mvccpb::KeyValue;
 use oxcd_lease::{LeaseId, Lessor};
-use oxcd_mvcc::{KvRead, MvccError, RangeOptions, ReadView, TxnWrite};
+use oxcd_mvcc::{KvRead, MvccError, RangeOptions, TxnWrite};
 
 /// Why a request did not apply.
 #[derive(Debug, thiserror::Error)]
@@ -54,17 +54,6 @@ impl KvWrite for TxnWrite<'_, '_> {
 
     fn delete_range(&mut self, key: &[u8], end: Option<&[u8]>) -> std::result::Result<i64, MvccError> {
         TxnWrite::delete_range(self, key, end)
-    }
-}
-
-/// A read view runs read-only txns; they never write (checked by [`is_txn_readonly`]).
-impl KvWrite for ReadView<'_> {
-    fn put(&mut self, _: &[u8], _: Bytes, _: LeaseId) -> std::result::Result<i64, MvccError> {
-        unreachable!("a read-only txn has no puts")
-    }
-
-    fn delete_range(&mut self, _: &[u8], _: Option<&[u8]>) -> std::result::Result<i64, MvccError> {
-        unreachable!("a read-only txn has no deletes")
     }
 }
 
@@ -186,8 +175,25 @@ pub fn apply_delete_range(kv: &mut impl KvWrite, d: &DeleteRangeRequest) -> Resu
     delete_range(kv, d)
 }
 
+/// A txn that writes nothing in either branch, nested txns included: what a member answers from a
+/// read view, without Raft. Only [`ReadOnlyTxn::new`] makes one.
+#[derive(Clone, Copy)]
+pub struct ReadOnlyTxn<'a>(&'a TxnRequest);
+
+impl<'a> ReadOnlyTxn<'a> {
+    /// `t`, if it writes nothing.
+    pub fn new(t: &'a TxnRequest) -> Option<ReadOnlyTxn<'a>> {
+        is_txn_readonly(t).then_some(ReadOnlyTxn(t))
+    }
+
+    /// Whether every range in it is serializable (then no ReadIndex is needed).
+    pub fn is_serializable(self) -> bool {
+        is_txn_serializable(self.0)
+    }
+}
+
 /// Whether a txn writes nothing in either branch, nested txns included.
-pub fn is_txn_readonly(t: &TxnRequest) -> bool {
+fn is_txn_readonly(t: &TxnRequest) -> bool {
     t.success.iter().chain(t.failure.iter()).all(|op| match &op.request {
         Some(request_op::Request::RequestPut(_)) | Some(request_op::Request::RequestDeleteRange(_)) => false,
         Some(request_op::Request::RequestTxn(t)) => is_txn_readonly(t),
@@ -195,8 +201,8 @@ pub fn is_txn_readonly(t: &TxnRequest) -> bool {
     })
 }
 
-/// Whether every range of a read-only txn is serializable (then no ReadIndex is needed).
-pub fn is_txn_serializable(t: &TxnRequest) -> bool {
+/// Whether every range of a txn is serializable.
+fn is_txn_serializable(t: &TxnRequest) -> bool {
     t.success.iter().chain(t.failure.iter()).all(|op| match &op.request {
         Some(request_op::Request::RequestRange(r)) => r.serializable,
         Some(request_op::Request::RequestTxn(t)) => is_txn_serializable(t),
@@ -208,43 +214,60 @@ pub fn is_txn_serializable(t: &TxnRequest) -> bool {
 /// chosen branches are checked (puts: lease exists, ignore_* keys exist; ranges: revision valid);
 /// then the ops run in order, all at one new revision.
 pub fn apply_txn(kv: &mut impl KvWrite, lessor: &Lessor, t: &TxnRequest) -> Result<TxnResponse> {
-    let path = compare_to_path(kv, t);
-    if !is_txn_readonly(t) {
-        check_requests(t, &path, &mut |op| check_put(kv, lessor, op))?;
-    }
+    let path = compare_to_path(kv, t)?;
+    check_requests(t, &path, &mut |op| check_put(kv, lessor, op))?;
     let (rev, first_rev) = (kv.rev(), kv.compact_rev());
     check_requests(t, &path, &mut |op| check_range(rev, first_rev, op))?;
     let mut resp = new_txn_resp(t, &path).0;
-    run_txn(kv, t, &path, &mut resp)?;
+    run_txn(kv, t, &path, &mut resp, &mut write_op)?;
     resp.header = header(kv.rev());
     Ok(resp)
 }
 
-fn compare_to_path(kv: &impl KvRead, t: &TxnRequest) -> Vec<bool> {
-    let ok = t.compare.iter().all(|c| apply_compare(kv, c));
+/// A read-only txn, on a read view: compares, range checks, ranges.
+pub fn read_txn(kv: &mut impl KvRead, t: ReadOnlyTxn) -> Result<TxnResponse> {
+    let t = t.0;
+    let path = compare_to_path(kv, t)?;
+    let (rev, first_rev) = (kv.rev(), kv.compact_rev());
+    check_requests(t, &path, &mut |op| check_range(rev, first_rev, op))?;
+    let mut resp = new_txn_resp(t, &path).0;
+    // A ReadOnlyTxn has no put or delete to run.
+    run_txn(kv, t, &path, &mut resp, &mut |_, _, _| Ok(()))?;
+    resp.header = header(kv.rev());
+    Ok(resp)
+}
+
+/// The branch each compare chooses, nested txns too, depth first; a store error while reading a
+/// compare's keys fails the txn (never reads as "compare false").
+fn compare_to_path(kv: &impl KvRead, t: &TxnRequest) -> Result<Vec<bool>> {
+    let mut ok = true;
+    for c in &t.compare {
+        if !apply_compare(kv, c)? {
+            ok = false;
+            break;
+        }
+    }
     let mut path = vec![ok];
     let ops = if ok { &t.success } else { &t.failure };
     for op in ops {
         if let Some(request_op::Request::RequestTxn(nested)) = &op.request {
-            path.extend(compare_to_path(kv, nested));
+            path.extend(compare_to_path(kv, nested)?);
         }
     }
-    path
+    Ok(path)
 }
 
 /// One compare over every key in its range; a missing key compares as a zero KeyValue, except for
 /// VALUE compares, which fail on missing keys.
-fn apply_compare(kv: &impl KvRead, c: &Compare) -> bool {
-    let Ok(rr) = kv.range(&c.key, range_end(&c.range_end), RangeOptions::default()) else {
-        return false;
-    };
+fn apply_compare(kv: &impl KvRead, c: &Compare) -> Result<bool> {
+    let rr = kv.range(&c.key, range_end(&c.range_end), RangeOptions::default())?;
     if rr.kvs.is_empty() {
         if c.target == compare::CompareTarget::Value as i32 {
-            return false;
+            return Ok(false);
         }
-        return compare_kv(c, &KeyValue::default());
+        return Ok(compare_kv(c, &KeyValue::default()));
     }
-    rr.kvs.iter().all(|k| compare_kv(c, k))
+    Ok(rr.kvs.iter().all(|k| compare_kv(c, k)))
 }
 
 fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
@@ -362,7 +385,29 @@ fn new_txn_resp(t: &TxnRequest, path: &[bool]) -> (TxnResponse, usize) {
     (TxnResponse { header: Some(ResponseHeader::default()), succeeded: path[0], responses }, txns)
 }
 
-fn run_txn(kv: &mut impl KvWrite, t: &TxnRequest, path: &[bool], resp: &mut TxnResponse) -> Result<usize> {
+/// Runs a txn's write op (a put or a delete) into its response.
+type WriteOp<'f, K> = dyn FnMut(&mut K, &request_op::Request, &mut response_op::Response) -> Result<()> + 'f;
+
+/// What the applier runs for a txn's put or delete.
+fn write_op<K: KvWrite>(kv: &mut K, op: &request_op::Request, out: &mut response_op::Response) -> Result<()> {
+    match (op, out) {
+        (request_op::Request::RequestPut(p), response_op::Response::ResponsePut(o)) => *o = put(kv, p)?,
+        (request_op::Request::RequestDeleteRange(d), response_op::Response::ResponseDeleteRange(o)) => {
+            *o = delete_range(kv, d)?
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Runs the chosen branches in order: ranges and nested txns here, puts and deletes by `write`.
+fn run_txn<K: KvRead>(
+    kv: &mut K,
+    t: &TxnRequest,
+    path: &[bool],
+    resp: &mut TxnResponse,
+    write: &mut WriteOp<'_, K>,
+) -> Result<usize> {
     let ops = if path[0] { &t.success } else { &t.failure };
     let mut rest = &path[1..];
     let mut txns = 0;
@@ -371,19 +416,43 @@ fn run_txn(kv: &mut impl KvWrite, t: &TxnRequest, path: &[bool], resp: &mut TxnR
             (Some(request_op::Request::RequestRange(r)), Some(response_op::Response::ResponseRange(o))) => {
                 *o = range(kv, r)?;
             }
-            (Some(request_op::Request::RequestPut(p)), Some(response_op::Response::ResponsePut(o))) => {
-                *o = put(kv, p)?;
-            }
-            (Some(request_op::Request::RequestDeleteRange(d)), Some(response_op::Response::ResponseDeleteRange(o))) => {
-                *o = delete_range(kv, d)?;
-            }
             (Some(request_op::Request::RequestTxn(nested)), Some(response_op::Response::ResponseTxn(o))) => {
-                let n = run_txn(kv, nested, rest, o)?;
+                let n = run_txn(kv, nested, rest, o, write)?;
                 txns += n + 1;
                 rest = &rest[n + 1..];
             }
+            (Some(op), Some(out)) => write(kv, op, out)?,
             _ => {}
         }
     }
     Ok(txns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(r: request_op::Request) -> RequestOp {
+        RequestOp { request: Some(r) }
+    }
+
+    /// A txn is read-only only if neither branch writes, at any depth: a put in a nested txn's
+    /// failure branch makes the whole txn go through Raft.
+    #[test]
+    fn a_read_only_txn_writes_nothing_at_any_depth() {
+        let range =
+            op(request_op::Request::RequestRange(RangeRequest { key: Bytes::from_static(b"k"), ..Default::default() }));
+        let put =
+            op(request_op::Request::RequestPut(PutRequest { key: Bytes::from_static(b"k"), ..Default::default() }));
+        let reads = TxnRequest { success: vec![range.clone()], failure: vec![range.clone()], ..Default::default() };
+        assert!(ReadOnlyTxn::new(&reads).is_some());
+        let nested_put = TxnRequest { failure: vec![put], ..Default::default() };
+        let outer =
+            TxnRequest { success: vec![range, op(request_op::Request::RequestTxn(nested_put))], ..Default::default() };
+        assert!(ReadOnlyTxn::new(&outer).is_none());
+        let serializable = RangeRequest { key: Bytes::from_static(b"k"), serializable: true, ..Default::default() };
+        let s = TxnRequest { success: vec![op(request_op::Request::RequestRange(serializable))], ..Default::default() };
+        assert!(ReadOnlyTxn::new(&s).is_some_and(|t| t.is_serializable()));
+        assert!(!ReadOnlyTxn::new(&reads).is_some_and(|t| t.is_serializable()));
+    }
 }

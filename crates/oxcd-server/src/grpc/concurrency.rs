@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use oxcd_api::EtcdError;
 use oxcd_api::v3electionpb::election_server::Election;
 use oxcd_api::v3electionpb::{
     CampaignRequest, CampaignResponse, LeaderKey, LeaderRequest, LeaderResponse, ProclaimRequest, ProclaimResponse,
@@ -14,8 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status};
 
-use super::require_leader;
-use crate::concurrency::ERR_MISSING_LEADER_KEY;
+use super::{require_leader, status};
 use crate::server::EtcdServer;
 
 pub struct LockService {
@@ -33,14 +33,14 @@ impl Lock for LockService {
     async fn lock(&self, req: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
         require_leader(&self.server, &req)?;
         let r = req.into_inner();
-        let (mut header, key) = self.server.lock(&r.name, r.lease).await?;
+        let (mut header, key) = self.server.lock(&r.name, r.lease).await.map_err(status)?;
         self.server.fill_header_from(&mut header);
         Ok(Response::new(LockResponse { header: Some(header), key }))
     }
 
     async fn unlock(&self, req: Request<UnlockRequest>) -> Result<Response<UnlockResponse>, Status> {
         require_leader(&self.server, &req)?;
-        let header = self.server.unlock(req.into_inner().key).await?;
+        let header = self.server.unlock(req.into_inner().key).await.map_err(status)?;
         Ok(Response::new(UnlockResponse { header: Some(header) }))
     }
 }
@@ -56,7 +56,7 @@ impl ElectionService {
 }
 
 fn leader_key(k: Option<LeaderKey>) -> Result<LeaderKey, Status> {
-    k.ok_or_else(|| Status::unknown(ERR_MISSING_LEADER_KEY))
+    k.ok_or_else(|| EtcdError::ElectionMissingLeaderKey.to_status())
 }
 
 #[tonic::async_trait]
@@ -64,7 +64,7 @@ impl Election for ElectionService {
     async fn campaign(&self, req: Request<CampaignRequest>) -> Result<Response<CampaignResponse>, Status> {
         require_leader(&self.server, &req)?;
         let r = req.into_inner();
-        let (mut header, key, rev) = self.server.campaign(&r.name, r.lease, r.value).await?;
+        let (mut header, key, rev) = self.server.campaign(&r.name, r.lease, r.value).await.map_err(status)?;
         self.server.fill_header_from(&mut header);
         Ok(Response::new(CampaignResponse {
             header: Some(header),
@@ -76,13 +76,13 @@ impl Election for ElectionService {
         require_leader(&self.server, &req)?;
         let r = req.into_inner();
         let l = leader_key(r.leader)?;
-        let header = self.server.proclaim(&l.key, l.rev, l.lease, r.value).await?;
+        let header = self.server.proclaim(&l.key, l.rev, l.lease, r.value).await.map_err(status)?;
         Ok(Response::new(ProclaimResponse { header: Some(header) }))
     }
 
     async fn leader(&self, req: Request<LeaderRequest>) -> Result<Response<LeaderResponse>, Status> {
         require_leader(&self.server, &req)?;
-        let (header, kv) = self.server.election_leader(&req.into_inner().name).await?;
+        let (header, kv) = self.server.election_leader(&req.into_inner().name).await.map_err(status)?;
         Ok(Response::new(LeaderResponse { header: Some(header), kv: Some(kv) }))
     }
 
@@ -101,7 +101,7 @@ impl Election for ElectionService {
                 })
                 .await;
             if let Err(e) = result {
-                let _ = tx.send(Err(e)).await;
+                let _ = tx.send(Err(status(e))).await;
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -110,7 +110,7 @@ impl Election for ElectionService {
     async fn resign(&self, req: Request<ResignRequest>) -> Result<Response<ResignResponse>, Status> {
         require_leader(&self.server, &req)?;
         let l = leader_key(req.into_inner().leader)?;
-        let header = self.server.resign(&l.key, l.rev).await?;
+        let header = self.server.resign(&l.key, l.rev).await.map_err(status)?;
         Ok(Response::new(ResignResponse { header: Some(header) }))
     }
 }

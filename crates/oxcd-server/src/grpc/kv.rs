@@ -10,7 +10,7 @@ use oxcd_api::etcdserverpb::{
 use prost::Message;
 use tonic::{Request, Response, Status};
 
-use super::{check_size, require_leader};
+use super::{check_size, require_leader, status};
 use crate::server::EtcdServer;
 
 pub struct KvService {
@@ -35,26 +35,26 @@ fn admit<T: Message>(server: &EtcdServer, req: Request<T>) -> Result<T, Status> 
 impl Kv for KvService {
     async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
         let r = admit(&self.server, req)?;
-        self.server.range(r).await.map(Response::new)
+        self.server.range(r).await.map(Response::new).map_err(status)
     }
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let r = admit(&self.server, req)?;
-        self.server.put(r).await.map(Response::new)
+        self.server.put(r).await.map(Response::new).map_err(status)
     }
 
     async fn delete_range(&self, req: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
         let r = admit(&self.server, req)?;
-        self.server.delete_range(r).await.map(Response::new)
+        self.server.delete_range(r).await.map(Response::new).map_err(status)
     }
 
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let r = admit(&self.server, req)?;
-        self.server.txn(r).await.map(Response::new)
+        self.server.txn(r).await.map(Response::new).map_err(status)
     }
 
     async fn compact(&self, req: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
         let r = admit(&self.server, req)?;
-        self.server.compact(r).await.map(Response::new)
+        self.server.compact(r).await.map(Response::new).map_err(status)
     }
 }

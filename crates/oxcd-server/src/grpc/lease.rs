@@ -21,7 +21,7 @@ use tonic::codegen::BoxStream;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::require_leader;
+use super::{require_leader, status};
 use crate::server::EtcdServer;
 
 pub struct LeaseService {
@@ -44,17 +44,17 @@ impl Lease for LeaseService {
     async fn lease_grant(&self, req: Request<LeaseGrantRequest>) -> Result<Response<LeaseGrantResponse>, Status> {
         require_leader(&self.server, &req)?;
         let mut r = req.into_inner();
-        self.server.check_quota(crate::alarms::LEASE_OVERHEAD).await?;
+        self.server.check_quota(crate::alarms::LEASE_OVERHEAD).await.map_err(status)?;
         // No id given: this member picks one (positive), so every member grants the same.
         while r.id == 0 {
             r.id = (self.server.ids.next() & (i64::MAX as u64)) as i64;
         }
-        self.server.write(Proposal::LeaseGrant(r)).await.map(Response::new)
+        self.server.write(Proposal::LeaseGrant(r)).await.map(Response::new).map_err(status)
     }
 
     async fn lease_revoke(&self, req: Request<LeaseRevokeRequest>) -> Result<Response<LeaseRevokeResponse>, Status> {
         require_leader(&self.server, &req)?;
-        self.server.write(Proposal::LeaseRevoke(req.into_inner())).await.map(Response::new)
+        self.server.write(Proposal::LeaseRevoke(req.into_inner())).await.map(Response::new).map_err(status)
     }
 
     async fn lease_keep_alive(

@@ -37,9 +37,6 @@ impl MaintenanceService {
 /// Bytes per Snapshot message (etcd's).
 const SNAPSHOT_CHUNK: usize = 32 * 1024;
 
-/// Suffix of the files a Snapshot request builds (removed at start if a crash left one).
-pub(crate) const SNAPSHOT_TMP_SUFFIX: &str = ".snapshot.tmp";
-
 static SNAPSHOT_SEQ: AtomicU64 = AtomicU64::new(0);
 
 #[tonic::async_trait]
@@ -118,7 +115,7 @@ impl Maintenance for MaintenanceService {
         require_leader(&self.server, &req)?;
         let backend = self.server.backend();
         let seq = SNAPSHOT_SEQ.fetch_add(1, Ordering::Relaxed);
-        let path = crate::Layout::new(&self.server.cfg.data_dir()).snap.join(format!("{seq}{SNAPSHOT_TMP_SUFFIX}"));
+        let path = crate::Layout::new(&self.server.cfg.data_dir()).snapshot_scratch(seq);
         let built = tokio::task::spawn_blocking(move || {
             let r = crate::etcd_snapshot::write_etcd_db(&backend, &path)
                 .map_err(|e| e.to_string())

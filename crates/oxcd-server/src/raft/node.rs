@@ -26,7 +26,7 @@ use super::storage::RaftStorage;
 use super::transport::snapshot_db_path;
 use crate::ids::MemberId;
 use crate::membership::MemberChange;
-use crate::read_index::ReadIndexHub;
+use crate::raft::ReadIndexHub;
 
 /// Raft state published for the rest of the member (headers, Status, leader checks).
 #[derive(Debug)]

@@ -31,8 +31,9 @@ use tokio::sync::oneshot;
 
 use super::msg::{ApplyMsg, PeerTransport, RaftInput};
 use super::node::{NodeConfig, RaftNode, RaftStatus, encode_conf_state, raft_config};
-use crate::bootstrap::{BOOT_INDEX, BOOT_TERM, open_raft};
-use crate::read_index::ReadIndexHub;
+use crate::bootstrap::open_raft;
+use crate::datadir::{BOOT_INDEX, BOOT_TERM};
+use crate::raft::ReadIndexHub;
 
 const ELECTION_TICKS: usize = 10;
 /// Rounds of message exchange within one tick, at most (a round delivers what the last one sent).

@@ -13,8 +13,8 @@ use tonic::Code;
 
 /// Debian's etcdctl 3.4 (API v3) pointed at `endpoint`, ready for arguments.
 pub fn etcdctl(endpoint: &str) -> std::process::Command {
-    let mut c = std::process::Command::new(oxcd_testkit::ETCDCTL_34);
-    c.env("ETCDCTL_API", "3").arg(format!("--endpoints={endpoint}"));
+    let mut c = oxcd_testkit::ctl_command(oxcd_testkit::ETCDCTL_34);
+    c.arg(format!("--endpoints={endpoint}"));
     c
 }
 

@@ -14,9 +14,9 @@ use oxcd_api::EtcdError;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, oneshot, watch};
 
+use super::msg::RaftInput;
 use crate::hot_wait::HotWait;
 use crate::ids::IdGenerator;
-use crate::raft::RaftInput;
 
 const RETRY: Duration = Duration::from_millis(500);
 
