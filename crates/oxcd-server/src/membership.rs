@@ -193,10 +193,11 @@ impl MemberChange {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn member(id: u64, name: &str, learner: bool) -> Member {
+    /// A member for tests: id `id`, peer URL on port `id`.
+    pub(crate) fn member(id: u64, name: &str, learner: bool) -> Member {
         Member {
             id: MemberId(id),
             name: name.into(),

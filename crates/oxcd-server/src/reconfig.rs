@@ -172,16 +172,7 @@ pub(crate) const JOIN_TIMEOUT: Duration = Duration::from_secs(15);
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn member(id: u64, name: &str, learner: bool) -> Member {
-        Member {
-            id: MemberId(id),
-            name: name.into(),
-            peer_urls: vec![format!("http://127.0.0.1:{id}")],
-            client_urls: Vec::new(),
-            is_learner: learner,
-        }
-    }
+    use crate::membership::tests::member;
 
     #[test]
     fn voters_are_added_only_with_a_started_quorum_after_the_addition() {

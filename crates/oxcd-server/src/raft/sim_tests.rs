@@ -27,6 +27,15 @@ fn settle(sim: &mut Sim) {
     });
 }
 
+/// Proposes a write through a random node at each of `ticks` ticks, noting acknowledgements.
+fn write_for(sim: &mut Sim, writes: &mut Writes, ticks: usize) {
+    for _ in 0..ticks {
+        writes.propose(sim);
+        sim.tick();
+        writes.collect(sim);
+    }
+}
+
 /// Every acknowledged write is in every running node's state machine.
 fn assert_acked_everywhere(sim: &Sim, writes: &Writes, seed: u64) {
     for id in sim.ids() {
@@ -110,20 +119,13 @@ fn read_index_is_linearizable_across_a_partition() {
         let mut sim = Sim::new(3, seed);
         let old = elect(&mut sim);
         let mut writes = Writes::default();
-        for _ in 0..20 {
-            writes.propose(&mut sim);
-            sim.tick();
-        }
+        write_for(&mut sim, &mut writes, 20);
         let rest: Vec<u64> = sim.ids().into_iter().filter(|i| *i != old).collect();
         sim.partition(&[&[old], &rest]);
         let mut stale = sim.read_index(old);
         sim.run_until(300, "a leader on the majority side", |s| s.leader().is_some_and(|l| l != old));
         // Writes acknowledged on the majority side, then a read through a follower there.
-        for _ in 0..50 {
-            writes.propose(&mut sim);
-            sim.tick();
-            writes.collect(&sim);
-        }
+        write_for(&mut sim, &mut writes, 50);
         sim.run(20);
         writes.collect(&sim);
         let last_acked = rest
@@ -168,22 +170,14 @@ fn membership_changes_during_a_partition() {
         let removed = minority[1];
         sim.conf_change(leader, ConfChangeType::RemoveNode, removed);
         sim.run_until(100, "the removal applied", |s| !s.conf(leader).0.contains(&removed));
-        for _ in 0..30 {
-            writes.propose(&mut sim);
-            sim.tick();
-            writes.collect(&sim);
-        }
+        write_for(&mut sim, &mut writes, 30);
         sim.join(6);
         sim.partition(&[&minority, &[majority.clone(), vec![6]].concat()]);
         sim.conf_change(leader, ConfChangeType::AddLearnerNode, 6);
         sim.run_until(200, "the learner caught up", |s| s.applied(6) >= s.applied(leader) && s.applied(6) > 0);
         sim.promote(leader, 6);
         sim.run_until(100, "the learner promoted", |s| s.conf(leader).0.contains(&6));
-        for _ in 0..30 {
-            writes.propose(&mut sim);
-            sim.tick();
-            writes.collect(&sim);
-        }
+        write_for(&mut sim, &mut writes, 30);
         // The removed node is stopped (as a removed member stops); the other comes back.
         sim.crash(removed);
         settle(&mut sim);
@@ -207,22 +201,14 @@ fn a_follower_behind_the_compacted_log_catches_up_from_a_snapshot() {
         let follower = *sim.ids().iter().find(|i| **i != leader).expect("follower");
         sim.crash(follower);
         let mut writes = Writes::default();
-        for _ in 0..200 {
-            writes.propose(&mut sim);
-            sim.tick();
-            writes.collect(&sim);
-        }
+        write_for(&mut sim, &mut writes, 200);
         for id in sim.ids() {
             sim.compact(id);
         }
         sim.run(5);
         assert_eq!(sim.snapshots_installed(), 0);
         sim.start(follower);
-        for _ in 0..50 {
-            writes.propose(&mut sim);
-            sim.tick();
-            writes.collect(&sim);
-        }
+        write_for(&mut sim, &mut writes, 50);
         settle(&mut sim);
         writes.collect(&sim);
         assert_eq!(sim.snapshots_installed(), 1, "seed {seed}: the follower did not catch up from a snapshot");
