@@ -77,6 +77,3 @@ pub fn setup() -> NoFailpoints {
 /// What [`setup`] returns in a build without failpoints.
 #[cfg(not(feature = "failpoints"))]
 pub struct NoFailpoints;
-
-/// Whether failpoints are compiled in.
-pub const ENABLED: bool = cfg!(feature = "failpoints");

@@ -147,6 +147,22 @@ impl MemberChange {
         MemberChange::of(&ConfChange::parse_from_bytes(data).ok()?)
     }
 
+    /// The `ConfChange` that proposes a change of `kind` to `member` (what [`MemberChange::of`]
+    /// reads back): its context carries the proposer's request id and, for an addition, the
+    /// member's peer URLs (none for a promotion, an AddNode of a learner).
+    pub(crate) fn proposal(
+        kind: ConfChangeType,
+        member: MemberId,
+        peer_urls: Vec<String>,
+        request_id: u64,
+    ) -> ConfChange {
+        let mut cc = ConfChange::default();
+        cc.set_change_type(kind);
+        cc.node_id = member.0;
+        cc.context = ConfChangeContext { id: request_id, member_id: member.0, peer_urls }.encode_to_vec().into();
+        cc
+    }
+
     /// The change a decoded `ConfChange` makes, and the proposer's request id.
     pub(crate) fn of(cc: &ConfChange) -> Option<(MemberChange, u64)> {
         let ctx = ConfChangeContext::decode(cc.get_context()).ok()?;

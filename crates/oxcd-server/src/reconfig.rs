@@ -15,13 +15,12 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use oxcd_api::EtcdError;
-use oxcd_api::oxcdpb::{ConfChangeContext, MemberUpdateRequest, internal_raft_request::Request};
-use prost::Message as _;
-use raft::prelude::{ConfChange, ConfChangeType};
+use oxcd_api::oxcdpb::{MemberUpdateRequest, internal_raft_request::Request};
+use raft::prelude::ConfChangeType;
 
 use crate::config::parse_url;
 use crate::ids::{self, MemberId};
-use crate::membership::{MAX_LEARNERS, Member, Members};
+use crate::membership::{MAX_LEARNERS, Member, MemberChange, Members};
 use crate::raft::{RaftInput, RaftProgress};
 use crate::server::EtcdServer;
 
@@ -141,10 +140,7 @@ impl EtcdServer {
         peer_urls: Vec<String>,
     ) -> Result<(), EtcdError> {
         let id = self.ids.next();
-        let mut cc = ConfChange::default();
-        cc.set_change_type(kind);
-        cc.node_id = member.0;
-        cc.context = ConfChangeContext { id, member_id: member.0, peer_urls }.encode_to_vec().into();
+        let cc = MemberChange::proposal(kind, member, peer_urls, id);
         self.propose_and_wait(id, RaftInput::ProposeConfChange(cc)).await.map(drop)
     }
 }

@@ -21,18 +21,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
-use oxcd_api::oxcdpb::{ConfChangeContext, WalMetadata};
+use oxcd_api::oxcdpb::WalMetadata;
 use oxcd_wal::{HardState as WalHardState, SnapshotRecord, Wal};
 use parking_lot::Mutex;
 use prost::Message as _;
 use raft::StateRole;
-use raft::prelude::{ConfChange, ConfChangeType, ConfState, EntryType, Message, MessageType};
+use raft::prelude::{ConfChangeType, ConfState, EntryType, Message, MessageType};
 use tokio::sync::oneshot;
 
 use super::msg::{ApplyMsg, PeerTransport, RaftInput};
 use super::node::{NodeConfig, RaftNode, RaftStatus, encode_conf_state, raft_config};
 use crate::bootstrap::open_raft;
 use crate::datadir::{BOOT_INDEX, BOOT_TERM};
+use crate::ids::MemberId;
+use crate::membership::MemberChange;
 use crate::raft::ReadIndexHub;
 
 const ELECTION_TICKS: usize = 10;
@@ -278,28 +280,24 @@ impl Sim {
     }
 
     /// Proposes a configuration change through node `id` (as the Cluster service does).
+    /// An addition (with a peer URL) or a removal.
     pub(super) fn conf_change(&mut self, id: u64, kind: ConfChangeType, member: u64) {
-        let mut cc = ConfChange::default();
-        cc.set_change_type(kind);
-        cc.node_id = member;
         let peer_urls = match kind {
             ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => vec![format!("http://127.0.0.1:{member}")],
             ConfChangeType::RemoveNode => Vec::new(),
         };
-        let ctx = self.next_ctx;
-        self.next_ctx += 1;
-        cc.context = ConfChangeContext { id: ctx, member_id: member, peer_urls }.encode_to_vec().into();
-        let _ = self.nodes[&id].tx.send(RaftInput::ProposeConfChange(cc));
+        self.propose_change(id, kind, member, peer_urls);
     }
 
     /// A learner's promotion (AddNode without peer URLs).
     pub(super) fn promote(&mut self, id: u64, member: u64) {
-        let mut cc = ConfChange::default();
-        cc.set_change_type(ConfChangeType::AddNode);
-        cc.node_id = member;
+        self.propose_change(id, ConfChangeType::AddNode, member, Vec::new());
+    }
+
+    fn propose_change(&mut self, id: u64, kind: ConfChangeType, member: u64, peer_urls: Vec<String>) {
         let ctx = self.next_ctx;
         self.next_ctx += 1;
-        cc.context = ConfChangeContext { id: ctx, member_id: member, peer_urls: Vec::new() }.encode_to_vec().into();
+        let cc = MemberChange::proposal(kind, MemberId(member), peer_urls, ctx);
         let _ = self.nodes[&id].tx.send(RaftInput::ProposeConfChange(cc));
     }
 
