@@ -20,13 +20,12 @@ use raft::prelude::{
 };
 use raft::{RawNode, SnapshotStatus};
 
-use super::msg::RaftProgress;
-use super::msg::{ApplyMsg, PeerTransport, RaftInput};
+use super::msg::{ApplyMsg, PeerTransport, RaftInput, RaftProgress};
+use super::read_index::ReadIndexHub;
 use super::storage::RaftStorage;
 use super::transport::snapshot_db_path;
 use crate::ids::MemberId;
 use crate::membership::MemberChange;
-use crate::raft::ReadIndexHub;
 
 /// Raft state published for the rest of the member (headers, Status, leader checks).
 #[derive(Debug)]
