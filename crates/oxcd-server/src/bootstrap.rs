@@ -17,13 +17,13 @@ use oxcd_api::etcdserverpb::MemberListResponse;
 use oxcd_api::oxcdpb::{MemberAttrSetRequest, WalMetadata, internal_raft_request::Request};
 use oxcd_backend::Backend;
 use oxcd_wal::{HardState as WalHardState, SnapshotRecord, Wal, WalState};
-use parking_lot::RwLock;
 use prost::Message;
 use raft::RawNode;
 use raft::prelude::{ConfState, EntryType, HardState, SnapshotMetadata};
 use tokio::sync::watch;
 
-use crate::apply::{Applier, CompactJob, consistent_index, run_compactor};
+use crate::apply::state::{MemberState, StateCell};
+use crate::apply::{AppliedIndex, Applier, CompactJob, consistent_index, run_compactor};
 use crate::config::{ServerConfig, parse_url, split_urls};
 use crate::datadir::{BOOT_INDEX, Layout, NewMember, StartError, create_member};
 use crate::ids::{ClusterId, MemberId};
@@ -32,7 +32,7 @@ use crate::raft::{
     NodeConfig, RaftInput, RaftNode, RaftStatus, RaftStorage, Transport, apply_conf_entry, decode_conf_state,
     decode_entry, encode_conf_state, fetch_members, raft_config, raft_logger, snapshot_db_path,
 };
-use crate::server::{EtcdServer, MemberState, ServerParts};
+use crate::server::{EtcdServer, ServerParts};
 
 /// How long stopping waits for client connections to drain before closing them.
 const GRPC_DRAIN: Duration = Duration::from_secs(2);
@@ -98,8 +98,9 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningMember, StartError> {
             wal_snap.index
         )));
     }
-    let state = MemberState::load(backend.clone(), &cfg)?;
-    let (store, members, pending_compaction) = (state.store.clone(), state.members.clone(), state.pending_compaction);
+    let MemberState { view, removed, pending_compaction } = MemberState::load(backend.clone(), &cfg)?;
+    let (store, members) = (view.store.clone(), view.members.clone());
+    let state = StateCell::new(view.clone());
 
     let (raw, storage, applied) =
         open_raft(|applied| raft_config(id.0, cfg.election_ticks(), applied), &wal_state, ci)?;
@@ -120,14 +121,14 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningMember, StartError> {
     let (apply_tx, apply_rx) = crossbeam_channel::unbounded();
     let (compactor_tx, compactor_rx) = crossbeam_channel::unbounded::<CompactJob>();
     let status = Arc::new(RaftStatus::new());
-    let backend_cell = Arc::new(RwLock::new(backend.clone()));
-    let transport = Transport::new(id, cluster_id, raft_tx.clone(), backend_cell.clone(), layout.snap.clone());
+    let cell = state.clone();
+    let transport = Transport::new(id, cluster_id, raft_tx.clone(), move || cell.backend(), layout.snap.clone());
+    transport.mark_removed(removed);
     let server = EtcdServer::new(ServerParts {
         cfg: cfg.clone(),
         id,
         cluster_id,
-        backend: backend_cell,
-        state,
+        state: state.clone(),
         applied: applied.clone(),
         raft: status.clone(),
         raft_tx: raft_tx.clone(),
@@ -142,7 +143,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningMember, StartError> {
     let weak = Arc::downgrade(&server);
     transport.set_members_source(move || {
         let Some(s) = weak.upgrade() else { return Vec::new() };
-        let members = s.members.read().iter().map(|m| m.to_pb()).collect();
+        let members = s.members().iter().map(|m| m.to_pb()).collect();
         MemberListResponse { header: None, members }.encode_to_vec()
     });
 
@@ -185,10 +186,11 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningMember, StartError> {
         r
     })?;
     let (applied_tx, applied_rx) = watch::channel(ci);
-    let applier = Applier::new(server.clone(), apply_rx, applied_tx, compactor_tx.clone(), ci);
+    let published = AppliedIndex { index: applied.clone(), tx: applied_tx };
+    let applier = Applier::new(id, cfg.clone(), view, state, published, compactor_tx.clone(), ci);
     let s = server.clone();
     let applier_thread = std::thread::Builder::new().name("apply".into()).spawn(move || {
-        if let Err(e) = applier.run() {
+        if let Err(e) = applier.run(apply_rx, |decision| s.act_on(decision)) {
             tracing::error!(error = %e, "applier failed; stopping the member");
             s.stop();
         }
@@ -198,8 +200,9 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningMember, StartError> {
     }
     drop(compactor_tx);
     let s = server.clone();
-    let compactor_thread =
-        std::thread::Builder::new().name("compactor".into()).spawn(move || run_compactor(s, compactor_rx))?;
+    let compactor_thread = std::thread::Builder::new()
+        .name("compactor".into())
+        .spawn(move || run_compactor(compactor_rx, |id, r| s.wait.trigger(id, r)))?;
 
     // Tasks.
     tokio::spawn(server.read_hub.clone().run(

@@ -34,7 +34,7 @@ impl EtcdServer {
     /// MemberAdd: a new member (a voter, or a learner) with these peer URLs.
     pub async fn add_member(&self, peer_urls: Vec<String>, learner: bool) -> Result<Member, EtcdError> {
         check_urls(&peer_urls)?;
-        let members = self.members.read().clone();
+        let members = self.members().clone();
         if members.iter().any(|m| m.peer_urls.iter().any(|u| peer_urls.contains(u))) {
             return Err(EtcdError::PeerUrlExist);
         }
@@ -52,14 +52,14 @@ impl EtcdServer {
         }
         let kind = if learner { ConfChangeType::AddLearnerNode } else { ConfChangeType::AddNode };
         self.propose_conf_change(kind, id, peer_urls.clone()).await?;
-        let added = self.members.read().get(id).cloned();
+        let added = self.members().get(id).cloned();
         Ok(added.unwrap_or(Member { id, name: String::new(), peer_urls, client_urls: Vec::new(), is_learner: learner }))
     }
 
     /// MemberRemove. Only the leader judges whether the cluster can spare a voter (it hears from
     /// every member); `None` means this member is not the leader, and the caller asks the leader.
     pub async fn remove_member(&self, id: MemberId) -> Option<Result<(), EtcdError>> {
-        let Some(member) = self.members.read().get(id).cloned() else { return Some(Err(EtcdError::MemberNotFound)) };
+        let Some(member) = self.members().get(id).cloned() else { return Some(Err(EtcdError::MemberNotFound)) };
         if self.raft.leader() != self.id.0 {
             return None;
         }
@@ -74,7 +74,7 @@ impl EtcdServer {
     /// MemberUpdate: new peer URLs for a member.
     pub async fn update_member(&self, id: MemberId, peer_urls: Vec<String>) -> Result<(), EtcdError> {
         check_urls(&peer_urls)?;
-        let members = self.members.read().clone();
+        let members = self.members().clone();
         if members.get(id).is_none() {
             return Err(EtcdError::MemberNotFound);
         }
@@ -88,7 +88,7 @@ impl EtcdServer {
     /// leader's (only the leader knows; `None` means this member is not the leader, and the
     /// caller asks the leader).
     pub async fn promote_member(&self, id: MemberId) -> Option<Result<(), EtcdError>> {
-        let Some(member) = self.members.read().get(id).cloned() else { return Some(Err(EtcdError::MemberNotFound)) };
+        let Some(member) = self.members().get(id).cloned() else { return Some(Err(EtcdError::MemberNotFound)) };
         if !member.is_learner {
             return Some(Err(EtcdError::MemberNotLearner));
         }
@@ -105,7 +105,7 @@ impl EtcdServer {
     /// and, unless the voter removed is down already, enough voters heard from in the last
     /// [`ACTIVE_WINDOW`] to keep a quorum.
     fn may_remove_voter(&self, id: MemberId) -> Result<(), EtcdError> {
-        let members = self.members.read().clone();
+        let members = self.members().clone();
         let voters: Vec<&Member> = members.iter().filter(|m| !m.is_learner).collect();
         let left: Vec<&&Member> = voters.iter().filter(|m| m.id != id).collect();
         let started = left.iter().filter(|m| !m.name.is_empty()).count();

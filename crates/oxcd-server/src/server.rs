@@ -4,22 +4,23 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crossbeam_channel::Sender;
 use oxcd_api::EtcdError;
 use oxcd_api::etcdserverpb::ResponseHeader;
 use oxcd_api::oxcdpb::{InternalRaftRequest, RequestHeader, internal_raft_request::Request};
 use oxcd_auth::AuthStore;
-use oxcd_backend::{Backend, BatchConfig};
+use oxcd_backend::Backend;
 use oxcd_lease::Lessor;
 use oxcd_mvcc::Store;
 use oxcd_mvcc::watchable::WatchableStore;
-use parking_lot::RwLock;
 use prost::Message;
 use tokio::sync::watch;
 
 use crate::alarms::Alarms;
+use crate::apply::state::StateCell;
+use crate::apply::{Applied, Decision};
 use crate::config::ServerConfig;
 use crate::hot_wait::HotWait;
 use crate::ids::{ClusterId, IdGenerator, MemberId};
@@ -38,13 +39,8 @@ pub struct EtcdServer {
     pub(crate) cfg: ServerConfig,
     pub(crate) id: MemberId,
     pub(crate) cluster_id: ClusterId,
-    backend: Arc<RwLock<Arc<Backend>>>,
-    store: RwLock<Arc<Store>>,
-    lessor: RwLock<Arc<Lessor>>,
-    auth: RwLock<Arc<AuthStore>>,
-    /// The raised alarms (see `alarms`), changed only by the applier.
-    pub alarms: RwLock<Alarms>,
-    pub(crate) members: RwLock<Members>,
+    /// The applied state, as the applier last published it.
+    state: Arc<StateCell>,
     /// Watchers of every stream on this member.
     pub(crate) watchable: Arc<WatchableStore>,
     pub(crate) wait: Wait,
@@ -59,43 +55,10 @@ pub struct EtcdServer {
     hot_wait: HotWait,
     /// Client connections to other members (for forwarding to the leader), by member id.
     peer_clients: parking_lot::Mutex<std::collections::HashMap<u64, (String, tonic::transport::Channel)>>,
-    /// Held while the backend file is replaced (a snapshot from the leader is installed, or the
-    /// backend is defragmented), so that one replacement never overwrites the other.
-    pub(crate) file_swap: parking_lot::Mutex<()>,
     /// The peer transport (its peers follow the members).
     pub(crate) transport: Arc<Transport>,
     /// Whether this member is a learner (follows the members).
     learner: std::sync::atomic::AtomicBool,
-}
-
-/// Everything a member rebuilds from a backend file (at start, or when a snapshot is installed).
-pub(crate) struct MemberState {
-    pub backend: Arc<Backend>,
-    pub store: Arc<Store>,
-    pub lessor: Arc<Lessor>,
-    pub auth: Arc<AuthStore>,
-    pub members: Members,
-    /// Members removed from the cluster (their peer connections are refused).
-    pub removed: Vec<MemberId>,
-    pub alarms: Alarms,
-    /// A compaction scheduled but not finished before the last stop.
-    pub pending_compaction: Option<i64>,
-}
-
-impl MemberState {
-    /// Loads everything kept in `backend`.
-    pub fn load(backend: Arc<Backend>, cfg: &ServerConfig) -> Result<MemberState, oxcd_mvcc::MvccError> {
-        let lessor =
-            Arc::new(Lessor::with_limits(cfg.min_lease_ttl_secs(), Duration::from_millis(cfg.election_timeout)));
-        // Leases first: the store attaches keys to them as it rebuilds its index.
-        crate::apply::load_leases(&backend, &lessor, std::time::Instant::now())?;
-        let (store, pending_compaction) = Store::open(backend.clone(), lessor.clone())?;
-        let auth = Arc::new(AuthStore::open(&backend)?);
-        let rtx = backend.read()?;
-        let (members, alarms) = (Members::load(&rtx)?, Alarms::load(&rtx)?);
-        let removed = Members::load_removed(&rtx)?;
-        Ok(MemberState { backend, store: Arc::new(store), lessor, auth, members, removed, alarms, pending_compaction })
-    }
 }
 
 /// The parts [`EtcdServer::new`] is built from (assembled by the bootstrap).
@@ -103,9 +66,8 @@ pub(crate) struct ServerParts {
     pub cfg: ServerConfig,
     pub id: MemberId,
     pub cluster_id: ClusterId,
-    /// The backend cell shared with the transport (which streams it to followers).
-    pub backend: Arc<RwLock<Arc<Backend>>>,
-    pub state: MemberState,
+    /// The applied state, as the applier publishes it.
+    pub state: Arc<StateCell>,
     pub applied: Arc<AtomicU64>,
     pub raft: Arc<RaftStatus>,
     pub raft_tx: Sender<RaftInput>,
@@ -114,22 +76,16 @@ pub(crate) struct ServerParts {
 
 impl EtcdServer {
     pub(crate) fn new(p: ServerParts) -> Arc<EtcdServer> {
-        let watchable = WatchableStore::new(p.state.store.clone(), p.cfg.max_request_bytes);
-        p.transport.mark_removed(p.state.removed.iter().copied());
+        let watchable = WatchableStore::new(p.state.store(), p.cfg.max_request_bytes);
         Arc::new_cyclic(|me| EtcdServer {
             me: me.clone(),
             ids: Arc::new(IdGenerator::new(p.id)),
             cfg: p.cfg,
             id: p.id,
             cluster_id: p.cluster_id,
-            backend: p.backend,
-            store: RwLock::new(p.state.store),
-            lessor: RwLock::new(p.state.lessor),
-            auth: RwLock::new(p.state.auth),
+            state: p.state,
             watchable,
-            members: RwLock::new(p.state.members),
             transport: p.transport,
-            alarms: RwLock::new(p.state.alarms),
             wait: Wait::default(),
             applied: p.applied,
             raft: p.raft,
@@ -138,7 +94,6 @@ impl EtcdServer {
             stop_tx: watch::channel(false).0,
             hot_wait: HotWait::default(),
             peer_clients: Default::default(),
-            file_swap: parking_lot::Mutex::new(()),
             learner: std::sync::atomic::AtomicBool::new(false),
         })
     }
@@ -157,41 +112,73 @@ impl EtcdServer {
     }
 
     pub fn backend(&self) -> Arc<Backend> {
-        self.backend.read().clone()
+        self.state.backend()
     }
 
     pub fn store(&self) -> Arc<Store> {
-        self.store.read().clone()
+        self.state.store()
     }
 
     pub fn lessor(&self) -> Arc<Lessor> {
-        self.lessor.read().clone()
+        self.state.view().lessor.clone()
     }
 
     pub fn auth(&self) -> Arc<AuthStore> {
-        self.auth.read().clone()
+        self.state.view().auth.clone()
     }
 
-    pub(crate) fn batch_config(&self) -> BatchConfig {
-        crate::apply::batch_config(&self.cfg)
+    /// The members as last applied.
+    pub fn members(&self) -> Arc<Members> {
+        self.state.view().members.clone()
     }
 
-    /// Swaps in the state rebuilt from a backend snapshot.
-    pub(crate) fn swap_state(&self, state: MemberState) {
-        *self.backend.write() = state.backend;
-        self.watchable.reset(state.store.clone());
-        *self.store.write() = state.store;
-        *self.lessor.write() = state.lessor;
-        *self.auth.write() = state.auth;
-        *self.members.write() = state.members;
-        self.transport.mark_removed(state.removed);
-        *self.alarms.write() = state.alarms;
+    /// The raised alarms as last applied.
+    pub fn alarms(&self) -> Arc<Alarms> {
+        self.state.view().alarms.clone()
+    }
+
+    /// The applied state (held while the backend file is replaced: see [`StateCell::file_swap`]).
+    pub(crate) fn state(&self) -> &StateCell {
+        &self.state
+    }
+
+    /// Acts on what the applier decided, in the order it lists.
+    pub(crate) fn act_on(&self, decision: Decision) {
+        match decision {
+            Decision::Applied(Applied { events, removed, members_changed, removed_self, results }) => {
+                for (rev, events) in events {
+                    self.watchable.publish(rev, events);
+                }
+                if !removed.is_empty() {
+                    self.transport.mark_removed(removed);
+                }
+                if members_changed {
+                    self.sync_peers();
+                }
+                if removed_self {
+                    tracing::warn!(member = %self.id, "the member has been permanently removed from the cluster; stopping");
+                    self.stop();
+                }
+                for (id, r) in results {
+                    self.wait.trigger(id, r);
+                }
+            }
+            Decision::LogCompactable { index } => {
+                let _ = self.raft_tx.send(RaftInput::Compact { index });
+            }
+            Decision::Installed { store, removed } => {
+                // Every watcher starts over from the new store (their streams resynchronise).
+                self.watchable.reset(store);
+                self.transport.mark_removed(removed);
+                self.sync_peers();
+            }
+        }
     }
 
     /// Points the peer transport at the members: every other member by its first peer URL, and
     /// no one else.
     pub(crate) fn sync_peers(&self) {
-        let members = self.members.read().clone();
+        let members = self.members();
         let learner = members.get(self.id).is_some_and(|m| m.is_learner);
         self.learner.store(learner, Ordering::Release);
         let mut ids = Vec::new();

@@ -6,12 +6,18 @@
 //! crash, or receiving a backend snapshot that is ahead of the Raft snapshot point, never applies
 //! an entry twice. Results are handed out only after the backend commit and [`Store::publish`], so
 //! a client that got an answer reads its own write on this member.
+//!
+//! The applier owns the state machine ([`state`]: backend, store, lessor, auth, members, alarms)
+//! and knows nothing of the member around it: what it decides that others must act on (answers,
+//! events for the watchers, membership changes, its own member's removal, a log that may be
+//! compacted, a state replaced by a snapshot) it hands to its caller as a [`Decision`].
 
 mod lease;
 pub mod request;
+pub mod state;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -30,14 +36,16 @@ use prost::Message;
 use raft::prelude::{Entry, EntryType};
 use tokio::sync::watch;
 
+use crate::alarms::Alarms;
+use crate::config::ServerConfig;
 use crate::ids::MemberId;
 use crate::membership::MemberChange;
 use crate::membership::Members;
-use crate::raft::{ApplyMsg, RaftInput};
-use crate::server::{EtcdServer, MemberState};
+use crate::raft::ApplyMsg;
 use crate::wait::{ApplyResult, Response};
 pub use lease::load_leases;
 pub use request::ApplyError;
+use state::{MemberState, StateCell, View};
 
 /// A compaction to carry out in the background, and who to answer when it is done.
 pub struct CompactJob {
@@ -54,10 +62,50 @@ pub fn consistent_index(backend: &Backend) -> Result<u64, oxcd_backend::BackendE
     Ok(v.and_then(|b| <[u8; 8]>::try_from(&b[..]).ok()).map(u64::from_be_bytes).unwrap_or(0))
 }
 
+/// What the applier decided that the member around it acts on, handed over in the order the
+/// applier reached it.
+pub enum Decision {
+    /// A batch of entries is committed to the backend and visible in the store.
+    Applied(Applied),
+    /// The backend holds every entry up to `index` durably: the Raft log may drop them.
+    LogCompactable { index: u64 },
+    /// A snapshot from the leader replaced the whole state (already published).
+    Installed {
+        /// The new store (the watchers start over from it).
+        store: Arc<Store>,
+        /// Every member ever removed from the cluster, as the snapshot records them.
+        removed: Vec<MemberId>,
+    },
+}
+
+/// One applied batch, for the member to act on in this order: watchers, peers, stop, answers.
+#[derive(Default)]
+pub struct Applied {
+    /// New revisions and their events, for the watchers.
+    pub events: Vec<(i64, Vec<Event>)>,
+    /// Members removed by this batch: their peer connections are refused from now on.
+    pub removed: Vec<MemberId>,
+    /// The members changed (already published): the peer transport follows them.
+    pub members_changed: bool,
+    /// This member itself was removed from the cluster: it stops.
+    pub removed_self: bool,
+    /// The answers to the proposals applied, by request id.
+    pub results: Vec<(u64, ApplyResult)>,
+}
+
+/// Where the applier tells how far it has applied: the index readers wait for.
+pub struct AppliedIndex {
+    pub index: Arc<AtomicU64>,
+    pub tx: watch::Sender<u64>,
+}
+
 pub struct Applier {
-    server: Arc<EtcdServer>,
-    rx: Receiver<ApplyMsg>,
-    applied_tx: watch::Sender<u64>,
+    me: MemberId,
+    cfg: ServerConfig,
+    /// The state machine (the applier's own; readers see what it publishes to `cell`).
+    state: View,
+    cell: Arc<StateCell>,
+    published: AppliedIndex,
     compactor_tx: Sender<CompactJob>,
     applied: u64,
     applied_term: u64,
@@ -70,17 +118,22 @@ pub struct Applier {
 const SNAPSHOT_BYTES: usize = 32 << 20;
 
 impl Applier {
+    /// An applier of `state` (the one `cell` publishes), whose backend has applied up to `applied`.
     pub fn new(
-        server: Arc<EtcdServer>,
-        rx: Receiver<ApplyMsg>,
-        applied_tx: watch::Sender<u64>,
+        me: MemberId,
+        cfg: ServerConfig,
+        state: View,
+        cell: Arc<StateCell>,
+        published: AppliedIndex,
         compactor_tx: Sender<CompactJob>,
         applied: u64,
     ) -> Applier {
         Applier {
-            server,
-            rx,
-            applied_tx,
+            me,
+            cfg,
+            state,
+            cell,
+            published,
             compactor_tx,
             applied,
             applied_term: 0,
@@ -89,16 +142,16 @@ impl Applier {
         }
     }
 
-    /// Runs until the Raft thread goes away or the backend fails (then the member must stop).
-    pub fn run(mut self) -> Result<(), ApplyError> {
-        let idle = Duration::from_millis(self.server.cfg.backend_batch_interval.max(1));
+    /// Runs until the Raft thread goes away or the backend fails (then the member must stop),
+    /// handing every decision to `decided`.
+    pub fn run(mut self, rx: Receiver<ApplyMsg>, mut decided: impl FnMut(Decision)) -> Result<(), ApplyError> {
+        let idle = Duration::from_millis(self.cfg.backend_batch_interval.max(1));
         loop {
-            let msg = match self.rx.recv_timeout(idle) {
+            let msg = match rx.recv_timeout(idle) {
                 Ok(m) => m,
                 Err(RecvTimeoutError::Timeout) => {
-                    let backend = self.server.backend();
-                    if backend.flush_due() {
-                        backend.flush().map_err(fatal)?;
+                    if self.state.backend.flush_due() {
+                        self.state.backend.flush().map_err(fatal)?;
                     }
                     continue;
                 }
@@ -109,7 +162,7 @@ impl Applier {
                     // Everything already committed goes into one backend transaction; a snapshot
                     // queued behind it is installed after it, keeping log order.
                     let mut snapshot = None;
-                    while let Ok(m) = self.rx.try_recv() {
+                    while let Ok(m) = rx.try_recv() {
                         match m {
                             ApplyMsg::Entries(more) => entries.extend(more),
                             snap => {
@@ -118,35 +171,39 @@ impl Applier {
                             }
                         }
                     }
-                    self.apply_entries(entries)?;
+                    self.apply_entries(entries, &mut decided)?;
                     if let Some(snap) = snapshot {
-                        self.install_snapshot(snap)?;
+                        self.install_snapshot(snap, &mut decided)?;
                     }
                 }
-                snap @ ApplyMsg::Snapshot { .. } => self.install_snapshot(snap)?,
+                snap @ ApplyMsg::Snapshot { .. } => self.install_snapshot(snap, &mut decided)?,
             }
         }
     }
 
-    fn apply_entries(&mut self, entries: Vec<Entry>) -> Result<(), ApplyError> {
+    fn apply_entries(&mut self, entries: Vec<Entry>, decided: &mut impl FnMut(Decision)) -> Result<(), ApplyError> {
         if entries.iter().all(|e| e.index <= self.applied) {
             return Ok(());
         }
-        let backend = self.server.backend();
-        let store = self.server.store();
-        let lessor = self.server.lessor();
-        let wtx = backend.write().map_err(fatal)?;
+        let backend = self.state.backend.clone();
+        let mut wtx = backend.write().map_err(fatal)?;
         let mut batch = Batch {
-            store: &store,
-            lessor: &lessor,
+            me: self.me,
+            store: &self.state.store,
+            lessor: &self.state.lessor,
             wtx: &wtx,
             now: Instant::now(),
+            current_members: &self.state.members,
+            alarms: &mut self.state.alarms,
+            alarms_changed: false,
             results: Vec::new(),
             jobs: Vec::new(),
             published: Vec::new(),
             members: None,
+            removed: Vec::new(),
             removed_self: false,
         };
+        let mut ops = 0;
         for e in &entries {
             if e.index <= self.applied {
                 continue;
@@ -156,14 +213,15 @@ impl Applier {
                     Ok(req) => {
                         let id = req.header.as_ref().map(|h| h.id).unwrap_or(0);
                         if let Some(r) = req.request {
-                            batch.apply(id, r, &self.server)?;
+                            batch.apply(id, r)?;
+                            ops += 1;
                         }
                     }
                     Err(err) => tracing::error!(index = e.index, %err, "undecodable raft entry skipped"),
                 }
             } else if e.get_entry_type() == EntryType::EntryConfChange {
                 match MemberChange::decode(&e.data) {
-                    Some((change, id)) => batch.member_change(id, change, &self.server)?,
+                    Some((change, id)) => batch.member_change(id, change)?,
                     None => tracing::error!(index = e.index, "undecodable configuration change skipped"),
                 }
             } else if e.get_entry_type() != EntryType::EntryNormal {
@@ -172,30 +230,27 @@ impl Applier {
             self.applied = e.index;
             self.applied_term = e.term;
         }
-        let Batch { results, jobs, published, members, removed_self, .. } = batch;
+        let Batch { results, jobs, published, members, removed, removed_self, alarms_changed, .. } = batch;
         oxcd_fail::point("applyBeforeConsistentIndex").map_err(|e| fatal(e.into()))?;
         {
             let mut m = wtx.bucket(META).map_err(fatal)?;
             m.put(meta::CONSISTENT_INDEX, &self.applied.to_be_bytes()).map_err(fatal)?;
             m.put(meta::TERM, &self.applied_term.to_be_bytes()).map_err(fatal)?;
         }
+        // --backend-batch-limit: this many applied requests since the last durable commit make
+        // this commit durable.
+        wtx.count_ops(ops);
         wtx.commit().map_err(fatal)?;
-        store.publish();
-        for (rev, events) in published {
-            self.server.watchable.publish(rev, events);
-        }
+        self.state.store.publish();
+        let members_changed = members.is_some();
         if let Some(members) = members {
-            *self.server.members.write() = members;
-            self.server.sync_peers();
+            self.state.members = Arc::new(members);
         }
-        if removed_self {
-            tracing::warn!(member = %self.server.id, "the member has been permanently removed from the cluster; stopping");
-            self.server.stop();
+        if members_changed || alarms_changed {
+            self.cell.publish(self.state.clone());
         }
-        // Answer first: the waiting clients are the latency that matters.
-        for (id, r) in results {
-            self.server.wait.trigger(id, r);
-        }
+        // Answers go out within the first decision: the waiting clients are the latency that matters.
+        decided(Decision::Applied(Applied { events: published, removed, members_changed, removed_self, results }));
         self.publish_applied();
         for job in jobs {
             let _ = self.compactor_tx.send(job);
@@ -203,43 +258,44 @@ impl Applier {
         self.bytes_since_snapshot += entries.iter().map(|e| e.data.len()).sum::<usize>();
         // Every --snapshot-count entries, or sooner when their data would fill memory (the Raft log
         // keeps everything since the last snapshot).
-        if self.applied - self.last_snapshot >= self.server.cfg.snapshot_count
-            || self.bytes_since_snapshot >= SNAPSHOT_BYTES
-        {
+        if self.applied - self.last_snapshot >= self.cfg.snapshot_count || self.bytes_since_snapshot >= SNAPSHOT_BYTES {
             self.bytes_since_snapshot = 0;
             // The WAL may drop entries only once the backend holds them durably.
             backend.flush().map_err(fatal)?;
             self.last_snapshot = self.applied;
-            let _ = self.server.raft_tx.send(RaftInput::Compact { index: self.applied });
+            decided(Decision::LogCompactable { index: self.applied });
         }
         Ok(())
     }
 
     fn publish_applied(&self) {
-        self.server.applied.store(self.applied, Ordering::Release);
-        let _ = self.applied_tx.send(self.applied);
+        self.published.index.store(self.applied, Ordering::Release);
+        let _ = self.published.tx.send(self.applied);
     }
 
     /// Replaces the backend with the snapshot the leader sent, then continues after it.
-    fn install_snapshot(&mut self, msg: ApplyMsg) -> Result<(), ApplyError> {
+    fn install_snapshot(&mut self, msg: ApplyMsg, decided: &mut impl FnMut(Decision)) -> Result<(), ApplyError> {
         let ApplyMsg::Snapshot { index, db } = msg else { return Ok(()) };
         if index <= self.applied {
             let _ = std::fs::remove_file(&db);
             return Ok(());
         }
-        let server = self.server.clone();
-        let _swapping = server.file_swap.lock();
-        let path = self.server.backend().path().to_path_buf();
+        let cell = self.cell.clone();
+        let _swapping = cell.file_swap();
+        let path = self.state.backend.path().to_path_buf();
         std::fs::rename(&db, &path).map_err(|e| fatal(e.into()))?;
         oxcd_fail::point("applyAfterInstallSnap").map_err(|e| fatal(e.into()))?;
-        let backend = Arc::new(Backend::open(&path, self.server.batch_config()).map_err(fatal)?);
+        let backend = Arc::new(Backend::open(&path, batch_config(&self.cfg)).map_err(fatal)?);
         let ci = consistent_index(&backend).map_err(fatal)?;
-        let state = MemberState::load(backend, &self.server.cfg).map_err(ApplyError::Fatal)?;
-        if let Some(rev) = state.pending_compaction {
-            let _ = self.compactor_tx.send(CompactJob { store: state.store.clone(), rev, waiters: Vec::new() });
+        let MemberState { view, removed, pending_compaction } =
+            MemberState::load(backend, &self.cfg).map_err(ApplyError::Fatal)?;
+        if let Some(rev) = pending_compaction {
+            let _ = self.compactor_tx.send(CompactJob { store: view.store.clone(), rev, waiters: Vec::new() });
         }
-        self.server.swap_state(state);
-        self.server.sync_peers();
+        let store = view.store.clone();
+        self.state = view;
+        self.cell.publish(self.state.clone());
+        decided(Decision::Installed { store, removed });
         self.applied = index.max(ci);
         self.last_snapshot = self.applied;
         tracing::info!(index, consistent_index = ci, "installed backend snapshot");
@@ -258,24 +314,31 @@ fn compaction_resp(store: &Store) -> CompactionResponse {
 
 /// What one apply batch (one backend transaction) collects on its way.
 struct Batch<'a, 'b> {
+    me: MemberId,
     store: &'a Arc<Store>,
     lessor: &'a Lessor,
     wtx: &'a WriteTxn<'b>,
     /// The moment the batch is applied (lease deadlines count from it).
     now: Instant,
+    /// The members before this batch.
+    current_members: &'a Members,
+    alarms: &'a mut Arc<Alarms>,
+    alarms_changed: bool,
     results: Vec<(u64, ApplyResult)>,
     jobs: Vec<CompactJob>,
     /// New revisions and their events, for the watchers once committed.
     published: Vec<(i64, Vec<Event>)>,
     /// The members as this batch changed them (`None`: unchanged).
     members: Option<Members>,
+    /// Members this batch removed.
+    removed: Vec<MemberId>,
     /// This member's own removal was applied: it stops once the batch is committed.
     removed_self: bool,
 }
 
 impl Batch<'_, '_> {
     /// Applies one request; a rejected request is answered with its error and writes nothing.
-    fn apply(&mut self, id: u64, req: Request, server: &EtcdServer) -> Result<(), ApplyError> {
+    fn apply(&mut self, id: u64, req: Request) -> Result<(), ApplyError> {
         // NOSPACE raised: what takes space is refused until the alarm is disarmed (etcd's capped
         // applier).
         let takes_space = || match &req {
@@ -283,20 +346,20 @@ impl Batch<'_, '_> {
             Request::Txn(t) => crate::alarms::txn_cost(t) > 0,
             _ => false,
         };
-        if server.alarms.read().no_space() && takes_space() {
+        if self.alarms.no_space() && takes_space() {
             self.results.push((id, Err(EtcdError::NoSpace)));
             return Ok(());
         }
         let result = match req {
             Request::Compaction(c) => return self.compaction(id, c.revision, c.physical),
-            Request::MemberAttrSet(m) => self.member_attrs(server, m).map(|()| Response::Empty),
-            Request::MemberUpdate(m) => self.member_update(server, m).map(|()| Response::Empty),
+            Request::MemberAttrSet(m) => self.member_attrs(m).map(|()| Response::Empty),
+            Request::MemberUpdate(m) => self.member_update(m).map(|()| Response::Empty),
             Request::LeaseGrant(g) => lease::grant(self.lessor, self.wtx, self.store, &g, self.now),
             Request::LeaseRevoke(r) => self.revoke(LeaseId(r.id)),
             Request::LeaseCheckpoint(c) => {
                 lease::checkpoint(self.lessor, self.wtx, &c, self.now).map(|()| Response::Empty)
             }
-            Request::Alarm(a) => self.alarm(server, a),
+            Request::Alarm(a) => self.alarm(a),
             kv @ (Request::Put(_) | Request::DeleteRange(_) | Request::Txn(_)) => self.kv(kv),
         };
         match result {
@@ -308,13 +371,14 @@ impl Batch<'_, '_> {
     }
 
     /// etcd's alarm actions: list, raise, clear (the response has no header, as etcd's).
-    fn alarm(&mut self, server: &EtcdServer, a: AlarmRequest) -> request::Result<Response> {
-        let mut alarms = server.alarms.write();
+    fn alarm(&mut self, a: AlarmRequest) -> request::Result<Response> {
         let listed = match alarm_request::AlarmAction::try_from(a.action) {
-            Ok(alarm_request::AlarmAction::Get) => alarms.get(a.alarm),
+            Ok(alarm_request::AlarmAction::Get) => self.alarms.get(a.alarm),
             // etcd ignores raising "no alarm".
             Ok(alarm_request::AlarmAction::Activate) if a.alarm == AlarmType::None as i32 => Vec::new(),
             Ok(alarm_request::AlarmAction::Activate) => {
+                let alarms = Arc::make_mut(self.alarms);
+                self.alarms_changed = true;
                 let raised = !alarms.no_space();
                 let m = alarms.activate(self.wtx, a.member_id, a.alarm).map_err(fatal)?;
                 if raised && alarms.no_space() {
@@ -323,6 +387,8 @@ impl Batch<'_, '_> {
                 vec![m]
             }
             Ok(alarm_request::AlarmAction::Deactivate) => {
+                let alarms = Arc::make_mut(self.alarms);
+                self.alarms_changed = true;
                 let m = alarms.deactivate(self.wtx, a.member_id, a.alarm).map_err(fatal)?;
                 if m.is_some() && a.alarm == AlarmType::Nospace as i32 && !alarms.no_space() {
                     tracing::info!("NOSPACE alarm disarmed");
@@ -392,15 +458,16 @@ impl Batch<'_, '_> {
 }
 
 impl Batch<'_, '_> {
-    /// The members as changed so far in this batch (a copy of the member's, on first use).
-    fn members(&mut self, server: &EtcdServer) -> &mut Members {
-        self.members.get_or_insert_with(|| server.members.read().clone())
+    /// The members as changed so far in this batch (a copy of the applied ones, on first use).
+    fn members(&mut self) -> &mut Members {
+        let current = self.current_members;
+        self.members.get_or_insert_with(|| current.clone())
     }
 
     /// A started member publishes its name and client URLs.
-    fn member_attrs(&mut self, server: &EtcdServer, m: MemberAttrSetRequest) -> Result<(), ApplyError> {
+    fn member_attrs(&mut self, m: MemberAttrSetRequest) -> Result<(), ApplyError> {
         let wtx = self.wtx;
-        if let Some(member) = self.members(server).get_mut(MemberId(m.member_id)) {
+        if let Some(member) = self.members().get_mut(MemberId(m.member_id)) {
             member.name = m.name;
             member.client_urls = m.client_urls;
             Members::save(wtx, member).map_err(fatal)?;
@@ -409,9 +476,9 @@ impl Batch<'_, '_> {
     }
 
     /// MemberUpdate: new peer URLs.
-    fn member_update(&mut self, server: &EtcdServer, m: MemberUpdateRequest) -> Result<(), ApplyError> {
+    fn member_update(&mut self, m: MemberUpdateRequest) -> Result<(), ApplyError> {
         let wtx = self.wtx;
-        match self.members(server).get_mut(MemberId(m.member_id)) {
+        match self.members().get_mut(MemberId(m.member_id)) {
             Some(member) => {
                 member.peer_urls = m.peer_urls;
                 Members::save(wtx, member).map_err(fatal)?;
@@ -422,47 +489,44 @@ impl Batch<'_, '_> {
     }
 
     /// A committed configuration change (Raft already applied it to its configuration).
-    fn member_change(&mut self, id: u64, change: MemberChange, server: &EtcdServer) -> Result<(), ApplyError> {
-        let wtx = self.wtx;
-        let me = server.id;
-        let members = self.members(server);
+    fn member_change(&mut self, id: u64, change: MemberChange) -> Result<(), ApplyError> {
+        let (wtx, me) = (self.wtx, self.me);
+        let members = self.members();
         let learners = members.iter().filter(|m| m.is_learner).count();
         if let Err(e) = change.check(|id| members.get(id).map(|m| m.is_learner), learners) {
             // The Raft thread skipped it too (same rule, same configuration at this index).
             self.results.push((id, Err(e)));
             return Ok(());
         }
-        let removed_self = match change {
+        match change {
             MemberChange::Add(m) => {
                 if members.get(m.id).is_none() {
                     Members::save(wtx, &m).map_err(fatal)?;
                     members.insert(m);
                 }
-                false
             }
             MemberChange::Promote(who) => {
                 if let Some(m) = members.get_mut(who) {
                     m.is_learner = false;
                     Members::save(wtx, m).map_err(fatal)?;
                 }
-                false
             }
             MemberChange::Remove(who) => {
                 members.remove(who);
                 Members::delete(wtx, who).map_err(fatal)?;
                 Members::mark_removed(wtx, who).map_err(fatal)?;
-                server.transport.mark_removed([who]);
-                who == me
+                self.removed.push(who);
+                self.removed_self |= who == me;
             }
-        };
-        self.removed_self |= removed_self;
+        }
         self.results.push((id, Ok(Response::Empty)));
         Ok(())
     }
 }
 
-/// The background compactor: runs compactions in order and answers physical-compaction waiters.
-pub fn run_compactor(server: Arc<EtcdServer>, rx: Receiver<CompactJob>) {
+/// The background compactor: runs compactions in order and hands physical-compaction waiters
+/// their answers.
+pub fn run_compactor(rx: Receiver<CompactJob>, answer: impl Fn(u64, ApplyResult)) {
     while let Ok(job) = rx.recv() {
         let outcome = job.store.run_compaction(job.rev, Duration::from_millis(10));
         if let Err(e) = &outcome {
@@ -473,13 +537,13 @@ pub fn run_compactor(server: Arc<EtcdServer>, rx: Receiver<CompactJob>) {
                 Ok(()) => r,
                 Err(_) => Err(EtcdError::Stopped),
             };
-            server.wait.trigger(id, r);
+            answer(id, r);
         }
     }
 }
 
 /// Batch settings of the backend, from the member's config.
-pub fn batch_config(cfg: &crate::config::ServerConfig) -> BatchConfig {
+pub fn batch_config(cfg: &ServerConfig) -> BatchConfig {
     BatchConfig {
         interval: Duration::from_millis(cfg.backend_batch_interval.max(1)),
         limit: cfg.backend_batch_limit.max(1),

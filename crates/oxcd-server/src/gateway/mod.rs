@@ -440,7 +440,7 @@ async fn version() -> Response {
 /// completes within a second (etcd 3.5's checks and body).
 async fn health(State(gw): State<Arc<Gateway>>) -> Response {
     let server = &gw.server;
-    let reason = if !server.alarms.read().status_errors().is_empty() {
+    let reason = if !server.alarms().status_errors().is_empty() {
         "ALARM"
     } else if !server.has_leader() {
         "RAFT NO LEADER"

@@ -26,7 +26,7 @@ impl ClusterService {
     }
 
     fn members(&self) -> Vec<PbMember> {
-        self.server.members.read().iter().map(|m| m.to_pb()).collect()
+        self.server.members().iter().map(|m| m.to_pb()).collect()
     }
 
     /// A change only the leader may judge: `here` is this member's answer (`None` when it does not
@@ -75,7 +75,7 @@ impl Cluster for ClusterService {
         let ask = |mut leader: ClusterClient<Channel>| async move {
             leader.member_remove(MemberRemoveRequest { id: id.0 }).await.map(drop)
         };
-        self.decided_by_leader(here, ask, |s| s.members.read().get(id).is_none()).await?;
+        self.decided_by_leader(here, ask, |s| s.members().get(id).is_none()).await?;
         Ok(Response::new(MemberRemoveResponse { header: Some(self.server.header(0)), members: self.members() }))
     }
 
@@ -106,7 +106,7 @@ impl Cluster for ClusterService {
         let ask = |mut leader: ClusterClient<Channel>| async move {
             leader.member_promote(MemberPromoteRequest { id: id.0 }).await.map(drop)
         };
-        self.decided_by_leader(here, ask, |s| s.members.read().get(id).is_some_and(|m| !m.is_learner)).await?;
+        self.decided_by_leader(here, ask, |s| s.members().get(id).is_some_and(|m| !m.is_learner)).await?;
         Ok(Response::new(MemberPromoteResponse { header: Some(self.server.header(0)), members: self.members() }))
     }
 }

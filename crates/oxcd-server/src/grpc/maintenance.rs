@@ -50,7 +50,7 @@ impl Maintenance for MaintenanceService {
             return Err(EtcdError::NotLeader.to_status());
         }
         let to = req.into_inner().target_id;
-        if s.members.read().get(MemberId(to)).is_none_or(|m| m.is_learner) {
+        if s.members().get(MemberId(to)).is_none_or(|m| m.is_learner) {
             return Err(EtcdError::BadLeaderTransferee.to_status());
         }
         let deadline = tokio::time::Instant::now() + s.cfg.request_timeout();
@@ -71,7 +71,7 @@ impl Maintenance for MaintenanceService {
         require_leader(&self.server, &req)?;
         let s = self.server.clone();
         tokio::task::spawn_blocking(move || {
-            let _swapping = s.file_swap.lock();
+            let _swapping = s.state().file_swap();
             let started = std::time::Instant::now();
             let before = s.backend().size_bytes();
             s.backend().defrag()?;
@@ -159,7 +159,7 @@ impl Maintenance for MaintenanceService {
         if !s.has_leader() {
             errors.push(EtcdError::NoLeader.to_string());
         }
-        errors.extend(s.alarms.read().status_errors());
+        errors.extend(s.alarms().status_errors());
         Ok(Response::new(StatusResponse {
             header: Some(s.header(s.store().current_rev())),
             version: SERVER_VERSION.to_string(),

@@ -54,8 +54,7 @@ pub(crate) fn to_leader(server: &EtcdServer) -> Result<tonic::transport::Channel
         return Err(EtcdError::NoLeader.to_status());
     }
     let url = server
-        .members
-        .read()
+        .members()
         .get(crate::ids::MemberId(leader))
         .and_then(|m| m.client_urls.first().cloned())
         .ok_or_else(|| EtcdError::NoLeader.to_status())?;

@@ -65,8 +65,8 @@ pub struct Transport {
     raft_tx: Sender<RaftInput>,
     peers: RwLock<HashMap<u64, Sender<Message>>>,
     addrs: Arc<RwLock<HashMap<u64, SocketAddr>>>,
-    /// The backend to stream when a follower needs a snapshot (swapped when one is installed).
-    backend: Arc<RwLock<Arc<Backend>>>,
+    /// The backend to stream when a follower needs a snapshot (the one applied at the moment).
+    backend: Box<dyn Fn() -> Arc<Backend> + Send + Sync>,
     snap_dir: PathBuf,
     stopped: Arc<AtomicBool>,
     /// Connections accepted, so stop() can shut them down.
@@ -87,7 +87,7 @@ impl Transport {
         me: MemberId,
         cluster: ClusterId,
         raft_tx: Sender<RaftInput>,
-        backend: Arc<RwLock<Arc<Backend>>>,
+        backend: impl Fn() -> Arc<Backend> + Send + Sync + 'static,
         snap_dir: PathBuf,
     ) -> Arc<Transport> {
         Arc::new_cyclic(|this| Transport {
@@ -97,7 +97,7 @@ impl Transport {
             raft_tx,
             peers: RwLock::new(HashMap::new()),
             addrs: Arc::new(RwLock::new(HashMap::new())),
-            backend,
+            backend: Box::new(backend),
             snap_dir,
             stopped: Arc::new(AtomicBool::new(false)),
             inbound: Arc::new(Mutex::new(Vec::new())),
@@ -258,7 +258,7 @@ impl Transport {
         conn.set_write_timeout(Some(Duration::from_secs(60)))?;
         let mut w = BufWriter::with_capacity(1 << 20, conn.try_clone()?);
         write_frame(&mut w, &m, &mut Vec::new())?;
-        let backend = self.backend.read().clone();
+        let backend = (self.backend)();
         backend.snapshot_to(&mut w).map_err(std::io::Error::other)?;
         w.flush()?;
         drop(w);

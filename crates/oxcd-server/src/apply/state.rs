@@ -1,0 +1,113 @@
+//! The member's state machine as the applier owns it, and as everyone else reads it.
+//!
+//! The applier is the only writer. It keeps its own [`View`] (backend, store, lessor, auth,
+//! members, alarms) and, whenever a part of it changes, publishes a copy of the handles to the
+//! member's [`StateCell`], in one swap. Readers (the services, the peer transport, the lease duties)
+//! take the published view, so they never see the parts of two states mixed: after a snapshot from
+//! the leader is installed, a reader holds either the old backend with the old store or the new
+//! with the new.
+//!
+//! What changes and when:
+//! - members and alarms: after the backend transaction that changed them commits;
+//! - everything at once: when a snapshot from the leader is installed ([`StateCell::file_swap`]
+//!   is held from the file's rename until the new view is published, so a defragmentation never
+//!   works on a file being replaced).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use oxcd_auth::AuthStore;
+use oxcd_backend::Backend;
+use oxcd_lease::Lessor;
+use oxcd_mvcc::Store;
+use parking_lot::{Mutex, MutexGuard, RwLock};
+
+use crate::alarms::Alarms;
+use crate::config::ServerConfig;
+use crate::ids::MemberId;
+use crate::membership::Members;
+
+/// The parts of the applied state, as one value: cheap to copy (handles and small sets).
+#[derive(Clone)]
+pub struct View {
+    pub backend: Arc<Backend>,
+    pub store: Arc<Store>,
+    pub lessor: Arc<Lessor>,
+    pub auth: Arc<AuthStore>,
+    pub members: Arc<Members>,
+    /// The raised alarms (see `alarms`).
+    pub alarms: Arc<Alarms>,
+}
+
+/// Everything a member rebuilds from a backend file (at start, or when a snapshot is installed).
+pub struct MemberState {
+    pub view: View,
+    /// Members removed from the cluster (their peer connections are refused).
+    pub removed: Vec<MemberId>,
+    /// A compaction scheduled but not finished before the last stop.
+    pub pending_compaction: Option<i64>,
+}
+
+impl MemberState {
+    /// Loads everything kept in `backend`.
+    pub fn load(backend: Arc<Backend>, cfg: &ServerConfig) -> Result<MemberState, oxcd_mvcc::MvccError> {
+        let lessor =
+            Arc::new(Lessor::with_limits(cfg.min_lease_ttl_secs(), Duration::from_millis(cfg.election_timeout)));
+        // Leases first: the store attaches keys to them as it rebuilds its index.
+        super::load_leases(&backend, &lessor, Instant::now())?;
+        let (store, pending_compaction) = Store::open(backend.clone(), lessor.clone())?;
+        let auth = Arc::new(AuthStore::open(&backend)?);
+        let rtx = backend.read()?;
+        let (members, alarms) = (Members::load(&rtx)?, Alarms::load(&rtx)?);
+        let removed = Members::load_removed(&rtx)?;
+        drop(rtx);
+        let view = View {
+            backend,
+            store: Arc::new(store),
+            lessor,
+            auth,
+            members: Arc::new(members),
+            alarms: Arc::new(alarms),
+        };
+        Ok(MemberState { view, removed, pending_compaction })
+    }
+}
+
+/// The published state of a member: what readers see of the applier's [`View`].
+pub struct StateCell {
+    view: RwLock<Arc<View>>,
+    /// Held while the backend file is replaced (a snapshot from the leader is installed, or the
+    /// backend is defragmented), so that one replacement never overwrites the other.
+    file_swap: Mutex<()>,
+}
+
+impl StateCell {
+    pub fn new(view: View) -> Arc<StateCell> {
+        Arc::new(StateCell { view: RwLock::new(Arc::new(view)), file_swap: Mutex::new(()) })
+    }
+
+    /// The state as last published.
+    pub fn view(&self) -> Arc<View> {
+        self.view.read().clone()
+    }
+
+    /// The backend as last published.
+    pub fn backend(&self) -> Arc<Backend> {
+        self.view.read().backend.clone()
+    }
+
+    /// The store as last published.
+    pub fn store(&self) -> Arc<Store> {
+        self.view.read().store.clone()
+    }
+
+    /// Replaces the published state (the applier's, only).
+    pub(super) fn publish(&self, view: View) {
+        *self.view.write() = Arc::new(view);
+    }
+
+    /// The lock that one replacement of the backend file holds.
+    pub fn file_swap(&self) -> MutexGuard<'_, ()> {
+        self.file_swap.lock()
+    }
+}
