@@ -7,24 +7,21 @@ pub mod alarms;
 pub mod apply;
 mod bootstrap;
 pub mod concurrency;
-pub mod config;
-pub mod datadir;
 pub mod error;
-pub mod etcd_snapshot;
 mod gateway;
 pub mod grpc;
 mod hot_wait;
-pub mod ids;
 mod kv;
 mod lease_duties;
 mod listener;
-pub mod membership;
 pub mod raft;
 mod reconfig;
 pub mod server;
 mod wait;
 
 pub use bootstrap::{RunningMember, start};
-pub use config::ServerConfig;
-pub use datadir::{Layout, StartError};
+// The data directory's code, its configuration and identities are their own crate (oxcdctl's
+// offline commands use it without a member); under their old names here.
+pub use oxcd_datadir::layout as datadir;
+pub use oxcd_datadir::{Layout, ServerConfig, StartError, config, etcd_snapshot, ids, membership};
 pub use server::EtcdServer;

@@ -168,7 +168,7 @@ pub(crate) const JOIN_TIMEOUT: Duration = Duration::from_secs(15);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::membership::tests::member;
+    use oxcd_datadir::membership::testing::member;
 
     #[test]
     fn voters_are_added_only_with_a_started_quorum_after_the_addition() {

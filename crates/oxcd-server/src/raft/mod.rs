@@ -5,6 +5,7 @@ mod logger;
 mod msg;
 mod node;
 mod read_index;
+mod recover;
 #[cfg(test)]
 mod sim;
 #[cfg(test)]
@@ -14,8 +15,9 @@ mod transport;
 
 pub use logger::raft_logger;
 pub use msg::{ApplyMsg, PeerTransport, RaftInput, RaftProgress};
-pub(crate) use node::apply_conf_entry;
-pub use node::{NodeConfig, RaftNode, RaftStatus, decode_conf_state, decode_entry, encode_conf_state, raft_config};
+pub use node::{NodeConfig, RaftNode, RaftStatus, decode_entry, raft_config};
+pub use oxcd_datadir::membership::{decode_conf_state, encode_conf_state};
 pub use read_index::ReadIndexHub;
+pub use recover::open_raft;
 pub use storage::RaftStorage;
 pub use transport::{Transport, fetch_members, snapshot_db_path};

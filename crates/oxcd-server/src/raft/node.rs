@@ -15,9 +15,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use oxcd_wal::{EntryRecord, HardState as WalHardState, SnapshotRecord, Wal};
 use parking_lot::Mutex;
 use protobuf::Message as PbMessage;
-use raft::prelude::{
-    ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Message, MessageType, Snapshot,
-};
+use raft::prelude::{ConfChange, ConfChangeType, Entry, EntryType, HardState, Message, MessageType, Snapshot};
 use raft::{RawNode, SnapshotStatus};
 
 use super::msg::{ApplyMsg, PeerTransport, RaftInput, RaftProgress};
@@ -25,7 +23,7 @@ use super::read_index::ReadIndexHub;
 use super::storage::RaftStorage;
 use super::transport::snapshot_db_path;
 use crate::ids::MemberId;
-use crate::membership::MemberChange;
+use crate::membership::{MemberChange, encode_conf_state};
 
 /// Raft state published for the rest of the member (headers, Status, leader checks).
 #[derive(Debug)]
@@ -480,16 +478,6 @@ fn to_record(e: &Entry) -> EntryRecord {
 
 fn wal_hard_state(hs: &HardState) -> WalHardState {
     WalHardState { term: hs.term, vote: hs.vote, commit: hs.commit }
-}
-
-/// ConfState as stored in WAL snapshot records.
-pub fn encode_conf_state(cs: &ConfState) -> Vec<u8> {
-    cs.write_to_bytes().expect("conf state encodes")
-}
-
-/// Decodes what [`encode_conf_state`] wrote.
-pub fn decode_conf_state(b: &[u8]) -> Option<ConfState> {
-    ConfState::parse_from_bytes(b).ok()
 }
 
 /// Decodes a WAL entry record back into a Raft entry.

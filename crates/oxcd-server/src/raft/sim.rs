@@ -30,11 +30,12 @@ use raft::prelude::{ConfChangeType, ConfState, EntryType, Message, MessageType};
 use tokio::sync::oneshot;
 
 use super::msg::{ApplyMsg, PeerTransport, RaftInput};
-use super::node::{NodeConfig, RaftNode, RaftStatus, encode_conf_state, raft_config};
-use crate::bootstrap::open_raft;
+use super::node::{NodeConfig, RaftNode, RaftStatus, raft_config};
+use super::recover::open_raft;
 use crate::datadir::{BOOT_INDEX, BOOT_TERM};
 use crate::ids::MemberId;
 use crate::membership::MemberChange;
+use crate::membership::encode_conf_state;
 use crate::raft::ReadIndexHub;
 
 const ELECTION_TICKS: usize = 10;

@@ -54,7 +54,7 @@ pub async fn alarm(g: &Global, p: &mut Printer, cmd: AlarmCmd) -> Result<()> {
 pub async fn defrag(g: &Global, p: &mut Printer, cluster: bool, data_dir: &str, _args: &[String]) -> Result<()> {
     if !data_dir.is_empty() {
         // Offline, on an oxcd data directory no member has open; silent on success, as etcdctl.
-        let db = oxcd_server::Layout::new(std::path::Path::new(data_dir)).db;
+        let db = oxcd_datadir::Layout::new(std::path::Path::new(data_dir)).db;
         let r = if db.is_file() {
             // The online defragmentation, on a file no member has open (redb's lock refuses if one does).
             oxcd_backend::Backend::open(&db, Default::default()).and_then(|b| b.defrag()).map_err(|e| e.to_string())

@@ -54,7 +54,7 @@ pub async fn run(g: &Global, p: &mut Printer, cmd: SnapshotCmd) -> Result<()> {
             if args.len() != 1 {
                 return Err(CtlError::bad_args("snapshot restore requires exactly one argument"));
             }
-            let cfg = oxcd_server::ServerConfig {
+            let cfg = oxcd_datadir::ServerConfig {
                 name,
                 data_dir: (!data_dir.is_empty()).then(|| data_dir.into()),
                 initial_cluster: Some(initial_cluster),
@@ -62,14 +62,14 @@ pub async fn run(g: &Global, p: &mut Printer, cmd: SnapshotCmd) -> Result<()> {
                 initial_advertise_peer_urls,
                 ..Default::default()
             };
-            if !wal_dir.is_empty() && std::path::Path::new(&wal_dir) != oxcd_server::Layout::new(&cfg.data_dir()).wal {
+            if !wal_dir.is_empty() && std::path::Path::new(&wal_dir) != oxcd_datadir::Layout::new(&cfg.data_dir()).wal {
                 return Err(CtlError::new(
                     EXIT_ERROR,
                     "--wal-dir: oxcd keeps its WAL in the data directory (member/wal); restore without it",
                 ));
             }
             let path = std::path::Path::new(&args[0]);
-            oxcd_server::etcd_snapshot::restore(path, &cfg, skip_hash_check)
+            oxcd_datadir::etcd_snapshot::restore(path, &cfg, skip_hash_check)
                 .map_err(|e| CtlError::new(EXIT_ERROR, go_error(e)))?;
             Ok(())
         }
@@ -77,9 +77,9 @@ pub async fn run(g: &Global, p: &mut Printer, cmd: SnapshotCmd) -> Result<()> {
 }
 
 /// A restore error in etcd's words (Go's OS error texts).
-fn go_error(e: oxcd_server::etcd_snapshot::RestoreError) -> String {
+fn go_error(e: oxcd_datadir::etcd_snapshot::RestoreError) -> String {
     match e {
-        oxcd_server::etcd_snapshot::RestoreError::Open { path, source } => format!("open {path}: {}", go_io(&source)),
+        oxcd_datadir::etcd_snapshot::RestoreError::Open { path, source } => format!("open {path}: {}", go_io(&source)),
         e => e.to_string(),
     }
 }

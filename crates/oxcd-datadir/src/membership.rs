@@ -9,7 +9,7 @@ use oxcd_api::etcdserverpb::Member as PbMember;
 use oxcd_api::oxcdpb::ConfChangeContext;
 use oxcd_backend::{BucketRead, MEMBERS, MEMBERS_REMOVED, ReadTxn, WriteTxn};
 use prost::Message;
-use raft::prelude::{ConfChange, ConfChangeType};
+use raft::prelude::{ConfChange, ConfChangeType, ConfState};
 
 use crate::ids::MemberId;
 
@@ -134,7 +134,7 @@ impl Members {
 }
 
 /// Applies a committed configuration change to the members: what the applier writes.
-pub(crate) enum MemberChange {
+pub enum MemberChange {
     Add(Member),
     Promote(MemberId),
     Remove(MemberId),
@@ -142,7 +142,7 @@ pub(crate) enum MemberChange {
 
 impl MemberChange {
     /// Reads a committed `ConfChange` entry: the change, and the proposer's request id.
-    pub(crate) fn decode(data: &[u8]) -> Option<(MemberChange, u64)> {
+    pub fn decode(data: &[u8]) -> Option<(MemberChange, u64)> {
         use protobuf::Message as _;
         MemberChange::of(&ConfChange::parse_from_bytes(data).ok()?)
     }
@@ -150,12 +150,7 @@ impl MemberChange {
     /// The `ConfChange` that proposes a change of `kind` to `member` (what [`MemberChange::of`]
     /// reads back): its context carries the proposer's request id and, for an addition, the
     /// member's peer URLs (none for a promotion, an AddNode of a learner).
-    pub(crate) fn proposal(
-        kind: ConfChangeType,
-        member: MemberId,
-        peer_urls: Vec<String>,
-        request_id: u64,
-    ) -> ConfChange {
+    pub fn proposal(kind: ConfChangeType, member: MemberId, peer_urls: Vec<String>, request_id: u64) -> ConfChange {
         let mut cc = ConfChange::default();
         cc.set_change_type(kind);
         cc.node_id = member.0;
@@ -164,7 +159,7 @@ impl MemberChange {
     }
 
     /// The change a decoded `ConfChange` makes, and the proposer's request id.
-    pub(crate) fn of(cc: &ConfChange) -> Option<(MemberChange, u64)> {
+    pub fn of(cc: &ConfChange) -> Option<(MemberChange, u64)> {
         let ctx = ConfChangeContext::decode(cc.get_context()).ok()?;
         let id = MemberId(cc.node_id);
         let added = |is_learner| {
@@ -192,7 +187,7 @@ impl MemberChange {
     /// thread (against Raft's configuration) and the applier (against the members) check again,
     /// alike, and skip a change that no longer applies. `role` tells whether a member exists and
     /// is a learner.
-    pub(crate) fn check(&self, role: impl Fn(MemberId) -> Option<bool>, learners: usize) -> Result<(), EtcdError> {
+    pub fn check(&self, role: impl Fn(MemberId) -> Option<bool>, learners: usize) -> Result<(), EtcdError> {
         match self {
             MemberChange::Add(m) if role(m.id).is_some() => Err(EtcdError::MemberExist),
             MemberChange::Add(m) if m.is_learner && learners >= MAX_LEARNERS => Err(EtcdError::TooManyLearners),
@@ -208,12 +203,25 @@ impl MemberChange {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
+/// How the WAL's Snapshot records carry a Raft configuration.
+pub fn encode_conf_state(cs: &ConfState) -> Vec<u8> {
+    use protobuf::Message as _;
+    cs.write_to_bytes().expect("conf state encodes")
+}
+
+/// Decodes what [`encode_conf_state`] wrote.
+pub fn decode_conf_state(b: &[u8]) -> Option<ConfState> {
+    use protobuf::Message as _;
+    ConfState::parse_from_bytes(b).ok()
+}
+
+/// Helpers for tests, here and in the crates above.
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing {
     use super::*;
 
     /// A member for tests: id `id`, peer URL on port `id`.
-    pub(crate) fn member(id: u64, name: &str, learner: bool) -> Member {
+    pub fn member(id: u64, name: &str, learner: bool) -> Member {
         Member {
             id: MemberId(id),
             name: name.into(),
@@ -222,6 +230,12 @@ pub(crate) mod tests {
             is_learner: learner,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::member;
+    use super::*;
 
     #[test]
     fn conf_change_entries_decode_to_member_changes() {

@@ -23,7 +23,7 @@ use prost::Message;
 use sha2::{Digest, Sha256};
 
 use crate::config::ServerConfig;
-use crate::datadir::{BOOT_INDEX, BOOT_TERM, Layout, StartError, create_member};
+use crate::layout::{BOOT_INDEX, BOOT_TERM, Layout, StartError, create_member};
 
 /// etcd's `leasepb.Lease`.
 #[derive(Clone, PartialEq, Message)]

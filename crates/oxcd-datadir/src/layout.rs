@@ -1,6 +1,6 @@
 //! A member's data directory: where its files are ([`Layout`], etcd's layout), and a new member's
-//! first WAL ([`create_member`]). Start-up (`bootstrap`), the Snapshot RPC, `etcd_snapshot`'s
-//! restore and oxcdctl's offline commands all ask here; nothing here depends on a running member.
+//! first WAL ([`create_member`]). A member's start-up, its Snapshot RPC, [`crate::etcd_snapshot`]'s
+//! restore and oxcdctl's offline commands all ask here.
 
 use std::path::{Path, PathBuf};
 
@@ -12,7 +12,7 @@ use raft::prelude::ConfState;
 use crate::config::{ConfigError, ServerConfig};
 use crate::ids::{self, ClusterId, MemberId};
 use crate::membership::Member;
-use crate::raft::encode_conf_state;
+use crate::membership::encode_conf_state;
 
 /// Why a member could not start (or stopped on a failure).
 #[derive(Debug, thiserror::Error)]
@@ -34,8 +34,8 @@ pub enum StartError {
 }
 
 /// The index and term every member's log starts from (as raft-rs's examples do): entry 1 is implied.
-pub(crate) const BOOT_INDEX: u64 = 1;
-pub(crate) const BOOT_TERM: u64 = 1;
+pub const BOOT_INDEX: u64 = 1;
+pub const BOOT_TERM: u64 = 1;
 
 /// Where a member's files are under its data directory (etcd's layout).
 #[derive(Debug, Clone)]
@@ -72,7 +72,7 @@ impl Layout {
 const SNAPSHOT_SCRATCH_SUFFIX: &str = ".snapshot.tmp";
 
 /// A new member's identity, as [`create_member`] wrote it.
-pub(crate) struct NewMember {
+pub struct NewMember {
     pub id: MemberId,
     pub cluster_id: ClusterId,
     /// Every member of `--initial-cluster`, for the backend's members bucket.
@@ -81,7 +81,7 @@ pub(crate) struct NewMember {
 
 /// Creates a new member's WAL: ids from `--initial-cluster` and the token, a snapshot record of
 /// the first configuration at [`BOOT_INDEX`] and a HardState committing it, synced.
-pub(crate) fn create_member(cfg: &ServerConfig, layout: &Layout) -> Result<NewMember, StartError> {
+pub fn create_member(cfg: &ServerConfig, layout: &Layout) -> Result<NewMember, StartError> {
     let members: Vec<Member> = cfg
         .initial_members()?
         .into_iter()
