@@ -45,6 +45,14 @@ pub enum ConfigError {
     /// `--max-txn-ops` or `--max-request-bytes` of zero.
     #[error("{0} must be positive")]
     NotPositive(&'static str),
+    /// An `https://` listen URL without a certificate and key (or auto TLS).
+    #[error(
+        "TLS key/cert (--{flag_prefix}cert-file, --{flag_prefix}key-file) must be provided for {port} url {url} with HTTPS scheme"
+    )]
+    TlsMissing { flag_prefix: &'static str, port: &'static str, url: String },
+    /// A TLS setting that cannot be honoured (etcd's wording where etcd has one).
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// The configuration of one member. Field doc comments give the etcd flag, default and bounds.
@@ -98,6 +106,75 @@ pub struct ServerConfig {
     /// in a config file too (etcd's config file defaults it to false, which has cost Patroni and
     /// APISIX users their gateway; `enable-grpc-gateway: false` still turns it off).
     pub enable_grpc_gateway: bool,
+    /// `--listen-client-http-urls` (etcd 3.5): URLs serving the HTTP endpoints (gateway, `/health`,
+    /// `/version`) but not gRPC, so that `--listen-client-urls` serves gRPC alone. Default none.
+    pub listen_client_http_urls: String,
+    /// The client port's TLS (`--cert-file`, `--key-file`, `--trusted-ca-file`, `--client-cert-auth`,
+    /// `--auto-tls`, `--client-crl-file`; YAML: `client-transport-security`).
+    pub client_transport_security: TransportSecurity,
+    /// The peer port's TLS (`--peer-cert-file`, ..., `--peer-cert-allowed-cn`,
+    /// `--peer-cert-allowed-hostname`, `--peer-crl-file`; YAML: `peer-transport-security`).
+    pub peer_transport_security: TransportSecurity,
+    /// `--cipher-suites`: TLS 1.2 cipher suites allowed, by Go's names (TLS 1.3's are always on, as
+    /// in Go). Default: rustls' safe defaults.
+    #[serde(deserialize_with = "de_list")]
+    pub cipher_suites: Vec<String>,
+    /// `--tls-min-version`: `TLS1.2` (default) or `TLS1.3`.
+    pub tls_min_version: String,
+    /// `--tls-max-version`: `TLS1.2` or `TLS1.3`; empty: the newest.
+    pub tls_max_version: String,
+    /// `--self-signed-cert-validity`: years an auto TLS certificate is valid. Default 1.
+    pub self_signed_cert_validity: u32,
+}
+
+/// One port's TLS settings (etcd's `TLSInfo` as its flags and YAML give it).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case", default)]
+pub struct TransportSecurity {
+    /// The certificate this member serves (PEM, with its chain).
+    pub cert_file: String,
+    /// The certificate's private key (PEM).
+    pub key_file: String,
+    /// The certificate this member presents as a client to other members, if not `cert_file`.
+    pub client_cert_file: String,
+    pub client_key_file: String,
+    /// Whether connecting clients must present a certificate signed by `trusted_ca_file`.
+    pub client_cert_auth: bool,
+    /// The CAs that sign clients' certificates (PEM bundle). Given alone it also makes a client
+    /// certificate required, as in etcd.
+    pub trusted_ca_file: String,
+    /// Serve a self-signed certificate generated in the data directory.
+    pub auto_tls: bool,
+    /// A certificate revocation list (PEM or DER) checked at each handshake.
+    pub crl_file: String,
+    /// Client certificates accepted only with one of these common names (peer port).
+    #[serde(deserialize_with = "de_list")]
+    pub allowed_cn: Vec<String>,
+    /// Client certificates accepted only if valid for one of these host names (peer port).
+    #[serde(deserialize_with = "de_list")]
+    pub allowed_hostname: Vec<String>,
+}
+
+impl TransportSecurity {
+    /// Whether a certificate and key are configured (etcd's `!TLSInfo.Empty()`).
+    pub fn has_cert(&self) -> bool {
+        !self.cert_file.is_empty() && !self.key_file.is_empty()
+    }
+}
+
+/// A YAML value that is a list or one string (etcd 3.5's `allowed-cn` was a string, then a list).
+fn de_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Option::<Raw>::deserialize(d)? {
+        None => Vec::new(),
+        Some(Raw::One(s)) => split_urls(&s),
+        Some(Raw::Many(v)) => v,
+    })
 }
 
 /// The smallest progress notify interval (etcd's `minWatchProgressInterval`).
@@ -141,6 +218,13 @@ impl Default for ServerConfig {
             log_level: "info".into(),
             watch_progress_notify_interval: Duration::from_secs(600),
             enable_grpc_gateway: true,
+            listen_client_http_urls: String::new(),
+            client_transport_security: TransportSecurity::default(),
+            peer_transport_security: TransportSecurity::default(),
+            cipher_suites: Vec::new(),
+            tls_min_version: "TLS1.2".into(),
+            tls_max_version: String::new(),
+            self_signed_cert_validity: 1,
         }
     }
 }
@@ -235,6 +319,7 @@ impl ServerConfig {
         }
         for list in [
             &self.listen_client_urls,
+            &self.listen_client_http_urls,
             &self.advertise_client_urls,
             &self.listen_peer_urls,
             &self.initial_advertise_peer_urls,
@@ -243,6 +328,7 @@ impl ServerConfig {
                 parse_url(&u)?;
             }
         }
+        self.validate_tls()?;
         let members = self.initial_members()?;
         let me = members
             .iter()
@@ -263,15 +349,98 @@ impl ServerConfig {
     }
 }
 
+impl ServerConfig {
+    /// The TLS settings: every `https://` listen URL has a certificate (or auto TLS), versions and
+    /// cipher suites make sense together (etcd's checks and wording).
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        let client = &self.client_transport_security;
+        for u in split_urls(&self.listen_client_urls).into_iter().chain(split_urls(&self.listen_client_http_urls)) {
+            if is_https(&u) && !client.has_cert() && !client.auto_tls {
+                return Err(ConfigError::TlsMissing { flag_prefix: "", port: "client", url: u });
+            }
+        }
+        let peer = &self.peer_transport_security;
+        for u in split_urls(&self.listen_peer_urls) {
+            if is_https(&u) && !peer.has_cert() && !peer.auto_tls {
+                return Err(ConfigError::TlsMissing { flag_prefix: "peer-", port: "peer", url: u });
+            }
+        }
+        for sec in [client, peer] {
+            if sec.cert_file.is_empty() != sec.key_file.is_empty() {
+                return Err(ConfigError::Tls(format!(
+                    "KeyFile and CertFile must both be present[key: {}, cert: {}]",
+                    sec.key_file, sec.cert_file
+                )));
+            }
+            if sec.client_cert_file.is_empty() != sec.client_key_file.is_empty() {
+                return Err(ConfigError::Tls(format!(
+                    "ClientKeyFile and ClientCertFile must both be present or both absent: key: {}, cert: {}]",
+                    sec.client_key_file, sec.client_cert_file
+                )));
+            }
+            if !sec.allowed_cn.is_empty() && !sec.allowed_hostname.is_empty() {
+                return Err(ConfigError::Tls(format!(
+                    "AllowedCNs and AllowedHostnames are mutually exclusive (cns={:?}, hostnames={:?})",
+                    sec.allowed_cn, sec.allowed_hostname
+                )));
+            }
+        }
+        let min = tls_version(&self.tls_min_version)?;
+        let max = tls_version(&self.tls_max_version)?;
+        if let (Some(min), Some(max)) = (min, max)
+            && min > max
+        {
+            return Err(ConfigError::Tls(format!(
+                "min version ({}) is greater than max version ({})",
+                self.tls_min_version, self.tls_max_version
+            )));
+        }
+        if min == Some(TlsVersion::Tls13) && !self.cipher_suites.is_empty() {
+            return Err(ConfigError::Tls("cipher suites cannot be configured when only TLS1.3 is enabled".into()));
+        }
+        Ok(())
+    }
+}
+
+/// A TLS protocol version etcd lets one pick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsVersion {
+    Tls12,
+    Tls13,
+}
+
+/// Parses `--tls-min-version`/`--tls-max-version` (empty: not set).
+pub fn tls_version(v: &str) -> Result<Option<TlsVersion>, ConfigError> {
+    match v {
+        "" => Ok(None),
+        "TLS1.2" => Ok(Some(TlsVersion::Tls12)),
+        "TLS1.3" => Ok(Some(TlsVersion::Tls13)),
+        // Go accepts these; rustls does not speak them.
+        "TLS1.0" | "TLS1.1" => {
+            Err(ConfigError::Tls(format!("unsupported TLS version {v:?}: oxcd speaks TLS1.2 and TLS1.3")))
+        }
+        _ => Err(ConfigError::Tls(format!("unexpected TLS version {v:?} (must be one of: TLS1.2, TLS1.3)"))),
+    }
+}
+
+/// Whether a URL asks for TLS.
+pub fn is_https(url: &str) -> bool {
+    url.starts_with("https://")
+}
+
 /// Splits a comma-separated URL list.
 pub fn split_urls(list: &str) -> Vec<String> {
     list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
 }
 
-/// Resolves `http://host:port` to a socket address (`localhost` is 127.0.0.1).
+/// Resolves `http://host:port` or `https://host:port` to a socket address (`localhost` is
+/// 127.0.0.1).
 pub fn parse_url(url: &str) -> Result<SocketAddr, ConfigError> {
     let bad = |why: &str| ConfigError::BadUrl(url.to_string(), why.to_string());
-    let rest = url.strip_prefix("http://").ok_or_else(|| bad("only http:// URLs are served"))?;
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| bad("only http:// and https:// URLs are served"))?;
     let hostport = rest.trim_end_matches('/');
     if hostport.contains('/') {
         return Err(bad("URL must not have a path"));
@@ -310,8 +479,33 @@ mod tests {
         assert_eq!(c.validate(), Err(ConfigError::ElectionTooShort { election: 400, heartbeat: 100 }));
         let c = ServerConfig { initial_cluster: Some("other=http://127.0.0.1:1".into()), ..Default::default() };
         assert_eq!(c.validate(), Err(ConfigError::NameNotInCluster("default".into())));
-        let c = ServerConfig { listen_client_urls: "https://x:1".into(), ..Default::default() };
+        let c = ServerConfig { listen_client_urls: "unix://x:1".into(), ..Default::default() };
         assert!(matches!(c.validate(), Err(ConfigError::BadUrl(..))));
+        let c = ServerConfig { listen_client_urls: "https://127.0.0.1:1".into(), ..Default::default() };
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "TLS key/cert (--cert-file, --key-file) must be provided for client url https://127.0.0.1:1 with HTTPS scheme"
+        );
+        let tls = TransportSecurity { cert_file: "c".into(), key_file: "k".into(), ..Default::default() };
+        let c = ServerConfig {
+            listen_client_urls: "https://127.0.0.1:1".into(),
+            client_transport_security: tls.clone(),
+            tls_min_version: "TLS1.3".into(),
+            cipher_suites: vec!["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "cipher suites cannot be configured when only TLS1.3 is enabled"
+        );
+        let c =
+            ServerConfig { tls_min_version: "TLS1.3".into(), tls_max_version: "TLS1.2".into(), ..Default::default() };
+        assert_eq!(c.validate().unwrap_err().to_string(), "min version (TLS1.3) is greater than max version (TLS1.2)");
+        let c = ServerConfig { tls_max_version: "TLS9".into(), ..Default::default() };
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "unexpected TLS version \"TLS9\" (must be one of: TLS1.2, TLS1.3)"
+        );
         let c = ServerConfig { initial_cluster_state: "old".into(), ..Default::default() };
         assert_eq!(c.validate(), Err(ConfigError::BadClusterState("old".into())));
     }
@@ -321,7 +515,10 @@ mod tests {
         let c: ServerConfig = serde_yaml::from_str(
             "name: m1\ndata-dir: /tmp/x\nheartbeat-interval: 50\nelection-timeout: 500\n\
              initial-cluster: m1=http://127.0.0.1:2380\ninitial-advertise-peer-urls: http://127.0.0.1:2380\n\
-             experimental-watch-progress-notify-interval: 5s\n",
+             experimental-watch-progress-notify-interval: 5s\n\
+             client-transport-security:\n  cert-file: /c.pem\n  key-file: /k.pem\n  client-cert-auth: true\n\
+             peer-transport-security:\n  auto-tls: true\n  allowed-cn: m2\n\
+             cipher-suites: [TLS_AES_128_GCM_SHA256]\n",
         )
         .unwrap();
         c.validate().unwrap();
@@ -329,6 +526,14 @@ mod tests {
         assert_eq!(c.election_ticks(), 10);
         assert_eq!(c.max_txn_ops, 128);
         assert_eq!(c.watch_progress_notify_interval, Duration::from_secs(5));
+        let client = &c.client_transport_security;
+        assert_eq!(
+            (client.cert_file.as_str(), client.key_file.as_str(), client.client_cert_auth),
+            ("/c.pem", "/k.pem", true)
+        );
+        assert!(c.peer_transport_security.auto_tls);
+        assert_eq!(c.peer_transport_security.allowed_cn, ["m2"]);
+        assert_eq!(c.cipher_suites, ["TLS_AES_128_GCM_SHA256"]);
         let c: ServerConfig = serde_yaml::from_str("watch-progress-notify-interval: 1000000\n").unwrap();
         assert_eq!(c.progress_notify_interval(), MIN_WATCH_PROGRESS_INTERVAL, "1 ms is raised to 100 ms");
     }

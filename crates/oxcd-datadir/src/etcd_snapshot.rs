@@ -185,9 +185,6 @@ pub fn restore(snapshot: &Path, cfg: &ServerConfig, skip_hash_check: bool) -> Re
             meta.put(oxcd_mvcc::meta::CONSISTENT_INDEX, &BOOT_INDEX.to_be_bytes())?;
             meta.put(oxcd_mvcc::meta::TERM, &BOOT_TERM.to_be_bytes())?;
         }
-        for m in &created.members {
-            crate::membership::Members::save(&wtx, m)?;
-        }
         wtx.commit_durable()?;
         drop(backend);
         std::fs::rename(&tmp, &data_dir)?;

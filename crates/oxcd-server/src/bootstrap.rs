@@ -22,15 +22,16 @@ use tokio::sync::watch;
 
 use crate::apply::state::{MemberState, StateCell};
 use crate::apply::{AppliedIndex, Applier, CompactJob, consistent_index, run_compactor};
-use crate::config::{ServerConfig, parse_url, split_urls};
-use crate::datadir::{BOOT_INDEX, Layout, NewMember, StartError, create_member};
+use crate::config::{ServerConfig, is_https, parse_url, split_urls};
+use crate::datadir::{BOOT_INDEX, Layout, NewMember, StartError, create_member, save_first_members};
 use crate::ids::{ClusterId, MemberId};
-use crate::membership::{Member, Members};
+use crate::membership::Member;
 use crate::raft::{
-    NodeConfig, RaftInput, RaftNode, RaftStatus, Transport, encode_conf_state, fetch_members, open_raft, raft_config,
-    snapshot_db_path,
+    NodeConfig, PeerTls, RaftInput, RaftNode, RaftStatus, Transport, encode_conf_state, fetch_members, open_raft,
+    raft_config, snapshot_db_path,
 };
 use crate::server::{EtcdServer, ServerParts};
+use crate::tls::{ClientTls, ServerTls};
 
 /// How long stopping waits for client connections to drain before closing them.
 const GRPC_DRAIN: Duration = Duration::from_secs(2);
@@ -52,29 +53,33 @@ pub struct RunningMember {
 /// Starts a member from `cfg`: recovers or creates its data, joins the Raft group and serves.
 pub async fn start(cfg: ServerConfig) -> Result<RunningMember, StartError> {
     cfg.validate()?;
+    // The client ports' TLS files are read now: a bad one stops the start before anything is
+    // written.
+    let client_ports = crate::listener::client_ports(&cfg)?;
+    let peer_tls = peer_tls(&cfg)?;
     let layout = Layout::new(&cfg.data_dir());
     std::fs::create_dir_all(&layout.wal)?;
     std::fs::create_dir_all(&layout.snap)?;
     layout.remove_interrupted_snapshots()?;
 
     // Identity and the WAL: recovered, or computed from --initial-cluster and created.
-    let (wal, wal_state, id, cluster_id, boot_members) = if Wal::exists(&layout.wal) {
+    let (wal, wal_state, id, cluster_id) = if Wal::exists(&layout.wal) {
         let (wal, state) = Wal::open(&layout.wal)?;
         let meta =
             WalMetadata::decode(&state.metadata[..]).map_err(|e| StartError::Data(format!("wal metadata: {e}")))?;
-        (wal, state, MemberId(meta.member_id), ClusterId(meta.cluster_id), None)
+        (wal, state, MemberId(meta.member_id), ClusterId(meta.cluster_id))
     } else {
         let created = if cfg.initial_cluster_state == "existing" {
             // Asking peers, and waiting between tries, blocks: not on a runtime worker.
-            let (cfg, layout) = (cfg.clone(), layout.clone());
-            tokio::task::spawn_blocking(move || join_cluster(&cfg, &layout))
+            let (cfg, layout, tls) = (cfg.clone(), layout.clone(), peer_tls.clone());
+            tokio::task::spawn_blocking(move || join_cluster(&cfg, &layout, &tls))
                 .await
                 .map_err(|e| StartError::Data(format!("joining the cluster: {e}")))??
         } else {
             create_member(&cfg, &layout)?
         };
         let (wal, state) = Wal::open(&layout.wal)?;
-        (wal, state, created.id, created.cluster_id, Some(created.members))
+        (wal, state, created.id, created.cluster_id)
     };
     let wal_snap = wal_state.snapshot.clone().ok_or_else(|| StartError::Data("wal has no snapshot record".into()))?;
 
@@ -82,13 +87,6 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningMember, StartError> {
     // the received snapshot file is installed first (a crash between the two steps).
     recover_snapshot_db(&layout, &wal_snap, &cfg)?;
     let backend = Arc::new(Backend::open(&layout.db, crate::apply::batch_config(&cfg))?);
-    if let Some(ms) = boot_members {
-        let wtx = backend.write()?;
-        for m in &ms {
-            Members::save(&wtx, m)?;
-        }
-        wtx.commit_durable()?;
-    }
     let ci = consistent_index(&backend)?;
     if ci < wal_snap.index && wal_snap.index > BOOT_INDEX {
         return Err(StartError::Data(format!(
@@ -120,7 +118,8 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningMember, StartError> {
     let (compactor_tx, compactor_rx) = crossbeam_channel::unbounded::<CompactJob>();
     let status = Arc::new(RaftStatus::new());
     let cell = state.clone();
-    let transport = Transport::new(id, cluster_id, raft_tx.clone(), move || cell.backend(), layout.snap.clone());
+    let transport =
+        Transport::new(id, cluster_id, raft_tx.clone(), move || cell.backend(), layout.snap.clone(), peer_tls);
     transport.mark_removed(removed);
     let server = EtcdServer::new(ServerParts {
         cfg: cfg.clone(),
@@ -150,7 +149,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningMember, StartError> {
     for url in split_urls(&cfg.listen_peer_urls) {
         let listener = std::net::TcpListener::bind(parse_url(&url)?)?;
         peer_addrs.push(listener.local_addr()?);
-        transport.serve(listener);
+        transport.serve(listener, is_https(&url));
     }
     server.sync_peers();
 
@@ -212,12 +211,12 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningMember, StartError> {
     ));
     let mut client_addrs = Vec::new();
     let mut grpc = Vec::new();
-    for url in split_urls(&cfg.listen_client_urls) {
-        let listener = crate::listener::bind(parse_url(&url)?).await?;
+    for port in client_ports {
+        let listener = crate::listener::bind(port.addr).await?;
         client_addrs.push(listener.local_addr()?);
         let s = server.clone();
         grpc.push(tokio::spawn(async move {
-            if let Err(e) = crate::listener::serve(s.clone(), listener).await {
+            if let Err(e) = crate::listener::serve(s.clone(), listener, &port).await {
                 tracing::error!(error = %e, "client listener failed; stopping the member");
                 s.stop();
             }
@@ -250,25 +249,36 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningMember, StartError> {
     })
 }
 
+/// The peer port's TLS: served on `https://` peer URLs, and used to dial `https://` peers when a
+/// certificate or CA is configured or a first member's URL is `https://`. Read now: a bad file
+/// stops the start.
+fn peer_tls(cfg: &ServerConfig) -> Result<PeerTls, StartError> {
+    let sec = &cfg.peer_transport_security;
+    let listens_https = split_urls(&cfg.listen_peer_urls).iter().any(|u| is_https(u));
+    let server = if listens_https { Some(ServerTls::new(sec, cfg, &[])?) } else { None };
+    let dials_https = cfg.initial_members()?.iter().flat_map(|m| &m.peer_urls).any(|u| is_https(u));
+    let client = if sec.has_cert() || !sec.trusted_ca_file.is_empty() || dials_https {
+        Some(ClientTls::new(sec, cfg)?)
+    } else {
+        None
+    };
+    Ok(PeerTls { server, client, check_san: true })
+}
+
 /// A member joining a running cluster (`--initial-cluster-state existing`, after `member add`):
 /// the cluster id and the members come from a running member's peer port, its own id is the one
 /// the cluster gave its peer URLs, and its WAL starts empty, with no configuration: the leader
 /// sends it a snapshot that includes it.
-fn join_cluster(cfg: &ServerConfig, layout: &Layout) -> Result<NewMember, StartError> {
+fn join_cluster(cfg: &ServerConfig, layout: &Layout, tls: &PeerTls) -> Result<NewMember, StartError> {
     let mut mine = split_urls(&cfg.initial_advertise_peer_urls);
     mine.sort();
-    let others: Vec<SocketAddr> = cfg
-        .initial_members()?
-        .into_iter()
-        .filter(|m| m.name != cfg.name)
-        .flat_map(|m| m.peer_urls)
-        .filter_map(|u| parse_url(&u).ok())
-        .collect();
+    let others: Vec<String> =
+        cfg.initial_members()?.into_iter().filter(|m| m.name != cfg.name).flat_map(|m| m.peer_urls).collect();
     // Asked again until a member answers with this member among its members (the one asked
     // first may not have applied the `member add` yet).
     let deadline = std::time::Instant::now() + crate::reconfig::JOIN_TIMEOUT;
     let (cluster_id, members, id) = loop {
-        let answer = others.iter().find_map(|a| fetch_members(*a).ok());
+        let answer = others.iter().find_map(|url| fetch_members(url, tls).ok());
         let found = answer.and_then(|(cluster_id, list)| {
             let list = MemberListResponse::decode(&list[..]).ok()?;
             let members: Vec<Member> = list.members.into_iter().map(Member::from_pb).collect();
@@ -295,6 +305,7 @@ fn join_cluster(cfg: &ServerConfig, layout: &Layout) -> Result<NewMember, StartE
             }
         }
     };
+    save_first_members(layout, &members)?;
     let meta = WalMetadata { member_id: id.0, cluster_id: cluster_id.0 }.encode_to_vec();
     let mut wal = Wal::create(&layout.wal, &meta)?;
     wal.save_snapshot(SnapshotRecord { index: 0, term: 0, conf_state: encode_conf_state(&ConfState::default()) });
@@ -318,7 +329,7 @@ fn recover_snapshot_db(layout: &Layout, snap: &SnapshotRecord, cfg: &ServerConfi
     };
     if behind {
         tracing::info!(index = snap.index, "installing received snapshot left by a crash");
-        std::fs::rename(&received, &layout.db)?;
+        crate::datadir::rename_durably(&received, &layout.db)?;
     } else {
         std::fs::remove_file(&received)?;
     }

@@ -17,9 +17,11 @@ mod listener;
 pub mod raft;
 mod reconfig;
 pub mod server;
+pub mod tls;
 mod wait;
 
 pub use bootstrap::{RunningMember, start};
+pub use listener::{ClientConnInfo, ClientPort};
 // The data directory's code, its configuration and identities are their own crate (oxcdctl's
 // offline commands use it without a member); under their old names here.
 pub use oxcd_datadir::layout as datadir;

@@ -1,9 +1,13 @@
-//! The client port: one listener per `--listen-client-urls`, serving etcd's gRPC services (`grpc/`)
-//! and, on the same port as etcd does, the JSON gateway (`gateway/`), `/version` and `/health`,
-//! over HTTP/2 or HTTP/1.1. In front of them all, the learner guard.
+//! The client port: one listener per address of `--listen-client-urls` (and
+//! `--listen-client-http-urls`), serving etcd's gRPC services (`grpc/`) and, on the same port as
+//! etcd does, the JSON gateway (`gateway/`), `/version` and `/health`, over HTTP/2 or HTTP/1.1, in
+//! plain text, TLS, or both (an address listed as `http://` and `https://`: each connection is
+//! told apart by its first byte, as etcd's cmux does). In front of them all, the learner guard.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use oxcd_api::EtcdError;
@@ -13,19 +17,80 @@ use oxcd_api::etcdserverpb::{
 };
 use oxcd_api::v3electionpb::election_server::ElectionServer;
 use oxcd_api::v3lockpb::lock_server::LockServer;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tonic::transport::server::TcpIncoming;
 
-use crate::config::GRPC_OVERHEAD_BYTES;
+use crate::config::{ConfigError, GRPC_OVERHEAD_BYTES, ServerConfig, is_https, parse_url, split_urls};
 use crate::grpc::{
     AuthService, ClusterService, ElectionService, KvService, LeaseService, LockService, MaintenanceService,
     WatchService, served_by_learners,
 };
 use crate::server::EtcdServer;
+use crate::tls::ServerTls;
 
 /// What gRPC decodes at most: far above etcd's limit, so requests between etcd's limit and this
 /// get etcd's (Go gRPC's) error text from [`check_size`] rather than tonic's.
 const DECODE_LIMIT_FACTOR: usize = 4;
+
+/// How long a client has to finish its TLS handshake (etcd's `tlsHandshakeTimeout`).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What one client address serves.
+pub struct ClientPort {
+    pub addr: SocketAddr,
+    /// TLS, if an `https://` URL names the address.
+    pub tls: Option<Arc<ServerTls>>,
+    /// Plain text, if an `http://` URL names the address.
+    pub plain: bool,
+    /// gRPC (all of `--listen-client-urls` unless `--listen-client-http-urls` is set).
+    pub grpc: bool,
+    /// The HTTP endpoints: gateway, `/version`, `/health`.
+    pub http: bool,
+}
+
+/// The client addresses `cfg` lists, with the TLS they need (loaded once here: bad files stop the
+/// start).
+pub fn client_ports(cfg: &ServerConfig) -> Result<Vec<ClientPort>, ConfigError> {
+    let http_only = split_urls(&cfg.listen_client_http_urls);
+    let mut tls = None;
+    let mut ports: Vec<ClientPort> = Vec::new();
+    let both = split_urls(&cfg.listen_client_urls).into_iter().map(|u| (u, false));
+    for (url, is_http_only) in both.chain(http_only.iter().cloned().map(|u| (u, true))) {
+        let addr = parse_url(&url)?;
+        let secure = is_https(&url);
+        if secure && tls.is_none() {
+            tls = Some(ServerTls::new(&cfg.client_transport_security, cfg, &[b"h2", b"http/1.1"])?);
+        }
+        if !secure && cfg.client_transport_security.has_cert() {
+            tracing::warn!(client_url = %url, "scheme is http while key and cert files are present; ignoring key and cert files");
+        }
+        let port = match ports.iter_mut().find(|p| p.addr == addr) {
+            Some(p) if is_http_only && p.grpc => {
+                return Err(ConfigError::Tls(format!(
+                    "cannot bind both --listen-client-urls and --listen-client-http-urls on the same url {url}"
+                )));
+            }
+            Some(p) => p,
+            None => {
+                ports.push(ClientPort { addr, tls: None, plain: false, grpc: !is_http_only, http: true });
+                ports.last_mut().expect("just pushed")
+            }
+        };
+        if secure {
+            port.tls = tls.clone();
+        } else {
+            port.plain = true;
+        }
+    }
+    if !http_only.is_empty() {
+        // etcd 3.5: with HTTP URLs of their own, the client URLs serve gRPC alone.
+        for p in ports.iter_mut().filter(|p| p.grpc) {
+            p.http = false;
+        }
+    }
+    Ok(ports)
+}
 
 /// Binds a client listener.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -33,8 +98,13 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Serves the client services on `listener` until the member stops: gRPC (HTTP/2) and, on the
-/// same port as etcd does, the JSON gateway and `/version`, `/health` (HTTP/1.1 or HTTP/2).
-pub async fn serve(server: Arc<EtcdServer>, listener: TcpListener) -> Result<(), tonic::transport::Error> {
+/// same port as etcd does, the JSON gateway and `/version`, `/health` (HTTP/1.1 or HTTP/2), as
+/// `port` says.
+pub async fn serve(
+    server: Arc<EtcdServer>,
+    listener: TcpListener,
+    port: &ClientPort,
+) -> Result<(), tonic::transport::Error> {
     let decode_limit = (server.cfg.max_request_bytes + GRPC_OVERHEAD_BYTES) * DECODE_LIMIT_FACTOR;
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_service_status("", tonic_health::ServingStatus::Serving).await;
@@ -61,22 +131,162 @@ pub async fn serve(server: Arc<EtcdServer>, listener: TcpListener) -> Result<(),
         .add_service(LockServer::new(LockService::new(server.clone())).max_decoding_message_size(decode_limit))
         .add_service(ElectionServer::new(ElectionService::new(server.clone())).max_decoding_message_size(decode_limit))
         .add_service(health_service);
-    let mut routes = routes.routes();
-    let grpc = std::mem::take(routes.axum_router_mut());
-    *routes.axum_router_mut() = grpc.merge(crate::gateway::router(server.clone()));
+    let mut routes = if port.grpc { routes.routes() } else { tonic::service::RoutesBuilder::default().routes() };
+    if port.http {
+        let grpc = std::mem::take(routes.axum_router_mut());
+        *routes.axum_router_mut() = grpc.merge(crate::gateway::router(server.clone()));
+    }
     let stop = server.clone();
-    tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .layer(LearnerGuardLayer(server.clone()))
         .accept_http1(true)
         .http2_keepalive_interval(Some(Duration::from_secs(2 * 60 * 60)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
-        .add_routes(routes)
+        .add_routes(routes);
+    let stopped = async move { stop.stopped().await };
+    match &port.tls {
         // The builder's tcp_nodelay does not reach a listener we bound ourselves: without it, Nagle
         // holds a response's last frame for the client's delayed ACK (~40 ms).
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), async move {
-            stop.stopped().await
-        })
-        .await
+        None => {
+            router.serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), stopped).await
+        }
+        Some(tls) => {
+            router.serve_with_incoming_shutdown(secure_incoming(listener, tls.clone(), port.plain), stopped).await
+        }
+    }
+}
+
+/// The connections of a listener that serves TLS (and plain text too if `plain`): each handshake
+/// runs in a task of its own, so a slow or silent client holds up no one, and gives up after
+/// [`HANDSHAKE_TIMEOUT`].
+fn secure_incoming(
+    listener: TcpListener,
+    tls: Arc<ServerTls>,
+    plain: bool,
+) -> impl futures::Stream<Item = std::io::Result<ClientConn>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, remote) = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // Out of descriptors, say: wait a little rather than spin.
+                        tracing::warn!(error = %e, "accepting a client connection failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                // The server is gone.
+                _ = tx.closed() => return,
+            };
+            let _ = tcp.set_nodelay(true);
+            let (tx, tls) = (tx.clone(), tls.clone());
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept(tcp, remote, tls, plain)).await {
+                    Ok(Ok(conn)) => {
+                        let _ = tx.send(Ok(conn)).await;
+                    }
+                    Ok(Err(e)) => tracing::debug!(%remote, error = %e, "client TLS handshake failed"),
+                    Err(_) => tracing::debug!(%remote, "client TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// One accepted connection: TLS, or plain text if allowed and its first byte is not a TLS
+/// handshake record's.
+async fn accept(tcp: TcpStream, remote: SocketAddr, tls: Arc<ServerTls>, plain: bool) -> std::io::Result<ClientConn> {
+    const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+    if plain {
+        let mut first = [0u8; 1];
+        if tcp.peek(&mut first).await? == 0 || first[0] != TLS_HANDSHAKE_RECORD {
+            return Ok(ClientConn { io: Io::Plain(tcp), info: ClientConnInfo { remote, common_name: None } });
+        }
+    }
+    let stream = tokio_rustls::TlsAcceptor::from(tls.config()).accept(tcp).await?;
+    let common_name = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(crate::tls::common_name);
+    Ok(ClientConn { io: Io::Tls(Box::new(stream)), info: ClientConnInfo { remote, common_name } })
+}
+
+/// A client connection of a listener that serves TLS.
+pub struct ClientConn {
+    io: Io,
+    info: ClientConnInfo,
+}
+
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+/// What a request knows of its connection (in its extensions, through tonic's `Connected`).
+#[derive(Debug, Clone)]
+pub struct ClientConnInfo {
+    pub remote: SocketAddr,
+    /// The common name of the client's certificate, if it presented one (etcd's user name for
+    /// certificate authentication).
+    pub common_name: Option<String>,
+}
+
+impl tonic::transport::server::Connected for ClientConn {
+    type ConnectInfo = ClientConnInfo;
+
+    fn connect_info(&self) -> ClientConnInfo {
+        self.info.clone()
+    }
+}
+
+impl AsyncRead for ClientConn {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        match &mut self.io {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ClientConn {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        match &mut self.io {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match &mut self.io {
+            Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match &self.io {
+            Io::Plain(s) => s.is_write_vectored(),
+            Io::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match &mut self.io {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match &mut self.io {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
 }
 
 /// Answers the gRPC requests a learner does not serve with etcd's error, before they reach a

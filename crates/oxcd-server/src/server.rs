@@ -184,7 +184,7 @@ impl EtcdServer {
         let mut ids = Vec::new();
         for m in members.iter().filter(|m| m.id != self.id) {
             ids.push(m.id);
-            match m.peer_urls.first().map(|u| crate::config::parse_url(u)) {
+            match m.peer_urls.first().map(|u| crate::raft::PeerAddr::parse(u)) {
                 Some(Ok(addr)) => self.transport.add_peer(m.id, addr),
                 _ => tracing::warn!(member = %m.id, urls = ?m.peer_urls, "member without a usable peer URL"),
             }

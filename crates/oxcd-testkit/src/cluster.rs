@@ -83,11 +83,21 @@ pub struct ClusterOptions {
     /// (client, peer) ports of each member; free ports when empty. Two clusters started one after
     /// the other on the same ports get the same member and cluster ids.
     pub ports: Vec<(u16, u16)>,
+    /// Serve both ports with TLS and require client certificates ([`crate::tls::make_certs`]'s
+    /// files): URLs are `https://`, and clients present `client.crt`.
+    pub tls: Option<crate::tls::Certs>,
 }
 
 impl Default for ClusterOptions {
     fn default() -> Self {
-        ClusterOptions { size: 1, heartbeat_ms: 50, election_ms: 500, extra_args: Vec::new(), ports: Vec::new() }
+        ClusterOptions {
+            size: 1,
+            heartbeat_ms: 50,
+            election_ms: 500,
+            extra_args: Vec::new(),
+            ports: Vec::new(),
+            tls: None,
+        }
     }
 }
 
@@ -194,7 +204,7 @@ impl Cluster {
     fn initial_cluster(&self) -> String {
         self.members
             .iter()
-            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+            .map(|m| format!("{}={}://127.0.0.1:{}", m.name, self.scheme(), m.peer_port))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -218,7 +228,17 @@ impl Cluster {
 
     /// Member `i`'s peer URL.
     pub fn peer_url(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.members[i].peer_port)
+        format!("{}://127.0.0.1:{}", self.scheme(), self.members[i].peer_port)
+    }
+
+    /// `https` when the cluster serves TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.opts.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// Member `i`'s client URL.
+    pub fn client_url(&self, i: usize) -> String {
+        format!("{}://{}", self.scheme(), self.endpoint(i))
     }
 
     /// Starts an added member: it joins the running cluster (`--initial-cluster-state existing`).
@@ -241,8 +261,9 @@ impl Cluster {
         let data_dir = self.data_dir(i);
         let log = OpenOptions::new().create(true).append(true).open(self.log_path(i))?;
         let m = &self.members[i];
-        let client = format!("http://127.0.0.1:{}", m.client_port);
-        let peer = format!("http://127.0.0.1:{}", m.peer_port);
+        let client = format!("{}://127.0.0.1:{}", self.scheme(), m.client_port);
+        let peer = format!("{}://127.0.0.1:{}", self.scheme(), m.peer_port);
+        let tls_flags = self.opts.tls.as_ref().map(|c| c.server_flags()).unwrap_or_default();
         let mut cmd = Command::new(self.binary.path());
         cmd.arg("--name")
             .arg(&m.name)
@@ -265,6 +286,7 @@ impl Cluster {
             .arg("--election-timeout")
             .arg(self.opts.election_ms.to_string())
             .args(if m.joining { &["--initial-cluster-state", "existing"][..] } else { &[] })
+            .args(&tls_flags)
             .args(&self.opts.extra_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -300,16 +322,24 @@ impl Cluster {
 
     /// A client connected to member `i` only.
     pub async fn client(&self, i: usize) -> anyhow::Result<Client> {
-        let opts =
-            ConnectOptions::new().with_connect_timeout(Duration::from_secs(2)).with_timeout(Duration::from_secs(15));
-        Ok(Client::connect([self.endpoint(i)], Some(opts)).await?)
+        Ok(Client::connect([self.client_url(i)], Some(self.connect_options()?)).await?)
     }
 
     /// A client connected to every member.
     pub async fn client_all(&self) -> anyhow::Result<Client> {
+        let urls: Vec<String> = (0..self.members.len()).map(|i| self.client_url(i)).collect();
+        Ok(Client::connect(urls, Some(self.connect_options()?)).await?)
+    }
+
+    fn connect_options(&self) -> anyhow::Result<ConnectOptions> {
         let opts =
             ConnectOptions::new().with_connect_timeout(Duration::from_secs(2)).with_timeout(Duration::from_secs(15));
-        Ok(Client::connect(self.endpoints(), Some(opts)).await?)
+        let Some(certs) = &self.opts.tls else { return Ok(opts) };
+        let read = |f: &str| std::fs::read(certs.file(f));
+        let tls = etcd_client::TlsOptions::new()
+            .ca_certificate(etcd_client::Certificate::from_pem(read("ca.crt")?))
+            .identity(etcd_client::Identity::from_pem(read("client.crt")?, read("client.key")?));
+        Ok(opts.with_tls(tls))
     }
 
     /// Whether member `i`'s process runs (not killed).

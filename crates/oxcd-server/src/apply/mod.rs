@@ -283,7 +283,7 @@ impl Applier {
         let cell = self.cell.clone();
         let _swapping = cell.file_swap();
         let path = self.state.backend.path().to_path_buf();
-        std::fs::rename(&db, &path).map_err(|e| fatal(e.into()))?;
+        crate::datadir::rename_durably(&db, &path).map_err(|e| fatal(e.into()))?;
         oxcd_fail::point("applyAfterInstallSnap").map_err(|e| fatal(e.into()))?;
         let backend = Arc::new(Backend::open(&path, batch_config(&self.cfg)).map_err(fatal)?);
         let ci = consistent_index(&backend).map_err(fatal)?;

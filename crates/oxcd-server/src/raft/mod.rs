@@ -4,6 +4,7 @@
 mod logger;
 mod msg;
 mod node;
+mod peer_stream;
 mod read_index;
 mod recover;
 #[cfg(test)]
@@ -17,6 +18,7 @@ pub use logger::raft_logger;
 pub use msg::{ApplyMsg, PeerTransport, RaftInput, RaftProgress};
 pub use node::{NodeConfig, RaftNode, RaftStatus, decode_entry, raft_config};
 pub use oxcd_datadir::membership::{decode_conf_state, encode_conf_state};
+pub use peer_stream::{PeerAddr, PeerTls};
 pub use read_index::ReadIndexHub;
 pub use recover::open_raft;
 pub use storage::RaftStorage;

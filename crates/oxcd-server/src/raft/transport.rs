@@ -9,13 +9,16 @@
 //! frame with the MsgSnapshot, then the backend snapshot stream (self-delimiting, checksummed), and
 //! the receiver answers one byte once the snapshot is stored.
 //!
+//! A peer whose URL is `https://` is dialed with TLS, and an `https://` peer listener serves TLS
+//! only (`peer_stream.rs`, `crate::tls`): the handshake above then runs inside TLS.
+//!
 //! Threads, not tasks: peers are few, and blocking IO keeps the Raft path free of the async runtime.
 //! Outbound queues are bounded; when one is full the message is dropped and the peer reported
 //! unreachable (Raft retransmits).
 
 use std::collections::HashMap;
 use std::io::{BufReader, BufWriter, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -28,6 +31,7 @@ use protobuf::Message as PbMessage;
 use raft::prelude::{Message, MessageType};
 
 use super::msg::{PeerTransport, RaftInput};
+use super::peer_stream::{PeerAddr, PeerStream, PeerTls};
 use crate::ids::{ClusterId, MemberId};
 
 const MAGIC: &[u8; 8] = b"OXCDPEER";
@@ -64,7 +68,8 @@ pub struct Transport {
     cluster: ClusterId,
     raft_tx: Sender<RaftInput>,
     peers: RwLock<HashMap<u64, Sender<Message>>>,
-    addrs: Arc<RwLock<HashMap<u64, SocketAddr>>>,
+    addrs: Arc<RwLock<HashMap<u64, PeerAddr>>>,
+    tls: PeerTls,
     /// The backend to stream when a follower needs a snapshot (the one applied at the moment).
     backend: Box<dyn Fn() -> Arc<Backend> + Send + Sync>,
     snap_dir: PathBuf,
@@ -89,6 +94,7 @@ impl Transport {
         raft_tx: Sender<RaftInput>,
         backend: impl Fn() -> Arc<Backend> + Send + Sync + 'static,
         snap_dir: PathBuf,
+        tls: PeerTls,
     ) -> Arc<Transport> {
         Arc::new_cyclic(|this| Transport {
             this: this.clone(),
@@ -97,6 +103,7 @@ impl Transport {
             raft_tx,
             peers: RwLock::new(HashMap::new()),
             addrs: Arc::new(RwLock::new(HashMap::new())),
+            tls,
             backend: Box::new(backend),
             snap_dir,
             stopped: Arc::new(AtomicBool::new(false)),
@@ -135,7 +142,7 @@ impl Transport {
     }
 
     /// Adds (or re-addresses) a peer and starts its outbound thread.
-    pub fn add_peer(self: &Arc<Self>, id: MemberId, addr: SocketAddr) {
+    pub fn add_peer(self: &Arc<Self>, id: MemberId, addr: PeerAddr) {
         self.addrs.write().insert(id.0, addr);
         if self.peers.read().contains_key(&id.0) {
             return;
@@ -149,8 +156,8 @@ impl Transport {
             .expect("spawn peer thread");
     }
 
-    /// Serves peers on `listener` until [`Transport::stop`].
-    pub fn serve(self: &Arc<Self>, listener: TcpListener) {
+    /// Serves peers on `listener` (with TLS if `secure`) until [`Transport::stop`].
+    pub fn serve(self: &Arc<Self>, listener: TcpListener, secure: bool) {
         let t = self.clone();
         std::thread::Builder::new()
             .name("peer-listener".into())
@@ -165,7 +172,7 @@ impl Transport {
                     }
                     let t2 = t.clone();
                     let _ = std::thread::Builder::new().name("peer-in".into()).spawn(move || {
-                        if let Err(e) = t2.inbound_conn(conn) {
+                        if let Err(e) = t2.inbound_conn(conn, secure) {
                             tracing::debug!(error = %e, "peer connection closed");
                         }
                     });
@@ -183,7 +190,7 @@ impl Transport {
         self.peers.write().clear();
     }
 
-    fn handshake(&self, conn: &mut TcpStream, kind: u8) -> std::io::Result<()> {
+    fn handshake(&self, conn: &mut PeerStream, kind: u8) -> std::io::Result<()> {
         let mut h = Vec::with_capacity(25);
         h.extend_from_slice(MAGIC);
         h.extend_from_slice(&self.me.0.to_le_bytes());
@@ -192,20 +199,20 @@ impl Transport {
         conn.write_all(&h)
     }
 
-    fn connect(&self, to: MemberId, kind: u8) -> std::io::Result<TcpStream> {
+    fn connect(&self, to: MemberId, kind: u8) -> std::io::Result<PeerStream> {
         let addr = self
             .addrs
             .read()
             .get(&to.0)
-            .copied()
+            .cloned()
             .ok_or_else(|| std::io::Error::other(format!("no address for peer {to}")))?;
-        let mut conn = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
-        conn.set_nodelay(true)?;
+        let mut conn = PeerStream::dial(&addr, &self.tls, CONNECT_TIMEOUT, HANDSHAKE_TIMEOUT)?;
         self.handshake(&mut conn, kind)?;
-        conn.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+        conn.flush()?;
+        conn.tcp().set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
         let mut answer = [0u8; 1];
         conn.read_exact(&mut answer)?;
-        conn.set_read_timeout(None)?;
+        conn.tcp().set_read_timeout(None)?;
         if answer[0] == REMOVED {
             tracing::warn!(peer = %to, "the member has been permanently removed from the cluster; stopping");
             if let Some(f) = self.on_removed.get() {
@@ -217,7 +224,7 @@ impl Transport {
     }
 
     fn outbound_loop(&self, to: MemberId, rx: Receiver<Message>) {
-        let mut conn: Option<BufWriter<TcpStream>> = None;
+        let mut conn: Option<BufWriter<PeerStream>> = None;
         let mut buf = Vec::new();
         while let Ok(first) = rx.recv() {
             if self.stopped.load(Ordering::Acquire) {
@@ -254,26 +261,30 @@ impl Transport {
 
     fn send_snapshot(&self, m: Message) -> std::io::Result<()> {
         let to = MemberId(m.to);
-        let mut conn = self.connect(to, KIND_SNAPSHOT)?;
-        conn.set_write_timeout(Some(Duration::from_secs(60)))?;
-        let mut w = BufWriter::with_capacity(1 << 20, conn.try_clone()?);
+        let conn = self.connect(to, KIND_SNAPSHOT)?;
+        conn.tcp().set_write_timeout(Some(Duration::from_secs(60)))?;
+        let mut w = BufWriter::with_capacity(1 << 20, conn);
         write_frame(&mut w, &m, &mut Vec::new())?;
         let backend = (self.backend)();
         backend.snapshot_to(&mut w).map_err(std::io::Error::other)?;
-        w.flush()?;
-        drop(w);
-        conn.set_read_timeout(Some(Duration::from_secs(60)))?;
+        let mut conn = w.into_inner().map_err(|e| e.into_error())?;
+        conn.flush()?;
+        conn.tcp().set_read_timeout(Some(Duration::from_secs(60)))?;
         let mut ack = [0u8; 1];
         conn.read_exact(&mut ack)?;
         tracing::info!(to = %to, index = m.get_snapshot().get_metadata().index, "sent snapshot");
         Ok(())
     }
 
-    fn inbound_conn(&self, conn: TcpStream) -> std::io::Result<()> {
-        conn.set_nodelay(true)?;
-        let mut r = BufReader::with_capacity(256 << 10, conn.try_clone()?);
+    fn inbound_conn(&self, tcp: TcpStream, secure: bool) -> std::io::Result<()> {
+        let conn = PeerStream::accept(tcp, secure.then_some(&self.tls), HANDSHAKE_TIMEOUT)?;
+        // A peer has the handshake timeout to say who it is; then reads block as long as it is
+        // connected.
+        conn.tcp().set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+        let mut r = BufReader::with_capacity(256 << 10, conn);
         let mut h = [0u8; 25];
         r.read_exact(&mut h)?;
+        r.get_ref().tcp().set_read_timeout(None)?;
         if &h[..8] != MAGIC {
             return Err(std::io::Error::other("not an oxcd peer"));
         }
@@ -281,10 +292,12 @@ impl Transport {
         let cluster = u64::from_le_bytes(h[16..24].try_into().expect("8 bytes"));
         if h[24] == KIND_MEMBERS {
             let list = self.members.get().map(|f| f()).unwrap_or_default();
-            let mut w = BufWriter::new(conn);
-            w.write_all(&self.cluster.0.to_le_bytes())?;
-            w.write_all(&(list.len() as u32).to_le_bytes())?;
-            w.write_all(&list)?;
+            let mut answer = Vec::with_capacity(12 + list.len());
+            answer.extend_from_slice(&self.cluster.0.to_le_bytes());
+            answer.extend_from_slice(&(list.len() as u32).to_le_bytes());
+            answer.extend_from_slice(&list);
+            let w = r.get_mut();
+            w.write_all(&answer)?;
             return w.flush();
         }
         if cluster != self.cluster.0 {
@@ -292,7 +305,9 @@ impl Transport {
             return Err(std::io::Error::other("cluster ID mismatch"));
         }
         let removed = self.removed.read().contains(&from);
-        (&conn).write_all(&[if removed { REMOVED } else { ACCEPTED }])?;
+        let w = r.get_mut();
+        w.write_all(&[if removed { REMOVED } else { ACCEPTED }])?;
+        w.flush()?;
         if removed {
             tracing::info!(from = %MemberId(from), "refused a member removed from the cluster");
             return Ok(());
@@ -323,10 +338,11 @@ impl Transport {
                 let dest = snapshot_db_path(&self.snap_dir, meta.term, meta.index);
                 let tmp = dest.with_extension("tmp");
                 oxcd_backend::restore_snapshot(&mut r, &tmp).map_err(std::io::Error::other)?;
-                std::fs::rename(&tmp, &dest)?;
+                crate::datadir::rename_durably(&tmp, &dest)?;
                 tracing::info!(from = %MemberId(from), index = meta.index, "received snapshot");
-                let mut conn = conn;
-                conn.write_all(&[1])?;
+                let w = r.get_mut();
+                w.write_all(&[1])?;
+                w.flush()?;
                 let _ = self.raft_tx.send(RaftInput::Step(m));
                 Ok(())
             }
@@ -367,16 +383,18 @@ impl PeerTransport for Transport {
     }
 }
 
-/// Asks the member serving peers at `addr` for the cluster id and the members (what a joining
+/// Asks the member serving peers at `url` for the cluster id and the members (what a joining
 /// member does first): the cluster id and an encoded `MemberListResponse`.
-pub fn fetch_members(addr: SocketAddr) -> std::io::Result<(ClusterId, Vec<u8>)> {
-    let mut conn = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
-    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+pub fn fetch_members(url: &str, tls: &PeerTls) -> std::io::Result<(ClusterId, Vec<u8>)> {
+    let addr = PeerAddr::parse(url).map_err(std::io::Error::other)?;
+    let mut conn = PeerStream::dial(&addr, tls, CONNECT_TIMEOUT, HANDSHAKE_TIMEOUT)?;
+    conn.tcp().set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut h = Vec::with_capacity(25);
     h.extend_from_slice(MAGIC);
     h.extend_from_slice(&[0; 16]);
     h.push(KIND_MEMBERS);
     conn.write_all(&h)?;
+    conn.flush()?;
     let mut head = [0u8; 12];
     conn.read_exact(&mut head)?;
     let cluster = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
