@@ -51,12 +51,18 @@ pub struct RunningMember {
 }
 
 /// Starts a member from `cfg`: recovers or creates its data, joins the Raft group and serves.
-pub async fn start(cfg: ServerConfig) -> Result<RunningMember, StartError> {
+pub async fn start(mut cfg: ServerConfig) -> Result<RunningMember, StartError> {
     cfg.validate()?;
+    with_auto_tls(&mut cfg)?;
     // The client ports' TLS files are read now: a bad one stops the start before anything is
     // written.
     let client_ports = crate::listener::client_ports(&cfg)?;
     let peer_tls = peer_tls(&cfg)?;
+    let forward_tls = if cfg.client_transport_security.has_cert() {
+        Some(ClientTls::new(&cfg.client_transport_security, &cfg)?)
+    } else {
+        None
+    };
     let layout = Layout::new(&cfg.data_dir());
     std::fs::create_dir_all(&layout.wal)?;
     std::fs::create_dir_all(&layout.snap)?;
@@ -130,6 +136,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningMember, StartError> {
         raft: status.clone(),
         raft_tx: raft_tx.clone(),
         transport: transport.clone(),
+        forward_tls,
     });
     let s = Arc::downgrade(&server);
     transport.set_on_removed(move || {
@@ -247,6 +254,33 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningMember, StartError> {
         grpc,
         transport,
     })
+}
+
+/// `--auto-tls`, `--peer-auto-tls`: the ports' settings with the certificates generated in the data
+/// directory (`fixtures/client`, `fixtures/peer`, as etcd) for the hosts of their listen URLs.
+fn with_auto_tls(cfg: &mut ServerConfig) -> Result<(), StartError> {
+    let hosts = |urls: &str| -> Vec<String> {
+        split_urls(urls)
+            .iter()
+            .filter_map(|u| u.split_once("://").map(|(_, h)| h.trim_end_matches('/')))
+            .map(|h| h.rsplit_once(':').map_or(h, |(host, _)| host).to_string())
+            .collect()
+    };
+    let fixtures = cfg.data_dir().join("fixtures");
+    let client_hosts = hosts(&format!("{},{}", cfg.listen_client_urls, cfg.listen_client_http_urls));
+    cfg.client_transport_security = crate::tls::auto_tls(
+        &cfg.client_transport_security,
+        &fixtures.join("client"),
+        &client_hosts,
+        cfg.self_signed_cert_validity,
+    )?;
+    cfg.peer_transport_security = crate::tls::auto_tls(
+        &cfg.peer_transport_security,
+        &fixtures.join("peer"),
+        &hosts(&cfg.listen_peer_urls),
+        cfg.self_signed_cert_validity,
+    )?;
+    Ok(())
 }
 
 /// The peer port's TLS: served on `https://` peer URLs, and used to dial `https://` peers when a

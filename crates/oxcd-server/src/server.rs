@@ -59,6 +59,8 @@ pub struct EtcdServer {
     pub(crate) transport: Arc<Transport>,
     /// Whether this member is a learner (follows the members).
     learner: std::sync::atomic::AtomicBool,
+    /// TLS toward other members' `https://` client URLs (requests forwarded to the leader).
+    forward_tls: Option<Arc<crate::tls::ClientTls>>,
 }
 
 /// The parts [`EtcdServer::new`] is built from (assembled by the bootstrap).
@@ -72,6 +74,8 @@ pub(crate) struct ServerParts {
     pub raft: Arc<RaftStatus>,
     pub raft_tx: Sender<RaftInput>,
     pub transport: Arc<Transport>,
+    /// TLS toward other members' `https://` client URLs, when the client port has a certificate.
+    pub forward_tls: Option<Arc<crate::tls::ClientTls>>,
 }
 
 impl EtcdServer {
@@ -95,6 +99,7 @@ impl EtcdServer {
             hot_wait: HotWait::default(),
             peer_clients: Default::default(),
             learner: std::sync::atomic::AtomicBool::new(false),
+            forward_tls: p.forward_tls,
         })
     }
 
@@ -274,7 +279,9 @@ impl EtcdServer {
         self.read_hub.read_barrier(2 * self.cfg.request_timeout()).await
     }
 
-    /// A (lazily connected, cached) client channel to member `id` at `url`.
+    /// A (lazily connected, cached) client channel to member `id` at `url`: TLS for an
+    /// `https://` URL, presenting this member's client certificate (the client port's own, as
+    /// etcd does).
     pub(crate) fn leader_channel(
         &self,
         id: u64,
@@ -286,10 +293,14 @@ impl EtcdServer {
         {
             return Ok(ch.clone());
         }
-        let ch = tonic::transport::Endpoint::from_shared(url.to_string())?
+        let host = url.split_once("://").map_or(url, |(_, h)| h);
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{host}"))?
             .tcp_nodelay(true)
-            .connect_timeout(std::time::Duration::from_secs(1))
-            .connect_lazy();
+            .connect_timeout(std::time::Duration::from_secs(1));
+        let ch = match (url.starts_with("https://"), &self.forward_tls) {
+            (true, Some(tls)) => endpoint.connect_with_connector_lazy(tls_connector(tls.clone())),
+            _ => endpoint.connect_lazy(),
+        };
         clients.insert(id, (url.to_string(), ch.clone()));
         Ok(ch)
     }
@@ -315,4 +326,32 @@ impl Drop for ForgetOnDrop<'_> {
     fn drop(&mut self) {
         self.wait.cancel(self.id);
     }
+}
+
+/// Dials a member's client port with TLS (HTTP/2 inside, as gRPC needs).
+fn tls_connector(
+    tls: Arc<crate::tls::ClientTls>,
+) -> impl tower::Service<
+    http::Uri,
+    Response = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
+    Error = std::io::Error,
+    Future = impl Send,
+> + Clone
++ Send
++ 'static {
+    tower::service_fn(move |uri: http::Uri| {
+        let tls = tls.clone();
+        async move {
+            let host = uri.host().unwrap_or("localhost").trim_matches(['[', ']']).to_string();
+            let port = uri.port_u16().unwrap_or(2379);
+            let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+            tcp.set_nodelay(true)?;
+            let name = rustls::pki_types::ServerName::try_from(host)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+            let mut config = (*tls.config()).clone();
+            config.alpn_protocols = vec![b"h2".to_vec()];
+            let stream = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await?;
+            Ok(hyper_util::rt::TokioIo::new(stream))
+        }
+    })
 }

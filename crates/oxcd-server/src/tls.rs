@@ -372,8 +372,12 @@ fn build_client(
 ) -> Result<Arc<rustls::ClientConfig>, ConfigError> {
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions)
-        .map_err(|e| err(e.to_string()))?
-        .with_root_certificates(roots(sec)?);
+        .map_err(|e| err(e.to_string()))?;
+    let builder = if sec.auto_tls {
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAnyServer(provider.clone())))
+    } else {
+        builder.with_root_certificates(roots(sec)?)
+    };
     let (cert, key) = if sec.client_cert_file.is_empty() {
         (&sec.cert_file, &sec.key_file)
     } else {
@@ -421,4 +425,114 @@ pub fn check_san(der: &CertificateDer<'_>, remote: std::net::IpAddr) -> Result<(
         return Err(format!("x509: certificate is valid for {ips:?}, not {remote}"));
     }
     Err(format!("tls: {:?} does not match any of DNSNames {dns:?}", remote.to_string()))
+}
+
+/// `--auto-tls` / `--peer-auto-tls`: the port's settings with a self-signed certificate, made in
+/// `dir` (`cert.pem`, `key.pem`, as etcd keeps them under `<data-dir>/fixtures/`) for `hosts`
+/// and `years`, or the one made there before. As in etcd, the generated certificate replaces the
+/// port's settings (no client certificates are asked for, and peers do not verify it), and
+/// certificate files given with auto TLS win over it.
+pub fn auto_tls(
+    sec: &TransportSecurity,
+    dir: &std::path::Path,
+    hosts: &[String],
+    years: u32,
+) -> Result<TransportSecurity, ConfigError> {
+    if !sec.auto_tls {
+        return Ok(sec.clone());
+    }
+    if sec.has_cert() {
+        tracing::warn!("ignoring auto TLS since certs given");
+        return Ok(TransportSecurity { auto_tls: false, ..sec.clone() });
+    }
+    if years == 0 {
+        return Err(err("selfSignedCertValidity is invalid,it should be greater than 0"));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create cert directory {}: {e}", dir.display())))?;
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    if !(cert.exists() && key.exists()) {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| err(e.to_string()))?;
+        params.distinguished_name.push(rcgen::DnType::OrganizationName, "etcd");
+        params.not_before = time::OffsetDateTime::now_utc();
+        params.not_after = params.not_before + time::Duration::days(i64::from(years) * 365);
+        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature, rcgen::KeyUsagePurpose::KeyEncipherment];
+        params.extended_key_usages =
+            vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        for host in hosts {
+            let h = host.trim_start_matches('[').trim_end_matches(']');
+            params.subject_alt_names.push(match h.parse::<std::net::IpAddr>() {
+                Ok(ip) => rcgen::SanType::IpAddress(ip),
+                Err(_) => rcgen::SanType::DnsName(h.try_into().map_err(|e: rcgen::Error| err(e.to_string()))?),
+            });
+        }
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| err(e.to_string()))?;
+        let made = params.self_signed(&pair).map_err(|e| err(format!("cannot generate x509 certificate: {e}")))?;
+        write_private(&key, pair.serialize_pem().as_bytes())?;
+        std::fs::write(&cert, made.pem()).map_err(|e| err(format!("cannot write {}: {e}", cert.display())))?;
+        tracing::info!(cert = %cert.display(), ?hosts, "automatically generated a self-signed certificate");
+    }
+    let (cert, key) = (cert.to_string_lossy().into_owned(), key.to_string_lossy().into_owned());
+    Ok(TransportSecurity {
+        cert_file: cert.clone(),
+        key_file: key.clone(),
+        client_cert_file: cert,
+        client_key_file: key,
+        auto_tls: true,
+        ..Default::default()
+    })
+}
+
+/// Writes a private key readable by its owner only.
+fn write_private(path: &std::path::Path, data: &[u8]) -> Result<(), ConfigError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| err(format!("cannot write {}: {e}", path.display())))?;
+    f.write_all(data).map_err(|e| err(format!("cannot write {}: {e}", path.display())))
+}
+
+/// What a member that made its own certificate (`--peer-auto-tls`) accepts from its peers: any
+/// certificate, as etcd's self-signed peers skip verification; the handshake's signatures are
+/// still checked.
+#[derive(Debug)]
+struct AcceptAnyServer(Arc<CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAnyServer {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }

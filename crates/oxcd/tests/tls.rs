@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -58,6 +59,14 @@ async fn a_cluster_with_kubeadms_tls_flags_serves_etcdctl() {
         }
         let list = transcript(etcdctl_tls(ctl, &certs, &c.client_url(2)).args(["member", "list"]));
         assert_eq!(list.matches("https://127.0.0.1:").count(), 6, "{list}");
+    }
+    // Requests a follower forwards to the leader's client URL (lease keep-alives) go over TLS too.
+    let grant = transcript(etcdctl_tls(ETCDCTL_34, &certs, &c.client_url(0)).args(["lease", "grant", "60"]));
+    let id = grant.split_whitespace().nth(1).expect("lease id").to_string();
+    for i in 0..3 {
+        let kept =
+            transcript(etcdctl_tls(ETCDCTL_34, &certs, &c.client_url(i)).args(["lease", "keep-alive", "--once", &id]));
+        assert_eq!(kept, format!("lease {id} keepalived with TTL(60)\n--- \n--- exit Some(0)\n"), "through member {i}");
     }
     // The crate client over TLS too, watching a write through another member.
     let mut client = c.client(0).await.unwrap();
@@ -121,32 +130,33 @@ async fn clients_without_a_valid_certificate_are_refused_as_etcd_refuses_them() 
 async fn a_peer_with_a_certificate_from_another_ca_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let certs = make_certs(dir.path());
-    let (c0, p0, c1, p1, c2, p2) = (free_port(), free_port(), free_port(), free_port(), free_port(), free_port());
-    let ic = format!("m0=https://127.0.0.1:{p0},m1=https://127.0.0.1:{p1},m2=https://127.0.0.1:{p2}");
-    let member = |name: &str, cp: u16, pp: u16, peer_cert: &str, peer_ca: &str| {
-        let log = std::fs::File::create(dir.path().join(format!("{name}.log"))).unwrap();
-        Command::new(env!("CARGO_BIN_EXE_oxcd"))
-            .args(["--name", name, "--data-dir", &dir.path().join(name).to_string_lossy()])
-            .args(["--listen-client-urls", &format!("https://127.0.0.1:{cp}")])
-            .args(["--advertise-client-urls", &format!("https://127.0.0.1:{cp}")])
-            .args(["--listen-peer-urls", &format!("https://127.0.0.1:{pp}")])
-            .args(["--initial-advertise-peer-urls", &format!("https://127.0.0.1:{pp}")])
-            .args(["--initial-cluster", &ic, "--heartbeat-interval", "100", "--election-timeout", "1000"])
-            .args(["--cert-file", &certs.file("server.crt"), "--key-file", &certs.file("server.key")])
-            .args(["--trusted-ca-file", &certs.file("ca.crt"), "--client-cert-auth"])
-            .args(["--peer-cert-file", &certs.file(&format!("{peer_cert}.crt"))])
-            .args(["--peer-key-file", &certs.file(&format!("{peer_cert}.key"))])
-            .args(["--peer-trusted-ca-file", &certs.file(peer_ca), "--peer-client-cert-auth"])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap()
+    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+    let tls = |peer_cert: &str, peer_ca: &str| -> Vec<String> {
+        [
+            "--cert-file",
+            &certs.file("server.crt"),
+            "--key-file",
+            &certs.file("server.key"),
+            "--trusted-ca-file",
+            &certs.file("ca.crt"),
+            "--client-cert-auth",
+            "--peer-cert-file",
+            &certs.file(&format!("{peer_cert}.crt")),
+            "--peer-key-file",
+            &certs.file(&format!("{peer_cert}.key")),
+            "--peer-trusted-ca-file",
+            &certs.file(peer_ca),
+            "--peer-client-cert-auth",
+        ]
+        .map(String::from)
+        .to_vec()
     };
     let mut procs = [
-        member("m0", c0, p0, "server", "ca.crt"),
-        member("m1", c1, p1, "server", "ca.crt"),
-        member("m2", c2, p2, "stranger", "otherca.crt"),
+        spawn_member(dir.path(), 0, &ports, &tls("server", "ca.crt")),
+        spawn_member(dir.path(), 1, &ports, &tls("server", "ca.crt")),
+        spawn_member(dir.path(), 2, &ports, &tls("stranger", "otherca.crt")),
     ];
+    let (c0, c2) = (ports[0].0, ports[2].0);
     let ep = |cp: u16| format!("https://127.0.0.1:{cp}");
     let deadline = Instant::now() + Duration::from_secs(30);
     let ok = loop {
@@ -167,6 +177,76 @@ async fn a_peer_with_a_certificate_from_another_ca_is_refused() {
     assert!(!status.contains("\nv\n") && !status.starts_with("k\nv"), "the stranger has no data: {status}");
     let m2_log = std::fs::read_to_string(dir.path().join("m2.log")).unwrap();
     assert!(!m2_log.contains("leader elected"), "the stranger never follows a leader:\n{m2_log}");
+    for p in &mut procs {
+        let _ = p.kill();
+        let _ = p.wait();
+    }
+}
+
+/// Starts member `m{i}` of a cluster on `ports` (client, peer), every URL `https://`, with `args`;
+/// its output goes to `dir/m{i}.log`.
+fn spawn_member(dir: &Path, i: usize, ports: &[(u16, u16)], args: &[String]) -> std::process::Child {
+    let ic: Vec<String> = ports.iter().enumerate().map(|(n, (_, pp))| format!("m{n}=https://127.0.0.1:{pp}")).collect();
+    let (cp, pp) = ports[i];
+    let name = format!("m{i}");
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_oxcd"))
+        .args(["--name", &name, "--data-dir", &dir.join(&name).to_string_lossy()])
+        .args(["--listen-client-urls", &format!("https://127.0.0.1:{cp}")])
+        .args(["--advertise-client-urls", &format!("https://127.0.0.1:{cp}")])
+        .args(["--listen-peer-urls", &format!("https://127.0.0.1:{pp}")])
+        .args(["--initial-advertise-peer-urls", &format!("https://127.0.0.1:{pp}")])
+        .args(["--initial-cluster", &ic.join(","), "--heartbeat-interval", "100", "--election-timeout", "1000"])
+        .args(args)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+/// `--auto-tls` and `--peer-auto-tls` make self-signed certificates in each data directory
+/// (`fixtures/client`, `fixtures/peer`, as etcd does): three members form a cluster over them, and
+/// etcdctl reaches it without verifying the certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_tls_makes_the_certificates_of_both_ports() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+    let args = ["--auto-tls", "--peer-auto-tls"].map(String::from);
+    let mut procs: Vec<_> = (0..3).map(|i| spawn_member(dir.path(), i, &ports, &args)).collect();
+    let ctl = |i: usize, args: &[&str]| {
+        transcript(
+            oxcd_testkit::ctl_command(ETCDCTL_34)
+                .arg(format!("--endpoints=https://127.0.0.1:{}", ports[i].0))
+                // etcdctl skips verification only with both flags (with etcd too).
+                .args(["--insecure-transport=false", "--insecure-skip-tls-verify"])
+                .args(args),
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let put = loop {
+        let out = ctl(0, &["put", "k", "v"]);
+        if out.starts_with("OK") || Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(put.starts_with("OK"), "{put}");
+    let read = (0..50).find_map(|_| {
+        let out = ctl(2, &["get", "k", "--print-value-only"]);
+        if out.starts_with("v\n") {
+            Some(out)
+        } else {
+            std::thread::sleep(Duration::from_millis(100));
+            None
+        }
+    });
+    assert!(read.is_some(), "the third member serves the write over its peers' TLS");
+    for port in ["client", "peer"] {
+        let cert = dir.path().join("m1").join("fixtures").join(port).join("cert.pem");
+        let text = Command::new("openssl").args(["x509", "-noout", "-text", "-in"]).arg(&cert).output().unwrap();
+        let text = String::from_utf8_lossy(&text.stdout);
+        assert!(text.contains("IP Address:127.0.0.1") && text.contains("O = etcd"), "{port}: {text}");
+    }
     for p in &mut procs {
         let _ = p.kill();
         let _ = p.wait();
