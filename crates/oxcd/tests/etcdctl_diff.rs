@@ -1,12 +1,14 @@
 //! Differential test: the same etcdctl 3.4 session (Debian's etcdctl) against real etcd 3.4 and
 //! against oxcd; stdout, stderr and exit codes must match once member/cluster ids and raft terms are
-//! normalised. Revisions are compared as they are.
+//! normalised. Revisions are compared as they are. Each session runs once more over TLS (both
+//! ports, client certificates required), against etcd and oxcd with the same certificates.
 
 mod common;
 
 use std::io::Write;
 use std::process::Stdio;
 
+use oxcd_testkit::tls::Certs;
 use oxcd_testkit::{Binary, Cluster, ClusterOptions, ETCD_34, mask_remaining_ttl, sort_list};
 
 /// One etcdctl invocation: arguments and what goes to its stdin.
@@ -76,11 +78,12 @@ const SESSION: &[Call] = &[
 ];
 
 /// Runs the session against `endpoint`; returns one normalised transcript per call.
-fn run_session(endpoint: &str) -> Vec<String> {
+fn run_session(endpoint: &Ep) -> Vec<String> {
     SESSION
         .iter()
         .map(|c| {
-            let mut child = common::etcdctl(endpoint)
+            let mut child = endpoint
+                .ctl()
                 .args(c.args)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
@@ -96,7 +99,7 @@ fn run_session(endpoint: &str) -> Vec<String> {
                 String::from_utf8_lossy(&out.stderr),
                 out.status.code().unwrap_or(-1)
             );
-            normalize(&transcript.replace(endpoint, "<endpoint>"))
+            normalize(&transcript.replace(&endpoint.url, "<endpoint>"))
         })
         .collect()
 }
@@ -158,9 +161,38 @@ fn assert_same(want: &[String], got: &[String]) {
     assert!(mismatches.is_empty(), "{} of {} differ:\n{}", mismatches.len(), want.len(), mismatches.join("\n"));
 }
 
-/// Real etcd and oxcd clusters of `size` members with the same timing.
-async fn start_both(size: usize) -> (Cluster, Cluster) {
-    let opts = ClusterOptions { size, heartbeat_ms: 100, election_ms: 1000, ..Default::default() };
+/// Where etcdctl reaches one member: its URL, and the client certificate when it serves TLS.
+#[derive(Clone)]
+struct Ep {
+    url: String,
+    tls: Option<Certs>,
+}
+
+impl Ep {
+    fn of(c: &Cluster, i: usize, tls: &Option<Certs>) -> Ep {
+        Ep { url: if tls.is_some() { c.client_url(i) } else { c.endpoint(i) }, tls: tls.clone() }
+    }
+
+    /// etcdctl 3.4 pointed at the member, ready for arguments.
+    fn ctl(&self) -> std::process::Command {
+        let mut c = common::etcdctl(&self.url);
+        if let Some(certs) = &self.tls {
+            c.arg(format!("--cacert={}", certs.file("ca.crt")))
+                .arg(format!("--cert={}", certs.file("client.crt")))
+                .arg(format!("--key={}", certs.file("client.key")));
+        }
+        c
+    }
+}
+
+/// Certificates for a run over TLS (in a directory that lives as long as the test).
+fn tls_certs(dir: &tempfile::TempDir) -> Option<Certs> {
+    Some(oxcd_testkit::tls::make_certs(dir.path()))
+}
+
+/// Real etcd and oxcd clusters of `size` members with the same timing (serving TLS with `tls`).
+async fn start_both(size: usize, tls: &Option<Certs>) -> (Cluster, Cluster) {
+    let opts = ClusterOptions { size, heartbeat_ms: 100, election_ms: 1000, tls: tls.clone(), ..Default::default() };
     let etcd = Cluster::start(Binary::Etcd(ETCD_34.into()), opts.clone()).await.expect("real etcd starts");
     let oxcd = Cluster::start(common::oxcd(), opts).await.expect("oxcd starts");
     (etcd, oxcd)
@@ -168,9 +200,9 @@ async fn start_both(size: usize) -> (Cluster, Cluster) {
 
 /// Runs a session that needs a scratch directory against one-member etcd and oxcd at the same
 /// time, and compares.
-async fn compare_concurrently(session: fn(&str, &std::path::Path) -> Vec<String>) {
-    let (etcd, oxcd) = start_both(1).await;
-    let (e_ep, o_ep) = (etcd.endpoint(0), oxcd.endpoint(0));
+async fn compare_concurrently(session: fn(&Ep, &std::path::Path) -> Vec<String>, tls: Option<Certs>) {
+    let (etcd, oxcd) = start_both(1, &tls).await;
+    let (e_ep, o_ep) = (Ep::of(&etcd, 0, &tls), Ep::of(&oxcd, 0, &tls));
     let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (d1, d2) = (dirs.0.path().to_path_buf(), dirs.1.path().to_path_buf());
     let (want, got) = tokio::task::spawn_blocking(move || {
@@ -184,29 +216,35 @@ async fn compare_concurrently(session: fn(&str, &std::path::Path) -> Vec<String>
 }
 
 /// Runs the session against both servers (through member `via` of each) and compares.
-async fn compare(size: usize, via: impl Fn(usize) -> usize) {
-    let (etcd, oxcd) = start_both(size).await;
-    let e_ep = etcd.endpoint(via(etcd.leader().await.unwrap()));
-    let o_ep = oxcd.endpoint(via(oxcd.leader().await.unwrap()));
+async fn compare(size: usize, via: impl Fn(usize) -> usize, tls: Option<Certs>) {
+    let (etcd, oxcd) = start_both(size, &tls).await;
+    let e_ep = Ep::of(&etcd, via(etcd.leader().await.unwrap()), &tls);
+    let o_ep = Ep::of(&oxcd, via(oxcd.leader().await.unwrap()), &tls);
     let (want, got) = tokio::task::spawn_blocking(move || (run_session(&e_ep), run_session(&o_ep))).await.unwrap();
     assert_same(&want, &got);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcdctl_session_matches_real_etcd_on_one_member() {
-    compare(1, |leader| leader).await;
+    compare(1, |leader| leader, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcdctl_session_over_tls_matches_real_etcd_through_a_follower_of_three() {
+    let dir = tempfile::tempdir().unwrap();
+    compare(3, |leader| (leader + 1) % 3, tls_certs(&dir)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcdctl_session_matches_real_etcd_through_a_follower_of_three() {
-    compare(3, |leader| (leader + 1) % 3).await;
+    compare(3, |leader| (leader + 1) % 3, None).await;
 }
 
 /// `etcdctl watch` in its forms (key, prefix with prev-kv, range, from a revision, interactive, exec)
 /// while a fixed sequence of writes runs; what each watcher printed is compared.
-fn run_watch_session(endpoint: &str, dir: &std::path::Path) -> Vec<String> {
+fn run_watch_session(endpoint: &Ep, dir: &std::path::Path) -> Vec<String> {
     let ctl = |args: &[&str]| {
-        let out = common::etcdctl(endpoint).args(args).output().unwrap();
+        let out = endpoint.ctl().args(args).output().unwrap();
         assert!(out.status.success(), "etcdctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     };
     ctl(&["put", "a", "1"]); // 2
@@ -232,7 +270,8 @@ fn run_watch_session(endpoint: &str, dir: &std::path::Path) -> Vec<String> {
     let mut children = Vec::new();
     for (i, (args, stdin)) in watchers.iter().enumerate() {
         let out = std::fs::File::create(dir.join(format!("w{i}.out"))).unwrap();
-        let mut child = common::etcdctl(endpoint)
+        let mut child = endpoint
+            .ctl()
             .args(*args)
             .stdin(Stdio::piped())
             .stdout(out.try_clone().unwrap())
@@ -259,7 +298,7 @@ fn run_watch_session(endpoint: &str, dir: &std::path::Path) -> Vec<String> {
     }
     // A watch from a compacted revision: etcdctl reports the cancel and exits.
     ctl(&["compaction", "5"]);
-    let out = common::etcdctl(endpoint).args(["watch", "a", "--rev", "3"]).output().unwrap();
+    let out = endpoint.ctl().args(["watch", "a", "--rev", "3"]).output().unwrap();
     let mut transcripts: Vec<String> = (0..watchers.len())
         .map(|i| {
             format!(
@@ -280,14 +319,20 @@ fn run_watch_session(endpoint: &str, dir: &std::path::Path) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcdctl_watch_matches_real_etcd() {
-    compare_concurrently(run_watch_session).await;
+    compare_concurrently(run_watch_session, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcdctl_watch_over_tls_matches_real_etcd() {
+    let dir = tempfile::tempdir().unwrap();
+    compare_concurrently(run_watch_session, tls_certs(&dir)).await;
 }
 
 /// `etcdctl lease` and `put --lease` against both servers; lease ids (hex and decimal) are
 /// normalised, everything else must match.
-fn run_lease_session(endpoint: &str) -> Vec<String> {
+fn run_lease_session(endpoint: &Ep) -> Vec<String> {
     let ctl = |args: &[String]| -> (String, String, i32) {
-        let out = common::etcdctl(endpoint).args(args).output().unwrap();
+        let out = endpoint.ctl().args(args).output().unwrap();
         (
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr)
@@ -356,8 +401,18 @@ fn normalize_lease(s: &str, hex: &str, dec: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcdctl_lease_matches_real_etcd() {
-    let (etcd, oxcd) = start_both(1).await;
-    let (e_ep, o_ep) = (etcd.endpoint(0), oxcd.endpoint(0));
+    compare_leases(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcdctl_lease_over_tls_matches_real_etcd() {
+    let dir = tempfile::tempdir().unwrap();
+    compare_leases(tls_certs(&dir)).await;
+}
+
+async fn compare_leases(tls: Option<Certs>) {
+    let (etcd, oxcd) = start_both(1, &tls).await;
+    let (e_ep, o_ep) = (Ep::of(&etcd, 0, &tls), Ep::of(&oxcd, 0, &tls));
     let (want, got) =
         tokio::task::spawn_blocking(move || (run_lease_session(&e_ep), run_lease_session(&o_ep))).await.unwrap();
     assert_same(&want, &got);
@@ -365,16 +420,10 @@ async fn etcdctl_lease_matches_real_etcd() {
 
 /// `etcdctl lock` (with and without an exec command) and `etcdctl elect` (campaign and `--listen`)
 /// against both servers. These are etcdctl's own client-side recipes over KV, leases and watch.
-fn run_lock_elect_session(endpoint: &str, dir: &std::path::Path) -> Vec<String> {
+fn run_lock_elect_session(endpoint: &Ep, dir: &std::path::Path) -> Vec<String> {
     let spawn = |name: &str, args: &[&str]| {
         let out = std::fs::File::create(dir.join(name)).unwrap();
-        common::etcdctl(endpoint)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap()
+        endpoint.ctl().args(args).stdin(Stdio::null()).stdout(out.try_clone().unwrap()).stderr(out).spawn().unwrap()
     };
     let interrupt = |child: &mut std::process::Child| {
         // SAFETY: signalling our own child.
@@ -422,5 +471,11 @@ fn run_lock_elect_session(endpoint: &str, dir: &std::path::Path) -> Vec<String> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcdctl_lock_and_elect_match_real_etcd() {
-    compare_concurrently(run_lock_elect_session).await;
+    compare_concurrently(run_lock_elect_session, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcdctl_lock_and_elect_over_tls_match_real_etcd() {
+    let dir = tempfile::tempdir().unwrap();
+    compare_concurrently(run_lock_elect_session, tls_certs(&dir)).await;
 }
