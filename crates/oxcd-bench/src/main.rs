@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use oxcd_api::etcdserverpb::cluster_client::ClusterClient;
 use oxcd_api::etcdserverpb::maintenance_client::MaintenanceClient;
 use oxcd_api::etcdserverpb::{MemberListRequest, StatusRequest};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::report::{Format, Summary};
 
@@ -45,6 +45,15 @@ pub(crate) struct Cli {
     /// dial timeout for client connections (Go duration; 0 waits for the connection)
     #[arg(long, default_value = "0", value_parser = oxcd_api::duration::parse, global = true)]
     pub(crate) dial_timeout: Duration,
+    /// verify certificates of TLS-enabled secure servers using this CA bundle
+    #[arg(long, default_value = "", global = true)]
+    pub(crate) cacert: String,
+    /// identify secure client using this TLS certificate file
+    #[arg(long, default_value = "", global = true)]
+    pub(crate) cert: String,
+    /// identify secure client using this TLS key file
+    #[arg(long, default_value = "", global = true)]
+    pub(crate) key: String,
     /// Output format of the report: etcd's text, or json
     #[arg(long, value_enum, default_value_t = Output::Text, global = true)]
     pub(crate) output: Output,
@@ -129,13 +138,31 @@ impl Cli {
         Ok(out)
     }
 
+    /// Dials one endpoint: TLS when it is `https://` or TLS files are given (as etcd's tool).
     async fn dial_one(&self, ep: &str) -> anyhow::Result<Channel> {
-        let url = if ep.contains("://") { ep.to_string() } else { format!("http://{ep}") };
+        let secure = ep.starts_with("https://") || !(self.cacert.is_empty() && self.cert.is_empty() && self.key.is_empty());
+        let host = ep.split_once("://").map_or(ep, |(_, h)| h);
+        let url = format!("{}://{host}", if secure { "https" } else { "http" });
         let mut e = Endpoint::from_shared(url).with_context(|| format!("bad endpoint {ep}"))?.tcp_nodelay(true);
         if !self.dial_timeout.is_zero() {
             e = e.connect_timeout(self.dial_timeout);
         }
+        if secure {
+            e = e.tls_config(self.tls()?).context("TLS settings")?;
+        }
         e.connect().await.with_context(|| format!("dial error: {ep}"))
+    }
+
+    fn tls(&self) -> anyhow::Result<ClientTlsConfig> {
+        let read = |f: &str| std::fs::read(f).with_context(|| format!("reading {f}"));
+        let mut tls = ClientTlsConfig::new().with_native_roots();
+        if !self.cacert.is_empty() {
+            tls = tls.ca_certificate(Certificate::from_pem(read(&self.cacert)?));
+        }
+        if !self.cert.is_empty() {
+            tls = tls.identity(Identity::from_pem(read(&self.cert)?, read(&self.key)?));
+        }
+        Ok(tls)
     }
 
     async fn leader_endpoint(&self) -> anyhow::Result<String> {
