@@ -52,8 +52,9 @@ pub(crate) struct Cli {
     #[arg(long, default_value = "", global = true)]
     pub(crate) cert: String,
     /// identify secure client using this TLS key file
-    #[arg(long, default_value = "", global = true)]
-    pub(crate) key: String,
+    // Its own id: `range` has a positional `key`.
+    #[arg(long = "key", id = "tls-key", default_value = "", global = true)]
+    pub(crate) tls_key: String,
     /// Output format of the report: etcd's text, or json
     #[arg(long, value_enum, default_value_t = Output::Text, global = true)]
     pub(crate) output: Output,
@@ -140,7 +141,8 @@ impl Cli {
 
     /// Dials one endpoint: TLS when it is `https://` or TLS files are given (as etcd's tool).
     async fn dial_one(&self, ep: &str) -> anyhow::Result<Channel> {
-        let secure = ep.starts_with("https://") || !(self.cacert.is_empty() && self.cert.is_empty() && self.key.is_empty());
+        let secure =
+            ep.starts_with("https://") || !(self.cacert.is_empty() && self.cert.is_empty() && self.tls_key.is_empty());
         let host = ep.split_once("://").map_or(ep, |(_, h)| h);
         let url = format!("{}://{host}", if secure { "https" } else { "http" });
         let mut e = Endpoint::from_shared(url).with_context(|| format!("bad endpoint {ep}"))?.tcp_nodelay(true);
@@ -160,7 +162,7 @@ impl Cli {
             tls = tls.ca_certificate(Certificate::from_pem(read(&self.cacert)?));
         }
         if !self.cert.is_empty() {
-            tls = tls.identity(Identity::from_pem(read(&self.cert)?, read(&self.key)?));
+            tls = tls.identity(Identity::from_pem(read(&self.cert)?, read(&self.tls_key)?));
         }
         Ok(tls)
     }

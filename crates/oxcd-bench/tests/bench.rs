@@ -151,3 +151,26 @@ async fn target_leader_on_three_members() {
     let mut c = cl.client(leader).await.unwrap();
     assert_eq!(c.get(vec![0u8; 8], None).await.unwrap().kvs().len(), 1);
 }
+
+/// With `--cacert --cert --key` (etcd's tool's flags) the tool speaks TLS with a client
+/// certificate, to oxcd and to etcd alike; `range` keeps its positional key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_client_certificates_against_oxcd_and_etcd() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = oxcd_testkit::tls::make_certs(dir.path());
+    let tls = [
+        format!("--cacert={}", certs.file("ca.crt")),
+        format!("--cert={}", certs.file("client.crt")),
+        format!("--key={}", certs.file("client.key")),
+    ];
+    let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
+    for binary in [oxcd(), Binary::Etcd(ETCD_34.into())] {
+        let opts = ClusterOptions { tls: Some(certs.clone()), ..Default::default() };
+        let cl = Cluster::start(binary, opts).await.unwrap();
+        let eps = cl.endpoints();
+        let put = json(&eps, &[&tls[..], &["--clients", "4", "put", "--total", "100"]].concat());
+        assert_eq!(counts(&put), (100, 0));
+        let range = json(&eps, &[&tls[..], &["--clients", "4", "range", "foo", "--total", "100"]].concat());
+        assert_eq!(counts(&range), (100, 0));
+    }
+}

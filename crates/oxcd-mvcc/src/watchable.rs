@@ -21,13 +21,15 @@
 //! So a stream holds on to at most [`MAX_PENDING_BYTES`] of events plus what its transport buffers,
 //! the ring is shared and bounded, and a stalled client costs nothing else.
 //!
+//! A stream speaks in its own terms: a watcher is created from a [`WatchSpec`] and the stream
+//! produces [`Notice`]s; the gRPC service turns them into etcd's `WatchResponse`s.
+//!
 //! Lock order: the store's `inner` lock before a stream's `pending` lock.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use oxcd_api::etcdserverpb::{ResponseHeader, WatchCreateRequest, WatchResponse, watch_create_request};
 use oxcd_api::mvccpb::{Event, KeyValue, event::EventType};
 use parking_lot::{Mutex, RwLock};
 use prost::Message;
@@ -49,6 +51,78 @@ pub const CATCHUP_REVS: i64 = 1000;
 
 /// etcd's text for a client-chosen watch id already in use on the stream.
 const DUPLICATE_ID: &str = "mvcc: duplicate watch ID provided on the WatchStream";
+
+/// What one watcher watches (what etcd's create request asks, as the store needs it).
+#[derive(Debug, Clone, Default)]
+pub struct WatchSpec {
+    /// The key, or the start of the range; empty means `"\0"`, as in etcd.
+    pub key: Bytes,
+    /// The range's end: empty for the single key, `"\0"` for every key from `key` on.
+    pub range_end: Bytes,
+    /// The first revision to deliver; 0 for the next one.
+    pub start_revision: i64,
+    /// The watcher's id on its stream; 0 lets the stream choose.
+    pub watch_id: i64,
+    /// Each event carries the key's previous value.
+    pub prev_kv: bool,
+    pub no_put: bool,
+    pub no_delete: bool,
+    /// Periodic progress notifications while there is nothing to send.
+    pub progress_notify: bool,
+    /// Events of one revision may be split over several notices (etcd's fragments).
+    pub fragment: bool,
+}
+
+/// One message of a watch stream, in the order the stream produces them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    /// The watcher it is about; -1 for a stream-wide progress notice or a refused create.
+    pub watch_id: i64,
+    /// The store revision the notice is current to (0 where etcd's header carries none).
+    pub revision: i64,
+    pub kind: NoticeKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum NoticeKind {
+    /// The watcher exists.
+    Created,
+    /// A create refused (etcd answers created and canceled at once), with the reason.
+    Refused(String),
+    /// The watcher ended: canceled by the client, below the compacted revision
+    /// (`compact_revision` > 0), or on a store error (`reason`).
+    Canceled { compact_revision: i64, reason: String },
+    /// No events: every event up to `revision` was sent.
+    Progress,
+    /// Events; `fragment`: more of the same batch follow in the next notice.
+    Events { events: Vec<Event>, fragment: bool },
+}
+
+impl Notice {
+    fn new(watch_id: i64, revision: i64, kind: NoticeKind) -> Notice {
+        Notice { watch_id, revision, kind }
+    }
+
+    /// Whether the watcher ended (or was never made).
+    pub fn is_canceled(&self) -> bool {
+        matches!(self.kind, NoticeKind::Canceled { .. } | NoticeKind::Refused(_))
+    }
+
+    /// The events it carries (none for the other kinds).
+    pub fn events(&self) -> &[Event] {
+        match &self.kind {
+            NoticeKind::Events { events, .. } => events,
+            _ => &[],
+        }
+    }
+
+    pub fn into_events(self) -> Vec<Event> {
+        match self.kind {
+            NoticeKind::Events { events, .. } => events,
+            _ => Vec::new(),
+        }
+    }
+}
 
 /// The events of one revision.
 #[derive(Debug)]
@@ -340,8 +414,8 @@ impl Watcher {
     }
 }
 
-/// The watchers of one client stream and the responses owed to it. Transport-agnostic: the gRPC
-/// layer feeds it requests and sends what it returns (headers carry only the revision).
+/// The watchers of one client stream and the notices owed to it. Transport-agnostic: the gRPC
+/// layer feeds it requests and sends what it returns (each notice carries the revision it is current to).
 pub struct WatchStream {
     hub: Arc<WatchableStore>,
     id: u64,
@@ -349,10 +423,6 @@ pub struct WatchStream {
     watchers: HashMap<i64, Watcher>,
     next_watch_id: i64,
     deferred_progress: bool,
-}
-
-fn header(revision: i64) -> Option<ResponseHeader> {
-    Some(ResponseHeader { revision, ..Default::default() })
 }
 
 impl WatchStream {
@@ -370,22 +440,15 @@ impl WatchStream {
         !p.queue.is_empty() || p.overflowed || self.watchers.values().any(|w| !w.synced) || self.deferred_progress
     }
 
-    /// Creates a watcher and returns the created response. A watcher whose start revision is
+    /// Creates a watcher and returns the created notice. A watcher whose start revision is
     /// compacted is canceled (with `compact_revision`) by the next [`WatchStream::poll`], as etcd
     /// sends the two responses.
-    pub fn create(&mut self, req: WatchCreateRequest) -> Vec<WatchResponse> {
+    pub fn create(&mut self, req: WatchSpec) -> Notice {
         let mut inner = self.hub.inner.lock();
         let rev = inner.last_rev;
         let id = if req.watch_id != 0 {
             if self.watchers.contains_key(&req.watch_id) {
-                return vec![WatchResponse {
-                    header: header(rev),
-                    watch_id: -1,
-                    created: true,
-                    canceled: true,
-                    cancel_reason: DUPLICATE_ID.to_string(),
-                    ..Default::default()
-                }];
+                return Notice::new(-1, rev, NoticeKind::Refused(DUPLICATE_ID.to_string()));
             }
             req.watch_id
         } else {
@@ -402,13 +465,12 @@ impl WatchStream {
             [0] => Some(Bytes::new()),
             _ => Some(req.range_end.clone()),
         };
-        let filters = |f: watch_create_request::FilterType| req.filters.contains(&(f as i32));
         let next_rev = if req.start_revision == 0 { rev + 1 } else { req.start_revision };
         let mut w = Watcher {
             range: KeyRange { key, end },
             prev_kv: req.prev_kv,
-            no_put: filters(watch_create_request::FilterType::Noput),
-            no_delete: filters(watch_create_request::FilterType::Nodelete),
+            no_put: req.no_put,
+            no_delete: req.no_delete,
             progress_notify: req.progress_notify,
             fragment: req.fragment,
             next_rev,
@@ -421,11 +483,11 @@ impl WatchStream {
         }
         drop(inner);
         self.watchers.insert(id, w);
-        vec![WatchResponse { header: header(rev), watch_id: id, created: true, ..Default::default() }]
+        Notice::new(id, rev, NoticeKind::Created)
     }
 
     /// Cancels a watcher; `None` for an unknown id (etcd ignores it).
-    pub fn cancel(&mut self, id: i64) -> Option<WatchResponse> {
+    pub fn cancel(&mut self, id: i64) -> Option<Notice> {
         let w = self.watchers.remove(&id)?;
         let mut inner = self.hub.inner.lock();
         if w.synced {
@@ -434,17 +496,17 @@ impl WatchStream {
         let rev = inner.last_rev;
         drop(inner);
         // Queued events of the canceled watcher are skipped when drained (the id is gone).
-        Some(WatchResponse { header: header(rev), watch_id: id, canceled: true, ..Default::default() })
+        Some(Notice::new(id, rev, NoticeKind::Canceled { compact_revision: 0, reason: String::new() }))
     }
 
     /// A progress request: answered (watch id -1, the newest revision) once every watcher of the
     /// stream is synced and nothing is queued, so every event up to that revision was sent.
-    pub fn request_progress(&mut self) -> Option<WatchResponse> {
+    pub fn request_progress(&mut self) -> Option<Notice> {
         self.deferred_progress = true;
         self.take_progress()
     }
 
-    fn take_progress(&mut self) -> Option<WatchResponse> {
+    fn take_progress(&mut self) -> Option<Notice> {
         if !self.deferred_progress || self.watchers.values().any(|w| !w.synced) {
             return None;
         }
@@ -457,12 +519,12 @@ impl WatchStream {
         drop(p);
         drop(inner);
         self.deferred_progress = false;
-        Some(WatchResponse { header: header(rev), watch_id: -1, ..Default::default() })
+        Some(Notice::new(-1, rev, NoticeKind::Progress))
     }
 
     /// The periodic progress notification: an empty response per synced watcher that asked for it,
     /// if nothing is queued for the stream.
-    pub fn periodic_progress(&mut self) -> Vec<WatchResponse> {
+    pub fn periodic_progress(&mut self) -> Vec<Notice> {
         let inner = self.hub.inner.lock();
         let p = self.shared.pending.lock();
         if !p.queue.is_empty() || p.overflowed {
@@ -474,12 +536,12 @@ impl WatchStream {
         let mut ids: Vec<i64> =
             self.watchers.iter().filter(|(_, w)| w.progress_notify && w.synced).map(|(id, _)| *id).collect();
         ids.sort_unstable();
-        ids.into_iter().map(|id| WatchResponse { header: header(rev), watch_id: id, ..Default::default() }).collect()
+        ids.into_iter().map(|id| Notice::new(id, rev, NoticeKind::Progress)).collect()
     }
 
     /// Does the work that is ready: sends queued events of synced watchers, handles an overflow,
-    /// moves catching-up watchers forward one step each. Returns the responses to send, in order.
-    pub fn poll(&mut self) -> Vec<WatchResponse> {
+    /// moves catching-up watchers forward one step each. Returns the notices to send, in order.
+    pub fn poll(&mut self) -> Vec<Notice> {
         let mut out = Vec::new();
         let (queued, overflowed) = {
             let mut p = self.shared.pending.lock();
@@ -516,7 +578,7 @@ impl WatchStream {
 
     /// One catch-up step of watcher `id`: up to [`CATCHUP_REVS`] revisions, read from the backend
     /// and then the ring as needed, delivered in one response (as etcd's unsynced watchers get them).
-    fn catch_up(&mut self, id: i64, out: &mut Vec<WatchResponse>) {
+    fn catch_up(&mut self, id: i64, out: &mut Vec<Notice>) {
         let mut events: Vec<Event> = Vec::new();
         let mut revs = 0;
         loop {
@@ -526,25 +588,14 @@ impl WatchStream {
                     // Below the compacted revision: canceled with it (etcd's header has no revision).
                     let w = self.watchers.remove(&id).expect("watcher exists");
                     debug_assert!(!w.synced);
-                    out.push(WatchResponse {
-                        header: header(0),
-                        watch_id: id,
-                        canceled: true,
-                        compact_revision: self.hub.store().compact_rev(),
-                        ..Default::default()
-                    });
+                    let compact_revision = self.hub.store().compact_rev();
+                    out.push(Notice::new(id, 0, NoticeKind::Canceled { compact_revision, reason: String::new() }));
                     return;
                 }
                 Err(e) => {
                     tracing::error!(watch_id = id, error = %e, "watch catch-up failed; watcher canceled");
                     self.watchers.remove(&id);
-                    out.push(WatchResponse {
-                        header: header(0),
-                        watch_id: id,
-                        canceled: true,
-                        cancel_reason: e.to_string(),
-                        ..Default::default()
-                    });
+                    out.push(Notice::new(id, 0, NoticeKind::Canceled { compact_revision: 0, reason: e.to_string() }));
                     return;
                 }
                 Ok((batches, upto)) => {
@@ -574,14 +625,7 @@ impl WatchStream {
 
 /// Appends the response(s) carrying `events` for watcher `id`: one response, or fragments when the
 /// watcher allows them and the events exceed the response limit.
-fn push_events(
-    out: &mut Vec<WatchResponse>,
-    hub: &WatchableStore,
-    id: i64,
-    w: &Watcher,
-    rev: i64,
-    mut events: Vec<Event>,
-) {
+fn push_events(out: &mut Vec<Notice>, hub: &WatchableStore, id: i64, w: &Watcher, rev: i64, mut events: Vec<Event>) {
     if w.prev_kv {
         let store = hub.store();
         if let Ok(view) = store.read() {
@@ -591,7 +635,7 @@ fn push_events(
         }
     }
     if !w.fragment {
-        out.push(WatchResponse { header: header(rev), watch_id: id, events, ..Default::default() });
+        out.push(Notice::new(id, rev, NoticeKind::Events { events, fragment: false }));
         return;
     }
     let mut chunk: Vec<Event> = Vec::new();
@@ -609,13 +653,7 @@ fn push_events(
     chunks.push(chunk);
     let last = chunks.len() - 1;
     for (i, events) in chunks.into_iter().enumerate() {
-        out.push(WatchResponse {
-            header: header(rev),
-            watch_id: id,
-            events,
-            fragment: i != last,
-            ..Default::default()
-        });
+        out.push(Notice::new(id, rev, NoticeKind::Events { events, fragment: i != last }));
     }
 }
 

@@ -15,11 +15,12 @@ use std::time::Instant;
 use bytes::Bytes;
 use oxcd_api::EtcdError;
 use oxcd_api::etcdserverpb::{
-    Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, ResponseHeader, TxnRequest, TxnResponse,
-    WatchCreateRequest, compare, range_request, request_op, response_op,
+    Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, ResponseHeader, TxnRequest, TxnResponse, compare,
+    range_request, request_op, response_op,
 };
 use oxcd_api::mvccpb::{KeyValue, event::EventType};
 use oxcd_lease::LeaseId;
+use oxcd_mvcc::watchable::WatchSpec;
 
 use crate::error::ServeError;
 use crate::server::EtcdServer;
@@ -86,13 +87,13 @@ impl EtcdServer {
     /// Waits until `key` is deleted, watching from revision `rev`.
     async fn wait_delete(&self, key: &[u8], rev: i64) -> Result<(), ServeError> {
         let mut ws = self.watchable.open_stream();
-        ws.create(WatchCreateRequest { key: Bytes::copy_from_slice(key), start_revision: rev, ..Default::default() });
+        ws.create(WatchSpec { key: Bytes::copy_from_slice(key), start_revision: rev, ..Default::default() });
         loop {
             for r in ws.poll() {
-                if r.canceled {
+                if r.is_canceled() {
                     return Err(EtcdError::Compacted.into());
                 }
-                if r.events.iter().any(|e| e.r#type == EventType::Delete as i32) {
+                if r.events().iter().any(|e| e.r#type == EventType::Delete as i32) {
                     return Ok(());
                 }
             }
@@ -263,24 +264,18 @@ impl EtcdServer {
             }
             // Follow this leader's key until it is deleted, sending each new value.
             let mut ws = self.watchable.open_stream();
-            ws.create(WatchCreateRequest {
-                key: kv.key.clone(),
-                start_revision: header.revision + 1,
-                ..Default::default()
-            });
+            ws.create(WatchSpec { key: kv.key.clone(), start_revision: header.revision + 1, ..Default::default() });
             'leader: loop {
                 for r in ws.poll() {
-                    if r.canceled {
+                    if r.is_canceled() {
                         return Err(EtcdError::Compacted.into());
                     }
-                    for ev in r.events {
+                    let revision = r.revision;
+                    for ev in r.into_events() {
                         if ev.r#type == EventType::Delete as i32 {
                             break 'leader;
                         }
-                        let h = ResponseHeader {
-                            revision: r.header.as_ref().map(|h| h.revision).unwrap_or(0),
-                            ..Default::default()
-                        };
+                        let h = ResponseHeader { revision, ..Default::default() };
                         if !send(h, ev.kv.unwrap_or_default()).await {
                             return Ok(());
                         }
@@ -297,7 +292,7 @@ impl EtcdServer {
     /// The first PUT on `prefix` from revision `rev` on.
     async fn next_put(&self, prefix: &[u8], rev: i64) -> Result<KeyValue, ServeError> {
         let mut ws = self.watchable.open_stream();
-        ws.create(WatchCreateRequest {
+        ws.create(WatchSpec {
             key: Bytes::copy_from_slice(prefix),
             range_end: prefix_end(prefix),
             start_revision: rev,
@@ -305,10 +300,10 @@ impl EtcdServer {
         });
         loop {
             for r in ws.poll() {
-                if r.canceled {
+                if r.is_canceled() {
                     return Err(EtcdError::Compacted.into());
                 }
-                if let Some(ev) = r.events.into_iter().find(|e| e.r#type == EventType::Put as i32) {
+                if let Some(ev) = r.into_events().into_iter().find(|e| e.r#type == EventType::Put as i32) {
                     return Ok(ev.kv.unwrap_or_default());
                 }
             }

@@ -58,8 +58,8 @@ impl Fx {
     }
 }
 
-fn create(key: &str, end: &str, start: i64) -> WatchCreateRequest {
-    WatchCreateRequest {
+fn create(key: &str, end: &str, start: i64) -> WatchSpec {
+    WatchSpec {
         key: Bytes::copy_from_slice(key.as_bytes()),
         range_end: Bytes::copy_from_slice(end.as_bytes()),
         start_revision: start,
@@ -68,7 +68,7 @@ fn create(key: &str, end: &str, start: i64) -> WatchCreateRequest {
 }
 
 /// Polls until nothing is left to do; returns everything produced.
-fn drain(ws: &mut WatchStream) -> Vec<WatchResponse> {
+fn drain(ws: &mut WatchStream) -> Vec<Notice> {
     let mut out = Vec::new();
     for _ in 0..10_000 {
         out.extend(ws.poll());
@@ -80,9 +80,9 @@ fn drain(ws: &mut WatchStream) -> Vec<WatchResponse> {
 }
 
 /// (revision, type, key, value) of every event, in order.
-fn events(rs: &[WatchResponse]) -> Vec<(i64, i32, String, String)> {
+fn events(rs: &[Notice]) -> Vec<(i64, i32, String, String)> {
     rs.iter()
-        .flat_map(|r| r.events.iter())
+        .flat_map(|r| r.events().iter())
         .map(|e| {
             let kv = e.kv.as_ref().unwrap();
             (
@@ -104,7 +104,7 @@ fn a_watcher_from_now_sees_later_revisions_one_response_each() {
     f.put("a", "0"); // 2
     let mut ws = f.hub.open_stream();
     let created = ws.create(create("a", "", 0));
-    assert_eq!((created[0].watch_id, created[0].created, created[0].header.as_ref().unwrap().revision), (0, true, 2));
+    assert_eq!(created, Notice::new(0, 2, NoticeKind::Created));
     f.put("a", "1"); // 3
     f.put("b", "x"); // 4: another key
     f.write(|t| {
@@ -162,14 +162,8 @@ fn ranges_prefixes_and_filters() {
     let f = fx();
     let mut ws = f.hub.open_stream();
     ws.create(create("", "\0", 0)); // everything (empty key is "\0")
-    ws.create(WatchCreateRequest {
-        filters: vec![watch_create_request::FilterType::Noput as i32],
-        ..create("p/", "p0", 0)
-    });
-    ws.create(WatchCreateRequest {
-        filters: vec![watch_create_request::FilterType::Nodelete as i32],
-        ..create("p/", "p0", 0)
-    });
+    ws.create(WatchSpec { no_put: true, ..create("p/", "p0", 0) });
+    ws.create(WatchSpec { no_delete: true, ..create("p/", "p0", 0) });
     f.put("p/1", "a"); // 2
     f.put("q", "b"); // 3
     f.del("p/1"); // 4
@@ -184,14 +178,14 @@ fn ranges_prefixes_and_filters() {
 fn prev_kv_is_attached_except_on_create() {
     let f = fx();
     let mut ws = f.hub.open_stream();
-    ws.create(WatchCreateRequest { prev_kv: true, ..create("k", "", 0) });
+    ws.create(WatchSpec { prev_kv: true, ..create("k", "", 0) });
     f.put("k", "1");
     f.put("k", "2");
     f.del("k");
     let out = drain(&mut ws);
     let prevs: Vec<Option<String>> = out
         .iter()
-        .flat_map(|r| &r.events)
+        .flat_map(|r| r.events())
         .map(|e| e.prev_kv.as_ref().map(|p| String::from_utf8_lossy(&p.value).into_owned()))
         .collect();
     assert_eq!(prevs, vec![None, Some("1".into()), Some("2".into())]);
@@ -204,29 +198,29 @@ fn duplicate_ids_compacted_starts_and_cancel() {
         f.put("k", &i.to_string());
     }
     let mut ws = f.hub.open_stream();
-    ws.create(WatchCreateRequest { watch_id: 7, ..create("k", "", 0) });
-    let dup = ws.create(WatchCreateRequest { watch_id: 7, ..create("k", "", 0) });
-    assert_eq!((dup[0].watch_id, dup[0].created, dup[0].canceled), (-1, true, true));
-    assert_eq!(dup[0].cancel_reason, "mvcc: duplicate watch ID provided on the WatchStream");
+    ws.create(WatchSpec { watch_id: 7, ..create("k", "", 0) });
+    let dup = ws.create(WatchSpec { watch_id: 7, ..create("k", "", 0) });
+    let refused = NoticeKind::Refused("mvcc: duplicate watch ID provided on the WatchStream".into());
+    assert_eq!((dup.watch_id, dup.kind), (-1, refused));
     // Auto ids skip ids in use.
-    assert_eq!(ws.create(create("k", "", 0))[0].watch_id, 0);
+    assert_eq!(ws.create(create("k", "", 0)).watch_id, 0);
 
     let wtx = f.backend.write().unwrap();
     f.store.compact(&wtx, 4).unwrap();
     wtx.commit().unwrap();
     let r = ws.create(create("k", "", 3));
-    assert!(r[0].created);
-    let id = r[0].watch_id;
+    assert_eq!(r.kind, NoticeKind::Created);
+    let id = r.watch_id;
     let out = drain(&mut ws);
     let cancel = out.iter().find(|r| r.watch_id == id).unwrap();
-    assert!(cancel.canceled);
-    assert_eq!(cancel.compact_revision, 4);
+    assert_eq!(cancel.kind, NoticeKind::Canceled { compact_revision: 4, reason: String::new() });
+    assert_eq!(cancel.revision, 0, "etcd's header carries no revision there");
     // Watching from the compacted revision itself is allowed.
     ws.create(create("k", "", 4));
-    assert!(drain(&mut ws).iter().all(|r| !r.canceled));
+    assert!(drain(&mut ws).iter().all(|r| !r.is_canceled()));
 
     let c = ws.cancel(7).unwrap();
-    assert!(c.canceled);
+    assert!(c.is_canceled());
     assert_eq!(ws.cancel(7), None, "unknown ids are ignored");
     f.put("k", "after");
     assert!(drain(&mut ws).iter().all(|r| r.watch_id != 7));
@@ -262,7 +256,7 @@ fn progress_requests_wait_until_every_watcher_is_synced() {
     assert_eq!(ws.request_progress(), None, "deferred while a watcher catches up");
     let out = drain(&mut ws);
     let progress = out.last().unwrap();
-    assert_eq!((progress.watch_id, progress.header.as_ref().unwrap().revision), (-1, 11));
+    assert_eq!(*progress, Notice::new(-1, 11, NoticeKind::Progress));
     assert_eq!(events(&out).len(), 10, "every event up to the progress revision came first");
     assert_eq!(ws.request_progress().map(|r| r.watch_id), Some(-1), "answered at once when synced");
 }
@@ -271,7 +265,7 @@ fn progress_requests_wait_until_every_watcher_is_synced() {
 fn large_revisions_are_fragmented_only_when_allowed() {
     let f = fx_with(1000);
     let mut ws = f.hub.open_stream();
-    ws.create(WatchCreateRequest { fragment: true, ..create("k", "l", 0) });
+    ws.create(WatchSpec { fragment: true, ..create("k", "l", 0) });
     ws.create(create("k", "l", 0));
     f.write(|t| {
         for i in 0..10 {
@@ -279,10 +273,17 @@ fn large_revisions_are_fragmented_only_when_allowed() {
         }
     });
     let out = drain(&mut ws);
-    let frags: Vec<&WatchResponse> = out.iter().filter(|r| r.watch_id == 0).collect();
+    let frags: Vec<bool> = out
+        .iter()
+        .filter(|r| r.watch_id == 0)
+        .map(|r| match r.kind {
+            NoticeKind::Events { fragment, .. } => fragment,
+            _ => panic!("only events: {r:?}"),
+        })
+        .collect();
     assert!(frags.len() > 1);
-    assert!(frags[..frags.len() - 1].iter().all(|r| r.fragment) && !frags.last().unwrap().fragment);
-    assert_eq!(frags.iter().map(|r| r.events.len()).sum::<usize>(), 10);
+    assert!(frags[..frags.len() - 1].iter().all(|f| *f) && !frags.last().unwrap());
+    assert_eq!(out.iter().filter(|r| r.watch_id == 0).map(|r| r.events().len()).sum::<usize>(), 10);
     assert_eq!(out.iter().filter(|r| r.watch_id == 1).count(), 1, "without fragment: one response");
 }
 

@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use oxcd_api::EtcdError;
 use oxcd_api::etcdserverpb::watch_server::Watch;
-use oxcd_api::etcdserverpb::{WatchRequest, WatchResponse, watch_request};
-use oxcd_mvcc::watchable::WatchStream;
+use oxcd_api::etcdserverpb::{
+    ResponseHeader, WatchCreateRequest, WatchRequest, WatchResponse, watch_create_request, watch_request,
+};
+use oxcd_mvcc::watchable::{Notice, NoticeKind, WatchSpec, WatchStream};
 use tokio::time::Interval;
 use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -83,7 +85,7 @@ async fn next_response(mut st: StreamState) -> Option<(Result<WatchResponse, Sta
         if st.ended {
             return None;
         }
-        st.out.extend(st.ws.poll().into_iter().map(Ok));
+        st.out.extend(st.ws.poll().into_iter().map(|n| Ok(response(n))));
         if !st.out.is_empty() {
             continue;
         }
@@ -101,7 +103,7 @@ async fn next_response(mut st: StreamState) -> Option<(Result<WatchResponse, Sta
                 Err(_) => return None,
             },
             _ = st.ws.ready() => Vec::new(),
-            _ = st.progress.tick() => st.ws.periodic_progress(),
+            _ = st.progress.tick() => st.ws.periodic_progress().into_iter().map(response).collect(),
             _ = st.leader_check.tick(), if st.require_leader => {
                 if !st.server.has_leader() {
                     st.out.push_back(Err(EtcdError::NoLeader.to_status()));
@@ -117,10 +119,55 @@ async fn next_response(mut st: StreamState) -> Option<(Result<WatchResponse, Sta
 
 /// One client request: create, cancel or progress.
 fn handle(ws: &mut WatchStream, req: WatchRequest) -> Vec<WatchResponse> {
-    match req.request_union {
-        Some(watch_request::RequestUnion::CreateRequest(c)) => ws.create(c),
-        Some(watch_request::RequestUnion::CancelRequest(c)) => ws.cancel(c.watch_id).into_iter().collect(),
-        Some(watch_request::RequestUnion::ProgressRequest(_)) => ws.request_progress().into_iter().collect(),
-        None => Vec::new(),
+    let notice = match req.request_union {
+        Some(watch_request::RequestUnion::CreateRequest(c)) => Some(ws.create(spec(c))),
+        Some(watch_request::RequestUnion::CancelRequest(c)) => ws.cancel(c.watch_id),
+        Some(watch_request::RequestUnion::ProgressRequest(_)) => ws.request_progress(),
+        None => None,
+    };
+    notice.into_iter().map(response).collect()
+}
+
+/// What a create request asks of the watchable store.
+pub(crate) fn spec(c: WatchCreateRequest) -> WatchSpec {
+    let filtered = |f: watch_create_request::FilterType| c.filters.contains(&(f as i32));
+    WatchSpec {
+        no_put: filtered(watch_create_request::FilterType::Noput),
+        no_delete: filtered(watch_create_request::FilterType::Nodelete),
+        key: c.key,
+        range_end: c.range_end,
+        start_revision: c.start_revision,
+        watch_id: c.watch_id,
+        prev_kv: c.prev_kv,
+        progress_notify: c.progress_notify,
+        fragment: c.fragment,
     }
+}
+
+/// A notice of the watchable store as etcd's response (its header gets ids and term when sent).
+fn response(n: Notice) -> WatchResponse {
+    let mut r = WatchResponse {
+        header: Some(ResponseHeader { revision: n.revision, ..Default::default() }),
+        watch_id: n.watch_id,
+        ..Default::default()
+    };
+    match n.kind {
+        NoticeKind::Created => r.created = true,
+        NoticeKind::Refused(reason) => {
+            r.created = true;
+            r.canceled = true;
+            r.cancel_reason = reason;
+        }
+        NoticeKind::Canceled { compact_revision, reason } => {
+            r.canceled = true;
+            r.compact_revision = compact_revision;
+            r.cancel_reason = reason;
+        }
+        NoticeKind::Progress => {}
+        NoticeKind::Events { events, fragment } => {
+            r.events = events;
+            r.fragment = fragment;
+        }
+    }
+    r
 }

@@ -74,8 +74,11 @@ pub struct Transport {
     backend: Box<dyn Fn() -> Arc<Backend> + Send + Sync>,
     snap_dir: PathBuf,
     stopped: Arc<AtomicBool>,
-    /// Connections accepted, so stop() can shut them down.
-    inbound: Arc<Mutex<Vec<TcpStream>>>,
+    /// Connections open, by a number of their own, so stop() can shut them down (each is
+    /// forgotten when its thread ends).
+    inbound: Arc<Mutex<HashMap<u64, TcpStream>>>,
+    /// Where the peer listeners listen, so stop() can wake them from `accept`.
+    listening: Mutex<Vec<std::net::SocketAddr>>,
     /// The members, encoded as a `MemberListResponse`, for joining members (set once the member's
     /// state exists).
     members: std::sync::OnceLock<Box<dyn Fn() -> Vec<u8> + Send + Sync>>,
@@ -107,7 +110,8 @@ impl Transport {
             backend: Box::new(backend),
             snap_dir,
             stopped: Arc::new(AtomicBool::new(false)),
-            inbound: Arc::new(Mutex::new(Vec::new())),
+            inbound: Arc::new(Mutex::new(HashMap::new())),
+            listening: Mutex::new(Vec::new()),
             members: std::sync::OnceLock::new(),
             heard: Mutex::new(HashMap::new()),
             removed: RwLock::new(Default::default()),
@@ -158,23 +162,27 @@ impl Transport {
 
     /// Serves peers on `listener` (with TLS if `secure`) until [`Transport::stop`].
     pub fn serve(self: &Arc<Self>, listener: TcpListener, secure: bool) {
+        if let Ok(addr) = listener.local_addr() {
+            self.listening.lock().push(addr);
+        }
         let t = self.clone();
         std::thread::Builder::new()
             .name("peer-listener".into())
             .spawn(move || {
-                for conn in listener.incoming() {
+                for (n, conn) in (0u64..).zip(listener.incoming()) {
                     if t.stopped.load(Ordering::Acquire) {
                         break;
                     }
                     let Ok(conn) = conn else { continue };
                     if let Ok(c) = conn.try_clone() {
-                        t.inbound.lock().push(c);
+                        t.inbound.lock().insert(n, c);
                     }
                     let t2 = t.clone();
                     let _ = std::thread::Builder::new().name("peer-in".into()).spawn(move || {
                         if let Err(e) = t2.inbound_conn(conn, secure) {
                             tracing::debug!(error = %e, "peer connection closed");
                         }
+                        t2.inbound.lock().remove(&n);
                     });
                 }
             })
@@ -184,10 +192,15 @@ impl Transport {
     /// Stops accepting and closes inbound connections; outbound threads end with the transport.
     pub fn stop(&self) {
         self.stopped.store(true, Ordering::Release);
-        for c in self.inbound.lock().drain(..) {
+        for (_, c) in self.inbound.lock().drain() {
             let _ = c.shutdown(std::net::Shutdown::Both);
         }
         self.peers.write().clear();
+        // A listener sees the stop at its next connection: make one, so its thread ends and its
+        // port closes now.
+        for addr in self.listening.lock().drain(..) {
+            let _ = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT);
+        }
     }
 
     fn handshake(&self, conn: &mut PeerStream, kind: u8) -> std::io::Result<()> {
