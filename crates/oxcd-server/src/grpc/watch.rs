@@ -129,7 +129,7 @@ fn handle(ws: &mut WatchStream, req: WatchRequest) -> Vec<WatchResponse> {
 }
 
 /// What a create request asks of the watchable store.
-pub(crate) fn spec(c: WatchCreateRequest) -> WatchSpec {
+fn spec(c: WatchCreateRequest) -> WatchSpec {
     let filtered = |f: watch_create_request::FilterType| c.filters.contains(&(f as i32));
     WatchSpec {
         no_put: filtered(watch_create_request::FilterType::Noput),
@@ -170,4 +170,115 @@ fn response(n: Notice) -> WatchResponse {
         }
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use oxcd_api::etcdserverpb::WatchCreateRequest;
+    use oxcd_api::mvccpb::{Event, KeyValue};
+
+    use super::*;
+
+    fn header(revision: i64) -> Option<ResponseHeader> {
+        Some(ResponseHeader { revision, ..Default::default() })
+    }
+
+    fn notice(watch_id: i64, revision: i64, kind: NoticeKind) -> Notice {
+        Notice { watch_id, revision, kind }
+    }
+
+    /// Each kind of notice becomes exactly the response the watchable store built before it spoke
+    /// in notices: clients (etcdctl, the Go client) tell the kinds apart by these fields alone.
+    #[test]
+    fn notices_become_the_responses_etcd_sends() {
+        let ev = Event { kv: Some(KeyValue { key: b"a".to_vec().into(), ..Default::default() }), ..Default::default() };
+        let cases = [
+            (
+                notice(3, 7, NoticeKind::Created),
+                WatchResponse { header: header(7), watch_id: 3, created: true, ..Default::default() },
+            ),
+            (
+                notice(-1, 7, NoticeKind::Refused("dup".into())),
+                WatchResponse {
+                    header: header(7),
+                    watch_id: -1,
+                    created: true,
+                    canceled: true,
+                    cancel_reason: "dup".into(),
+                    ..Default::default()
+                },
+            ),
+            (
+                notice(3, 7, NoticeKind::Canceled { compact_revision: 0, reason: String::new() }),
+                WatchResponse { header: header(7), watch_id: 3, canceled: true, ..Default::default() },
+            ),
+            (
+                notice(3, 0, NoticeKind::Canceled { compact_revision: 5, reason: String::new() }),
+                WatchResponse {
+                    header: header(0),
+                    watch_id: 3,
+                    canceled: true,
+                    compact_revision: 5,
+                    ..Default::default()
+                },
+            ),
+            (
+                notice(3, 0, NoticeKind::Canceled { compact_revision: 0, reason: "io".into() }),
+                WatchResponse {
+                    header: header(0),
+                    watch_id: 3,
+                    canceled: true,
+                    cancel_reason: "io".into(),
+                    ..Default::default()
+                },
+            ),
+            (
+                notice(-1, 7, NoticeKind::Progress),
+                WatchResponse { header: header(7), watch_id: -1, ..Default::default() },
+            ),
+            (
+                notice(3, 7, NoticeKind::Progress),
+                WatchResponse { header: header(7), watch_id: 3, ..Default::default() },
+            ),
+            (
+                notice(3, 7, NoticeKind::Events { events: vec![ev.clone()], fragment: false }),
+                WatchResponse { header: header(7), watch_id: 3, events: vec![ev.clone()], ..Default::default() },
+            ),
+            (
+                notice(3, 7, NoticeKind::Events { events: vec![ev.clone()], fragment: true }),
+                WatchResponse {
+                    header: header(7),
+                    watch_id: 3,
+                    events: vec![ev],
+                    fragment: true,
+                    ..Default::default()
+                },
+            ),
+        ];
+        for (n, want) in cases {
+            assert_eq!(response(n.clone()), want, "{n:?}");
+        }
+    }
+
+    #[test]
+    fn filters_become_the_specs_flags() {
+        let req = |filters: Vec<watch_create_request::FilterType>| WatchCreateRequest {
+            key: b"k".to_vec().into(),
+            range_end: b"l".to_vec().into(),
+            start_revision: 4,
+            watch_id: 9,
+            prev_kv: true,
+            progress_notify: true,
+            fragment: true,
+            filters: filters.into_iter().map(|f| f as i32).collect(),
+        };
+        let s = spec(req(vec![]));
+        assert!(!s.no_put && !s.no_delete);
+        assert_eq!((&s.key[..], &s.range_end[..], s.start_revision, s.watch_id), (&b"k"[..], &b"l"[..], 4, 9));
+        assert!(s.prev_kv && s.progress_notify && s.fragment);
+        let s = spec(req(vec![watch_create_request::FilterType::Noput]));
+        assert!(s.no_put && !s.no_delete);
+        let s = spec(req(vec![watch_create_request::FilterType::Nodelete]));
+        assert!(!s.no_put && s.no_delete);
+    }
 }
