@@ -17,7 +17,6 @@ mod listener;
 pub mod raft;
 mod reconfig;
 pub mod server;
-pub mod tls;
 mod wait;
 
 pub use bootstrap::{RunningMember, start};
@@ -26,4 +25,5 @@ pub use listener::{ClientConnInfo, ClientPort};
 // offline commands use it without a member); under their old names here.
 pub use oxcd_datadir::layout as datadir;
 pub use oxcd_datadir::{Layout, ServerConfig, StartError, config, etcd_snapshot, ids, membership};
+pub use oxcd_tls as tls;
 pub use server::EtcdServer;

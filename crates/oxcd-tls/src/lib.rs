@@ -27,7 +27,7 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 
-use crate::config::{ConfigError, ServerConfig, TlsVersion, TransportSecurity, tls_version};
+use oxcd_datadir::config::{ConfigError, ServerConfig, TlsVersion, TransportSecurity, tls_version};
 
 /// What a port's TLS could not load.
 fn err(msg: impl Into<String>) -> ConfigError {
@@ -496,11 +496,11 @@ fn write_private(path: &std::path::Path, data: &[u8]) -> Result<(), ConfigError>
     f.write_all(data).map_err(|e| err(format!("cannot write {}: {e}", path.display())))
 }
 
-/// What a member that made its own certificate (`--peer-auto-tls`) accepts from its peers: any
-/// certificate, as etcd's self-signed peers skip verification; the handshake's signatures are
-/// still checked.
+/// A server verifier that accepts any certificate; the handshake's signatures are still checked.
+/// What a member that made its own certificate (`--peer-auto-tls`) accepts from its peers (etcd's
+/// self-signed peers skip verification), and etcdctl's `--insecure-skip-tls-verify`.
 #[derive(Debug)]
-struct AcceptAnyServer(Arc<CryptoProvider>);
+pub struct AcceptAnyServer(pub Arc<CryptoProvider>);
 
 impl rustls::client::danger::ServerCertVerifier for AcceptAnyServer {
     fn verify_server_cert(
