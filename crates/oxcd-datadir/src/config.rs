@@ -433,9 +433,9 @@ pub fn split_urls(list: &str) -> Vec<String> {
     list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
 }
 
-/// Resolves `http://host:port` or `https://host:port` to a socket address (`localhost` is
-/// 127.0.0.1).
-pub fn parse_url(url: &str) -> Result<SocketAddr, ConfigError> {
+/// The host (without an IPv6 address's brackets) and port of `http://host:port` or
+/// `https://host:port`, as written.
+pub fn url_host_port(url: &str) -> Result<(&str, u16), ConfigError> {
     let bad = |why: &str| ConfigError::BadUrl(url.to_string(), why.to_string());
     let rest = url
         .strip_prefix("http://")
@@ -447,7 +447,14 @@ pub fn parse_url(url: &str) -> Result<SocketAddr, ConfigError> {
     }
     let (host, port) = hostport.rsplit_once(':').ok_or_else(|| bad("missing port"))?;
     let port: u16 = port.parse().map_err(|_| bad("bad port"))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Ok((host.trim_start_matches('[').trim_end_matches(']'), port))
+}
+
+/// Resolves `http://host:port` or `https://host:port` to a socket address (`localhost` is
+/// 127.0.0.1).
+pub fn parse_url(url: &str) -> Result<SocketAddr, ConfigError> {
+    let bad = |why: &str| ConfigError::BadUrl(url.to_string(), why.to_string());
+    let (host, port) = url_host_port(url)?;
     let host = if host == "localhost" { "127.0.0.1" } else { host };
     (host, port).to_socket_addrs().map_err(|e| bad(&e.to_string()))?.next().ok_or_else(|| bad("does not resolve"))
 }

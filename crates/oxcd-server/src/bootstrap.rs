@@ -22,7 +22,7 @@ use tokio::sync::watch;
 
 use crate::apply::state::{MemberState, StateCell};
 use crate::apply::{AppliedIndex, Applier, CompactJob, consistent_index, run_compactor};
-use crate::config::{ServerConfig, is_https, parse_url, split_urls};
+use crate::config::{ServerConfig, is_https, parse_url, split_urls, url_host_port};
 use crate::datadir::{BOOT_INDEX, Layout, NewMember, StartError, create_member, save_first_members};
 use crate::ids::{ClusterId, MemberId};
 use crate::membership::Member;
@@ -259,12 +259,9 @@ pub async fn start(mut cfg: ServerConfig) -> Result<RunningMember, StartError> {
 /// `--auto-tls`, `--peer-auto-tls`: the ports' settings with the certificates generated in the data
 /// directory (`fixtures/client`, `fixtures/peer`, as etcd) for the hosts of their listen URLs.
 fn with_auto_tls(cfg: &mut ServerConfig) -> Result<(), StartError> {
+    // The URLs were validated: each has a host.
     let hosts = |urls: &str| -> Vec<String> {
-        split_urls(urls)
-            .iter()
-            .filter_map(|u| u.split_once("://").map(|(_, h)| h.trim_end_matches('/')))
-            .map(|h| h.rsplit_once(':').map_or(h, |(host, _)| host).to_string())
-            .collect()
+        split_urls(urls).iter().filter_map(|u| url_host_port(u).ok()).map(|(h, _)| h.to_string()).collect()
     };
     let fixtures = cfg.data_dir().join("fixtures");
     let client_hosts = hosts(&format!("{},{}", cfg.listen_client_urls, cfg.listen_client_http_urls));

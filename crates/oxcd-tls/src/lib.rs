@@ -34,38 +34,73 @@ fn err(msg: impl Into<String>) -> ConfigError {
     ConfigError::Tls(msg.into())
 }
 
-/// The TLS of one listening port, rebuilt when one of its files changes.
-pub struct ServerTls {
+/// What a port's rustls configuration is built from.
+struct Settings {
     sec: TransportSecurity,
     provider: Arc<CryptoProvider>,
     versions: Vec<&'static SupportedProtocolVersion>,
+    /// The application protocols a server offers, preferred first.
     alpn: Vec<Vec<u8>>,
-    current: Mutex<(Stamp, Arc<rustls::ServerConfig>)>,
 }
 
-impl ServerTls {
-    /// Loads the port's TLS (`alpn`: the application protocols it offers, preferred first).
+/// A rustls configuration of one port (a server's or a client's), rebuilt when one of its files
+/// changes.
+pub struct Reloading<C> {
+    settings: Settings,
+    build: fn(&Settings) -> Result<Arc<C>, ConfigError>,
+    current: Mutex<(Stamp, Arc<C>)>,
+}
+
+/// The TLS of one listening port.
+pub type ServerTls = Reloading<rustls::ServerConfig>;
+/// The TLS a member uses as a client (of its peers, or of the leader's client port): the other
+/// side's certificate checked against the trusted CA file (or the system's CAs), its own
+/// certificate presented (the client certificate, or the serving one).
+pub type ClientTls = Reloading<rustls::ClientConfig>;
+
+impl Reloading<rustls::ServerConfig> {
+    /// Loads a listening port's TLS (`alpn`: the application protocols it offers, preferred first).
     pub fn new(sec: &TransportSecurity, cfg: &ServerConfig, alpn: &[&[u8]]) -> Result<Arc<ServerTls>, ConfigError> {
-        let provider = provider(cfg)?;
-        let versions = versions(cfg)?;
-        let alpn: Vec<Vec<u8>> = alpn.iter().map(|p| p.to_vec()).collect();
+        Reloading::load(sec, cfg, alpn, build_server)
+    }
+}
+
+impl Reloading<rustls::ClientConfig> {
+    pub fn new(sec: &TransportSecurity, cfg: &ServerConfig) -> Result<Arc<ClientTls>, ConfigError> {
+        Reloading::load(sec, cfg, &[], build_client)
+    }
+}
+
+impl<C> Reloading<C> {
+    fn load(
+        sec: &TransportSecurity,
+        cfg: &ServerConfig,
+        alpn: &[&[u8]],
+        build: fn(&Settings) -> Result<Arc<C>, ConfigError>,
+    ) -> Result<Arc<Self>, ConfigError> {
+        let settings = Settings {
+            sec: sec.clone(),
+            provider: provider(cfg)?,
+            versions: versions(cfg)?,
+            alpn: alpn.iter().map(|p| p.to_vec()).collect(),
+        };
         let stamp = Stamp::of(sec);
-        let config = build_server(sec, &provider, &versions, &alpn)?;
-        Ok(Arc::new(ServerTls { sec: sec.clone(), provider, versions, alpn, current: Mutex::new((stamp, config)) }))
+        let config = build(&settings)?;
+        Ok(Arc::new(Reloading { settings, build, current: Mutex::new((stamp, config)) }))
     }
 
-    /// The configuration for a new connection: reloaded first if a file changed.
-    pub fn config(&self) -> Arc<rustls::ServerConfig> {
-        let stamp = Stamp::of(&self.sec);
+    /// The configuration for a new connection: rebuilt first if a file changed.
+    pub fn config(&self) -> Arc<C> {
+        let stamp = Stamp::of(&self.settings.sec);
         let mut current = self.current.lock();
         if current.0 != stamp {
             current.0 = stamp;
-            match build_server(&self.sec, &self.provider, &self.versions, &self.alpn) {
+            match (self.build)(&self.settings) {
                 Ok(c) => {
-                    tracing::info!(cert_file = %self.sec.cert_file, "TLS files changed; reloaded");
+                    tracing::info!(cert_file = %self.settings.sec.cert_file, "TLS files changed; reloaded");
                     current.1 = c;
                 }
-                Err(e) => tracing::warn!(error = %e, "TLS files changed but do not load; serving the previous ones"),
+                Err(e) => tracing::warn!(error = %e, "TLS files changed but do not load; using the previous ones"),
             }
         }
         current.1.clone()
@@ -78,7 +113,14 @@ struct Stamp(Vec<Option<(SystemTime, u64)>>);
 
 impl Stamp {
     fn of(sec: &TransportSecurity) -> Stamp {
-        let files = [&sec.cert_file, &sec.key_file, &sec.trusted_ca_file, &sec.crl_file];
+        let files = [
+            &sec.cert_file,
+            &sec.key_file,
+            &sec.client_cert_file,
+            &sec.client_key_file,
+            &sec.trusted_ca_file,
+            &sec.crl_file,
+        ];
         Stamp(
             files
                 .iter()
@@ -88,12 +130,8 @@ impl Stamp {
     }
 }
 
-fn build_server(
-    sec: &TransportSecurity,
-    provider: &Arc<CryptoProvider>,
-    versions: &[&'static SupportedProtocolVersion],
-    alpn: &[Vec<u8>],
-) -> Result<Arc<rustls::ServerConfig>, ConfigError> {
+fn build_server(settings: &Settings) -> Result<Arc<rustls::ServerConfig>, ConfigError> {
+    let Settings { sec, provider, versions, alpn } = settings;
     let key = certified_key(&sec.cert_file, &sec.key_file, provider)?;
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions)
@@ -331,45 +369,8 @@ fn go_suite(name: &str) -> Result<GoSuite, ConfigError> {
     })
 }
 
-/// The TLS a member uses as a client of its peers: their certificates checked against
-/// `--peer-trusted-ca-file` (or the system's CAs), its own certificate presented (the peer client
-/// certificate, or the serving one), re-read when the files change.
-pub struct ClientTls {
-    sec: TransportSecurity,
-    provider: Arc<CryptoProvider>,
-    versions: Vec<&'static SupportedProtocolVersion>,
-    current: Mutex<(Stamp, Arc<rustls::ClientConfig>)>,
-}
-
-impl ClientTls {
-    pub fn new(sec: &TransportSecurity, cfg: &ServerConfig) -> Result<Arc<ClientTls>, ConfigError> {
-        let provider = provider(cfg)?;
-        let versions = versions(cfg)?;
-        let stamp = Stamp::of(sec);
-        let config = build_client(sec, &provider, &versions)?;
-        Ok(Arc::new(ClientTls { sec: sec.clone(), provider, versions, current: Mutex::new((stamp, config)) }))
-    }
-
-    /// The configuration for a new connection: reloaded first if a file changed.
-    pub fn config(&self) -> Arc<rustls::ClientConfig> {
-        let stamp = Stamp::of(&self.sec);
-        let mut current = self.current.lock();
-        if current.0 != stamp {
-            current.0 = stamp;
-            match build_client(&self.sec, &self.provider, &self.versions) {
-                Ok(c) => current.1 = c,
-                Err(e) => tracing::warn!(error = %e, "TLS files changed but do not load; using the previous ones"),
-            }
-        }
-        current.1.clone()
-    }
-}
-
-fn build_client(
-    sec: &TransportSecurity,
-    provider: &Arc<CryptoProvider>,
-    versions: &[&'static SupportedProtocolVersion],
-) -> Result<Arc<rustls::ClientConfig>, ConfigError> {
+fn build_client(settings: &Settings) -> Result<Arc<rustls::ClientConfig>, ConfigError> {
+    let Settings { sec, provider, versions, .. } = settings;
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions)
         .map_err(|e| err(e.to_string()))?;
@@ -429,7 +430,7 @@ pub fn check_san(der: &CertificateDer<'_>, remote: std::net::IpAddr) -> Result<(
 
 /// `--auto-tls` / `--peer-auto-tls`: the port's settings with a self-signed certificate, made in
 /// `dir` (`cert.pem`, `key.pem`, as etcd keeps them under `<data-dir>/fixtures/`) for `hosts`
-/// and `years`, or the one made there before. As in etcd, the generated certificate replaces the
+/// (names or IP addresses, without brackets) and `years`, or the one made there before. As in etcd, the generated certificate replaces the
 /// port's settings (no client certificates are asked for, and peers do not verify it), and
 /// certificate files given with auto TLS win over it.
 pub fn auto_tls(
@@ -459,10 +460,11 @@ pub fn auto_tls(
         params.extended_key_usages =
             vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth];
         for host in hosts {
-            let h = host.trim_start_matches('[').trim_end_matches(']');
-            params.subject_alt_names.push(match h.parse::<std::net::IpAddr>() {
+            params.subject_alt_names.push(match host.parse::<std::net::IpAddr>() {
                 Ok(ip) => rcgen::SanType::IpAddress(ip),
-                Err(_) => rcgen::SanType::DnsName(h.try_into().map_err(|e: rcgen::Error| err(e.to_string()))?),
+                Err(_) => {
+                    rcgen::SanType::DnsName(host.as_str().try_into().map_err(|e: rcgen::Error| err(e.to_string()))?)
+                }
             });
         }
         let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| err(e.to_string()))?;

@@ -169,14 +169,7 @@ fn refuse_a_stranger(bin: &str, dir: &Path, certs: &Certs) {
     ];
     let (c0, c2) = (ports[0].0, ports[2].0);
     let ep = |cp: u16| format!("https://127.0.0.1:{cp}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let ok = loop {
-        let out = transcript(etcdctl_tls(ETCDCTL_34, certs, &ep(c0)).args(["put", "k", "v"]));
-        if out.starts_with("OK") || Instant::now() > deadline {
-            break out;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let ok = retry_put(|| transcript(etcdctl_tls(ETCDCTL_34, certs, &ep(c0)).args(["put", "k", "v"])));
     assert!(ok.starts_with("OK"), "{bin}: the two members that trust each other form a quorum: {ok}");
     std::thread::sleep(Duration::from_secs(3));
     let status = transcript(etcdctl_tls(ETCDCTL_34, certs, &ep(c2)).args([
@@ -193,6 +186,19 @@ fn refuse_a_stranger(bin: &str, dir: &Path, certs: &Certs) {
     for p in &mut procs {
         let _ = p.kill();
         let _ = p.wait();
+    }
+}
+
+/// Runs `put` (an etcdctl put's transcript) until it says OK, for at most 30 s while a cluster
+/// forms; returns the last transcript.
+fn retry_put(put: impl Fn() -> String) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = put();
+        if out.starts_with("OK") || Instant::now() > deadline {
+            return out;
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -237,14 +243,7 @@ async fn auto_tls_makes_the_certificates_of_both_ports() {
                 .args(args),
         )
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let put = loop {
-        let out = ctl(0, &["put", "k", "v"]);
-        if out.starts_with("OK") || Instant::now() > deadline {
-            break out;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let put = retry_put(|| ctl(0, &["put", "k", "v"]));
     assert!(put.starts_with("OK"), "{put}");
     let read = (0..50).find_map(|_| {
         let out = ctl(2, &["get", "k", "--print-value-only"]);

@@ -9,7 +9,7 @@ use std::time::Duration;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, ServerConnection, StreamOwned};
 
-use crate::config::{ConfigError, is_https, parse_url};
+use crate::config::{ConfigError, is_https, parse_url, url_host_port};
 use crate::tls::{ClientTls, ServerTls};
 
 /// Where a peer listens: its address and, for an `https://` URL, the name its certificate must
@@ -24,8 +24,7 @@ impl PeerAddr {
     pub fn parse(url: &str) -> Result<PeerAddr, ConfigError> {
         let addr = parse_url(url)?;
         let tls_name = if is_https(url) {
-            let host = url.trim_start_matches("https://").trim_end_matches('/');
-            let host = host.rsplit_once(':').map_or(host, |(h, _)| h).trim_start_matches('[').trim_end_matches(']');
+            let (host, _) = url_host_port(url)?;
             let name = ServerName::try_from(host.to_string())
                 .map_err(|e| ConfigError::BadUrl(url.to_string(), e.to_string()))?;
             Some(name)
