@@ -130,6 +130,13 @@ pub enum EtcdError {
     /// Auth: invalid auth management request.
     #[error("etcdserver: invalid auth management")]
     InvalidAuthMgmt,
+    /// Auth: RoleGrantPermission without a permission.
+    #[error("etcdserver: permission not given")]
+    PermissionNotGiven,
+    /// Auth: a password for a user created without one, or a stored hash that does not decode
+    /// (etcd sends its internal error text with code Unknown).
+    #[error("auth: authentication failed, password was given for no password user")]
+    NoPasswordUser,
     /// Auth: the request was checked against an older auth store revision.
     #[error("etcdserver: revision of auth store is old")]
     AuthOldRevision,
@@ -205,6 +212,7 @@ impl EtcdError {
             | RoleEmpty
             | AuthFailed
             | InvalidAuthMgmt
+            | PermissionNotGiven
             | AuthOldRevision => Code::InvalidArgument,
             Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace | TooManyRequests => Code::ResourceExhausted,
@@ -242,7 +250,9 @@ impl EtcdError {
             | NotSupportedForLearner
             | Unhealthy => Code::Unavailable,
             Corrupt => Code::DataLoss,
-            LockSessionExpired | ElectionNotLeader | ElectionNoLeader | ElectionMissingLeaderKey => Code::Unknown,
+            LockSessionExpired | ElectionNotLeader | ElectionNoLeader | ElectionMissingLeaderKey | NoPasswordUser => {
+                Code::Unknown
+            }
         }
     }
 

@@ -32,8 +32,19 @@ use redb::{Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable,
 pub use snapshot::{SnapshotError, restore_snapshot};
 
 /// The buckets of the backend, etcd's names. Order matters: it is the bucket number in snapshots.
-pub const BUCKETS: &[&str] =
-    &["key", "meta", "lease", "members", "members_removed", "alarm", "auth", "authUsers", "authRoles", "cluster"];
+pub const BUCKETS: &[&str] = &[
+    "key",
+    "meta",
+    "lease",
+    "members",
+    "members_removed",
+    "alarm",
+    "auth",
+    "authUsers",
+    "authRoles",
+    "cluster",
+    "authTokens",
+];
 
 /// Bucket of MVCC revisions: 17-byte revision key → encoded KeyValue.
 pub const KEY: &str = "key";

@@ -125,6 +125,12 @@ pub struct ServerConfig {
     pub tls_max_version: String,
     /// `--self-signed-cert-validity`: years an auto TLS certificate is valid. Default 1.
     pub self_signed_cert_validity: u32,
+    /// `--auth-token`: `simple` (default) or `jwt,pub-key=...,priv-key=...,sign-method=...[,ttl=...]`.
+    pub auth_token: String,
+    /// `--auth-token-ttl`: seconds a simple token lives after its last use. Default 300.
+    pub auth_token_ttl: u64,
+    /// `--bcrypt-cost`: the cost of password hashes (4 to 31). Default 10.
+    pub bcrypt_cost: u32,
 }
 
 /// One port's TLS settings (etcd's `TLSInfo` as its flags and YAML give it).
@@ -225,6 +231,9 @@ impl Default for ServerConfig {
             tls_min_version: "TLS1.2".into(),
             tls_max_version: String::new(),
             self_signed_cert_validity: 1,
+            auth_token: "simple".into(),
+            auth_token_ttl: 300,
+            bcrypt_cost: 10,
         }
     }
 }

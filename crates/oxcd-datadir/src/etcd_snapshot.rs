@@ -51,9 +51,11 @@ struct EtcdMember<'a> {
     client_urls: &'a [String],
 }
 
-/// The backend's buckets in the order a bbolt file holds them (byte order of their names).
+/// The backend's buckets in the order a bbolt file holds them (byte order of their names); a
+/// member's live tokens are its own and never leave it.
 fn buckets_by_name() -> Vec<&'static str> {
-    let mut names = oxcd_backend::BUCKETS.to_vec();
+    let mut names: Vec<&str> =
+        oxcd_backend::BUCKETS.iter().copied().filter(|b| *b != oxcd_auth::TOKENS_BUCKET).collect();
     names.sort_unstable();
     names
 }
@@ -151,9 +153,6 @@ pub struct Restored {
     pub revision: i64,
 }
 
-/// Why a snapshot of a cluster with authentication on is refused.
-const AUTH_ENABLED: &str = "the snapshot has authentication enabled, which oxcd does not enforce yet: disable it (auth disable) and take the snapshot again";
-
 /// Entries copied per backend write transaction.
 const RESTORE_BATCH: usize = 50_000;
 
@@ -235,10 +234,6 @@ fn copy_buckets(db: &Reader<'_>, dest: &Path) -> Result<i64, RestoreError> {
         }
         let mut rows = Vec::new();
         db.for_each(&bucket, &mut |k, v| rows.push((k, v))).map_err(RestoreError::Invalid)?;
-        if *name == "auth" && rows.iter().any(|(k, v)| *k == oxcd_auth::ENABLED_KEY && *v == [1]) {
-            // Restored, the users and roles would be kept but not enforced.
-            return Err(RestoreError::Invalid(AUTH_ENABLED.into()));
-        }
         for batch in rows.chunks(RESTORE_BATCH) {
             let wtx = backend.write()?;
             {
@@ -392,16 +387,23 @@ mod tests {
     }
 
     #[test]
-    fn a_snapshot_with_authentication_on_is_refused() {
+    fn a_snapshot_keeps_users_roles_and_the_enabled_flag_but_no_tokens() {
         let dir = tempfile::tempdir().unwrap();
         let b = backend_with_data(dir.path());
         let wtx = b.write().unwrap();
         wtx.bucket("auth").unwrap().put(oxcd_auth::ENABLED_KEY, &[1]).unwrap();
+        wtx.bucket("authUsers").unwrap().put(b"root", b"user").unwrap();
+        wtx.bucket(oxcd_auth::TOKENS_BUCKET).unwrap().put(b"tok.1", b"root").unwrap();
         wtx.commit_durable().unwrap();
         let path = dir.path().join("snap.db");
         write_etcd_db(&b, &path).unwrap();
         let cfg = ServerConfig { data_dir: Some(dir.path().join("restored")), ..Default::default() };
-        assert_eq!(restore(&path, &cfg, true).unwrap_err().to_string(), AUTH_ENABLED);
-        assert!(!dir.path().join("restored").exists());
+        restore(&path, &cfg, true).unwrap();
+        let restored = Backend::open(crate::layout::Layout::new(&cfg.data_dir()).db, Default::default()).unwrap();
+        let rtx = restored.read().unwrap();
+        use oxcd_backend::BucketRead;
+        assert_eq!(rtx.bucket("auth").unwrap().get(oxcd_auth::ENABLED_KEY).unwrap().as_deref(), Some(&[1u8][..]));
+        assert!(rtx.bucket("authUsers").unwrap().get(b"root").unwrap().is_some());
+        assert!(rtx.bucket(oxcd_auth::TOKENS_BUCKET).unwrap().get(b"tok.1").unwrap().is_none());
     }
 }

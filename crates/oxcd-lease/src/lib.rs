@@ -240,6 +240,11 @@ impl Lessor {
         Some(id)
     }
 
+    /// The keys attached to lease `id` (`None`: no such lease).
+    pub fn keys(&self, id: LeaseId) -> Option<Vec<Box<[u8]>>> {
+        self.state.read().leases.get(&id).map(|l| l.keys.iter().cloned().collect())
+    }
+
     /// The lease `key` is attached to, if any.
     pub fn lease_of(&self, key: &[u8]) -> Option<LeaseId> {
         self.state.read().key_lease.get(key).copied()

@@ -24,6 +24,7 @@ use oxcd_mvcc::watchable::WatchSpec;
 
 use crate::error::ServeError;
 use crate::server::EtcdServer;
+use oxcd_auth::AuthInfo;
 
 /// The end of the range of keys with prefix `p`.
 fn prefix_end(p: &[u8]) -> Bytes {
@@ -106,9 +107,9 @@ impl EtcdServer {
 
     /// Waits until every key of `prefix` created at or below `max_create` is deleted (etcd's
     /// `waitDeletes`).
-    async fn wait_deletes(&self, prefix: &[u8], max_create: i64) -> Result<ResponseHeader, ServeError> {
+    async fn wait_deletes(&self, who: &AuthInfo, prefix: &[u8], max_create: i64) -> Result<ResponseHeader, ServeError> {
         loop {
-            let r = self.range(by_create(prefix, range_request::SortOrder::Descend, max_create)).await?;
+            let r = self.range(who, by_create(prefix, range_request::SortOrder::Descend, max_create)).await?;
             let Some(last) = r.kvs.first() else { return Ok(r.header.unwrap_or_default()) };
             let rev = r.header.as_ref().map(|h| h.revision).unwrap_or(0);
             self.wait_delete(&last.key.clone(), rev).await?;
@@ -128,7 +129,7 @@ impl EtcdServer {
     }
 
     /// Lock: returns the header and the key that holds the lock.
-    pub async fn lock(&self, name: &[u8], lease: i64) -> Result<(ResponseHeader, Bytes), ServeError> {
+    pub async fn lock(&self, who: &AuthInfo, name: &[u8], lease: i64) -> Result<(ResponseHeader, Bytes), ServeError> {
         let mut prefix = name.to_vec();
         prefix.push(b'/');
         let my_key = Bytes::from([prefix.as_slice(), format!("{lease:x}").as_bytes()].concat());
@@ -139,7 +140,7 @@ impl EtcdServer {
             success: vec![put_op(&my_key, Bytes::new(), lease), owner.clone()],
             failure: vec![range_op(RangeRequest { key: my_key.clone(), ..Default::default() }), owner],
         };
-        let resp = self.txn(txn).await?;
+        let resp = self.txn(who, txn).await?;
         let header = resp.header.unwrap_or_default();
         let my_rev = if resp.succeeded {
             header.revision
@@ -151,9 +152,9 @@ impl EtcdServer {
         }
         // Wait for every earlier waiter; if this call is dropped (client gone) or fails, leave.
         let guard = DeleteOnDrop { server: self, key: Some(my_key.clone()) };
-        self.wait_deletes(&prefix, my_rev - 1).await?;
+        self.wait_deletes(who, &prefix, my_rev - 1).await?;
         // etcd #11456: the key must still exist and its lease must still be alive.
-        let g = self.range(RangeRequest { key: my_key.clone(), ..Default::default() }).await?;
+        let g = self.range(who, RangeRequest { key: my_key.clone(), ..Default::default() }).await?;
         if g.kvs.is_empty() || !self.lease_alive(lease) {
             return Err(EtcdError::LockSessionExpired.into());
         }
@@ -162,14 +163,15 @@ impl EtcdServer {
     }
 
     /// Unlock: deletes the lock key.
-    pub async fn unlock(&self, key: Bytes) -> Result<ResponseHeader, ServeError> {
-        let r = self.delete_range(DeleteRangeRequest { key, ..Default::default() }).await?;
+    pub async fn unlock(&self, who: &AuthInfo, key: Bytes) -> Result<ResponseHeader, ServeError> {
+        let r = self.delete_range(who, DeleteRangeRequest { key, ..Default::default() }).await?;
         Ok(r.header.unwrap_or_default())
     }
 
     /// Campaign: waits until elected; returns the header, the leader key and its create revision.
     pub async fn campaign(
         &self,
+        who: &AuthInfo,
         name: &[u8],
         lease: i64,
         value: Bytes,
@@ -182,7 +184,7 @@ impl EtcdServer {
             success: vec![put_op(&key, value.clone(), lease)],
             failure: vec![range_op(RangeRequest { key: key.clone(), ..Default::default() })],
         };
-        let resp = self.txn(txn).await?;
+        let resp = self.txn(who, txn).await?;
         let header = resp.header.unwrap_or_default();
         let mut rev = header.revision;
         if !resp.succeeded {
@@ -190,26 +192,33 @@ impl EtcdServer {
             rev = kv.create_revision;
             if kv.value != value {
                 // Already campaigning with another value: proclaim the new one.
-                if let Err(e) = self.proclaim(&key, rev, lease, value).await {
-                    let _ = self.resign(&key, rev).await;
+                if let Err(e) = self.proclaim(who, &key, rev, lease, value).await {
+                    let _ = self.resign(who, &key, rev).await;
                     return Err(e);
                 }
             }
         }
         let guard = DeleteOnDrop { server: self, key: Some(key.clone()) };
-        self.wait_deletes(&prefix, rev - 1).await?;
+        self.wait_deletes(who, &prefix, rev - 1).await?;
         guard.disarm();
         Ok((header, key, rev))
     }
 
     /// Proclaim: updates the leader's value while it is still the leader.
-    pub async fn proclaim(&self, key: &[u8], rev: i64, lease: i64, value: Bytes) -> Result<ResponseHeader, ServeError> {
+    pub async fn proclaim(
+        &self,
+        who: &AuthInfo,
+        key: &[u8],
+        rev: i64,
+        lease: i64,
+        value: Bytes,
+    ) -> Result<ResponseHeader, ServeError> {
         let txn = TxnRequest {
             compare: vec![create_rev_is(key, rev)],
             success: vec![put_op(key, value, lease)],
             failure: vec![],
         };
-        let resp = self.txn(txn).await?;
+        let resp = self.txn(who, txn).await?;
         if !resp.succeeded {
             return Err(EtcdError::ElectionNotLeader.into());
         }
@@ -217,7 +226,7 @@ impl EtcdServer {
     }
 
     /// Resign: gives up leadership (deletes the key if it is still ours).
-    pub async fn resign(&self, key: &[u8], rev: i64) -> Result<ResponseHeader, ServeError> {
+    pub async fn resign(&self, who: &AuthInfo, key: &[u8], rev: i64) -> Result<ResponseHeader, ServeError> {
         let del = RequestOp {
             request: Some(request_op::Request::RequestDeleteRange(DeleteRangeRequest {
                 key: Bytes::copy_from_slice(key),
@@ -225,22 +234,22 @@ impl EtcdServer {
             })),
         };
         let resp = self
-            .txn(TxnRequest { compare: vec![create_rev_is(key, rev)], success: vec![del], failure: vec![] })
+            .txn(who, TxnRequest { compare: vec![create_rev_is(key, rev)], success: vec![del], failure: vec![] })
             .await?;
         Ok(resp.header.unwrap_or_default())
     }
 
     /// Leader: the current leader's key-value.
-    pub async fn election_leader(&self, name: &[u8]) -> Result<(ResponseHeader, KeyValue), ServeError> {
+    pub async fn election_leader(&self, who: &AuthInfo, name: &[u8]) -> Result<(ResponseHeader, KeyValue), ServeError> {
         let mut prefix = name.to_vec();
         prefix.push(b'/');
-        let r = self.range(by_create(&prefix, range_request::SortOrder::Ascend, 0)).await?;
+        let r = self.range(who, by_create(&prefix, range_request::SortOrder::Ascend, 0)).await?;
         let kv = r.kvs.into_iter().next().ok_or(EtcdError::ElectionNoLeader)?;
         Ok((r.header.unwrap_or_default(), kv))
     }
 
     /// Observe: sends every leader value in order (etcd's `observe`), until `send` fails.
-    pub async fn observe<F, Fut>(&self, name: &[u8], mut send: F) -> Result<(), ServeError>
+    pub async fn observe<F, Fut>(&self, who: &AuthInfo, name: &[u8], mut send: F) -> Result<(), ServeError>
     where
         F: FnMut(ResponseHeader, KeyValue) -> Fut,
         Fut: std::future::Future<Output = bool>,
@@ -248,7 +257,7 @@ impl EtcdServer {
         let mut prefix = name.to_vec();
         prefix.push(b'/');
         loop {
-            let r = self.range(by_create(&prefix, range_request::SortOrder::Ascend, 0)).await?;
+            let r = self.range(who, by_create(&prefix, range_request::SortOrder::Ascend, 0)).await?;
             let mut header = r.header.unwrap_or_default();
             let kv = match r.kvs.into_iter().next() {
                 Some(kv) => kv,

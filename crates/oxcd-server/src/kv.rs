@@ -3,11 +3,7 @@
 //! Raft, with the response header completed.
 
 use oxcd_api::EtcdError;
-use oxcd_api::etcdserverpb::{
-    AlarmRequest, AlarmType, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
-    LeaseGrantResponse, LeaseRevokeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader,
-    TxnRequest, TxnResponse, alarm_request,
-};
+use oxcd_api::etcdserverpb::*;
 use oxcd_api::oxcdpb::internal_raft_request::Request as Proposal;
 use oxcd_api::validate;
 
@@ -15,6 +11,7 @@ use crate::apply::request;
 use crate::error::ServeError;
 use crate::server::EtcdServer;
 use crate::wait::Response as Applied;
+use oxcd_auth::AuthInfo;
 
 /// A KV response, whose header the member completes.
 pub(crate) trait Answer: Sized {
@@ -53,6 +50,23 @@ answer!(TxnResponse, Txn);
 answer!(CompactionResponse, Compaction);
 answer!(LeaseGrantResponse, LeaseGrant);
 answer!(LeaseRevokeResponse, LeaseRevoke);
+answer!(AuthEnableResponse, AuthEnable);
+answer!(AuthDisableResponse, AuthDisable);
+answer!(AuthStatusResponse, AuthStatus);
+answer!(AuthenticateResponse, Authenticate);
+answer!(AuthUserAddResponse, UserAdd);
+answer!(AuthUserDeleteResponse, UserDelete);
+answer!(AuthUserGetResponse, UserGet);
+answer!(AuthUserChangePasswordResponse, UserChangePassword);
+answer!(AuthUserGrantRoleResponse, UserGrantRole);
+answer!(AuthUserRevokeRoleResponse, UserRevokeRole);
+answer!(AuthUserListResponse, UserList);
+answer!(AuthRoleListResponse, RoleList);
+answer!(AuthRoleAddResponse, RoleAdd);
+answer!(AuthRoleDeleteResponse, RoleDelete);
+answer!(AuthRoleGetResponse, RoleGet);
+answer!(AuthRoleGrantPermissionResponse, RoleGrantPermission);
+answer!(AuthRoleRevokePermissionResponse, RoleRevokePermission);
 
 impl EtcdServer {
     /// Completes the header (ids, term) of a response.
@@ -61,15 +75,15 @@ impl EtcdServer {
         r
     }
 
-    /// Proposes a write and answers with what the applier returned for it.
-    pub(crate) async fn write<R: Written>(&self, p: Proposal) -> Result<R, ServeError> {
-        let applied = self.propose(p).await?;
+    /// Proposes `who`'s write and answers with what the applier returned for it.
+    pub(crate) async fn write<R: Written>(&self, who: &AuthInfo, p: Proposal) -> Result<R, ServeError> {
+        let applied = self.propose_as(who, p).await?;
         let r = R::take(applied).ok_or_else(|| ServeError::Fatal("apply result of the wrong kind".into()))?;
         Ok(self.answer(r))
     }
 
     /// Range: linearizable unless `serializable`.
-    pub async fn range(&self, r: RangeRequest) -> Result<RangeResponse, ServeError> {
+    pub async fn range(&self, who: &AuthInfo, r: RangeRequest) -> Result<RangeResponse, ServeError> {
         if !r.serializable && self.is_learner() {
             return Err(EtcdError::NotSupportedForLearner.into());
         }
@@ -77,9 +91,13 @@ impl EtcdServer {
         if !r.serializable {
             self.linearizable_read().await?;
         }
+        let auth = self.auth();
+        auth.check_range(who, &r.key, &r.range_end)?;
         let store = self.store();
         let view = store.read()?;
-        Ok(self.answer(request::range(&view, &r)?))
+        let resp = request::range(&view, &r)?;
+        still_current(&auth, who)?;
+        Ok(self.answer(resp))
     }
 
     /// etcd's quota check, before anything else: a write that would take the backend to
@@ -99,34 +117,60 @@ impl EtcdServer {
         Err(EtcdError::NoSpace.into())
     }
 
-    pub async fn put(&self, r: PutRequest) -> Result<PutResponse, ServeError> {
+    pub async fn put(&self, who: &AuthInfo, r: PutRequest) -> Result<PutResponse, ServeError> {
         self.check_quota(crate::alarms::put_cost(&r)).await?;
         validate::check_put(&r)?;
-        self.write(Proposal::Put(r)).await
+        self.write(who, Proposal::Put(r)).await
     }
 
-    pub async fn delete_range(&self, r: DeleteRangeRequest) -> Result<DeleteRangeResponse, ServeError> {
+    pub async fn delete_range(&self, who: &AuthInfo, r: DeleteRangeRequest) -> Result<DeleteRangeResponse, ServeError> {
         validate::check_delete(&r)?;
-        self.write(Proposal::DeleteRange(r)).await
+        self.write(who, Proposal::DeleteRange(r)).await
     }
 
     /// Txn: a read-only txn is served locally, like etcd (after a ReadIndex unless every range
     /// is serializable); one that writes goes through Raft.
-    pub async fn txn(&self, r: TxnRequest) -> Result<TxnResponse, ServeError> {
+    pub async fn txn(&self, who: &AuthInfo, r: TxnRequest) -> Result<TxnResponse, ServeError> {
         self.check_quota(crate::alarms::txn_cost(&r)).await?;
         validate::check_txn(&r, self.cfg.max_txn_ops)?;
         if let Some(read) = request::ReadOnlyTxn::new(&r) {
             if !read.is_serializable() {
                 self.linearizable_read().await?;
             }
+            let auth = self.auth();
+            if auth.enabled() {
+                crate::apply::auth::check_txn(&auth, &self.lessor(), who, &r)?;
+            }
             let store = self.store();
             let mut view = store.read()?;
-            return Ok(self.answer(request::read_txn(&mut view, read)?));
+            let resp = request::read_txn(&mut view, read)?;
+            still_current(&auth, who)?;
+            return Ok(self.answer(resp));
         }
-        self.write(Proposal::Txn(r)).await
+        self.write(who, Proposal::Txn(r)).await
     }
 
-    pub async fn compact(&self, r: CompactionRequest) -> Result<CompactionResponse, ServeError> {
-        self.write(Proposal::Compaction(r)).await
+    /// Compaction (etcd checks no permission for it).
+    pub async fn compact(&self, who: &AuthInfo, r: CompactionRequest) -> Result<CompactionResponse, ServeError> {
+        self.write(who, Proposal::Compaction(r)).await
+    }
+}
+
+/// etcd's last step of a local read: credentials checked before an auth change that landed
+/// during the read are stale.
+pub(crate) fn still_current(auth: &oxcd_auth::AuthStore, who: &AuthInfo) -> Result<(), EtcdError> {
+    if who.revision != 0 && who.revision != auth.revision() {
+        return Err(EtcdError::AuthOldRevision);
+    }
+    Ok(())
+}
+
+impl EtcdServer {
+    /// etcd's `requireAuthInfo`: with auth on, a request must come from someone.
+    pub(crate) fn require_user(&self, who: &AuthInfo) -> Result<(), EtcdError> {
+        if who.user.is_empty() && self.auth().enabled() {
+            return Err(EtcdError::UserEmpty);
+        }
+        Ok(())
     }
 }

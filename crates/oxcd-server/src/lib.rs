@@ -5,6 +5,7 @@
 
 pub mod alarms;
 pub mod apply;
+mod auth;
 mod bootstrap;
 pub mod concurrency;
 pub mod error;

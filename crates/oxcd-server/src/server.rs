@@ -223,14 +223,27 @@ impl EtcdServer {
         *h = Some(self.header(revision));
     }
 
-    /// Proposes a request through Raft and waits until it is applied on this member.
+    /// Proposes a request of the member's own (no permission check applies) through Raft and
+    /// waits until it is applied on this member.
     pub async fn propose(&self, req: Request) -> Result<Response, EtcdError> {
+        self.propose_with(RequestHeader { system: true, ..Default::default() }, req).await
+    }
+
+    /// Proposes a client's request, checked when applied against `who` and the auth revision its
+    /// credentials were checked at.
+    pub async fn propose_as(&self, who: &oxcd_auth::AuthInfo, req: Request) -> Result<Response, EtcdError> {
+        let header = RequestHeader { username: who.user.clone(), auth_revision: who.revision, ..Default::default() };
+        self.propose_with(header, req).await
+    }
+
+    async fn propose_with(&self, mut header: RequestHeader, req: Request) -> Result<Response, EtcdError> {
         let committed = self.raft.committed.load(Ordering::Acquire);
         if committed > self.applied.load(Ordering::Acquire) + MAX_APPLY_GAP {
             return Err(EtcdError::TooManyRequests);
         }
         let id = self.ids.next();
-        let msg = InternalRaftRequest { header: Some(RequestHeader { id, ..Default::default() }), request: Some(req) };
+        header.id = id;
+        let msg = InternalRaftRequest { header: Some(header), request: Some(req) };
         let data = msg.encode_to_vec();
         if data.len() > self.cfg.max_request_bytes {
             return Err(EtcdError::RequestTooLarge);

@@ -4,10 +4,7 @@
 use std::collections::HashMap;
 
 use oxcd_api::EtcdError;
-use oxcd_api::etcdserverpb::{
-    AlarmResponse, CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse,
-    TxnResponse,
-};
+use oxcd_api::etcdserverpb::*;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
@@ -21,6 +18,23 @@ pub enum Response {
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
     Alarm(AlarmResponse),
+    AuthEnable(AuthEnableResponse),
+    AuthDisable(AuthDisableResponse),
+    AuthStatus(AuthStatusResponse),
+    Authenticate(AuthenticateResponse),
+    UserAdd(AuthUserAddResponse),
+    UserDelete(AuthUserDeleteResponse),
+    UserGet(AuthUserGetResponse),
+    UserChangePassword(AuthUserChangePasswordResponse),
+    UserGrantRole(AuthUserGrantRoleResponse),
+    UserRevokeRole(AuthUserRevokeRoleResponse),
+    UserList(AuthUserListResponse),
+    RoleList(AuthRoleListResponse),
+    RoleAdd(AuthRoleAddResponse),
+    RoleDelete(AuthRoleDeleteResponse),
+    RoleGet(AuthRoleGetResponse),
+    RoleGrantPermission(AuthRoleGrantPermissionResponse),
+    RoleRevokePermission(AuthRoleRevokePermissionResponse),
     /// Requests without a client-visible response (member attributes).
     Empty,
 }

@@ -160,6 +160,15 @@ struct Flags {
     /// Maximum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3 (empty: the newest).
     #[arg(long, env = "ETCD_TLS_MAX_VERSION", default_value = "")]
     tls_max_version: String,
+    /// Specify auth token type and its options ('simple' or 'jwt,pub-key=...,priv-key=...,sign-method=...').
+    #[arg(long, env = "ETCD_AUTH_TOKEN", default_value = "simple")]
+    auth_token: String,
+    /// Time (in seconds) of the auth-token-ttl.
+    #[arg(long, env = "ETCD_AUTH_TOKEN_TTL", default_value_t = 300)]
+    auth_token_ttl: u64,
+    /// Specify bcrypt algorithm cost factor for auth password hashing.
+    #[arg(long, env = "ETCD_BCRYPT_COST", default_value_t = 10)]
+    bcrypt_cost: u32,
     /// Path to an etcd-format YAML configuration file; when given, other flags and environment
     /// variables are ignored (as etcd does).
     #[arg(long, env = "ETCD_CONFIG_FILE")]
@@ -223,6 +232,9 @@ impl Flags {
             tls_min_version: self.tls_min_version,
             tls_max_version: self.tls_max_version,
             self_signed_cert_validity: self.self_signed_cert_validity,
+            auth_token: self.auth_token,
+            auth_token_ttl: self.auth_token_ttl,
+            bcrypt_cost: self.bcrypt_cost,
         })
     }
 }

@@ -12,6 +12,7 @@
 //! events for the watchers, membership changes, its own member's removal, a log that may be
 //! compacted, a state replaced by a snapshot) it hands to its caller as a [`Decision`].
 
+pub mod auth;
 mod lease;
 pub mod request;
 pub mod state;
@@ -27,7 +28,7 @@ use oxcd_api::etcdserverpb::{
 };
 use oxcd_api::mvccpb::Event;
 use oxcd_api::oxcdpb::{
-    InternalRaftRequest, MemberAttrSetRequest, MemberUpdateRequest, internal_raft_request::Request,
+    InternalRaftRequest, MemberAttrSetRequest, MemberUpdateRequest, RequestHeader, internal_raft_request::Request,
 };
 use oxcd_backend::{Backend, BatchConfig, META, WriteTxn};
 use oxcd_lease::{LeaseId, Lessor};
@@ -191,6 +192,7 @@ impl Applier {
             me: self.me,
             store: &self.state.store,
             lessor: &self.state.lessor,
+            auth: &self.state.auth,
             wtx: &wtx,
             now: Instant::now(),
             current_members: &self.state.members,
@@ -211,9 +213,8 @@ impl Applier {
             if e.get_entry_type() == EntryType::EntryNormal && !e.data.is_empty() {
                 match InternalRaftRequest::decode(&e.data[..]) {
                     Ok(req) => {
-                        let id = req.header.as_ref().map(|h| h.id).unwrap_or(0);
                         if let Some(r) = req.request {
-                            batch.apply(id, r)?;
+                            batch.apply(req.header.unwrap_or_default(), e.index, r)?;
                             ops += 1;
                         }
                     }
@@ -317,6 +318,7 @@ struct Batch<'a, 'b> {
     me: MemberId,
     store: &'a Arc<Store>,
     lessor: &'a Lessor,
+    auth: &'a oxcd_auth::AuthStore,
     wtx: &'a WriteTxn<'b>,
     /// The moment the batch is applied (lease deadlines count from it).
     now: Instant,
@@ -337,8 +339,10 @@ struct Batch<'a, 'b> {
 }
 
 impl Batch<'_, '_> {
-    /// Applies one request; a rejected request is answered with its error and writes nothing.
-    fn apply(&mut self, id: u64, req: Request) -> Result<(), ApplyError> {
+    /// Applies one request (the entry at `index`); a rejected request is answered with its error
+    /// and writes nothing.
+    fn apply(&mut self, header: RequestHeader, index: u64, req: Request) -> Result<(), ApplyError> {
+        let id = header.id;
         // NOSPACE raised: what takes space is refused until the alarm is disarmed (etcd's capped
         // applier).
         let takes_space = || match &req {
@@ -348,6 +352,18 @@ impl Batch<'_, '_> {
         };
         if self.alarms.no_space() && takes_space() {
             self.results.push((id, Err(EtcdError::NoSpace)));
+            return Ok(());
+        }
+        if !header.system {
+            let who = oxcd_auth::AuthInfo { user: header.username, revision: header.auth_revision };
+            if let Err(e) = auth::permitted(self.auth, self.lessor, &who, &req) {
+                self.results.push((id, Err(e)));
+                return Ok(());
+            }
+        }
+        if auth::is_auth(&req) {
+            let result = auth::apply(self.auth, self.wtx, index, req).map_err(fatal)?;
+            self.results.push((id, result));
             return Ok(());
         }
         let result = match req {
@@ -361,6 +377,7 @@ impl Batch<'_, '_> {
             }
             Request::Alarm(a) => self.alarm(a),
             kv @ (Request::Put(_) | Request::DeleteRange(_) | Request::Txn(_)) => self.kv(kv),
+            _ => unreachable!("Auth requests are applied above"),
         };
         match result {
             Ok(r) => self.results.push((id, Ok(r))),

@@ -56,7 +56,7 @@ impl MemberState {
         // Leases first: the store attaches keys to them as it rebuilds its index.
         super::load_leases(&backend, &lessor, Instant::now())?;
         let (store, pending_compaction) = Store::open(backend.clone(), lessor.clone())?;
-        let auth = Arc::new(AuthStore::open(&backend)?);
+        let auth = Arc::new(AuthStore::open(&backend, token_config(cfg))?);
         let rtx = backend.read()?;
         let (members, alarms) = (Members::load(&rtx)?, Alarms::load(&rtx)?);
         let removed = Members::load_removed(&rtx)?;
@@ -71,6 +71,11 @@ impl MemberState {
         };
         Ok(MemberState { view, removed, pending_compaction })
     }
+}
+
+/// How the auth store makes tokens and hashes, from the member's config.
+pub fn token_config(cfg: &ServerConfig) -> oxcd_auth::TokenConfig {
+    oxcd_auth::TokenConfig { ttl: Duration::from_secs(cfg.auth_token_ttl.max(1)), bcrypt_cost: cfg.bcrypt_cost }
 }
 
 /// The published state of a member: what readers see of the applier's [`View`].

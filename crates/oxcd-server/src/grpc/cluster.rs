@@ -60,6 +60,7 @@ impl ClusterService {
 impl Cluster for ClusterService {
     async fn member_add(&self, req: Request<MemberAddRequest>) -> Result<Response<MemberAddResponse>, Status> {
         require_leader(&self.server, &req)?;
+        super::require_admin(&self.server, &req).await?;
         let r = req.into_inner();
         let added = self.server.add_member(r.peer_ur_ls, r.is_learner).await.map_err(status)?;
         // etcd's membership-change headers carry no revision.
@@ -69,11 +70,13 @@ impl Cluster for ClusterService {
 
     async fn member_remove(&self, req: Request<MemberRemoveRequest>) -> Result<Response<MemberRemoveResponse>, Status> {
         require_leader(&self.server, &req)?;
+        super::require_admin(&self.server, &req).await?;
         let id = MemberId(req.get_ref().id);
+        let meta = req.metadata().clone();
         // Only the leader knows who is active: it decides.
         let here = self.server.remove_member(id).await;
         let ask = |mut leader: ClusterClient<Channel>| async move {
-            leader.member_remove(MemberRemoveRequest { id: id.0 }).await.map(drop)
+            leader.member_remove(super::forwarded(&meta, MemberRemoveRequest { id: id.0 })).await.map(drop)
         };
         self.decided_by_leader(here, ask, |s| s.members().get(id).is_none()).await?;
         Ok(Response::new(MemberRemoveResponse { header: Some(self.server.header(0)), members: self.members() }))
@@ -81,6 +84,7 @@ impl Cluster for ClusterService {
 
     async fn member_update(&self, req: Request<MemberUpdateRequest>) -> Result<Response<MemberUpdateResponse>, Status> {
         require_leader(&self.server, &req)?;
+        super::require_admin(&self.server, &req).await?;
         let r = req.into_inner();
         self.server.update_member(MemberId(r.id), r.peer_ur_ls).await.map_err(status)?;
         Ok(Response::new(MemberUpdateResponse { header: Some(self.server.header(0)), members: self.members() }))
@@ -100,11 +104,13 @@ impl Cluster for ClusterService {
         req: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
         require_leader(&self.server, &req)?;
+        super::require_admin(&self.server, &req).await?;
         let id = MemberId(req.get_ref().id);
+        let meta = req.metadata().clone();
         // Only the leader knows whether the learner caught up: it decides (etcd forwards too).
         let here = self.server.promote_member(id).await;
         let ask = |mut leader: ClusterClient<Channel>| async move {
-            leader.member_promote(MemberPromoteRequest { id: id.0 }).await.map(drop)
+            leader.member_promote(super::forwarded(&meta, MemberPromoteRequest { id: id.0 })).await.map(drop)
         };
         self.decided_by_leader(here, ask, |s| s.members().get(id).is_some_and(|m| !m.is_learner)).await?;
         Ok(Response::new(MemberPromoteResponse { header: Some(self.server.header(0)), members: self.members() }))

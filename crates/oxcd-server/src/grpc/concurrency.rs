@@ -32,15 +32,17 @@ impl LockService {
 impl Lock for LockService {
     async fn lock(&self, req: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
         require_leader(&self.server, &req)?;
+        let who = self.server.who(&req).await.map_err(status)?;
         let r = req.into_inner();
-        let (mut header, key) = self.server.lock(&r.name, r.lease).await.map_err(status)?;
+        let (mut header, key) = self.server.lock(&who, &r.name, r.lease).await.map_err(status)?;
         self.server.fill_header_from(&mut header);
         Ok(Response::new(LockResponse { header: Some(header), key }))
     }
 
     async fn unlock(&self, req: Request<UnlockRequest>) -> Result<Response<UnlockResponse>, Status> {
         require_leader(&self.server, &req)?;
-        let header = self.server.unlock(req.into_inner().key).await.map_err(status)?;
+        let who = self.server.who(&req).await.map_err(status)?;
+        let header = self.server.unlock(&who, req.into_inner().key).await.map_err(status)?;
         Ok(Response::new(UnlockResponse { header: Some(header) }))
     }
 }
@@ -63,8 +65,9 @@ fn leader_key(k: Option<LeaderKey>) -> Result<LeaderKey, Status> {
 impl Election for ElectionService {
     async fn campaign(&self, req: Request<CampaignRequest>) -> Result<Response<CampaignResponse>, Status> {
         require_leader(&self.server, &req)?;
+        let who = self.server.who(&req).await.map_err(status)?;
         let r = req.into_inner();
-        let (mut header, key, rev) = self.server.campaign(&r.name, r.lease, r.value).await.map_err(status)?;
+        let (mut header, key, rev) = self.server.campaign(&who, &r.name, r.lease, r.value).await.map_err(status)?;
         self.server.fill_header_from(&mut header);
         Ok(Response::new(CampaignResponse {
             header: Some(header),
@@ -74,27 +77,30 @@ impl Election for ElectionService {
 
     async fn proclaim(&self, req: Request<ProclaimRequest>) -> Result<Response<ProclaimResponse>, Status> {
         require_leader(&self.server, &req)?;
+        let who = self.server.who(&req).await.map_err(status)?;
         let r = req.into_inner();
         let l = leader_key(r.leader)?;
-        let header = self.server.proclaim(&l.key, l.rev, l.lease, r.value).await.map_err(status)?;
+        let header = self.server.proclaim(&who, &l.key, l.rev, l.lease, r.value).await.map_err(status)?;
         Ok(Response::new(ProclaimResponse { header: Some(header) }))
     }
 
     async fn leader(&self, req: Request<LeaderRequest>) -> Result<Response<LeaderResponse>, Status> {
         require_leader(&self.server, &req)?;
-        let (header, kv) = self.server.election_leader(&req.into_inner().name).await.map_err(status)?;
+        let who = self.server.who(&req).await.map_err(status)?;
+        let (header, kv) = self.server.election_leader(&who, &req.into_inner().name).await.map_err(status)?;
         Ok(Response::new(LeaderResponse { header: Some(header), kv: Some(kv) }))
     }
 
     async fn observe(&self, req: Request<LeaderRequest>) -> Result<Response<BoxStream<LeaderResponse>>, Status> {
         require_leader(&self.server, &req)?;
+        let who = self.server.who(&req).await.map_err(status)?;
         let name = req.into_inner().name;
         let (tx, rx) = mpsc::channel(16);
         let server = self.server.clone();
         tokio::spawn(async move {
             let out = tx.clone();
             let result = server
-                .observe(&name, |mut header, kv| {
+                .observe(&who, &name, |mut header, kv| {
                     server.fill_header_from(&mut header);
                     let tx = out.clone();
                     async move { tx.send(Ok(LeaderResponse { header: Some(header), kv: Some(kv) })).await.is_ok() }
@@ -109,8 +115,9 @@ impl Election for ElectionService {
 
     async fn resign(&self, req: Request<ResignRequest>) -> Result<Response<ResignResponse>, Status> {
         require_leader(&self.server, &req)?;
+        let who = self.server.who(&req).await.map_err(status)?;
         let l = leader_key(req.into_inner().leader)?;
-        let header = self.server.resign(&l.key, l.rev).await.map_err(status)?;
+        let header = self.server.resign(&who, &l.key, l.rev).await.map_err(status)?;
         Ok(Response::new(ResignResponse { header: Some(header) }))
     }
 }

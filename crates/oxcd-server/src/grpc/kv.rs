@@ -7,6 +7,7 @@ use oxcd_api::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
     RangeRequest, RangeResponse, TxnRequest, TxnResponse,
 };
+use oxcd_auth::AuthInfo;
 use prost::Message;
 use tonic::{Request, Response, Status};
 
@@ -23,38 +24,39 @@ impl KvService {
     }
 }
 
-/// The edge checks of every KV request: leader required, and Go gRPC's size limit.
-fn admit<T: Message>(server: &EtcdServer, req: Request<T>) -> Result<T, Status> {
+/// The edge checks of every KV request: leader required, Go gRPC's size limit, and who sent it.
+async fn admit<T: Message>(server: &EtcdServer, req: Request<T>) -> Result<(AuthInfo, T), Status> {
     require_leader(server, &req)?;
+    let who = server.who(&req).await.map_err(status)?;
     let r = req.into_inner();
     check_size(server, r.encoded_len())?;
-    Ok(r)
+    Ok((who, r))
 }
 
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
-        let r = admit(&self.server, req)?;
-        self.server.range(r).await.map(Response::new).map_err(status)
+        let (who, r) = admit(&self.server, req).await?;
+        self.server.range(&who, r).await.map(Response::new).map_err(status)
     }
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
-        let r = admit(&self.server, req)?;
-        self.server.put(r).await.map(Response::new).map_err(status)
+        let (who, r) = admit(&self.server, req).await?;
+        self.server.put(&who, r).await.map(Response::new).map_err(status)
     }
 
     async fn delete_range(&self, req: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
-        let r = admit(&self.server, req)?;
-        self.server.delete_range(r).await.map(Response::new).map_err(status)
+        let (who, r) = admit(&self.server, req).await?;
+        self.server.delete_range(&who, r).await.map(Response::new).map_err(status)
     }
 
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
-        let r = admit(&self.server, req)?;
-        self.server.txn(r).await.map(Response::new).map_err(status)
+        let (who, r) = admit(&self.server, req).await?;
+        self.server.txn(&who, r).await.map(Response::new).map_err(status)
     }
 
     async fn compact(&self, req: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
-        let r = admit(&self.server, req)?;
-        self.server.compact(r).await.map(Response::new).map_err(status)
+        let (who, r) = admit(&self.server, req).await?;
+        self.server.compact(&who, r).await.map(Response::new).map_err(status)
     }
 }

@@ -21,7 +21,7 @@ use tonic::codegen::BoxStream;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{require_leader, status};
+use super::{forwarded, require_leader, status};
 use crate::server::EtcdServer;
 
 pub struct LeaseService {
@@ -43,18 +43,22 @@ async fn leader_client(server: &EtcdServer) -> Result<LeaseClient<Channel>, Stat
 impl Lease for LeaseService {
     async fn lease_grant(&self, req: Request<LeaseGrantRequest>) -> Result<Response<LeaseGrantResponse>, Status> {
         require_leader(&self.server, &req)?;
+        let who = self.server.who(&req).await.map_err(status)?;
         let mut r = req.into_inner();
         self.server.check_quota(crate::alarms::LEASE_OVERHEAD).await.map_err(status)?;
+        self.server.require_user(&who).map_err(status)?;
         // No id given: this member picks one (positive), so every member grants the same.
         while r.id == 0 {
             r.id = (self.server.ids.next() & (i64::MAX as u64)) as i64;
         }
-        self.server.write(Proposal::LeaseGrant(r)).await.map(Response::new).map_err(status)
+        self.server.write(&who, Proposal::LeaseGrant(r)).await.map(Response::new).map_err(status)
     }
 
     async fn lease_revoke(&self, req: Request<LeaseRevokeRequest>) -> Result<Response<LeaseRevokeResponse>, Status> {
         require_leader(&self.server, &req)?;
-        self.server.write(Proposal::LeaseRevoke(req.into_inner())).await.map(Response::new).map_err(status)
+        let who = self.server.who(&req).await.map_err(status)?;
+        self.server.require_user(&who).map_err(status)?;
+        self.server.write(&who, Proposal::LeaseRevoke(req.into_inner())).await.map(Response::new).map_err(status)
     }
 
     async fn lease_keep_alive(
@@ -62,6 +66,8 @@ impl Lease for LeaseService {
         req: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<BoxStream<LeaseKeepAliveResponse>>, Status> {
         require_leader(&self.server, &req)?;
+        let meta = req.metadata().clone();
+        let conn = req.extensions().get::<crate::listener::ClientConnInfo>().cloned();
         let mut input = req.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let server = self.server.clone();
@@ -73,7 +79,11 @@ impl Lease for LeaseService {
                     _ = server.stopped() => return,
                 };
                 let Ok(Some(r)) = r else { return };
-                let ttl = match renew(&server, LeaseId(r.id), &mut forward).await {
+                if let Err(e) = check_renew(&server, &meta, conn.as_ref(), LeaseId(r.id)).await {
+                    let _ = tx.send(Err(status(e))).await;
+                    return;
+                }
+                let ttl = match renew(&server, LeaseId(r.id), &meta, &mut forward).await {
                     Ok(ttl) => ttl,
                     Err(e) => {
                         let _ = tx.send(Err(e)).await;
@@ -95,7 +105,11 @@ impl Lease for LeaseService {
         req: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         require_leader(&self.server, &req)?;
+        let who = self.server.who(&req).await.map_err(status)?;
+        let meta = req.metadata().clone();
         let r = req.into_inner();
+        self.server.require_user(&who).map_err(status)?;
+        let checked = if r.keys { Some(self.server.check_lease_keys(&who, &[LeaseId(r.id)])?) } else { None };
         let lessor = self.server.lessor();
         let leading = self.server.raft.leader() == self.server.member_id().0;
         if leading {
@@ -114,15 +128,28 @@ impl Lease for LeaseService {
                 None => LeaseTimeToLiveResponse { id: r.id, ttl: -1, ..Default::default() },
             }
         } else {
-            leader_client(&self.server).await?.lease_time_to_live(r).await?.into_inner()
+            leader_client(&self.server).await?.lease_time_to_live(forwarded(&meta, r)).await?.into_inner()
         };
+        if let Some(rev) = checked
+            && self.server.auth().enabled()
+            && rev != self.server.auth().revision()
+        {
+            return Err(EtcdError::AuthOldRevision.to_status());
+        }
         resp.header = Some(self.server.header(self.server.store().current_rev()));
         Ok(Response::new(resp))
     }
 
     async fn lease_leases(&self, req: Request<LeaseLeasesRequest>) -> Result<Response<LeaseLeasesResponse>, Status> {
         require_leader(&self.server, &req)?;
-        let leases = self.server.lessor().leases().into_iter().map(|id| LeaseStatus { id: id.0 }).collect();
+        let who = self.server.who(&req).await.map_err(status)?;
+        let ids = self.server.lessor().leases();
+        self.server.require_user(&who).map_err(status)?;
+        let rev = self.server.check_lease_keys(&who, &ids)?;
+        if self.server.auth().enabled() && rev != self.server.auth().revision() {
+            return Err(EtcdError::AuthOldRevision.to_status());
+        }
+        let leases = ids.into_iter().map(|id| LeaseStatus { id: id.0 }).collect();
         Ok(Response::new(LeaseLeasesResponse {
             header: Some(self.server.header(self.server.store().current_rev())),
             leases,
@@ -139,7 +166,12 @@ struct Forward {
 
 /// Renews on the leader: here if this member leads, else through the forward stream. An unknown or
 /// expired lease renews to TTL 0 (etcd answers so, without an error).
-async fn renew(server: &EtcdServer, id: LeaseId, forward: &mut Option<Forward>) -> Result<i64, Status> {
+async fn renew(
+    server: &EtcdServer,
+    id: LeaseId,
+    meta: &tonic::metadata::MetadataMap,
+    forward: &mut Option<Forward>,
+) -> Result<i64, Status> {
     let lessor = server.lessor();
     let leader = server.raft.leader();
     if leader == server.member_id().0 {
@@ -154,7 +186,8 @@ async fn renew(server: &EtcdServer, id: LeaseId, forward: &mut Option<Forward>) 
     }
     if forward.as_ref().is_none_or(|f| f.leader != leader) {
         let (tx, rx) = mpsc::channel(4);
-        let stream = leader_client(server).await?.lease_keep_alive(ReceiverStream::new(rx)).await?.into_inner();
+        let stream =
+            leader_client(server).await?.lease_keep_alive(forwarded(meta, ReceiverStream::new(rx))).await?.into_inner();
         *forward = Some(Forward { leader, tx, rx: stream });
     }
     let f = forward.as_mut().expect("just set");
@@ -169,5 +202,50 @@ async fn renew(server: &EtcdServer, id: LeaseId, forward: &mut Option<Forward>) 
             *forward = None;
             Err(e)
         }
+    }
+}
+
+/// etcd's `checkLeaseRenew`: renewing needs write access to the lease's keys (or root).
+async fn check_renew(
+    server: &EtcdServer,
+    meta: &tonic::metadata::MetadataMap,
+    conn: Option<&crate::listener::ClientConnInfo>,
+    id: LeaseId,
+) -> Result<(), oxcd_api::EtcdError> {
+    let auth = server.auth();
+    if !auth.enabled() {
+        return Ok(());
+    }
+    let rev = auth.revision();
+    let who = server.who_from(meta, conn).await?;
+    server.require_user(&who)?;
+    if auth.check_admin(&who).is_ok() {
+        return Ok(());
+    }
+    for k in server.lessor().keys(id).unwrap_or_default() {
+        auth.check_put(&who, &k)?;
+    }
+    if rev != auth.revision() {
+        return Err(EtcdError::AuthOldRevision);
+    }
+    Ok(())
+}
+
+impl EtcdServer {
+    /// etcd's `checkLeaseTimeToLive`/`checkLeaseLeases`: reading leases' keys needs read access to
+    /// each (or root). The auth revision the check was made at.
+    fn check_lease_keys(&self, who: &oxcd_auth::AuthInfo, ids: &[LeaseId]) -> Result<u64, Status> {
+        let auth = self.auth();
+        let rev = auth.revision();
+        if !auth.enabled() || auth.check_admin(who).is_ok() {
+            return Ok(rev);
+        }
+        let lessor = self.lessor();
+        for id in ids {
+            for k in lessor.keys(*id).unwrap_or_default() {
+                auth.check_range(who, &k, &[]).map_err(status)?;
+            }
+        }
+        Ok(rev)
     }
 }

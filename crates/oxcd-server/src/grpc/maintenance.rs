@@ -45,6 +45,7 @@ impl Maintenance for MaintenanceService {
     /// timeout) until it leads, as etcd does. Only the leader accepts it.
     async fn move_leader(&self, req: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
         require_leader(&self.server, &req)?;
+        super::require_admin(&self.server, &req).await?;
         let s = &self.server;
         if s.raft.leader() != s.id.0 {
             return Err(EtcdError::NotLeader.to_status());
@@ -69,6 +70,7 @@ impl Maintenance for MaintenanceService {
     /// for it, reads do not. Local to the member, as etcd's.
     async fn defragment(&self, req: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
         require_leader(&self.server, &req)?;
+        super::require_admin_unconverted(&self.server, &req).await?;
         let s = self.server.clone();
         tokio::task::spawn_blocking(move || {
             let _swapping = s.state().file_swap();
@@ -89,6 +91,7 @@ impl Maintenance for MaintenanceService {
     /// etcd's hash of the MVCC history up to a revision, served locally (see `Store::hash_by_rev`).
     async fn hash_kv(&self, req: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
         require_leader(&self.server, &req)?;
+        super::require_admin_unconverted(&self.server, &req).await?;
         let rev = req.into_inner().revision;
         let store = self.server.store();
         let h = tokio::task::spawn_blocking(move || store.hash_by_rev(rev))
@@ -113,6 +116,7 @@ impl Maintenance for MaintenanceService {
     /// unlinked once open), then streamed in 32 KiB messages; memory stays flat whatever the size.
     async fn snapshot(&self, req: Request<SnapshotRequest>) -> Result<Response<BoxStream<SnapshotResponse>>, Status> {
         require_leader(&self.server, &req)?;
+        super::require_admin_unconverted(&self.server, &req).await?;
         let backend = self.server.backend();
         let seq = SNAPSHOT_SEQ.fetch_add(1, Ordering::Relaxed);
         let path = crate::Layout::new(&self.server.cfg.data_dir()).snapshot_scratch(seq);
@@ -151,6 +155,7 @@ impl Maintenance for MaintenanceService {
 
     async fn status(&self, req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         require_leader(&self.server, &req)?;
+        super::require_user(&self.server, &req).await?;
         let s = &self.server;
         let backend = s.backend();
         let size = backend.size_bytes() as i64;
@@ -179,6 +184,11 @@ impl Maintenance for MaintenanceService {
 
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
         require_leader(&self.server, &req)?;
+        if req.get_ref().action == oxcd_api::etcdserverpb::alarm_request::AlarmAction::Get as i32 {
+            super::require_user(&self.server, &req).await?;
+        } else {
+            super::require_admin(&self.server, &req).await?;
+        }
         // Every action goes through Raft, as in etcd (so a list is linearizable).
         match self.server.propose(Proposal::Alarm(req.into_inner())).await.map_err(super::status)? {
             Applied::Alarm(r) => Ok(Response::new(r)),

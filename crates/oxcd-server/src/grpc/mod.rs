@@ -47,6 +47,44 @@ pub(crate) fn require_leader<T>(server: &EtcdServer, req: &tonic::Request<T>) ->
     Ok(())
 }
 
+/// etcd's `IsAdminPermitted` before serving: with auth on, only a user with the root role.
+pub(crate) async fn require_admin<T>(server: &EtcdServer, req: &tonic::Request<T>) -> Result<(), Status> {
+    let who = server.who(req).await.map_err(status)?;
+    server.require_admin(&who).map_err(status)
+}
+
+/// [`require_admin`] as etcd's Defragment, Snapshot, Hash and HashKV answer it: their auth errors
+/// reach the client unconverted (code Unknown, the auth store's own text).
+pub(crate) async fn require_admin_unconverted<T>(server: &EtcdServer, req: &tonic::Request<T>) -> Result<(), Status> {
+    let who = server.who(req).await.map_err(status)?;
+    server.require_admin(&who).map_err(|e| {
+        let text = match e {
+            EtcdError::UserEmpty => "auth: user name is empty",
+            EtcdError::UserNotFound => "auth: user not found",
+            EtcdError::PermissionDenied => "auth: permission denied",
+            other => return status(other),
+        };
+        Status::unknown(text)
+    })
+}
+
+/// etcd's `requireAuthInfo` before serving: with auth on, any user.
+pub(crate) async fn require_user<T>(server: &EtcdServer, req: &tonic::Request<T>) -> Result<(), Status> {
+    let who = server.who(req).await.map_err(status)?;
+    server.require_user(&who).map_err(status)
+}
+
+/// A request forwarded to the leader, carrying the client's token (the leader checks it again).
+pub(crate) fn forwarded<T>(meta: &tonic::metadata::MetadataMap, msg: T) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    for key in ["token", "authorization"] {
+        if let Some(v) = meta.get(key) {
+            req.metadata_mut().insert(key, v.clone());
+        }
+    }
+    req
+}
+
 /// A client channel to the current leader, at the client URL it published.
 pub(crate) fn to_leader(server: &EtcdServer) -> Result<tonic::transport::Channel, Status> {
     let leader = server.raft.leader();

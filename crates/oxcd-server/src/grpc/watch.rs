@@ -42,7 +42,11 @@ impl Watch for WatchService {
         progress.reset();
         let mut leader_check = tokio::time::interval(Duration::from_millis(server.cfg.election_timeout));
         leader_check.reset();
+        let meta = req.metadata().clone();
+        let conn = req.extensions().get::<crate::listener::ClientConnInfo>().cloned();
         let state = StreamState {
+            meta,
+            conn,
             ws: server.watchable.open_stream(),
             server,
             input: req.into_inner(),
@@ -60,6 +64,9 @@ impl Watch for WatchService {
 /// One client stream: its watchers, its requests, and the responses ready to go.
 struct StreamState {
     server: Arc<EtcdServer>,
+    /// The stream's metadata and connection: who creates its watchers.
+    meta: tonic::metadata::MetadataMap,
+    conn: Option<crate::listener::ClientConnInfo>,
     ws: WatchStream,
     input: Streaming<WatchRequest>,
     out: VecDeque<Result<WatchResponse, Status>>,
@@ -92,7 +99,10 @@ async fn next_response(mut st: StreamState) -> Option<(Result<WatchResponse, Sta
         let produced = tokio::select! {
             biased;
             msg = st.input.message(), if !st.input_closed => match msg {
-                Ok(Some(req)) => handle(&mut st.ws, req),
+                Ok(Some(req)) => match refused(&st, &req).await {
+                    Some(r) => vec![r],
+                    None => handle(&mut st.ws, req),
+                },
                 // The client closed its sending side: its watchers keep delivering until it goes
                 // away, as with etcd (the JSON gateway's watch body ends after its requests).
                 Ok(None) => {
@@ -115,6 +125,33 @@ async fn next_response(mut st: StreamState) -> Option<(Result<WatchResponse, Sta
         };
         st.out.extend(produced.into_iter().map(Ok));
     }
+}
+
+/// etcd's `isWatchPermitted`: creating a watcher needs read access to its range; a refused one
+/// is answered created and canceled at once, with the reason.
+async fn refused(st: &StreamState, req: &WatchRequest) -> Option<WatchResponse> {
+    let Some(watch_request::RequestUnion::CreateRequest(c)) = &req.request_union else { return None };
+    let auth = st.server.auth();
+    if !auth.enabled() {
+        return None;
+    }
+    let checked = match st.server.who_from(&st.meta, st.conn.as_ref()).await {
+        Ok(who) => auth.check_range(&who, &c.key, &c.range_end),
+        Err(e) => Err(e),
+    };
+    let reason = match checked {
+        Ok(()) => return None,
+        Err(e @ (EtcdError::InvalidAuthToken | EtcdError::AuthOldRevision | EtcdError::UserEmpty)) => e,
+        Err(_) => EtcdError::PermissionDenied,
+    };
+    Some(WatchResponse {
+        header: Some(ResponseHeader { revision: st.server.store().current_rev(), ..Default::default() }),
+        watch_id: -1,
+        created: true,
+        canceled: true,
+        cancel_reason: reason.message(),
+        ..Default::default()
+    })
 }
 
 /// One client request: create, cancel or progress.
