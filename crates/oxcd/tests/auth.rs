@@ -371,3 +371,138 @@ fn reqwest_like_post(endpoint: &str, path: &str, body: &str, token: Option<&str>
     }
     String::from_utf8(c.output().expect("curl").stdout).unwrap()
 }
+
+/// python-etcd3 with a user, and the npm `etcd3` package's role, user and password-auth calls
+/// (what its own "roles and auth" tests do), against oxcd with auth on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_and_node_clients_use_users_and_roles() {
+    let opts = ClusterOptions { size: 1, heartbeat_ms: 50, election_ms: 500, ..Default::default() };
+    let c = Cluster::start(common::oxcd(), opts).await.unwrap();
+    let port = c.endpoint(0).rsplit_once(':').unwrap().1.to_string();
+    let node_modules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/node/node_modules");
+    let node = format!(
+        r#"
+const {{ Etcd3, EtcdRoleExistsError, EtcdRoleNotFoundError, EtcdRoleNotGrantedError, EtcdUserExistsError,
+        EtcdUserNotFoundError, EtcdPermissionDeniedError, EtcdAuthenticationFailedError }} = require("etcd3");
+const hosts = "http://127.0.0.1:{port}";
+const client = new Etcd3({{ hosts }});
+const rejects = async (p, cls) => {{
+  try {{ await p; }} catch (e) {{ if (e instanceof cls) return; throw new Error(`wanted ${{cls.name}}, got ${{e}}`); }}
+  throw new Error(`wanted ${{cls.name}}, got success`);
+}};
+(async () => {{
+  const foo = await client.role("foo").create();
+  await rejects(client.role("foo").create(), EtcdRoleExistsError);
+  await rejects(client.role("nope").delete(), EtcdRoleNotFoundError);
+  await rejects(client.role("nope").grant({{ permission: "Read", range: client.range({{ prefix: "111" }}) }}), EtcdRoleNotFoundError);
+  await foo.grant({{ permission: "Read", range: client.range({{ prefix: "111" }}) }});
+  const perms = await foo.permissions();
+  console.log(perms.length, perms[0].permission);
+  await foo.revoke(perms[0]);
+  console.log((await foo.permissions()).length);
+  const user = await client.user("connor").create("password");
+  await rejects(client.user("connor").create("password"), EtcdUserExistsError);
+  await rejects(user.removeRole(foo), EtcdRoleNotGrantedError);
+  await rejects(user.addRole("wut"), EtcdRoleNotFoundError);
+  await rejects(client.user("ghost").delete(), EtcdUserNotFoundError);
+  await user.addRole(foo);
+  console.log((await user.roles()).map((r) => r.name).join(","));
+  console.log((await client.getUsers()).map((u) => u.name).join(","), (await client.getRoles()).map((r) => r.name).join(","));
+  // The suite's setupAuth: root, a role on "foo", auth on.
+  await foo.grant({{ permission: "Readwrite", range: client.range({{ prefix: "f" }}) }});
+  const root = await client.user("root").create("rootpw");
+  await root.addRole("root");
+  await client.auth.authEnable();
+  const authed = new Etcd3({{ hosts, auth: {{ username: "connor", password: "password" }} }});
+  await authed.put("foo").value("bar");
+  console.log(await authed.get("foo").string());
+  await rejects(authed.put("wut").value("bar").exec(), EtcdPermissionDeniedError);
+  const bad = new Etcd3({{ hosts, auth: {{ username: "connor", password: "bad password" }} }});
+  await rejects(bad.put("foo").value("bar").exec(), EtcdAuthenticationFailedError);
+  // A bad token is replaced by a new one, transparently.
+  const auth = authed.pool.authenticator;
+  const grpc = require("@grpc/grpc-js");
+  const badMeta = new grpc.Metadata();
+  badMeta.add("token", "lol");
+  auth.awaitingMetadata = Promise.resolve(badMeta);
+  await authed.put("foo").value("baz");
+  console.log(await authed.get("foo").string());
+  const rootClient = new Etcd3({{ hosts, auth: {{ username: "root", password: "rootpw" }} }});
+  await rootClient.auth.authDisable();
+  [client, authed, bad, rootClient].forEach((c) => c.close());
+}})().catch((e) => {{ console.error(e); process.exit(1); }});
+"#
+    );
+    let out = std::process::Command::new("node").arg("-e").arg(&node).env("NODE_PATH", &node_modules).output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "1 Read\n0\nfoo\nconnor foo\nbar\nbaz\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// python-etcd3 logs in as a user (it sends credentials over TLS only): it reads and writes what
+/// the user's role allows, and a wrong password is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_etcd3_logs_in_as_a_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = oxcd_testkit::tls::make_certs(dir.path());
+    let opts = ClusterOptions { size: 1, tls: Some(certs.clone()), ..Default::default() };
+    let c = Cluster::start(common::oxcd(), opts).await.unwrap();
+    let port = c.endpoint(0).rsplit_once(':').unwrap().1.to_string();
+    // python-etcd3 has no user management calls: etcdctl sets the users up (its certificate's
+    // CN, root, is the root user once auth is on), then python-etcd3 logs in as one of them.
+    let ctl = |args: &[&str]| {
+        let mut cmd = oxcd_testkit::ctl_command(oxcd_testkit::ETCDCTL_34);
+        let out = cmd
+            .arg(format!("--endpoints={}", c.client_url(0)))
+            .arg(format!("--cacert={}", certs.file("ca.crt")))
+            .arg(format!("--cert={}", certs.file("client.crt")))
+            .arg(format!("--key={}", certs.file("client.key")))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "etcdctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    ctl(&["put", "py/a", "1"]);
+    ctl(&["put", "secret", "s"]);
+    ctl(&["role", "add", "py"]);
+    ctl(&["role", "grant-permission", "py", "readwrite", "py/", "--prefix"]);
+    ctl(&["user", "add", "pyuser:pypw"]);
+    ctl(&["user", "grant-role", "pyuser", "py"]);
+    ctl(&["user", "add", "root:rootpw"]);
+    ctl(&["user", "grant-role", "root", "root"]);
+    ctl(&["auth", "enable"]);
+    let script = format!(
+        r#"
+import etcd3
+from etcd3 import exceptions
+tls = dict(ca_cert="ca.crt", cert_key="client.key", cert_cert="client.crt")
+c = etcd3.client("127.0.0.1", {port}, user="pyuser", password="pypw", **tls)
+c.put("py/b", "2")
+print(c.get("py/a")[0].decode(), c.get("py/b")[0].decode())
+try:
+    c.get("secret")
+    print("read secret")
+except Exception as e:
+    print("refused:", repr(e))
+try:
+    etcd3.client("127.0.0.1", {port}, user="pyuser", password="wrong", **tls)
+    print("logged in with a wrong password")
+except Exception as e:
+    print("refused")
+"#
+    );
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .env("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("1 2\n"), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("details = \"etcdserver: permission denied\""), "{stdout}");
+    assert_eq!(stdout.lines().last(), Some("refused"), "{stdout}");
+}
