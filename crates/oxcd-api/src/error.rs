@@ -137,6 +137,9 @@ pub enum EtcdError {
     /// (etcd sends its internal error text with code Unknown).
     #[error("auth: authentication failed, password was given for no password user")]
     NoPasswordUser,
+    /// Auth: Authenticate on a member whose JWT configuration has only the public key.
+    #[error("auth: token signing attempted with verify-only key")]
+    TokenVerifyOnly,
     /// Auth: the request was checked against an older auth store revision.
     #[error("etcdserver: revision of auth store is old")]
     AuthOldRevision,
@@ -250,9 +253,12 @@ impl EtcdError {
             | NotSupportedForLearner
             | Unhealthy => Code::Unavailable,
             Corrupt => Code::DataLoss,
-            LockSessionExpired | ElectionNotLeader | ElectionNoLeader | ElectionMissingLeaderKey | NoPasswordUser => {
-                Code::Unknown
-            }
+            LockSessionExpired
+            | ElectionNotLeader
+            | ElectionNoLeader
+            | ElectionMissingLeaderKey
+            | NoPasswordUser
+            | TokenVerifyOnly => Code::Unknown,
         }
     }
 

@@ -54,6 +54,8 @@ pub struct RunningMember {
 pub async fn start(mut cfg: ServerConfig) -> Result<RunningMember, StartError> {
     cfg.validate()?;
     with_auto_tls(&mut cfg)?;
+    // --auth-token's keys and options, before anything is written.
+    crate::apply::state::token_config(&cfg).map_err(StartError::Data)?;
     // The client ports' TLS files are read now: a bad one stops the start before anything is
     // written.
     let client_ports = crate::listener::client_ports(&cfg)?;

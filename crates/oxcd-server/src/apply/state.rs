@@ -56,7 +56,12 @@ impl MemberState {
         // Leases first: the store attaches keys to them as it rebuilds its index.
         super::load_leases(&backend, &lessor, Instant::now())?;
         let (store, pending_compaction) = Store::open(backend.clone(), lessor.clone())?;
-        let auth = Arc::new(AuthStore::open(&backend, token_config(cfg))?);
+        let tokens = token_config(cfg).unwrap_or_else(|e| {
+            // Checked at start; a key file changed since: simple tokens until the next start.
+            tracing::error!(error = %e, "the --auth-token configuration no longer loads; using simple tokens");
+            oxcd_auth::TokenConfig::default()
+        });
+        let auth = Arc::new(AuthStore::open(&backend, tokens)?);
         let rtx = backend.read()?;
         let (members, alarms) = (Members::load(&rtx)?, Alarms::load(&rtx)?);
         let removed = Members::load_removed(&rtx)?;
@@ -73,9 +78,10 @@ impl MemberState {
     }
 }
 
-/// How the auth store makes tokens and hashes, from the member's config.
-pub fn token_config(cfg: &ServerConfig) -> oxcd_auth::TokenConfig {
-    oxcd_auth::TokenConfig { ttl: Duration::from_secs(cfg.auth_token_ttl.max(1)), bcrypt_cost: cfg.bcrypt_cost }
+/// How the auth store makes tokens and hashes, from the member's config (`--auth-token`,
+/// `--auth-token-ttl`, `--bcrypt-cost`); the start checked it first (see `bootstrap`).
+pub fn token_config(cfg: &ServerConfig) -> Result<oxcd_auth::TokenConfig, String> {
+    oxcd_auth::TokenConfig::parse(&cfg.auth_token, Duration::from_secs(cfg.auth_token_ttl.max(1)), cfg.bcrypt_cost)
 }
 
 /// The published state of a member: what readers see of the applier's [`View`].
