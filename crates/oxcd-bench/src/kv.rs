@@ -4,11 +4,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::Conn;
 use bytes::Bytes;
 use clap::Args;
 use oxcd_api::etcdserverpb::kv_client::KvClient;
 use oxcd_api::etcdserverpb::{CompactionRequest, PutRequest, RangeRequest, RequestOp, TxnRequest, request_op};
-use tonic::transport::Channel;
 
 use crate::progress::Bar;
 use crate::report::{Recorder, Report, Summary};
@@ -166,13 +166,7 @@ impl Limiter {
 
 /// Runs the generator's requests from `--clients` workers; one summary per report slot, then
 /// (with several slots) one of every request.
-async fn run(
-    cli: &Cli,
-    requests: Generator,
-    slots: usize,
-    rate: u64,
-    chans: &[Channel],
-) -> anyhow::Result<Vec<Summary>> {
+async fn run(cli: &Cli, requests: Generator, slots: usize, rate: u64, chans: &[Conn]) -> anyhow::Result<Vec<Summary>> {
     let bar = Arc::new(Bar::start(requests.total));
     let report = Report::start(cli.format());
     let requests = Arc::new(Mutex::new(requests));

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use crate::Conn;
 use clap::Args;
 use oxcd_api::etcdserverpb::lease_client::LeaseClient;
 use oxcd_api::etcdserverpb::{LeaseGrantRequest, LeaseKeepAliveRequest, LeaseRevokeRequest};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 
 use crate::Cli;
 use crate::progress::Bar;
@@ -29,7 +29,7 @@ pub(crate) struct GrantRevokeArgs {
     total: u64,
 }
 
-async fn keepalive_once(lease: &mut LeaseClient<Channel>, id: i64) -> Result<(), String> {
+async fn keepalive_once(lease: &mut LeaseClient<Conn>, id: i64) -> Result<(), String> {
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     tx.send(LeaseKeepAliveRequest { id }).await.map_err(|e| e.to_string())?;
     let mut s =
@@ -41,7 +41,7 @@ async fn keepalive_once(lease: &mut LeaseClient<Channel>, id: i64) -> Result<(),
     }
 }
 
-async fn grant_revoke(lease: &mut LeaseClient<Channel>) -> Result<(), String> {
+async fn grant_revoke(lease: &mut LeaseClient<Conn>) -> Result<(), String> {
     let g = lease.lease_grant(LeaseGrantRequest { ttl: 60, id: 0 }).await.map_err(|e| e.message().to_string())?;
     lease.lease_revoke(LeaseRevokeRequest { id: g.into_inner().id }).await.map_err(|e| e.message().to_string())?;
     Ok(())

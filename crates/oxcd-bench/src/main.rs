@@ -2,6 +2,7 @@
 //! request shapes and report — speaking plain etcd v3 gRPC, so the same binary measures oxcd and etcd.
 //! `--output json` gives the report to machines (scripts/bench-vs-etcd reads it).
 
+mod auth;
 mod kv;
 mod lease;
 mod progress;
@@ -13,9 +14,14 @@ use std::time::Duration;
 use anyhow::Context;
 use bytes::Bytes;
 use clap::{Parser, Subcommand, ValueEnum};
+use oxcd_api::etcdserverpb::AuthenticateRequest;
+use oxcd_api::etcdserverpb::auth_client::AuthClient;
 use oxcd_api::etcdserverpb::cluster_client::ClusterClient;
 use oxcd_api::etcdserverpb::maintenance_client::MaintenanceClient;
 use oxcd_api::etcdserverpb::{MemberListRequest, StatusRequest};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::report::{Format, Summary};
@@ -55,6 +61,12 @@ pub(crate) struct Cli {
     // Its own id: `range` has a positional `key`.
     #[arg(long = "key", id = "tls-key", default_value = "", global = true)]
     pub(crate) tls_key: String,
+    /// Username[:password] for authentication (prompting is not supported: give the password)
+    #[arg(long, default_value = "", global = true)]
+    pub(crate) user: String,
+    /// Password for authentication (if this option is used, --user option shouldn't include password)
+    #[arg(long, default_value = "", global = true)]
+    pub(crate) password: String,
     /// Output format of the report: etcd's text, or json
     #[arg(long, value_enum, default_value_t = Output::Text, global = true)]
     pub(crate) output: Output,
@@ -97,6 +109,24 @@ pub(crate) enum Cmd {
     LeaseKeepalive(lease::KeepaliveArgs),
     /// Benchmark lease grant + revoke pairs (not in etcd's tool)
     LeaseGrantRevoke(lease::GrantRevokeArgs),
+    /// Benchmark Authenticate with --user's credentials (not in etcd's tool)
+    Authenticate(auth::AuthenticateArgs),
+}
+
+/// A connection whose every request carries the auth token, once `--user` logged in.
+pub(crate) type Conn = InterceptedService<Channel, Token>;
+
+/// Adds `token` metadata to every request (none without `--user`).
+#[derive(Clone)]
+pub(crate) struct Token(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Token {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(t) = &self.0 {
+            req.metadata_mut().insert("token", t.clone());
+        }
+        Ok(req)
+    }
 }
 
 impl Cli {
@@ -130,13 +160,41 @@ impl Cli {
 
     /// Opens `n` connections. Without --target-leader each gets one endpoint, round-robin over
     /// --endpoints (as etcd's tool); with it, every connection goes to the leader's client URL.
-    pub(crate) async fn dial(&self, n: usize) -> anyhow::Result<Vec<Channel>> {
+    pub(crate) async fn dial(&self, n: usize) -> anyhow::Result<Vec<Conn>> {
         let eps = if self.target_leader { vec![self.leader_endpoint().await?] } else { self.endpoints.clone() };
-        let mut out = Vec::with_capacity(n);
+        let mut chans = Vec::with_capacity(n);
         for i in 0..n.max(1) {
-            out.push(self.dial_one(&eps[i % eps.len()]).await?);
+            chans.push(self.dial_one(&eps[i % eps.len()]).await?);
         }
-        Ok(out)
+        let token = match self.credentials()? {
+            Some((name, password)) => {
+                let resp = AuthClient::new(chans[0].clone())
+                    .authenticate(AuthenticateRequest { name, password })
+                    .await
+                    .map_err(|e| anyhow::anyhow!("authentication failed: {}", e.message()))?;
+                Some(resp.into_inner().token.parse().context("token")?)
+            }
+            None => None,
+        };
+        Ok(chans.into_iter().map(|c| InterceptedService::new(c, Token(token.clone()))).collect())
+    }
+
+    /// `--user name[:password]` and `--password`, as etcd's tools take them.
+    pub(crate) fn credentials(&self) -> anyhow::Result<Option<(String, String)>> {
+        if self.user.is_empty() {
+            return Ok(None);
+        }
+        if !self.password.is_empty() {
+            anyhow::ensure!(
+                !self.user.contains(':'),
+                "--user flag must not contain password if --password flag is set"
+            );
+            return Ok(Some((self.user.clone(), self.password.clone())));
+        }
+        match self.user.split_once(':') {
+            Some((n, p)) => Ok(Some((n.to_string(), p.to_string()))),
+            None => anyhow::bail!("--user without a password: give --user name:password or --password"),
+        }
     }
 
     /// Dials one endpoint: TLS when it is `https://` or TLS files are given (as etcd's tool).
@@ -277,6 +335,7 @@ async fn main() {
         Cmd::WatchGet(a) => watch::get(&cli, a).await,
         Cmd::LeaseKeepalive(a) => lease::keepalive(&cli, a).await,
         Cmd::LeaseGrantRevoke(a) => lease::grant_revoke_pairs(&cli, a).await,
+        Cmd::Authenticate(a) => auth::authenticate(&cli, a).await,
     };
     if let Err(e) = result {
         eprintln!("{e:#}");

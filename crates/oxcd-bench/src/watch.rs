@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::Conn;
 use bytes::Bytes;
 use clap::Args;
 use oxcd_api::etcdserverpb::kv_client::KvClient;
@@ -16,7 +17,6 @@ use oxcd_api::etcdserverpb::{
 use tokio::sync::{mpsc, watch as signal};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
-use tonic::transport::Channel;
 
 use crate::kv::Limiter;
 use crate::progress::Bar;
@@ -94,7 +94,7 @@ fn create(key: Bytes, start_revision: i64) -> WatchRequest {
 /// Opens a watch stream with `first` as its first request (a Go gRPC server sends no response
 /// headers before a request arrives, so the request must be queued before the call is awaited).
 async fn open(
-    ch: &Channel,
+    ch: &Conn,
     first: WatchRequest,
     queue: usize,
 ) -> anyhow::Result<(mpsc::Sender<WatchRequest>, Streaming<WatchResponse>)> {
