@@ -168,3 +168,148 @@ fn passwords_tokens_and_restart() {
     let (_be, a) = open(&path);
     assert_eq!(a.token_info(&token), Err(EtcdError::InvalidAuthToken));
 }
+
+mod model {
+    //! Random users, roles and permissions, and random requests: every decision of the store
+    //! equals etcd's rule written as a plain model.
+
+    use std::cmp::Ordering;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// etcd's order on bounds: an empty bound is above every key.
+    fn cmp(a: &[u8], b: &[u8]) -> Ordering {
+        match (a.is_empty(), b.is_empty()) {
+            (true, true) => Ordering::Equal,
+            (true, false) => Ordering::Greater,
+            (false, true) => Ordering::Less,
+            (false, false) => a.cmp(b),
+        }
+    }
+
+    /// The rule in plain words: with auth on, no user is "user name is empty", an older revision is
+    /// stale, an unknown user is denied, the root role may do everything, anyone else may touch a
+    /// key some granted interval holds, and a range whose every key, walked from the first, is held.
+    #[allow(clippy::type_complexity)]
+    fn decide(
+        roles: &[(String, Vec<(permission::Type, Vec<u8>, Vec<u8>)>)],
+        users: &[(String, Vec<String>)],
+        current: u64,
+        (user, revision, write, key, end): &(String, u64, bool, Vec<u8>, Vec<u8>),
+    ) -> Result<(), EtcdError> {
+        if *revision == 0 {
+            return Err(EtcdError::UserEmpty);
+        }
+        if *revision < current {
+            return Err(EtcdError::AuthOldRevision);
+        }
+        let Some((_, granted)) = users.iter().find(|(n, _)| n == user) else { return Err(EtcdError::PermissionDenied) };
+        if granted.iter().any(|r| r == "root") {
+            return Ok(());
+        }
+        let ivls: Vec<(Vec<u8>, Vec<u8>)> = roles
+            .iter()
+            .filter(|(n, _)| granted.contains(n))
+            .flat_map(|(_, perms)| perms.iter())
+            .filter(|(t, _, _)| if *write { *t != permission::Type::Read } else { *t != permission::Type::Write })
+            .map(|(_, k, e)| match &e[..] {
+                [] => (k.clone(), [&k[..], &[0]].concat()),
+                [0] => (k.clone(), Vec::new()),
+                e => (k.clone(), e.to_vec()),
+            })
+            .collect();
+        let holds = |s: &[u8]| {
+            ivls.iter()
+                .filter(|(b, e)| cmp(b, s) != Ordering::Greater && cmp(s, e) == Ordering::Less)
+                .map(|(_, e)| e.clone())
+                .max_by(|a, b| cmp(a, b))
+        };
+        let allowed = if end.is_empty() {
+            holds(key).is_some()
+        } else {
+            let end: Vec<u8> = if end == &[0] { Vec::new() } else { end.clone() };
+            let mut cur = key.clone();
+            loop {
+                if cmp(&cur, &end) != Ordering::Less {
+                    break true;
+                }
+                match holds(&cur) {
+                    Some(e) if e.is_empty() => break true,
+                    Some(e) => cur = e,
+                    None => break false,
+                }
+            }
+        };
+        if allowed { Ok(()) } else { Err(EtcdError::PermissionDenied) }
+    }
+
+    fn key() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'b'), Just(b'c')], 1..3)
+    }
+
+    fn perm() -> impl Strategy<Value = (permission::Type, Vec<u8>, Vec<u8>)> {
+        let t =
+            prop_oneof![Just(permission::Type::Read), Just(permission::Type::Write), Just(permission::Type::Readwrite)];
+        (t, key(), prop_oneof![Just(Vec::new()), Just(vec![0u8]), key()])
+            .prop_filter("a valid permission range", |(_, k, e)| perms::valid_range(k, e))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn every_decision_is_etcds(
+            role_perms in proptest::collection::vec(proptest::collection::vec(perm(), 0..4), 1..4),
+            user_roles in proptest::collection::vec(proptest::collection::vec(0usize..5, 0..3), 1..4),
+            requests in proptest::collection::vec(
+                (0usize..5, 0u64..3, any::<bool>(), key(), prop_oneof![Just(Vec::new()), Just(vec![0u8]), key()]),
+                1..40,
+            ),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let (be, a) = open(&dir.path().join("db"));
+            // Roles r0.., users u0.. (index 4 of a user's roles is the root role); root itself.
+            let roles: Vec<(String, Vec<_>)> =
+                role_perms.iter().enumerate().map(|(i, p)| (format!("r{i}"), p.clone())).collect();
+            for (name, perms) in &roles {
+                apply(&be, |w| a.role_add(w, name)).unwrap();
+                for (t, k, e) in perms {
+                    grant(&be, &a, name, *t, std::str::from_utf8(k).unwrap(), std::str::from_utf8(e).unwrap());
+                }
+            }
+            let mut users: Vec<(String, Vec<String>)> = vec![("root".into(), vec!["root".into()])];
+            add_user(&be, &a, "root", "pw");
+            apply(&be, |w| a.user_grant_role(w, "root", "root")).unwrap();
+            for (i, rs) in user_roles.iter().enumerate() {
+                let name = format!("u{i}");
+                apply(&be, |w| a.user_add(w, &AuthUserAddRequest {
+                    name: name.clone(), options: Some(UserAddOptions { no_password: true }), ..Default::default()
+                })).unwrap();
+                let mut granted = Vec::new();
+                for r in rs {
+                    let role = if *r == 4 { "root".to_string() } else { format!("r{}", r % roles.len()) };
+                    apply(&be, |w| a.user_grant_role(w, &name, &role)).unwrap();
+                    if !granted.contains(&role) {
+                        granted.push(role);
+                    }
+                }
+                users.push((name, granted));
+            }
+            apply(&be, |w| a.enable(w)).unwrap();
+            let current = a.revision();
+            for (who, rev, write, k, e) in requests {
+                // Users u0.., one unknown user; revisions none, stale, current.
+                let user = if who < users.len() { users[who].0.clone() } else { "ghost".into() };
+                let revision = [0, current - 1, current][rev as usize];
+                let info = AuthInfo { user: user.clone(), revision };
+                if !(e.is_empty() || e == [0] || k < e) {
+                    continue;
+                }
+                let got = if write { a.check_delete(&info, &k, &e) } else { a.check_range(&info, &k, &e) };
+                let want = decide(&roles, &users, current, &(user, revision, write, k.clone(), e.clone()));
+                prop_assert_eq!(got, want, "{:?} {:?}..{:?}", info, k, e);
+            }
+        }
+    }
+}
