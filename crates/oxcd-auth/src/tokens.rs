@@ -73,9 +73,16 @@ impl SimpleTokens {
         let expired = {
             let mut inner = self.inner.lock();
             let now = Instant::now();
-            inner.live.retain(|_, (_, d)| *d > now);
-            inner.live.insert(token.to_string(), (user.to_string(), now + self.ttl));
-            std::mem::take(&mut inner.expired)
+            let Inner { live, expired } = &mut *inner;
+            live.retain(|t, (_, d)| {
+                let alive = *d > now;
+                if !alive {
+                    expired.push(t.clone());
+                }
+                alive
+            });
+            live.insert(token.to_string(), (user.to_string(), now + self.ttl));
+            std::mem::take(expired)
         };
         let mut b = wtx.bucket(TOKENS_BUCKET)?;
         for t in expired {
@@ -134,6 +141,26 @@ impl SimpleTokens {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An expired token leaves the bucket at the next assignment, so a restart does not bring
+    /// it back.
+    #[test]
+    fn expired_tokens_leave_the_bucket() {
+        let dir = tempfile::tempdir().unwrap();
+        let be = oxcd_backend::Backend::open(dir.path().join("db"), Default::default()).unwrap();
+        let t = SimpleTokens::new(Duration::from_millis(50));
+        let wtx = be.write().unwrap();
+        t.assign(&wtx, "old.1", "u").unwrap();
+        wtx.commit_durable().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let wtx = be.write().unwrap();
+        t.assign(&wtx, "new.2", "u").unwrap();
+        wtx.commit_durable().unwrap();
+        let again = SimpleTokens::new(Duration::from_secs(60));
+        again.load(&be.read().unwrap()).unwrap();
+        assert_eq!(again.user("old.1"), None);
+        assert_eq!(again.user("new.2").as_deref(), Some("u"));
+    }
 
     #[test]
     fn tokens_name_their_index() {
