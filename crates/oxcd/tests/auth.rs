@@ -351,6 +351,17 @@ async fn watches_leases_and_the_gateway_are_checked() {
     root.lease_revoke(lease).await.unwrap();
     assert_eq!(root.get("secret", None).await.unwrap().count(), 0);
 
+    // Lock and Election act as the caller: the keys they write need its permission.
+    let lease = u.lease_grant(60, None).await.unwrap().id();
+    let denied = u.lock("secret-lock", Some(etcd_client::LockOptions::new().with_lease(lease))).await.unwrap_err();
+    assert_eq!(code(&denied), (tonic::Code::PermissionDenied, "etcdserver: permission denied".into()));
+    let held = u.lock("foo-lock", Some(etcd_client::LockOptions::new().with_lease(lease))).await.unwrap();
+    assert!(held.key().starts_with(b"foo-lock/"));
+    u.unlock(held.key()).await.unwrap();
+    assert_eq!(code(&u.campaign("secret-election", "me", lease).await.unwrap_err()).0, tonic::Code::PermissionDenied);
+    u.campaign("foo-election", "me", lease).await.unwrap();
+    u.lease_revoke(lease).await.unwrap();
+
     // The gateway, with the token in Authorization (as Patroni and APISIX send it).
     let token = root.auth_client().authenticate("u".into(), "upw".into()).await.unwrap().token().to_string();
     let http = reqwest_like_post(&c.endpoint(0), "/v3/kv/range", r#"{"key":"Zm9vL2E="}"#, Some(&token));
