@@ -11,7 +11,7 @@ use std::cmp::Ordering;
 use oxcd_api::authpb::{Permission, permission};
 
 /// etcd's order on interval bounds: bytes order, an empty bound above everything.
-fn cmp(a: &[u8], b: &[u8]) -> Ordering {
+pub(crate) fn cmp(a: &[u8], b: &[u8]) -> Ordering {
     match (a.is_empty(), b.is_empty()) {
         (true, true) => Ordering::Equal,
         (true, false) => Ordering::Greater,

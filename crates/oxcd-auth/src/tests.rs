@@ -178,16 +178,7 @@ mod model {
     use proptest::prelude::*;
 
     use super::*;
-
-    /// etcd's order on bounds: an empty bound is above every key.
-    fn cmp(a: &[u8], b: &[u8]) -> Ordering {
-        match (a.is_empty(), b.is_empty()) {
-            (true, true) => Ordering::Equal,
-            (true, false) => Ordering::Greater,
-            (false, true) => Ordering::Less,
-            (false, false) => a.cmp(b),
-        }
-    }
+    use crate::perms::cmp;
 
     /// The rule in plain words: with auth on, no user is "user name is empty", an older revision is
     /// stale, an unknown user is denied, the root role may do everything, anyone else may touch a

@@ -1,19 +1,13 @@
 //! `lease-keepalive` (etcd's shape: each client grants one lease, then renews it once per request
 //! over a new keep-alive stream, as clientv3's KeepAliveOnce) and `lease-grant-revoke` (ours).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
-
 use crate::Conn;
 use clap::Args;
 use oxcd_api::etcdserverpb::lease_client::LeaseClient;
 use oxcd_api::etcdserverpb::{LeaseGrantRequest, LeaseKeepAliveRequest, LeaseRevokeRequest};
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::Cli;
-use crate::progress::Bar;
-use crate::report::{Recorder, Report};
+use crate::{Cli, closed_loop};
 
 #[derive(Debug, Args)]
 pub(crate) struct KeepaliveArgs {
@@ -47,51 +41,19 @@ async fn grant_revoke(lease: &mut LeaseClient<Conn>) -> Result<(), String> {
     Ok(())
 }
 
-#[derive(Clone, Copy)]
-enum Shape {
-    KeepAlive,
-    GrantRevoke,
-}
-
-async fn run(cli: &Cli, total: u64, shape: Shape) -> anyhow::Result<()> {
+pub(crate) async fn keepalive(cli: &Cli, a: &KeepaliveArgs) -> anyhow::Result<()> {
     let chans = cli.dial(cli.conns).await?;
-    let next = Arc::new(AtomicU64::new(0));
-    let bar = Arc::new(Bar::start(total));
-    let report = Report::start(cli.format());
-    let mut tasks = Vec::new();
+    let mut clients = Vec::new();
     for c in 0..cli.clients.max(1) {
         let mut lease = LeaseClient::new(chans[c % chans.len()].clone());
-        let (next, bar, mut rec): (_, _, Recorder) = (next.clone(), bar.clone(), report.recorder());
-        tasks.push(tokio::spawn(async move {
-            let id = match shape {
-                Shape::KeepAlive => lease.lease_grant(LeaseGrantRequest { ttl: 100, id: 0 }).await?.into_inner().id,
-                Shape::GrantRevoke => 0,
-            };
-            while next.fetch_add(1, Ordering::Relaxed) < total {
-                let start = Instant::now();
-                let result = match shape {
-                    Shape::KeepAlive => keepalive_once(&mut lease, id).await,
-                    Shape::GrantRevoke => grant_revoke(&mut lease).await,
-                };
-                rec.record(start, Instant::now(), result);
-                bar.inc(1);
-            }
-            anyhow::Ok(rec)
-        }));
+        let id = lease.lease_grant(LeaseGrantRequest { ttl: 100, id: 0 }).await?.into_inner().id;
+        clients.push((lease, id));
     }
-    let mut all = report.recorder();
-    for t in tasks {
-        all.merge(t.await??);
-    }
-    bar.finish();
-    cli.print("", &report.finish(all), "");
-    Ok(())
-}
-
-pub(crate) async fn keepalive(cli: &Cli, a: &KeepaliveArgs) -> anyhow::Result<()> {
-    run(cli, a.total, Shape::KeepAlive).await
+    closed_loop(cli, a.total, clients, |(lease, id)| Box::pin(keepalive_once(lease, *id))).await
 }
 
 pub(crate) async fn grant_revoke_pairs(cli: &Cli, a: &GrantRevokeArgs) -> anyhow::Result<()> {
-    run(cli, a.total, Shape::GrantRevoke).await
+    let chans = cli.dial(cli.conns).await?;
+    let clients: Vec<_> = (0..cli.clients.max(1)).map(|c| LeaseClient::new(chans[c % chans.len()].clone())).collect();
+    closed_loop(cli, a.total, clients, |lease| Box::pin(grant_revoke(lease))).await
 }

@@ -113,6 +113,44 @@ pub(crate) enum Cmd {
     Authenticate(auth::AuthenticateArgs),
 }
 
+/// One timed request of a client, on that client's own state.
+pub(crate) type Op<C> =
+    for<'a> fn(&'a mut C) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
+
+/// A closed loop: each of `clients` (one state per client) sends `op` until `total` requests were
+/// sent between them all, each timed; then the report is printed.
+pub(crate) async fn closed_loop<C: Send + 'static>(
+    cli: &Cli,
+    total: u64,
+    clients: Vec<C>,
+    op: Op<C>,
+) -> anyhow::Result<()> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let next = std::sync::Arc::new(AtomicU64::new(0));
+    let bar = std::sync::Arc::new(progress::Bar::start(total));
+    let report = report::Report::start(cli.format());
+    let mut tasks = Vec::new();
+    for mut client in clients {
+        let (next, bar, mut rec) = (next.clone(), bar.clone(), report.recorder());
+        tasks.push(tokio::spawn(async move {
+            while next.fetch_add(1, Ordering::Relaxed) < total {
+                let start = std::time::Instant::now();
+                let result = op(&mut client).await;
+                rec.record(start, std::time::Instant::now(), result);
+                bar.inc(1);
+            }
+            rec
+        }));
+    }
+    let mut all = report.recorder();
+    for t in tasks {
+        all.merge(t.await?);
+    }
+    bar.finish();
+    cli.print("", &report.finish(all), "");
+    Ok(())
+}
+
 /// A connection whose every request carries the auth token, once `--user` logged in.
 pub(crate) type Conn = InterceptedService<Channel, Token>;
 
