@@ -52,10 +52,19 @@ impl EtcdServer {
         Ok(AuthInfo::default())
     }
 
-    /// Waits (up to the request timeout) until this member has applied `index`.
+    /// Waits (up to the request timeout) until this member has applied `index`. An index this
+    /// member does not know as committed within an election timeout is no token's (forged, or from
+    /// another cluster): it is refused then rather than at the request timeout.
     async fn wait_applied(&self, index: u64) {
-        let deadline = Instant::now() + self.cfg.request_timeout();
-        while self.applied.load(std::sync::atomic::Ordering::Acquire) < index && Instant::now() < deadline {
+        use std::sync::atomic::Ordering;
+        let now = Instant::now();
+        let (deadline, unknown_after) =
+            (now + self.cfg.request_timeout(), now + Duration::from_millis(self.cfg.election_timeout));
+        while self.applied.load(Ordering::Acquire) < index {
+            let now = Instant::now();
+            if now >= deadline || (index > self.raft.committed.load(Ordering::Acquire) && now >= unknown_after) {
+                return;
+            }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
