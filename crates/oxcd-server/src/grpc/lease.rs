@@ -130,11 +130,8 @@ impl Lease for LeaseService {
         } else {
             leader_client(&self.server).await?.lease_time_to_live(forwarded(&meta, r)).await?.into_inner()
         };
-        if let Some(rev) = checked
-            && self.server.auth().enabled()
-            && rev != self.server.auth().revision()
-        {
-            return Err(EtcdError::AuthOldRevision.to_status());
+        if let Some(rev) = checked {
+            self.server.auth_unchanged_since(rev)?;
         }
         resp.header = Some(self.server.header(self.server.store().current_rev()));
         Ok(Response::new(resp))
@@ -146,9 +143,7 @@ impl Lease for LeaseService {
         let ids = self.server.lessor().leases();
         self.server.require_user(&who).map_err(status)?;
         let rev = self.server.check_lease_keys(&who, &ids)?;
-        if self.server.auth().enabled() && rev != self.server.auth().revision() {
-            return Err(EtcdError::AuthOldRevision.to_status());
-        }
+        self.server.auth_unchanged_since(rev)?;
         let leases = ids.into_iter().map(|id| LeaseStatus { id: id.0 }).collect();
         Ok(Response::new(LeaseLeasesResponse {
             header: Some(self.server.header(self.server.store().current_rev())),
@@ -232,6 +227,15 @@ async fn check_renew(
 }
 
 impl EtcdServer {
+    /// With auth on, a lease read checked at auth revision `rev` is stale once the revision moved.
+    fn auth_unchanged_since(&self, rev: u64) -> Result<(), Status> {
+        let auth = self.auth();
+        if auth.enabled() && rev != auth.revision() {
+            return Err(EtcdError::AuthOldRevision.to_status());
+        }
+        Ok(())
+    }
+
     /// etcd's `checkLeaseTimeToLive`/`checkLeaseLeases`: reading leases' keys needs read access to
     /// each (or root). The auth revision the check was made at.
     fn check_lease_keys(&self, who: &oxcd_auth::AuthInfo, ids: &[LeaseId]) -> Result<u64, Status> {
