@@ -287,6 +287,35 @@ impl Backend {
         self.size.load(Ordering::Relaxed)
     }
 
+    /// etcd's backend hash (Maintenance.Hash): CRC-32C over every bucket in name order, each
+    /// bucket's name then its keys and values, leaving out the buckets and keys `skip` names.
+    pub fn hash(&self, skip_bucket: impl Fn(&str) -> bool, skip_key: impl Fn(&str, &[u8]) -> bool) -> Result<u32> {
+        let rtx = self.read()?;
+        let mut names: Vec<&str> = BUCKETS.iter().copied().filter(|b| !skip_bucket(b)).collect();
+        names.sort_unstable();
+        let mut crc = 0u32;
+        for name in names {
+            crc = crc32c::crc32c_append(crc, name.as_bytes());
+            rtx.bucket(name)?.try_visit::<BackendError>(&[], None, |k, v| {
+                if !skip_key(name, k) {
+                    crc = crc32c::crc32c_append(crc32c::crc32c_append(crc, k), v);
+                }
+                Ok(())
+            })?;
+        }
+        Ok(crc)
+    }
+
+    /// Bytes of the file its live pages take (etcd's dbSizeInUse): about what a defragmentation
+    /// would leave. Takes the write lock for a moment (not for a hot path).
+    pub fn size_in_use_bytes(&self) -> Result<u64> {
+        let w = self.write()?;
+        let stats = w.txn.stats()?;
+        let used = stats.allocated_pages() * stats.page_size() as u64;
+        w.txn.abort()?;
+        Ok(used.min(self.size_bytes()))
+    }
+
     fn note_size(&self) {
         if let Ok(m) = std::fs::metadata(&self.path) {
             self.size.store(m.len(), Ordering::Relaxed);

@@ -53,7 +53,31 @@ pub enum ConfigError {
     /// A TLS setting that cannot be honoured (etcd's wording where etcd has one).
     #[error("{0}")]
     Tls(String),
+    /// Any other setting etcd refuses, in etcd's words.
+    #[error("{0}")]
+    Invalid(String),
 }
+
+/// What `--auto-compaction-mode` and `--auto-compaction-retention` ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoCompaction {
+    /// Keep this much history (by time).
+    Periodic(Duration),
+    /// Keep this many revisions.
+    Revision(i64),
+}
+
+/// etcd 3.6's feature gates that oxcd reads; the others name what oxcd always does.
+const FEATURE_GATES: &[&str] = &[
+    "InitialCorruptCheck",
+    "CompactHashCheck",
+    "LeaseCheckpoint",
+    "LeaseCheckpointPersist",
+    "StopGRPCServiceOnDefrag",
+    "TxnModeWriteWithSharedBuffer",
+    "SetMemberLocalAddr",
+    "AllMembersAttach",
+];
 
 /// The configuration of one member. Field doc comments give the etcd flag, default and bounds.
 #[derive(Debug, Clone, Deserialize)]
@@ -84,6 +108,7 @@ pub struct ServerConfig {
     /// `--snapshot-count`: applied entries between snapshots (WAL compaction). Default 10000 (etcd 3.6).
     pub snapshot_count: u64,
     /// `--snapshot-catchup-entries`: entries kept in memory after a snapshot for slow followers. Default 5000.
+    #[serde(alias = "experimental-snapshot-catchup-entries")]
     pub snapshot_catchup_entries: u64,
     /// `--max-request-bytes`: largest request accepted. Default 1572864 (1.5 MiB).
     pub max_request_bytes: usize,
@@ -91,10 +116,13 @@ pub struct ServerConfig {
     pub max_txn_ops: usize,
     /// `--quota-backend-bytes`: backend size at which writes stop (NOSPACE). 0 means 2 GiB.
     pub quota_backend_bytes: u64,
-    /// `--backend-batch-interval` in ms: longest time between durable backend commits. Default 1000 (etcd: 100).
-    pub backend_batch_interval: u64,
-    /// `--backend-batch-limit`: most operations between durable backend commits. Default 10000.
-    pub backend_batch_limit: usize,
+    /// `--backend-batch-interval`: longest time between durable backend commits; 0 means the
+    /// default, 1s (etcd: 100ms; see docs/design.md).
+    #[serde(deserialize_with = "de_duration")]
+    pub backend_batch_interval: Duration,
+    /// `--backend-batch-limit`: most operations between durable backend commits; 0 or less means
+    /// the default, 10000.
+    pub backend_batch_limit: i64,
     /// `--log-level`: debug, info, warn, error, panic or fatal. Default info.
     pub log_level: String,
     /// `--watch-progress-notify-interval` (etcd 3.4/3.5: `--experimental-...`): how often watchers
@@ -131,6 +159,89 @@ pub struct ServerConfig {
     pub auth_token_ttl: u64,
     /// `--bcrypt-cost`: the cost of password hashes (4 to 31). Default 10.
     pub bcrypt_cost: u32,
+    /// `--wal-dir`: a dedicated WAL directory (instead of `member/wal` in the data directory).
+    pub wal_dir: Option<PathBuf>,
+    /// `--listen-metrics-urls`: plain-HTTP URLs serving `/health`, `/livez`, `/readyz`, `/version`
+    /// (and `/metrics`) only. Default none.
+    pub listen_metrics_urls: String,
+    /// `--max-concurrent-streams`: HTTP/2 streams a client connection may open at once. Default
+    /// unlimited (2^32-1).
+    pub max_concurrent_streams: u32,
+    /// `--grpc-keepalive-interval`: how often the server pings an idle client connection; 0
+    /// disables. Default 2h.
+    #[serde(deserialize_with = "de_duration")]
+    pub grpc_keepalive_interval: Duration,
+    /// `--grpc-keepalive-timeout`: how long a ping may go unanswered before the connection is
+    /// closed; 0 disables. Default 20s.
+    #[serde(deserialize_with = "de_duration")]
+    pub grpc_keepalive_timeout: Duration,
+    /// `--socket-reuse-port`: SO_REUSEPORT on the client and peer listeners. Default false.
+    pub socket_reuse_port: bool,
+    /// `--strict-reconfig-check`: refuse a membership change that would leave the cluster without a
+    /// started (or active) quorum. Default true.
+    pub strict_reconfig_check: bool,
+    /// `--pre-vote`: Raft's pre-vote phase. Default true.
+    pub pre_vote: bool,
+    /// `--auto-compaction-mode`: `periodic` (retention is a duration, hours if bare) or `revision`
+    /// (retention is a revision count). Default periodic.
+    pub auto_compaction_mode: String,
+    /// `--auto-compaction-retention`: what to keep; 0 turns auto compaction off. Default 0.
+    #[serde(deserialize_with = "de_text")]
+    pub auto_compaction_retention: String,
+    /// `--experimental-peer-skip-client-san-verification` (3.6: `--peer-skip-client-san-verification`):
+    /// do not check that a connecting peer's certificate names its address. Default false.
+    #[serde(alias = "experimental-peer-skip-client-san-verification")]
+    pub peer_skip_client_san_verification: bool,
+    /// `--logger`: `zap` (the only one etcd 3.5 has). Default zap.
+    pub logger: String,
+    /// `--log-outputs`: `default`, `stderr`, `stdout` or file paths (`default` is stderr). Default default.
+    #[serde(deserialize_with = "de_list")]
+    pub log_outputs: Vec<String>,
+    /// `--log-format` (3.6): `json` (etcd's zap lines) or `console`. Default json.
+    pub log_format: String,
+    /// `--experimental-compaction-batch-limit` (3.6: `--compaction-batch-limit`): revisions deleted
+    /// per backend commit by a compaction. Default 1000.
+    #[serde(alias = "experimental-compaction-batch-limit")]
+    pub compaction_batch_limit: i64,
+    /// `--experimental-compaction-sleep-interval` (3.6: `--compaction-sleep-interval`): the pause
+    /// between two compaction batches. Default 10ms.
+    #[serde(alias = "experimental-compaction-sleep-interval", deserialize_with = "de_duration")]
+    pub compaction_sleep_interval: Duration,
+    /// `--experimental-warning-apply-duration` (3.6: `--warning-apply-duration`): an entry applied
+    /// slower than this logs "apply request took too long". Default 100ms.
+    #[serde(alias = "experimental-warning-apply-duration", deserialize_with = "de_duration")]
+    pub warning_apply_duration: Duration,
+    /// `--experimental-memory-mlock` (3.6: `--memory-mlock`): lock the process's memory in RAM.
+    #[serde(alias = "experimental-memory-mlock")]
+    pub memory_mlock: bool,
+    /// `--experimental-bootstrap-defrag-threshold-megabytes`: at start, defragment the backend if
+    /// that frees at least this many MB. 0 (default) never.
+    #[serde(alias = "experimental-bootstrap-defrag-threshold-megabytes")]
+    pub bootstrap_defrag_threshold_megabytes: u64,
+    /// `--experimental-max-learners` (3.6: `--max-learners`): learners the cluster may hold. Default 1.
+    #[serde(alias = "experimental-max-learners")]
+    pub max_learners: i64,
+    /// `--feature-gates` (3.6): `Name=bool,...`; `InitialCorruptCheck` and `CompactHashCheck` are
+    /// read, the others are what oxcd always does.
+    pub feature_gates: String,
+    /// `--cors`: origins whose browsers may call the HTTP endpoints (`*`: all). Default `*`.
+    #[serde(deserialize_with = "de_list")]
+    pub cors: Vec<String>,
+    /// `--host-whitelist`: `Host` headers plain-HTTP requests may carry (`*`: all; DNS rebinding
+    /// protection, CVE-2018-5702). Default `*`.
+    #[serde(deserialize_with = "de_list")]
+    pub host_whitelist: Vec<String>,
+    /// `--experimental-initial-corrupt-check`: before serving, compare this member's HashKV with
+    /// its peers' and refuse to start if they differ. Default false.
+    pub experimental_initial_corrupt_check: bool,
+    /// `--experimental-corrupt-check-time` (3.6: `--corrupt-check-time`): how often the leader
+    /// compares every member's HashKV; 0 (default) never.
+    #[serde(alias = "experimental-corrupt-check-time", deserialize_with = "de_duration")]
+    pub corrupt_check_time: Duration,
+    /// `--unsafe-no-fsync`: never fsync the WAL or the backend (data loss on a crash). Default false.
+    pub unsafe_no_fsync: bool,
+    /// `--force-new-cluster`: start as the only member of a new one-member cluster, keeping the data.
+    pub force_new_cluster: bool,
 }
 
 /// One port's TLS settings (etcd's `TLSInfo` as its flags and YAML give it).
@@ -183,6 +294,22 @@ fn de_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Err
     })
 }
 
+/// A YAML value read as text (`auto-compaction-retention: 1` and `"1h"` alike).
+fn de_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Int(i64),
+        Float(f64),
+        Text(String),
+    }
+    Ok(match Raw::deserialize(d)? {
+        Raw::Int(n) => n.to_string(),
+        Raw::Float(f) => f.to_string(),
+        Raw::Text(t) => t,
+    })
+}
+
 /// The smallest progress notify interval (etcd's `minWatchProgressInterval`).
 pub const MIN_WATCH_PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -219,7 +346,7 @@ impl Default for ServerConfig {
             max_request_bytes: 1_572_864,
             max_txn_ops: 128,
             quota_backend_bytes: 0,
-            backend_batch_interval: 1000,
+            backend_batch_interval: Duration::from_secs(1),
             backend_batch_limit: 10_000,
             log_level: "info".into(),
             watch_progress_notify_interval: Duration::from_secs(600),
@@ -234,6 +361,33 @@ impl Default for ServerConfig {
             auth_token: "simple".into(),
             auth_token_ttl: 300,
             bcrypt_cost: 10,
+            wal_dir: None,
+            listen_metrics_urls: String::new(),
+            max_concurrent_streams: u32::MAX,
+            grpc_keepalive_interval: Duration::from_secs(2 * 60 * 60),
+            grpc_keepalive_timeout: Duration::from_secs(20),
+            socket_reuse_port: false,
+            strict_reconfig_check: true,
+            pre_vote: true,
+            auto_compaction_mode: "periodic".into(),
+            auto_compaction_retention: "0".into(),
+            peer_skip_client_san_verification: false,
+            logger: "zap".into(),
+            log_outputs: vec!["default".into()],
+            log_format: "json".into(),
+            compaction_batch_limit: 1000,
+            compaction_sleep_interval: Duration::from_millis(10),
+            warning_apply_duration: Duration::from_millis(100),
+            memory_mlock: false,
+            bootstrap_defrag_threshold_megabytes: 0,
+            max_learners: 1,
+            feature_gates: String::new(),
+            cors: vec!["*".into()],
+            host_whitelist: vec!["*".into()],
+            experimental_initial_corrupt_check: false,
+            corrupt_check_time: Duration::ZERO,
+            unsafe_no_fsync: false,
+            force_new_cluster: false,
         }
     }
 }
@@ -299,8 +453,84 @@ impl ServerConfig {
         Ok(out)
     }
 
+    /// `--auto-compaction-*`: `None` when off (etcd's `parseCompactionRetention`: a bare number
+    /// is hours in periodic mode and revisions in revision mode, anything else a Go duration).
+    pub fn auto_compaction(&self) -> Result<Option<AutoCompaction>, ConfigError> {
+        let r = self.auto_compaction_retention.trim();
+        let mode = self.auto_compaction_mode.as_str();
+        if !matches!(mode, "" | "periodic" | "revision") {
+            return Err(ConfigError::Invalid(format!("unknown auto-compaction-mode {mode:?}")));
+        }
+        let out = match r.parse::<i64>() {
+            Ok(n) if n >= 0 => match mode {
+                "revision" => AutoCompaction::Revision(n),
+                "periodic" => AutoCompaction::Periodic(Duration::from_secs(n as u64 * 3600)),
+                _ => return Err(ConfigError::Invalid("--auto-compaction-mode is undefined".into())),
+            },
+            _ => {
+                let d = oxcd_api::duration::parse(r)
+                    .map_err(|e| ConfigError::Invalid(format!("error parsing CompactionRetention: {e}")))?;
+                match mode {
+                    "revision" => AutoCompaction::Revision(d.as_nanos() as i64),
+                    _ => AutoCompaction::Periodic(d),
+                }
+            }
+        };
+        Ok(match out {
+            AutoCompaction::Periodic(d) if d.is_zero() => None,
+            AutoCompaction::Revision(0) => None,
+            other => Some(other),
+        })
+    }
+
+    /// `--feature-gates` (etcd 3.6): `InitialCorruptCheck` turns on what its 3.5 flag does; the
+    /// other known gates name what oxcd always does, or (`CompactHashCheck`) what it has not built
+    /// yet: the warnings say so.
+    pub fn apply_feature_gates(&mut self) -> Result<Vec<String>, ConfigError> {
+        let mut warnings = Vec::new();
+        for part in self.feature_gates.clone().split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, value) = part
+                .split_once('=')
+                .ok_or_else(|| ConfigError::Invalid(format!("missing bool value for feature-gate key:{part}")))?;
+            let on = match value.trim() {
+                "true" => true,
+                "false" => false,
+                v => {
+                    return Err(ConfigError::Invalid(format!(
+                        "invalid value of {name}={v}, err: strconv.ParseBool: parsing {v:?}: invalid syntax"
+                    )));
+                }
+            };
+            match name.trim() {
+                "InitialCorruptCheck" => self.experimental_initial_corrupt_check = on,
+                "CompactHashCheck" if on => warnings.push(
+                    "feature gate CompactHashCheck=true has no effect yet: oxcd does not keep compaction hashes".into(),
+                ),
+                n if FEATURE_GATES.contains(&n) => {}
+                n => return Err(ConfigError::Invalid(format!("unrecognized feature gate: {n}"))),
+            }
+        }
+        Ok(warnings)
+    }
+
+    /// The WAL directory: `--wal-dir`, or `member/wal` in the data directory.
+    pub fn layout(&self) -> crate::layout::Layout {
+        let mut layout = crate::layout::Layout::new(&self.data_dir());
+        if let Some(w) = &self.wal_dir {
+            layout.wal = w.clone();
+        }
+        layout
+    }
+
     /// Checks every setting; returns the first problem, with etcd's wording where etcd has one.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.auto_compaction()?;
+        if self.max_learners < 1 {
+            return Err(ConfigError::Invalid(format!(
+                "--experimental-max-learners must be greater than 0 (got {})",
+                self.max_learners
+            )));
+        }
         if self.heartbeat_interval == 0 {
             return Err(ConfigError::ZeroHeartbeat);
         }
@@ -332,10 +562,16 @@ impl ServerConfig {
             &self.advertise_client_urls,
             &self.listen_peer_urls,
             &self.initial_advertise_peer_urls,
+            &self.listen_metrics_urls,
         ] {
             for u in split_urls(list) {
                 parse_url(&u)?;
             }
+        }
+        if let Some(u) = split_urls(&self.listen_metrics_urls).into_iter().find(|u| is_https(u)) {
+            return Err(ConfigError::Invalid(format!(
+                "--listen-metrics-urls {u}: oxcd serves metrics URLs over plain http:// only"
+            )));
         }
         self.validate_tls()?;
         let members = self.initial_members()?;

@@ -13,7 +13,7 @@ use raft::prelude::{ConfChange, ConfChangeType, ConfState};
 
 use crate::ids::MemberId;
 
-/// Most learners a cluster may have (etcd's `maxLearners`).
+/// Most learners a cluster may have by default (etcd's `--experimental-max-learners`).
 pub const MAX_LEARNERS: usize = 1;
 
 /// One member of the cluster.
@@ -187,10 +187,15 @@ impl MemberChange {
     /// thread (against Raft's configuration) and the applier (against the members) check again,
     /// alike, and skip a change that no longer applies. `role` tells whether a member exists and
     /// is a learner.
-    pub fn check(&self, role: impl Fn(MemberId) -> Option<bool>, learners: usize) -> Result<(), EtcdError> {
+    pub fn check(
+        &self,
+        role: impl Fn(MemberId) -> Option<bool>,
+        learners: usize,
+        max_learners: usize,
+    ) -> Result<(), EtcdError> {
         match self {
             MemberChange::Add(m) if role(m.id).is_some() => Err(EtcdError::MemberExist),
-            MemberChange::Add(m) if m.is_learner && learners >= MAX_LEARNERS => Err(EtcdError::TooManyLearners),
+            MemberChange::Add(m) if m.is_learner && learners >= max_learners => Err(EtcdError::TooManyLearners),
             MemberChange::Add(_) => Ok(()),
             MemberChange::Promote(id) => match role(*id) {
                 Some(true) => Ok(()),
@@ -266,13 +271,13 @@ mod tests {
             _ => None,
         };
         let add = |m: Member| MemberChange::Add(m);
-        assert_eq!(add(member(1, "", false)).check(roles, 1), Err(EtcdError::MemberExist));
-        assert_eq!(add(learner(3)).check(roles, 1), Err(EtcdError::TooManyLearners));
-        assert_eq!(add(member(3, "", false)).check(roles, 1), Ok(()));
-        assert_eq!(MemberChange::Promote(MemberId(2)).check(roles, 1), Ok(()));
-        assert_eq!(MemberChange::Promote(MemberId(1)).check(roles, 1), Err(EtcdError::MemberNotLearner));
-        assert_eq!(MemberChange::Promote(MemberId(3)).check(roles, 1), Err(EtcdError::MemberNotFound));
-        assert_eq!(MemberChange::Remove(MemberId(2)).check(roles, 1), Ok(()));
-        assert_eq!(MemberChange::Remove(MemberId(3)).check(roles, 1), Err(EtcdError::MemberNotFound));
+        assert_eq!(add(member(1, "", false)).check(roles, 1, MAX_LEARNERS), Err(EtcdError::MemberExist));
+        assert_eq!(add(learner(3)).check(roles, 1, MAX_LEARNERS), Err(EtcdError::TooManyLearners));
+        assert_eq!(add(member(3, "", false)).check(roles, 1, MAX_LEARNERS), Ok(()));
+        assert_eq!(MemberChange::Promote(MemberId(2)).check(roles, 1, MAX_LEARNERS), Ok(()));
+        assert_eq!(MemberChange::Promote(MemberId(1)).check(roles, 1, MAX_LEARNERS), Err(EtcdError::MemberNotLearner));
+        assert_eq!(MemberChange::Promote(MemberId(3)).check(roles, 1, MAX_LEARNERS), Err(EtcdError::MemberNotFound));
+        assert_eq!(MemberChange::Remove(MemberId(2)).check(roles, 1, MAX_LEARNERS), Ok(()));
+        assert_eq!(MemberChange::Remove(MemberId(3)).check(roles, 1, MAX_LEARNERS), Err(EtcdError::MemberNotFound));
     }
 }

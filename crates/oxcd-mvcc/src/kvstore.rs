@@ -29,8 +29,6 @@ pub mod meta {
 
 /// Keys examined per hold of the index lock during compaction.
 const COMPACT_INDEX_CHUNK: usize = 10_000;
-/// Revisions deleted per backend transaction during compaction (etcd's compaction batch limit).
-const COMPACT_DELETE_BATCH: usize = 1_000;
 
 /// Errors of the MVCC store.
 #[derive(Debug, thiserror::Error)]
@@ -201,16 +199,17 @@ impl Store {
         Ok(())
     }
 
-    /// Drops history below `rev` from the index and the backend, a chunk at a time, sleeping
+    /// Drops history below `rev` from the index and the backend, a chunk at a time, `batch`
+    /// revisions per backend commit (etcd's `--experimental-compaction-batch-limit`), sleeping
     /// `pause` between backend batches so foreground writes keep their latency. Idempotent: after a
     /// crash it is run again from the scheduled mark.
-    pub fn run_compaction(&self, rev: i64, pause: Duration) -> Result<()> {
+    pub fn run_compaction(&self, rev: i64, batch: usize, pause: Duration) -> Result<()> {
         let mut from: Box<[u8]> = Box::default();
         let mut removed = Vec::new();
         loop {
             removed.clear();
             let next = self.index.write().compact_chunk(&from, rev, COMPACT_INDEX_CHUNK, &mut removed);
-            for batch in removed.chunks(COMPACT_DELETE_BATCH) {
+            for batch in removed.chunks(batch.max(1)) {
                 let mut tx = self.backend.write()?;
                 {
                     let mut b = tx.bucket(KEY)?;

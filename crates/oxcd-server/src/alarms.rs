@@ -97,6 +97,11 @@ impl Alarms {
         Ok(Some(m))
     }
 
+    /// Whether CORRUPT is raised: writes are refused (etcd's corrupt applier).
+    pub fn corrupt(&self) -> bool {
+        self.set.iter().any(|(a, _)| *a == AlarmType::Corrupt as i32)
+    }
+
     /// Whether writes that take space are refused.
     pub fn no_space(&self) -> bool {
         self.set.iter().any(|(a, _)| *a == AlarmType::Nospace as i32)

@@ -65,13 +65,14 @@ pub async fn start(mut cfg: ServerConfig) -> Result<RunningMember, StartError> {
     } else {
         None
     };
-    let layout = Layout::new(&cfg.data_dir());
+    let layout = cfg.layout();
     std::fs::create_dir_all(&layout.wal)?;
     std::fs::create_dir_all(&layout.snap)?;
     layout.remove_interrupted_snapshots()?;
 
     // Identity and the WAL: recovered, or computed from --initial-cluster and created.
-    let (wal, wal_state, id, cluster_id) = if Wal::exists(&layout.wal) {
+    let restarted = Wal::exists(&layout.wal);
+    let (wal, wal_state, id, cluster_id) = if restarted {
         let (wal, state) = Wal::open(&layout.wal)?;
         let meta =
             WalMetadata::decode(&state.metadata[..]).map_err(|e| StartError::Data(format!("wal metadata: {e}")))?;
@@ -89,12 +90,31 @@ pub async fn start(mut cfg: ServerConfig) -> Result<RunningMember, StartError> {
         let (wal, state) = Wal::open(&layout.wal)?;
         (wal, state, created.id, created.cluster_id)
     };
+    let (mut wal, wal_state) = if cfg.force_new_cluster && restarted {
+        let mut wal = wal;
+        crate::raft::force_new_cluster(&mut wal, &wal_state, id)?;
+        drop(wal);
+        Wal::open(&layout.wal)?
+    } else {
+        (wal, wal_state)
+    };
+    wal.set_unsafe_no_fsync(cfg.unsafe_no_fsync);
     let wal_snap = wal_state.snapshot.clone().ok_or_else(|| StartError::Data("wal has no snapshot record".into()))?;
 
     // The backend: if the WAL says a snapshot from the leader was taken but the backend is older,
     // the received snapshot file is installed first (a crash between the two steps).
     recover_snapshot_db(&layout, &wal_snap, &cfg)?;
     let backend = Arc::new(Backend::open(&layout.db, crate::apply::batch_config(&cfg))?);
+    bootstrap_defrag(&backend, cfg.bootstrap_defrag_threshold_megabytes)?;
+    if cfg.memory_mlock {
+        // SAFETY: mlockall takes flags only and touches no memory of ours.
+        if unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) } != 0 {
+            return Err(StartError::Data(format!(
+                "--experimental-memory-mlock: cannot lock memory: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+    }
     let ci = consistent_index(&backend)?;
     if ci < wal_snap.index && wal_snap.index > BOOT_INDEX {
         return Err(StartError::Data(format!(
@@ -104,10 +124,21 @@ pub async fn start(mut cfg: ServerConfig) -> Result<RunningMember, StartError> {
     }
     let MemberState { view, removed, pending_compaction } = MemberState::load(backend.clone(), &cfg)?;
     let (store, members) = (view.store.clone(), view.members.clone());
+    if cfg.experimental_initial_corrupt_check {
+        let (st, ms, tls) = (store.clone(), members.clone(), peer_tls.clone());
+        tokio::task::spawn_blocking(move || crate::corruption::initial_check(&st, &ms, id, cluster_id, &tls))
+            .await
+            .map_err(|e| StartError::Data(format!("initial corruption check: {e}")))?
+            .map_err(StartError::Data)?;
+    }
     let state = StateCell::new(view.clone());
 
-    let (raw, storage, applied) =
-        open_raft(|applied| raft_config(id.0, cfg.election_ticks(), applied), &wal_state, ci)?;
+    let (raw, storage, applied) = open_raft(
+        |applied| raft_config(id.0, cfg.election_ticks(), applied, cfg.pre_vote),
+        &wal_state,
+        ci,
+        cfg.max_learners as usize,
+    )?;
 
     // Three channels are unbounded, each because blocking its senders would be worse than what
     // it can hold:
@@ -146,6 +177,8 @@ pub async fn start(mut cfg: ServerConfig) -> Result<RunningMember, StartError> {
             s.stop();
         }
     });
+    let hashed = state.clone();
+    transport.set_hashkv_source(move |rev| crate::corruption::answer(&hashed.store(), cluster_id, id, rev));
     let weak = Arc::downgrade(&server);
     transport.set_members_source(move || {
         let Some(s) = weak.upgrade() else { return Vec::new() };
@@ -156,7 +189,10 @@ pub async fn start(mut cfg: ServerConfig) -> Result<RunningMember, StartError> {
     // Peers.
     let mut peer_addrs = Vec::new();
     for url in split_urls(&cfg.listen_peer_urls) {
-        let listener = std::net::TcpListener::bind(parse_url(&url)?)?;
+        // Bound as tokio binds (SO_REUSEADDR; SO_REUSEPORT with --socket-reuse-port), served by
+        // blocking threads.
+        let listener = crate::listener::bind(parse_url(&url)?, cfg.socket_reuse_port).await?.into_std()?;
+        listener.set_nonblocking(false)?;
         peer_addrs.push(listener.local_addr()?);
         transport.serve(listener, is_https(&url));
     }
@@ -177,6 +213,7 @@ pub async fn start(mut cfg: ServerConfig) -> Result<RunningMember, StartError> {
             catchup_entries: cfg.snapshot_catchup_entries,
             stalled_ttl: cfg.request_timeout(),
             snap_dir: layout.snap.clone(),
+            max_learners: cfg.max_learners as usize,
         },
         stalled: Default::default(),
         snapshot_index: wal_snap.index,
@@ -205,10 +242,10 @@ pub async fn start(mut cfg: ServerConfig) -> Result<RunningMember, StartError> {
         let _ = compactor_tx.send(CompactJob { store, rev, waiters: Vec::new() });
     }
     drop(compactor_tx);
-    let s = server.clone();
+    let (s, c) = (server.clone(), cfg.clone());
     let compactor_thread = std::thread::Builder::new()
         .name("compactor".into())
-        .spawn(move || run_compactor(compactor_rx, |id, r| s.wait.trigger(id, r)))?;
+        .spawn(move || run_compactor(compactor_rx, &c, |id, r| s.wait.trigger(id, r)))?;
 
     // Tasks.
     tokio::spawn(server.read_hub.clone().run(
@@ -221,7 +258,7 @@ pub async fn start(mut cfg: ServerConfig) -> Result<RunningMember, StartError> {
     let mut client_addrs = Vec::new();
     let mut grpc = Vec::new();
     for port in client_ports {
-        let listener = crate::listener::bind(port.addr).await?;
+        let listener = crate::listener::bind(port.addr, cfg.socket_reuse_port).await?;
         client_addrs.push(listener.local_addr()?);
         let s = server.clone();
         grpc.push(tokio::spawn(async move {
@@ -231,8 +268,24 @@ pub async fn start(mut cfg: ServerConfig) -> Result<RunningMember, StartError> {
             }
         }));
     }
+    for url in split_urls(&cfg.listen_metrics_urls) {
+        let listener = crate::listener::bind(parse_url(&url)?, cfg.socket_reuse_port).await?;
+        let s = server.clone();
+        grpc.push(tokio::spawn(async move {
+            if let Err(e) = crate::listener::serve_metrics(s.clone(), listener).await {
+                tracing::error!(error = %e, "metrics listener failed; stopping the member");
+                s.stop();
+            }
+        }));
+    }
     tokio::spawn(publish_attributes(server.clone()));
     tokio::spawn(crate::lease_duties::run(server.clone()));
+    if !cfg.corrupt_check_time.is_zero() {
+        tokio::spawn(crate::corruption::monitor(server.clone(), cfg.corrupt_check_time));
+    }
+    if let Some(mode) = cfg.auto_compaction()? {
+        tokio::spawn(crate::auto_compaction::run(server.clone(), mode));
+    }
     if members.len() == 1 {
         // Alone: no one to wait for, elect now.
         let _ = raft_tx.send(RaftInput::Campaign);
@@ -295,7 +348,7 @@ fn peer_tls(cfg: &ServerConfig) -> Result<PeerTls, StartError> {
     } else {
         None
     };
-    Ok(PeerTls { server, client, check_san: true })
+    Ok(PeerTls { server, client, check_san: !cfg.peer_skip_client_san_verification })
 }
 
 /// A member joining a running cluster (`--initial-cluster-state existing`, after `member add`):
@@ -346,6 +399,32 @@ fn join_cluster(cfg: &ServerConfig, layout: &Layout, tls: &PeerTls) -> Result<Ne
     wal.sync()?;
     tracing::info!(member_id = %id, cluster_id = %cluster_id, "joining a running cluster");
     Ok(NewMember { id, cluster_id, members })
+}
+
+/// `--experimental-bootstrap-defrag-threshold-megabytes`: defragments the backend at start when
+/// that frees at least `threshold_mb` MB (etcd's `maybeDefragBackend`).
+fn bootstrap_defrag(backend: &Backend, threshold_mb: u64) -> Result<(), StartError> {
+    if threshold_mb == 0 {
+        return Ok(());
+    }
+    let (size, in_use) = (backend.size_bytes(), backend.size_in_use_bytes()?);
+    let free = size.saturating_sub(in_use);
+    if free < threshold_mb * 1024 * 1024 {
+        tracing::info!(
+            current_db_size_bytes = size,
+            current_db_size_in_use_bytes = in_use,
+            threshold_bytes = threshold_mb * 1024 * 1024,
+            "skipping defragmentation"
+        );
+        return Ok(());
+    }
+    tracing::info!(
+        current_db_size_bytes = size,
+        current_db_size_in_use_bytes = in_use,
+        "defragmenting the backend at start"
+    );
+    backend.defrag()?;
+    Ok(())
 }
 
 /// Installs a backend snapshot that the WAL already accounts for but the backend does not hold.

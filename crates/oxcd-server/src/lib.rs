@@ -6,8 +6,10 @@
 pub mod alarms;
 pub mod apply;
 mod auth;
+mod auto_compaction;
 mod bootstrap;
 pub mod concurrency;
+mod corruption;
 pub mod error;
 mod gateway;
 pub mod grpc;

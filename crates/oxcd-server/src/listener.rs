@@ -93,8 +93,15 @@ pub fn client_ports(cfg: &ServerConfig) -> Result<Vec<ClientPort>, ConfigError> 
 }
 
 /// Binds a client listener.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
+pub async fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
+    if !reuse_port {
+        return TcpListener::bind(addr).await;
+    }
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 /// Serves the client services on `listener` until the member stops: gRPC (HTTP/2) and, on the
@@ -140,8 +147,10 @@ pub async fn serve(
     let router = tonic::transport::Server::builder()
         .layer(LearnerGuardLayer(server.clone()))
         .accept_http1(true)
-        .http2_keepalive_interval(Some(Duration::from_secs(2 * 60 * 60)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        // --grpc-keepalive-interval, --grpc-keepalive-timeout (0 turns each off).
+        .http2_keepalive_interval(Some(server.cfg.grpc_keepalive_interval).filter(|d| !d.is_zero()))
+        .http2_keepalive_timeout(Some(server.cfg.grpc_keepalive_timeout).filter(|d| !d.is_zero()))
+        .max_concurrent_streams(Some(server.cfg.max_concurrent_streams))
         .add_routes(routes);
     let stopped = async move { stop.stopped().await };
     match &port.tls {
@@ -154,6 +163,19 @@ pub async fn serve(
             router.serve_with_incoming_shutdown(secure_incoming(listener, tls.clone(), port.plain), stopped).await
         }
     }
+}
+
+/// `--listen-metrics-urls`: plain HTTP with the health endpoints only, until the member stops.
+pub async fn serve_metrics(server: Arc<EtcdServer>, listener: TcpListener) -> Result<(), tonic::transport::Error> {
+    let routes = tonic::service::Routes::from(crate::gateway::metrics_router(server.clone()));
+    let stop = server.clone();
+    tonic::transport::Server::builder()
+        .accept_http1(true)
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), async move {
+            stop.stopped().await
+        })
+        .await
 }
 
 /// The connections of a listener that serves TLS (and plain text too if `plain`): each handshake
@@ -203,12 +225,15 @@ async fn accept(tcp: TcpStream, remote: SocketAddr, tls: Arc<ServerTls>, plain: 
     if plain {
         let mut first = [0u8; 1];
         if tcp.peek(&mut first).await? == 0 || first[0] != TLS_HANDSHAKE_RECORD {
-            return Ok(ClientConn { io: Io::Plain(tcp), info: ClientConnInfo { remote, common_name: None } });
+            return Ok(ClientConn {
+                io: Io::Plain(tcp),
+                info: ClientConnInfo { remote, common_name: None, tls: false },
+            });
         }
     }
     let stream = tokio_rustls::TlsAcceptor::from(tls.config()).accept(tcp).await?;
     let common_name = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(crate::tls::common_name);
-    Ok(ClientConn { io: Io::Tls(Box::new(stream)), info: ClientConnInfo { remote, common_name } })
+    Ok(ClientConn { io: Io::Tls(Box::new(stream)), info: ClientConnInfo { remote, common_name, tls: true } })
 }
 
 /// A client connection of a listener that serves TLS.
@@ -229,6 +254,8 @@ pub struct ClientConnInfo {
     /// The common name of the client's certificate, if it presented one (etcd's user name for
     /// certificate authentication).
     pub common_name: Option<String>,
+    /// Whether the connection is TLS (a port serving TLS may take plain connections too).
+    pub tls: bool,
 }
 
 impl tonic::transport::server::Connected for ClientConn {

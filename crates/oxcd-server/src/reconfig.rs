@@ -20,7 +20,7 @@ use raft::prelude::ConfChangeType;
 
 use crate::config::parse_url;
 use crate::ids::{self, MemberId};
-use crate::membership::{MAX_LEARNERS, Member, MemberChange, Members};
+use crate::membership::{Member, MemberChange, Members};
 use crate::raft::{RaftInput, RaftProgress};
 use crate::server::EtcdServer;
 
@@ -38,10 +38,10 @@ impl EtcdServer {
         if members.iter().any(|m| m.peer_urls.iter().any(|u| peer_urls.contains(u))) {
             return Err(EtcdError::PeerUrlExist);
         }
-        if learner && members.iter().filter(|m| m.is_learner).count() >= MAX_LEARNERS {
+        if learner && members.iter().filter(|m| m.is_learner).count() >= self.cfg.max_learners as usize {
             return Err(EtcdError::TooManyLearners);
         }
-        if !learner && !ready_to_add_voter(&members) {
+        if !learner && self.cfg.strict_reconfig_check && !ready_to_add_voter(&members) {
             return Err(EtcdError::MemberNotEnoughStarted);
         }
         // etcd's id for an added member: its peer URLs and the time (the cluster name is empty).
@@ -64,6 +64,7 @@ impl EtcdServer {
             return None;
         }
         if !member.is_learner
+            && self.cfg.strict_reconfig_check
             && let Err(e) = self.may_remove_voter(id)
         {
             return Some(Err(e));

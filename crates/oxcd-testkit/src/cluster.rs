@@ -80,6 +80,8 @@ pub struct ClusterOptions {
     pub election_ms: u64,
     /// Extra flags for every member.
     pub extra_args: Vec<String>,
+    /// Extra flags of member `i` (after `extra_args`).
+    pub member_args: Vec<Vec<String>>,
     /// (client, peer) ports of each member; free ports when empty. Two clusters started one after
     /// the other on the same ports get the same member and cluster ids.
     pub ports: Vec<(u16, u16)>,
@@ -95,6 +97,7 @@ impl Default for ClusterOptions {
             heartbeat_ms: 50,
             election_ms: 500,
             extra_args: Vec::new(),
+            member_args: Vec::new(),
             ports: Vec::new(),
             tls: None,
         }
@@ -288,6 +291,7 @@ impl Cluster {
             .args(if m.joining { &["--initial-cluster-state", "existing"][..] } else { &[] })
             .args(&tls_flags)
             .args(&self.opts.extra_args)
+            .args(self.opts.member_args.get(i).into_iter().flatten())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

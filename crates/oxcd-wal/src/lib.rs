@@ -89,6 +89,8 @@ pub struct Wal {
     last_index: u64,
     /// Index of the last entry written to a segment file (names the next segment on a roll).
     written_last_index: u64,
+    /// `--unsafe-no-fsync`: [`Wal::sync`] writes without `fdatasync`.
+    no_fsync: bool,
 }
 
 impl Wal {
@@ -108,6 +110,7 @@ impl Wal {
             last_hard_state: None,
             last_index: 0,
             written_last_index: 0,
+            no_fsync: false,
         };
         wal.write_segment_header();
         wal.sync()?;
@@ -161,6 +164,7 @@ impl Wal {
             last_hard_state: state.hard_state,
             last_index,
             written_last_index: last_index,
+            no_fsync: false,
         };
         Ok((wal, state))
     }
@@ -195,11 +199,20 @@ impl Wal {
         !self.buf.is_empty()
     }
 
+    /// `--unsafe-no-fsync`: from now on [`Wal::sync`] writes to the file but does not `fdatasync`
+    /// (a crash of the machine, not of the process, loses acknowledged writes).
+    pub fn set_unsafe_no_fsync(&mut self, on: bool) {
+        self.no_fsync = on;
+    }
+
     /// Writes everything appended since the last sync and makes it durable with one `fdatasync`.
     /// Rolls to a new segment first when the current one is full.
     pub fn sync(&mut self) -> Result<()> {
         oxcd_fail::point("walBeforeSync")?;
         self.flush()?;
+        if self.no_fsync {
+            return Ok(());
+        }
         let started = Instant::now();
         self.tail.file().sync_data()?;
         let took = started.elapsed();

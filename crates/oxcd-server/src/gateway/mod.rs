@@ -74,7 +74,78 @@ pub fn router(server: Arc<EtcdServer>) -> axum::Router {
         let off = any(|| async { plain(StatusCode::NOT_FOUND, "404 page not found\n") });
         router.route("/v3/{*method}", off.clone()).route("/v3beta/{*method}", off)
     };
-    router.with_state(gw)
+    router.with_state(gw.clone()).layer(axum::middleware::from_fn_with_state(gw, access))
+}
+
+/// `--listen-metrics-urls`' routes: the health endpoints, and 404 for every other path.
+pub fn metrics_router(server: Arc<EtcdServer>) -> axum::Router {
+    let gw = Arc::new(Gateway::new(server));
+    axum::Router::new()
+        .route("/version", get(version))
+        .route("/health", get(health))
+        .fallback(|| async { plain(StatusCode::NOT_FOUND, "404 page not found\n") })
+        .with_state(gw)
+}
+
+/// etcd's access controller in front of every HTTP endpoint: a plain-HTTP request whose `Host` is
+/// not in `--host-whitelist` is refused (DNS rebinding, CVE-2018-5702); `--cors` origins get CORS
+/// headers, and `OPTIONS` is answered 200 at once.
+async fn access(State(gw): State<Arc<Gateway>>, req: Request, next: axum::middleware::Next) -> Response {
+    let cfg = &gw.server.cfg;
+    let tls = req.extensions().get::<crate::listener::ClientConnInfo>().is_some_and(|c| c.tls);
+    if !tls {
+        let host = request_host(&req);
+        if !listed(&cfg.host_whitelist, &host) {
+            tracing::warn!(host = %host, "rejecting HTTP request to prevent DNS rebinding attacks");
+            return plain_text(StatusCode::MISDIRECTED_REQUEST, format!("{}\n", dns_rebinding_text(&host)));
+        }
+    }
+    let origin = if listed(&cfg.cors, "*") {
+        Some(HeaderValue::from_static("*"))
+    } else {
+        req.headers().get(header::ORIGIN).filter(|o| o.to_str().is_ok_and(|o| listed(&cfg.cors, o))).cloned()
+    };
+    let mut resp = if req.method() == Method::OPTIONS { Response::new(Body::empty()) } else { next.run(req).await };
+    if let Some(origin) = origin {
+        let h = resp.headers_mut();
+        h.append(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST, GET, OPTIONS, PUT, DELETE"));
+        h.append(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        h.append(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("accept, content-type, authorization"));
+    }
+    resp
+}
+
+/// Whether `x` is allowed by a `--cors` or `--host-whitelist` list (empty or `*`: everything).
+fn listed(list: &[String], x: &str) -> bool {
+    list.is_empty() || list.iter().any(|e| e == "*" || e == x)
+}
+
+/// The request's host without its port (Go's `req.Host`, split as etcd's `GetHostname` does).
+fn request_host(req: &Request) -> String {
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(String::from))
+        .unwrap_or_default();
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => {
+            h.trim_start_matches('[').trim_end_matches(']').to_string()
+        }
+        _ => host,
+    }
+}
+
+/// etcd's answer to a request refused by `--host-whitelist`.
+fn dns_rebinding_text(host: &str) -> String {
+    format!(
+        "\netcd received your request, but the Host header was unrecognized.\n\n\
+         To fix this, choose one of the following options:\n\
+         - Enable TLS, then any HTTPS request will be allowed.\n\
+         - Add the hostname you want to use to the whitelist in settings.\n  \
+         - e.g. etcd --host-whitelist {host:?}\n\n\
+         This requirement has been added to help prevent \"DNS Rebinding\" attacks (CVE-2018-5702).\n"
+    )
 }
 
 /// The services the gateway calls, and the descriptors it converts with.
@@ -345,6 +416,11 @@ fn json_response(body: Vec<u8>) -> Response {
 }
 
 fn plain(code: StatusCode, text: &'static str) -> Response {
+    plain_text(code, text.to_string())
+}
+
+/// A plain text answer as Go's `http.Error` writes it.
+fn plain_text(code: StatusCode, text: String) -> Response {
     let mut resp = with_etcd_headers(Response::new(Body::from(text)), false);
     *resp.status_mut() = code;
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));

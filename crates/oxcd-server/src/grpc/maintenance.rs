@@ -1,5 +1,5 @@
-//! `etcdserverpb.Maintenance`: Status, Alarm, Snapshot, HashKV, MoveLeader and Defragment
-//! (Hash, the whole-backend hash, and Downgrade are not served).
+//! `etcdserverpb.Maintenance`: Status, Alarm, Snapshot, Hash, HashKV, MoveLeader and Defragment
+//! (Downgrade is not served yet).
 
 use std::io::Read;
 use std::sync::Arc;
@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use oxcd_api::EtcdError;
 use oxcd_api::etcdserverpb::maintenance_server::Maintenance;
 use oxcd_api::etcdserverpb::{
-    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest, HashKvResponse,
-    MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
+    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest, HashKvResponse, HashRequest,
+    HashResponse, MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest,
+    StatusResponse,
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
@@ -86,6 +87,27 @@ impl Maintenance for MaintenanceService {
         .map_err(|e| Status::internal(e.to_string()))?;
         // etcd answers without a header.
         Ok(Response::new(DefragmentResponse { header: None }))
+    }
+
+    /// etcd's hash of the whole backend (every bucket of etcd's but the member's own consistent
+    /// index and term), at the current revision. Members that applied the same log agree.
+    async fn hash(&self, req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        require_leader(&self.server, &req)?;
+        super::require_admin_unconverted(&self.server, &req).await?;
+        let (backend, store) = (self.server.backend(), self.server.store());
+        let (hash, rev) = tokio::task::spawn_blocking(move || {
+            // The revision read before the hash: a write applied in between is in the hash, as
+            // with etcd (which reads its revision after).
+            let rev = store.write_rev();
+            let skip_key = |bucket: &str, key: &[u8]| {
+                bucket == "meta" && (key == oxcd_mvcc::meta::CONSISTENT_INDEX || key == oxcd_mvcc::meta::TERM)
+            };
+            backend.hash(|b| b == oxcd_auth::TOKENS_BUCKET, skip_key).map(|h| (h, rev))
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(HashResponse { header: Some(self.server.header(rev)), hash }))
     }
 
     /// etcd's hash of the MVCC history up to a revision, served locally (see `Store::hash_by_rev`).

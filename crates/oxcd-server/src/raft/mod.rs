@@ -20,6 +20,6 @@ pub use node::{NodeConfig, RaftNode, RaftStatus, decode_entry, raft_config};
 pub use oxcd_datadir::membership::{decode_conf_state, encode_conf_state};
 pub use peer_stream::{PeerAddr, PeerTls};
 pub use read_index::ReadIndexHub;
-pub use recover::open_raft;
+pub use recover::{force_new_cluster, open_raft};
 pub use storage::RaftStorage;
-pub use transport::{Transport, fetch_members, snapshot_db_path};
+pub use transport::{HashAnswer, Transport, fetch_hashkv, fetch_members, snapshot_db_path};

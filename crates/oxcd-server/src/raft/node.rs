@@ -78,6 +78,8 @@ pub struct NodeConfig {
     /// How long a proposal made without a leader is kept for another try.
     pub stalled_ttl: Duration,
     pub snap_dir: PathBuf,
+    /// `--max-learners`.
+    pub max_learners: usize,
 }
 
 /// The Raft thread's state (built by the bootstrap, then moved onto its thread).
@@ -310,7 +312,7 @@ impl RaftNode {
             // As the leader saw its followers before the change.
             let matched: Vec<(u64, u64)> =
                 if leading { r.prs().iter().map(|(id, p)| (*id, p.matched)).collect() } else { Vec::new() };
-            let Some(cc) = apply_conf_entry(&mut self.raw, &self.storage, e) else { continue };
+            let Some(cc) = apply_conf_entry(&mut self.raw, &self.storage, e, self.cfg.max_learners) else { continue };
             if leading && cc.get_change_type() == ConfChangeType::RemoveNode {
                 self.after_removal(cc.node_id, &matched);
             }
@@ -423,7 +425,7 @@ impl RaftNode {
 
 /// raft-rs's settings for member `id`, whose state machine has applied `applied`: PreVote,
 /// CheckQuorum and safe ReadIndex (by a heartbeat round), one heartbeat per tick.
-pub fn raft_config(id: u64, election_tick: usize, applied: u64) -> raft::Config {
+pub fn raft_config(id: u64, election_tick: usize, applied: u64, pre_vote: bool) -> raft::Config {
     raft::Config {
         id,
         election_tick,
@@ -432,7 +434,7 @@ pub fn raft_config(id: u64, election_tick: usize, applied: u64) -> raft::Config 
         max_size_per_msg: 1 << 20,
         max_inflight_msgs: 512,
         check_quorum: true,
-        pre_vote: true,
+        pre_vote,
         read_only_option: raft::ReadOnlyOption::Safe,
         ..Default::default()
     }
@@ -441,7 +443,12 @@ pub fn raft_config(id: u64, election_tick: usize, applied: u64) -> raft::Config 
 /// Applies `e` to Raft's configuration if it is a configuration change that still applies to it
 /// (also used when a restarted member replays the changes its backend already applied); returns
 /// the change applied.
-pub(crate) fn apply_conf_entry(raw: &mut RawNode<RaftStorage>, storage: &RaftStorage, e: &Entry) -> Option<ConfChange> {
+pub(crate) fn apply_conf_entry(
+    raw: &mut RawNode<RaftStorage>,
+    storage: &RaftStorage,
+    e: &Entry,
+    max_learners: usize,
+) -> Option<ConfChange> {
     if e.get_entry_type() != EntryType::EntryConfChange {
         return None;
     }
@@ -455,7 +462,7 @@ pub(crate) fn apply_conf_entry(raw: &mut RawNode<RaftStorage>, storage: &RaftSto
     let role = |id: MemberId| {
         if conf.voters().contains(id.0) { Some(false) } else { conf.learners().contains(&id.0).then_some(true) }
     };
-    if let Err(err) = change.check(role, conf.learners().len()) {
+    if let Err(err) = change.check(role, conf.learners().len(), max_learners) {
         tracing::warn!(index = e.index, %err, "committed configuration change no longer applies; skipped");
         return None;
     }

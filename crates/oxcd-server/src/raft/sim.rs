@@ -155,9 +155,9 @@ impl Sim {
         let config = |applied| raft::Config {
             min_election_tick: timeout,
             max_election_tick: timeout + 1,
-            ..raft_config(id, ELECTION_TICKS, applied)
+            ..raft_config(id, ELECTION_TICKS, applied, true)
         };
-        let (raw, storage, applied) = open_raft(config, &state, disk.applied).expect("open raft");
+        let (raw, storage, applied) = open_raft(config, &state, disk.applied, 1).expect("open raft");
         let (tx, rx) = unbounded();
         let (apply_tx, apply_rx) = unbounded();
         let hub = ReadIndexHub::new();
@@ -176,6 +176,7 @@ impl Sim {
                 catchup_entries: 20,
                 stalled_ttl: Duration::from_secs(3600),
                 snap_dir: disk.dir.path().join("snap"),
+                max_learners: 1,
             },
             stalled: Default::default(),
             snapshot_index: state.snapshot.map_or(0, |s| s.index),

