@@ -703,92 +703,7 @@ pub static FLAGS: &[Flag] = &[
     ),
     f("unsafe-no-fsync", Bool, "false", Key("unsafe-no-fsync"), "Disables fsync, unsafe, will cause data loss."),
     f("force-new-cluster", Bool, "false", Key("force-new-cluster"), "Force to create a new one member cluster."),
-    // etcd 3.6's names.
-    f(
-        "corrupt-check-time",
-        Duration,
-        "0s",
-        Key("corrupt-check-time"),
-        "Duration of time between cluster corruption check passes.",
-    ),
-    f(
-        "compact-hash-check-time",
-        Duration,
-        "1m0s",
-        Unbuilt("oxcd does not keep compaction hashes yet"),
-        "Duration of time between leader checks followers compaction hashes.",
-    ),
-    f(
-        "compaction-batch-limit",
-        Int,
-        "1000",
-        Key("compaction-batch-limit"),
-        "Sets the maximum revisions deleted in each compaction batch.",
-    ),
-    f(
-        "compaction-sleep-interval",
-        Duration,
-        "10ms",
-        Key("compaction-sleep-interval"),
-        "Sets the sleep interval between each compaction batch.",
-    ),
-    f(
-        "watch-progress-notify-interval",
-        Duration,
-        "10m0s",
-        Key("watch-progress-notify-interval"),
-        "Duration of periodic watch progress notifications.",
-    ),
-    f(
-        "downgrade-check-time",
-        Duration,
-        "5s",
-        Unbuilt("oxcd has no Downgrade yet"),
-        "Duration of time between two downgrade status checks.",
-    ),
-    f(
-        "warning-apply-duration",
-        Duration,
-        "100ms",
-        Key("warning-apply-duration"),
-        "Time duration after which a warning is generated if request takes more time.",
-    ),
-    f(
-        "warning-unary-request-duration",
-        Duration,
-        "300ms",
-        Unbuilt("oxcd does not time unary requests yet"),
-        "Time duration after which a warning is generated if a unary request takes more time.",
-    ),
-    f("memory-mlock", Bool, "false", Key("memory-mlock"), "Enable to enforce oxcd's pages to stay in RAM."),
-    f(
-        "bootstrap-defrag-threshold-megabytes",
-        Uint,
-        "0",
-        Key("bootstrap-defrag-threshold-megabytes"),
-        "Enable the defrag during bootstrap on condition that it will free at least the provided threshold of disk space.",
-    ),
-    f(
-        "snapshot-catchup-entries",
-        Uint,
-        "5000",
-        Key("snapshot-catchup-entries"),
-        "Number of entries for a slow follower to catch up after compacting the raft storage entries.",
-    ),
-    f(
-        "peer-skip-client-san-verification",
-        Bool,
-        "false",
-        Key("peer-skip-client-san-verification"),
-        "Skip verification of SAN field in client certificate for peer connections.",
-    ),
-    f(
-        "max-learners",
-        Int,
-        "1",
-        Key("max-learners"),
-        "Sets the maximum number of learners that can be available in the cluster membership.",
-    ),
+    // Flags of etcd 3.6 only (its new names of 3.5's experimental flags are in RENAMED).
     f("enable-grpc-gateway", Bool, "true", Key("enable-grpc-gateway"), "Enable GRPC gateway."),
     f(
         "log-format",
@@ -796,13 +711,6 @@ pub static FLAGS: &[Flag] = &[
         "json",
         Key("log-format"),
         "Configures log format. Only supports json, console.",
-    ),
-    f(
-        "enable-distributed-tracing",
-        Bool,
-        "false",
-        Refused(TRACING),
-        "Enable distributed tracing using OpenTelemetry Tracing.",
     ),
     f(
         "feature-gates",
@@ -827,9 +735,38 @@ pub static FLAGS: &[Flag] = &[
     f("vv", Bool, "false", NoOp(IGNORED), ""),
 ];
 
-/// The flag called `name`.
+/// etcd 3.6's names of etcd 3.5's experimental flags: (3.6 name, 3.5 name). Either name sets the
+/// flag, on the command line and as an `ETCD_*` variable.
+pub static RENAMED: &[(&str, &str)] = &[
+    ("corrupt-check-time", "experimental-corrupt-check-time"),
+    ("compact-hash-check-time", "experimental-compact-hash-check-time"),
+    ("compaction-batch-limit", "experimental-compaction-batch-limit"),
+    ("compaction-sleep-interval", "experimental-compaction-sleep-interval"),
+    ("watch-progress-notify-interval", "experimental-watch-progress-notify-interval"),
+    ("downgrade-check-time", "experimental-downgrade-check-time"),
+    ("warning-apply-duration", "experimental-warning-apply-duration"),
+    ("warning-unary-request-duration", "experimental-warning-unary-request-duration"),
+    ("memory-mlock", "experimental-memory-mlock"),
+    ("bootstrap-defrag-threshold-megabytes", "experimental-bootstrap-defrag-threshold-megabytes"),
+    ("snapshot-catchup-entries", "experimental-snapshot-catchup-entries"),
+    ("peer-skip-client-san-verification", "experimental-peer-skip-client-san-verification"),
+    ("max-learners", "experimental-max-learners"),
+    ("enable-distributed-tracing", "experimental-enable-distributed-tracing"),
+    ("distributed-tracing-address", "experimental-distributed-tracing-address"),
+    ("distributed-tracing-service-name", "experimental-distributed-tracing-service-name"),
+    ("distributed-tracing-instance-id", "experimental-distributed-tracing-instance-id"),
+    ("distributed-tracing-sampling-rate", "experimental-distributed-tracing-sampling-rate"),
+];
+
+/// The flag called `name` (by its etcd 3.5 name or its 3.6 one).
 pub fn lookup(name: &str) -> Option<&'static Flag> {
+    let name = RENAMED.iter().find(|(new, _)| *new == name).map_or(name, |(_, old)| old);
     FLAGS.iter().find(|f| f.name == name)
+}
+
+/// The 3.6 name of a flag etcd 3.6 renamed.
+fn new_name(flag: &str) -> Option<&'static str> {
+    RENAMED.iter().find(|(_, old)| *old == flag).map(|(new, _)| *new)
 }
 
 /// `ETCD_` and the name in capitals with `_` for `-` (etcd's `FlagToEnv`).
@@ -926,7 +863,8 @@ pub fn parse_args(args: &[String]) -> Result<Command, Refusal> {
 /// `SetFlagsFromEnv`); a variable shadowed by a flag given on the command line stops the start,
 /// as in etcd 3.5. Returns warnings for `ETCD_*` variables that name no flag.
 pub fn add_env(set: &mut Vec<(&'static Flag, String)>, env: &[(String, String)]) -> Result<Vec<String>, Refusal> {
-    let given: Vec<String> = set.iter().map(|(f, _)| env_name(f.name)).collect();
+    let given: Vec<String> =
+        set.iter().flat_map(|(f, _)| std::iter::once(f.name).chain(new_name(f.name))).map(env_name).collect();
     let mut warnings = Vec::new();
     for (key, value) in env {
         if !key.starts_with("ETCD_") || value.is_empty() {
@@ -937,7 +875,8 @@ pub fn add_env(set: &mut Vec<(&'static Flag, String)>, env: &[(String, String)])
                 "conflicting environment variable is shadowed by corresponding command-line flag (either unset environment variable or disable flag)) environment-variable={key}"
             )));
         }
-        match FLAGS.iter().find(|f| env_name(f.name) == *key) {
+        let named = |n: &str| env_name(n) == *key;
+        match FLAGS.iter().find(|f| named(f.name) || new_name(f.name).is_some_and(named)) {
             Some(flag) => {
                 let ok = if flag.kind == Bool { parse_bool(value).is_some() } else { check_value(flag, value).is_ok() };
                 if !ok {
@@ -1183,7 +1122,8 @@ pub fn help() -> String {
             Unbuilt(why) => format!(" [accepted, no effect yet: {why}]"),
             _ => String::new(),
         };
-        out.push_str(&format!("  --{} '{}'\n      {}{note}\n", f.name, f.default, f.help));
+        let renamed = new_name(f.name).map(|n| format!(" (etcd 3.6: --{n})")).unwrap_or_default();
+        out.push_str(&format!("  --{} '{}'{renamed}\n      {}{note}\n", f.name, f.default, f.help));
     }
     out
 }
@@ -1255,6 +1195,17 @@ mod tests {
         );
         // A bare boolean followed by a value: the value ends the flags (Go's rule), etcd refuses it.
         assert_eq!(err("--client-cert-auth false"), Refusal::check("'false' is not a valid flag"));
+    }
+
+    #[test]
+    fn etcd_36_names_set_the_same_flags() {
+        assert_eq!(run("--corrupt-check-time 1s"), vec![("experimental-corrupt-check-time", "1s".into())]);
+        let mut set = Vec::new();
+        add_env(&mut set, &[("ETCD_MAX_LEARNERS".to_string(), "2".to_string())]).unwrap();
+        assert_eq!(set[0].0.name, "experimental-max-learners");
+        for (new, old) in RENAMED {
+            assert!(lookup(old).is_some() && lookup(new).is_some(), "{old}");
+        }
     }
 
     #[test]
