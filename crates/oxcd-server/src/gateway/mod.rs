@@ -6,9 +6,10 @@
 //! Each request is answered by the same service code that answers gRPC, called in process: the JSON
 //! is turned into the request message through the protos' descriptors (see [`json`]), and the reply
 //! back the same way, with grpc-gateway v1's conventions (proto field names, 64-bit integers as
-//! strings, bytes as base64, enums by name, default values left out). Errors have etcd 3.4/3.5's
-//! shape: `{"error":msg,"message":msg,"code":grpc_code}` with the HTTP status grpc-gateway v1 maps
-//! the code to.
+//! strings, bytes as base64, enums by name, default values left out). Errors have etcd 3.5's
+//! shape: `{"error":msg,"code":grpc_code,"message":msg}` with the HTTP status grpc-gateway v1.16
+//! maps the code to. Any other path is 404 (`404 page not found`), as etcd's HTTP mux answers;
+//! gRPC requests for unknown methods still get gRPC's Unimplemented.
 
 mod json;
 
@@ -83,7 +84,7 @@ pub fn metrics_router(server: Arc<EtcdServer>) -> axum::Router {
     axum::Router::new()
         .route("/version", get(version))
         .route("/health", get(health))
-        .fallback(|| async { plain(StatusCode::NOT_FOUND, "404 page not found\n") })
+        .fallback(unknown_path)
         .with_state(gw)
 }
 
@@ -400,10 +401,8 @@ fn metadata(headers: &HeaderMap) -> MetadataMap {
 
 /// Headers etcd's gateway puts on every reply (CORS, and the gRPC content type it forwards).
 fn with_etcd_headers(mut resp: Response, json: bool) -> Response {
+    // CORS headers come from the access layer (`access`), as `--cors` says.
     let h = resp.headers_mut();
-    h.insert("access-control-allow-headers", HeaderValue::from_static("accept, content-type, authorization"));
-    h.insert("access-control-allow-methods", HeaderValue::from_static("POST, GET, OPTIONS, PUT, DELETE"));
-    h.insert("access-control-allow-origin", HeaderValue::from_static("*"));
     if json {
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         h.insert("grpc-metadata-content-type", HeaderValue::from_static("application/grpc"));
@@ -428,15 +427,15 @@ fn plain_text(code: StatusCode, text: String) -> Response {
     resp
 }
 
-/// A failed unary call: etcd 3.4/3.5's body and grpc-gateway v1's HTTP status.
+/// A failed unary call: etcd 3.5's body and grpc-gateway v1.16's HTTP status.
 fn error_response(s: &Status) -> Response {
     #[derive(serde::Serialize)]
     struct Error<'a> {
         error: &'a str,
-        message: &'a str,
         code: i32,
+        message: &'a str,
     }
-    let body = serde_json::to_vec(&Error { error: s.message(), message: s.message(), code: s.code() as i32 })
+    let body = serde_json::to_vec(&Error { error: s.message(), code: s.code() as i32, message: s.message() })
         .expect("error serializes");
     let mut resp = with_etcd_headers(Response::new(Body::from(body)), true);
     resp.headers_mut().remove("grpc-metadata-content-type");
@@ -487,7 +486,8 @@ fn stream_error(s: &Status) -> Vec<u8> {
     line
 }
 
-/// grpc-gateway v1's `HTTPStatusFromCode` (etcd 3.4 and 3.5).
+/// grpc-gateway v1.16's `HTTPStatusFromCode` (etcd 3.5; 3.4's v1.9 answered FailedPrecondition
+/// with 412).
 fn http_status(code: Code) -> StatusCode {
     match code {
         Code::Ok => StatusCode::OK,
@@ -500,7 +500,7 @@ fn http_status(code: Code) -> StatusCode {
         Code::PermissionDenied => StatusCode::FORBIDDEN,
         Code::Unauthenticated => StatusCode::UNAUTHORIZED,
         Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
-        Code::FailedPrecondition => StatusCode::PRECONDITION_FAILED,
+        Code::FailedPrecondition => StatusCode::BAD_REQUEST,
         Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
         Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
     }
@@ -528,10 +528,29 @@ async fn health(State(gw): State<Arc<Gateway>>) -> Response {
     };
     let healthy = reason.is_empty();
     let body = format!("{{\"health\":\"{healthy}\",\"reason\":\"{reason}\"}}");
-    let mut resp = json_response(body.into_bytes());
-    resp.headers_mut().remove("grpc-metadata-content-type");
+    // etcd 3.5 writes the JSON body as text/plain.
+    let mut resp = with_etcd_headers(Response::new(Body::from(body)), false);
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     if !healthy {
         *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     }
     resp
+}
+
+/// What a path no route serves gets: gRPC's Unimplemented for a gRPC request (tonic's answer),
+/// etcd's `404 page not found` for anything else.
+pub async fn unknown_path(req: Request) -> Response {
+    let grpc = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    if grpc {
+        let mut resp = Response::new(Body::empty());
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        h.insert("grpc-status", HeaderValue::from_static("12"));
+        return resp;
+    }
+    plain(StatusCode::NOT_FOUND, "404 page not found\n")
 }

@@ -18,6 +18,14 @@ use tonic::{Request, Response, Status};
 use super::{require_leader, status};
 use crate::server::EtcdServer;
 
+/// etcd's Lock and Election services act through an etcd client inside the server, so every
+/// error they pass on (a lease not found, a permission denied, an invalid token) reaches the
+/// caller as a plain error: code Unknown, with the error's text.
+fn client_error(e: impl Into<crate::error::ServeError>) -> Status {
+    let s = status(e);
+    if s.code() == tonic::Code::Unknown { s } else { Status::unknown(s.message().to_string()) }
+}
+
 pub struct LockService {
     server: Arc<EtcdServer>,
 }
@@ -32,17 +40,17 @@ impl LockService {
 impl Lock for LockService {
     async fn lock(&self, req: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
         require_leader(&self.server, &req)?;
-        let who = self.server.who(&req).await.map_err(status)?;
+        let who = self.server.who(&req).await.map_err(client_error)?;
         let r = req.into_inner();
-        let (mut header, key) = self.server.lock(&who, &r.name, r.lease).await.map_err(status)?;
+        let (mut header, key) = self.server.lock(&who, &r.name, r.lease).await.map_err(client_error)?;
         self.server.fill_header_from(&mut header);
         Ok(Response::new(LockResponse { header: Some(header), key }))
     }
 
     async fn unlock(&self, req: Request<UnlockRequest>) -> Result<Response<UnlockResponse>, Status> {
         require_leader(&self.server, &req)?;
-        let who = self.server.who(&req).await.map_err(status)?;
-        let header = self.server.unlock(&who, req.into_inner().key).await.map_err(status)?;
+        let who = self.server.who(&req).await.map_err(client_error)?;
+        let header = self.server.unlock(&who, req.into_inner().key).await.map_err(client_error)?;
         Ok(Response::new(UnlockResponse { header: Some(header) }))
     }
 }
@@ -65,9 +73,10 @@ fn leader_key(k: Option<LeaderKey>) -> Result<LeaderKey, Status> {
 impl Election for ElectionService {
     async fn campaign(&self, req: Request<CampaignRequest>) -> Result<Response<CampaignResponse>, Status> {
         require_leader(&self.server, &req)?;
-        let who = self.server.who(&req).await.map_err(status)?;
+        let who = self.server.who(&req).await.map_err(client_error)?;
         let r = req.into_inner();
-        let (mut header, key, rev) = self.server.campaign(&who, &r.name, r.lease, r.value).await.map_err(status)?;
+        let (mut header, key, rev) =
+            self.server.campaign(&who, &r.name, r.lease, r.value).await.map_err(client_error)?;
         self.server.fill_header_from(&mut header);
         Ok(Response::new(CampaignResponse {
             header: Some(header),
@@ -77,23 +86,23 @@ impl Election for ElectionService {
 
     async fn proclaim(&self, req: Request<ProclaimRequest>) -> Result<Response<ProclaimResponse>, Status> {
         require_leader(&self.server, &req)?;
-        let who = self.server.who(&req).await.map_err(status)?;
+        let who = self.server.who(&req).await.map_err(client_error)?;
         let r = req.into_inner();
         let l = leader_key(r.leader)?;
-        let header = self.server.proclaim(&who, &l.key, l.rev, l.lease, r.value).await.map_err(status)?;
+        let header = self.server.proclaim(&who, &l.key, l.rev, l.lease, r.value).await.map_err(client_error)?;
         Ok(Response::new(ProclaimResponse { header: Some(header) }))
     }
 
     async fn leader(&self, req: Request<LeaderRequest>) -> Result<Response<LeaderResponse>, Status> {
         require_leader(&self.server, &req)?;
-        let who = self.server.who(&req).await.map_err(status)?;
-        let (header, kv) = self.server.election_leader(&who, &req.into_inner().name).await.map_err(status)?;
+        let who = self.server.who(&req).await.map_err(client_error)?;
+        let (header, kv) = self.server.election_leader(&who, &req.into_inner().name).await.map_err(client_error)?;
         Ok(Response::new(LeaderResponse { header: Some(header), kv: Some(kv) }))
     }
 
     async fn observe(&self, req: Request<LeaderRequest>) -> Result<Response<BoxStream<LeaderResponse>>, Status> {
         require_leader(&self.server, &req)?;
-        let who = self.server.who(&req).await.map_err(status)?;
+        let who = self.server.who(&req).await.map_err(client_error)?;
         let name = req.into_inner().name;
         let (tx, rx) = mpsc::channel(16);
         let server = self.server.clone();
@@ -115,9 +124,9 @@ impl Election for ElectionService {
 
     async fn resign(&self, req: Request<ResignRequest>) -> Result<Response<ResignResponse>, Status> {
         require_leader(&self.server, &req)?;
-        let who = self.server.who(&req).await.map_err(status)?;
+        let who = self.server.who(&req).await.map_err(client_error)?;
         let l = leader_key(req.into_inner().leader)?;
-        let header = self.server.resign(&who, &l.key, l.rev).await.map_err(status)?;
+        let header = self.server.resign(&who, &l.key, l.rev).await.map_err(client_error)?;
         Ok(Response::new(ResignResponse { header: Some(header) }))
     }
 }

@@ -213,7 +213,11 @@ impl Maintenance for MaintenanceService {
         }
         // Every action goes through Raft, as in etcd (so a list is linearizable).
         match self.server.propose(Proposal::Alarm(req.into_inner())).await.map_err(super::status)? {
-            Applied::Alarm(r) => Ok(Response::new(r)),
+            // etcd 3.5 fills the header (3.4 did not).
+            Applied::Alarm(mut r) => {
+                r.header = Some(self.server.header(self.server.store().current_rev()));
+                Ok(Response::new(r))
+            }
             _ => Err(Status::internal("apply result of the wrong kind")),
         }
     }
