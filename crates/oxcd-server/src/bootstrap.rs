@@ -449,7 +449,8 @@ fn recover_snapshot_db(layout: &Layout, snap: &SnapshotRecord, cfg: &ServerConfi
 }
 
 /// Publishes this member's name and client URLs through Raft (etcd's `publish`), retrying until it
-/// is applied.
+/// is applied; then logs etcd 3.5's readiness lines, which tools wait for (etcd's own e2e tests
+/// wait for "enabled capabilities for version" and "published").
 async fn publish_attributes(server: Arc<EtcdServer>) {
     let req = MemberAttrSetRequest {
         member_id: server.id.0,
@@ -459,7 +460,22 @@ async fn publish_attributes(server: Arc<EtcdServer>) {
     loop {
         tokio::select! {
             r = server.propose(Request::MemberAttrSet(req.clone())) => match r {
-                Ok(_) => return,
+                Ok(_) => {
+                    tracing::info!(
+                        cluster_version = crate::grpc::CLUSTER_VERSION,
+                        "enabled capabilities for version"
+                    );
+                    tracing::info!(
+                        local_member_id = %server.id,
+                        local_member_attributes = format!("{{Name:{} ClientURLs:{:?}}}", req.name, req.client_urls),
+                        cluster_id = %server.cluster_id,
+                        "published local member to cluster through raft"
+                    );
+                    for url in split_urls(&server.cfg.listen_client_urls) {
+                        tracing::info!(address = %url, "ready to serve client requests");
+                    }
+                    return;
+                }
                 Err(e) => tracing::debug!(error = %e, "publishing member attributes; will retry"),
             },
             _ = server.stopped() => return,

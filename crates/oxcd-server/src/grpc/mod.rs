@@ -26,6 +26,8 @@ pub use watch::WatchService;
 
 /// The version oxcd reports to clients (the etcd API level it serves).
 pub const SERVER_VERSION: &str = "3.5.0";
+/// The cluster version the members agree on (etcd's major.minor).
+pub const CLUSTER_VERSION: &str = "3.5";
 
 /// The single mapping of internal errors to statuses.
 pub(crate) fn status(e: impl Into<ServeError>) -> Status {
