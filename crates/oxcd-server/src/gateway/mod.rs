@@ -161,6 +161,10 @@ struct Gateway {
     auth: AuthService,
     lock: LockService,
     election: ElectionService,
+    /// `--max-concurrent-streams` over all gateway calls, when set: etcd's gateway is one gRPC
+    /// client connection of the server to itself, so its calls (a watch for as long as it lasts)
+    /// share that connection's stream limit, and a call beyond it waits.
+    streams: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl Gateway {
@@ -175,13 +179,29 @@ impl Gateway {
             auth: AuthService::new(server.clone()),
             lock: LockService::new(server.clone()),
             election: ElectionService::new(server.clone()),
+            streams: (server.cfg.max_concurrent_streams != u32::MAX).then(|| {
+                let n = (server.cfg.max_concurrent_streams as usize).min(tokio::sync::Semaphore::MAX_PERMITS);
+                Arc::new(tokio::sync::Semaphore::new(n))
+            }),
             server,
         }
     }
 }
 
-/// `POST /v3/...`: one RPC.
+/// `POST /v3/...`: one RPC, within `--max-concurrent-streams` when set (the permit is held until
+/// the response body ends).
 async fn call(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+    let Some(streams) = gw.streams.clone() else { return call_unlimited(gw, req).await };
+    let Ok(permit) = streams.acquire_owned().await else { return call_unlimited(gw, req).await };
+    let (parts, body) = call_unlimited(gw, req).await.into_parts();
+    let body = body.into_data_stream().map(move |chunk| {
+        let _held = &permit;
+        chunk
+    });
+    Response::from_parts(parts, Body::from_stream(body))
+}
+
+async fn call_unlimited(gw: Arc<Gateway>, req: Request) -> Response {
     if req.method() != Method::POST {
         return plain(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
     }
