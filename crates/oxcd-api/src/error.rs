@@ -194,6 +194,20 @@ pub enum EtcdError {
     /// Proclaim or Resign without a leader key (`v3election.ErrMissingLeaderKey`).
     #[error("\"leader\" field must be provided")]
     ElectionMissingLeaderKey,
+    /// Downgrade to a version that is not `major.minor[.patch]`.
+    #[error("etcdserver: wrong downgrade target version format")]
+    WrongDowngradeVersionFormat,
+    /// Downgrade to anything but the minor version below the cluster's.
+    #[error("etcdserver: invalid downgrade target version")]
+    InvalidDowngradeTargetVersion,
+    /// Downgrade CANCEL with no downgrade enabled.
+    #[error("etcdserver: no inflight downgrade job")]
+    NoInflightDowngrade,
+    /// Downgrade ENABLE: oxcd's data directory is not one etcd 3.4 can read (oxcd's own error).
+    #[error(
+        "etcdserver: downgrade not supported: etcd 3.4 cannot read an oxcd data directory; move the data with a snapshot (etcdctl snapshot save, then restore with etcd 3.4's etcdutl)"
+    )]
+    DowngradeNotSupported,
 }
 
 impl EtcdError {
@@ -216,7 +230,9 @@ impl EtcdError {
             | AuthFailed
             | InvalidAuthMgmt
             | PermissionNotGiven
-            | AuthOldRevision => Code::InvalidArgument,
+            | AuthOldRevision
+            | WrongDowngradeVersionFormat
+            | InvalidDowngradeTargetVersion => Code::InvalidArgument,
             Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace | TooManyRequests => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,
@@ -237,6 +253,8 @@ impl EtcdError {
             | RoleNotGranted
             | PermissionNotGranted
             | AuthNotEnabled
+            | NoInflightDowngrade
+            | DowngradeNotSupported
             | NotLeader
             | BadLeaderTransferee => Code::FailedPrecondition,
             WatchCanceled => Code::Cancelled,
@@ -307,6 +325,17 @@ mod tests {
             (EtcdError::ElectionNotLeader, Code::Unknown, "election: not leader"),
             (EtcdError::ElectionNoLeader, Code::Unknown, "election: no leader"),
             (EtcdError::ElectionMissingLeaderKey, Code::Unknown, "\"leader\" field must be provided"),
+            (
+                EtcdError::WrongDowngradeVersionFormat,
+                Code::InvalidArgument,
+                "etcdserver: wrong downgrade target version format",
+            ),
+            (
+                EtcdError::InvalidDowngradeTargetVersion,
+                Code::InvalidArgument,
+                "etcdserver: invalid downgrade target version",
+            ),
+            (EtcdError::NoInflightDowngrade, Code::FailedPrecondition, "etcdserver: no inflight downgrade job"),
         ];
         for (err, code, msg) in rows {
             let st = err.to_status();

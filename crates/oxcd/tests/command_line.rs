@@ -440,3 +440,47 @@ async fn raw_http(port: u16, request: &str) -> String {
     .await
     .unwrap()
 }
+
+/// Maintenance.Downgrade through the gateway answers as etcd 3.5 does: VALIDATE of the minor
+/// version below gives the cluster version, other targets and formats are refused with etcd's
+/// errors, CANCEL finds no downgrade in flight; ENABLE (which etcd 3.5.1 accepts) is refused by
+/// oxcd with its reason, since etcd 3.4 cannot read its data directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downgrade_is_validated_as_etcd_validates_it() {
+    let bodies = [
+        "{\"action\":\"VALIDATE\",\"version\":\"3.4\"}",
+        "{\"action\":\"VALIDATE\",\"version\":\"3.4.7\"}",
+        "{\"action\":\"VALIDATE\",\"version\":\"3.3\"}",
+        "{\"action\":\"VALIDATE\",\"version\":\"abc\"}",
+        "{\"action\":\"CANCEL\"}",
+    ];
+    let mut answers = Vec::new();
+    for binary in [Binary::Etcd(etcd_35()), oxcd()] {
+        let c = Cluster::start(binary, ClusterOptions::default()).await.unwrap();
+        let port: u16 = c.endpoint(0).rsplit(':').next().unwrap().parse().unwrap();
+        let mut got = Vec::new();
+        for b in bodies.iter().chain(["{\"action\":\"ENABLE\",\"version\":\"3.4\"}"].iter()) {
+            let req = format!(
+                "POST /v3/maintenance/downgrade HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}",
+                b.len()
+            );
+            let resp = raw_http(port, &req).await;
+            let body = resp.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+            // The header's ids and terms differ between any two clusters.
+            let body = match body.find("\"version\"") {
+                Some(i) if body.starts_with("{\"header\"") => format!("{{<header>,{}", &body[i..]),
+                _ => body,
+            };
+            got.push(body);
+        }
+        answers.push(got);
+    }
+    let (etcd, ours) = (&answers[0], &answers[1]);
+    assert_eq!(etcd[..bodies.len()], ours[..bodies.len()]);
+    assert_eq!(ours[0], "{<header>,\"version\":\"3.5.0\"}");
+    assert!(
+        ours[bodies.len()].contains("downgrade not supported") && ours[bodies.len()].contains("\"code\":9"),
+        "{}",
+        ours[bodies.len()]
+    );
+}

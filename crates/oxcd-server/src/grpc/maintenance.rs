@@ -1,5 +1,6 @@
-//! `etcdserverpb.Maintenance`: Status, Alarm, Snapshot, Hash, HashKV, MoveLeader and Defragment
-//! (Downgrade is not served yet).
+//! `etcdserverpb.Maintenance`: Status, Alarm, Snapshot, Hash, HashKV, MoveLeader, Defragment and
+//! Downgrade (validated as etcd 3.5 does; enabling it is refused, since etcd 3.4 cannot read an
+//! oxcd data directory, so no downgrade is ever in flight).
 
 use std::io::Read;
 use std::sync::Arc;
@@ -8,9 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use oxcd_api::EtcdError;
 use oxcd_api::etcdserverpb::maintenance_server::Maintenance;
 use oxcd_api::etcdserverpb::{
-    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest, HashKvResponse, HashRequest,
-    HashResponse, MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest,
-    StatusResponse,
+    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, DowngradeRequest, DowngradeResponse,
+    HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest,
+    SnapshotResponse, StatusRequest, StatusResponse,
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
@@ -18,7 +19,29 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status};
 
-use super::{SERVER_VERSION, require_leader};
+use super::{CLUSTER_VERSION, SERVER_VERSION, require_leader};
+use oxcd_api::etcdserverpb::downgrade_request::DowngradeAction;
+
+/// The one version a 3.5 cluster may be downgraded to (etcd's `AllowedDowngradeVersion`).
+const ALLOWED_DOWNGRADE: (u64, u64) = (3, 4);
+
+/// A Downgrade target as etcd reads it: semver `major.minor.patch` or `major.minor`, keeping
+/// major and minor.
+fn downgrade_target(v: &str) -> Result<(u64, u64), EtcdError> {
+    let core = v.split(['-', '+']).next().unwrap_or_default();
+    let parts: Vec<&str> = core.split('.').collect();
+    let num = |s: &str| {
+        let ok = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+        if ok { s.parse::<u64>().ok() } else { None }
+    };
+    match parts.as_slice() {
+        [ma, mi] | [ma, mi, _] if parts.len() == 2 || num(parts[2]).is_some() => match (num(ma), num(mi)) {
+            (Some(a), Some(b)) if parts.len() == 3 || !v.contains(['-', '+']) => Ok((a, b)),
+            _ => Err(EtcdError::WrongDowngradeVersionFormat),
+        },
+        _ => Err(EtcdError::WrongDowngradeVersionFormat),
+    }
+}
 use crate::ids::MemberId;
 use crate::raft::RaftInput;
 use crate::server::EtcdServer;
@@ -87,6 +110,31 @@ impl Maintenance for MaintenanceService {
         .map_err(|e| Status::internal(e.to_string()))?;
         // etcd answers without a header.
         Ok(Response::new(DefragmentResponse { header: None }))
+    }
+
+    /// etcd 3.5's Downgrade: VALIDATE checks the target (the minor version below the cluster's,
+    /// `3.4` or `3.4.x`) after a linearizable read and answers the cluster version; ENABLE is
+    /// refused with the reason; CANCEL finds no downgrade in flight.
+    async fn downgrade(&self, req: Request<DowngradeRequest>) -> Result<Response<DowngradeResponse>, Status> {
+        require_leader(&self.server, &req)?;
+        super::require_admin(&self.server, &req).await?;
+        let r = req.into_inner();
+        match DowngradeAction::try_from(r.action) {
+            Ok(DowngradeAction::Validate) | Ok(DowngradeAction::Enable) => {
+                let target = downgrade_target(&r.version).map_err(|e| e.to_status())?;
+                self.server.linearizable_read().await.map_err(|e| e.to_status())?;
+                if target != ALLOWED_DOWNGRADE {
+                    return Err(EtcdError::InvalidDowngradeTargetVersion.to_status());
+                }
+                if r.action == DowngradeAction::Enable as i32 {
+                    return Err(EtcdError::DowngradeNotSupported.to_status());
+                }
+                let header = self.server.header(self.server.store().current_rev());
+                Ok(Response::new(DowngradeResponse { header: Some(header), version: format!("{}.0", CLUSTER_VERSION) }))
+            }
+            Ok(DowngradeAction::Cancel) => Err(EtcdError::NoInflightDowngrade.to_status()),
+            Err(_) => Err(Status::unimplemented("etcdserver: unknown method")),
+        }
     }
 
     /// etcd's hash of the whole backend (every bucket of etcd's but the member's own consistent
@@ -219,6 +267,21 @@ impl Maintenance for MaintenanceService {
                 Ok(Response::new(r))
             }
             _ => Err(Status::internal("apply result of the wrong kind")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn downgrade_targets_are_read_as_etcds_semver() {
+        assert_eq!(downgrade_target("3.4"), Ok((3, 4)));
+        assert_eq!(downgrade_target("3.4.7"), Ok((3, 4)));
+        assert_eq!(downgrade_target("3.4.0-rc.1"), Ok((3, 4)));
+        for bad in ["abc", "3", "", "3.4.x", "3.04", "3.4.5.6", "v3.4"] {
+            assert_eq!(downgrade_target(bad), Err(EtcdError::WrongDowngradeVersionFormat), "{bad}");
         }
     }
 }
