@@ -211,6 +211,10 @@ pub struct ServerConfig {
     /// slower than this logs "apply request took too long". Default 100ms.
     #[serde(alias = "experimental-warning-apply-duration", deserialize_with = "de_duration")]
     pub warning_apply_duration: Duration,
+    /// `--experimental-warning-unary-request-duration` (3.6: `--warning-unary-request-duration`):
+    /// a unary request answered slower than this logs "request stats". Default 300ms.
+    #[serde(alias = "experimental-warning-unary-request-duration", deserialize_with = "de_duration")]
+    pub warning_unary_request_duration: Duration,
     /// `--experimental-memory-mlock` (3.6: `--memory-mlock`): lock the process's memory in RAM.
     #[serde(alias = "experimental-memory-mlock")]
     pub memory_mlock: bool,
@@ -378,6 +382,7 @@ impl Default for ServerConfig {
             compaction_batch_limit: 1000,
             compaction_sleep_interval: Duration::from_millis(10),
             warning_apply_duration: Duration::from_millis(100),
+            warning_unary_request_duration: Duration::from_millis(300),
             memory_mlock: false,
             bootstrap_defrag_threshold_megabytes: 0,
             max_learners: 1,

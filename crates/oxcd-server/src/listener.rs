@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use oxcd_api::EtcdError;
 use oxcd_api::etcdserverpb::{
@@ -343,7 +343,7 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = futures::future::Either<futures::future::Ready<Result<S::Response, S::Error>>, S::Future>;
+    type Future = futures::future::Either<futures::future::Ready<Result<S::Response, S::Error>>, Timed<S::Future>>;
 
     fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -358,6 +358,53 @@ where
             let refused = EtcdError::NotSupportedForLearner.to_status().into_http();
             return futures::future::Either::Left(futures::future::ready(Ok(refused)));
         }
-        futures::future::Either::Right(self.inner.call(req))
+        // Unary calls are timed for --experimental-warning-unary-request-duration (a stream's
+        // response starts at once and lasts as long as the client wants).
+        let unary = !is_stream(path);
+        let slow = unary.then(|| (self.server.cfg.warning_unary_request_duration, req.uri().clone()));
+        futures::future::Either::Right(Timed { inner: self.inner.call(req), started: Instant::now(), slow })
+    }
+}
+
+/// The streaming methods, by gRPC path or gateway path.
+fn is_stream(path: &str) -> bool {
+    matches!(
+        path,
+        "/etcdserverpb.Watch/Watch"
+            | "/etcdserverpb.Lease/LeaseKeepAlive"
+            | "/etcdserverpb.Maintenance/Snapshot"
+            | "/v3electionpb.Election/Observe"
+            | "/v3/watch"
+            | "/v3/lease/keepalive"
+            | "/v3/maintenance/snapshot"
+            | "/v3/election/observe"
+    ) || path.starts_with("/v3beta/") && is_stream(&path.replacen("/v3beta/", "/v3/", 1))
+}
+
+pin_project_lite::pin_project! {
+    /// A request's answer, timed: one that took longer than the threshold logs etcd's
+    /// "request stats" warning.
+    pub struct Timed<F> {
+        #[pin]
+        inner: F,
+        started: Instant,
+        slow: Option<(Duration, axum::http::Uri)>,
+    }
+}
+
+impl<F: std::future::Future> std::future::Future for Timed<F> {
+    type Output = F::Output;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let out = std::task::ready!(this.inner.poll(cx));
+        if let Some((threshold, path)) = this.slow.take() {
+            let spent = this.started.elapsed();
+            if spent > threshold {
+                let path = path.path();
+                tracing::warn!(time_spent = ?spent, expected_duration = ?threshold, response_type = %path, "request stats");
+            }
+        }
+        Poll::Ready(out)
     }
 }

@@ -642,7 +642,7 @@ pub static FLAGS: &[Flag] = &[
         "experimental-downgrade-check-time",
         Duration,
         "5s",
-        Unbuilt("oxcd has no Downgrade yet"),
+        NoOp("oxcd never has a downgrade in flight (Downgrade ENABLE is refused)"),
         "Duration of time between two downgrade status checks.",
     ),
     f(
@@ -691,7 +691,7 @@ pub static FLAGS: &[Flag] = &[
         "experimental-warning-unary-request-duration",
         Duration,
         "300ms",
-        Unbuilt("oxcd does not time unary requests yet"),
+        Key("warning-unary-request-duration"),
         "Time duration after which a warning is generated if a unary request takes more time.",
     ),
     f(

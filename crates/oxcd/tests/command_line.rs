@@ -484,3 +484,29 @@ async fn downgrade_is_validated_as_etcd_validates_it() {
         ours[bodies.len()]
     );
 }
+
+/// The slow-request warnings with thresholds no request meets: every unary request logs etcd's
+/// "request stats" line and every applied entry "apply request took too long" (streams do not).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_requests_and_applies_log_etcds_warnings() {
+    let opts = ClusterOptions {
+        extra_args: vec![
+            "--experimental-warning-unary-request-duration=1ns".into(),
+            "--experimental-warning-apply-duration=1ns".into(),
+        ],
+        ..Default::default()
+    };
+    let c = Cluster::start(oxcd(), opts).await.unwrap();
+    let mut client = c.client(0).await.unwrap();
+    let mut stream = client.watch("k", None).await.unwrap();
+    client.put("k", "v", None).await.unwrap();
+    stream.message().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = std::fs::read_to_string(c.log_path(0)).unwrap();
+    let lines: Vec<serde_json::Value> = log.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let with = |msg: &str| lines.iter().filter(|v| v["msg"] == msg).collect::<Vec<_>>();
+    let stats = with("request stats");
+    assert!(stats.iter().any(|v| v["response_type"] == "/etcdserverpb.KV/Put" && v["level"] == "warn"), "{log}");
+    assert!(stats.iter().all(|v| v["response_type"] != "/etcdserverpb.Watch/Watch"));
+    assert!(!with("apply request took too long").is_empty(), "{log}");
+}
