@@ -91,7 +91,14 @@ pub struct Store {
     write_rev: AtomicI64,
     /// Revisions below this are compacted (-1: never compacted).
     compact_rev: AtomicI64,
+    /// The hashes of the last [`COMPACTION_HASHES`] compactions, oldest first: each the HashKV at
+    /// the compaction's revision from the previous compaction's, computed before the history it
+    /// covers was deleted (etcd's `hashStorage`, for the compaction hash check).
+    compaction_hashes: parking_lot::Mutex<std::collections::VecDeque<KvHash>>,
 }
+
+/// Compaction hashes kept (etcd keeps 10).
+const COMPACTION_HASHES: usize = 10;
 
 impl Store {
     /// Opens the store on `backend`, rebuilding the key index from the `key` bucket. Returns the
@@ -136,6 +143,7 @@ impl Store {
             current_rev: AtomicI64::new(current),
             write_rev: AtomicI64::new(current),
             compact_rev: AtomicI64::new(compact),
+            compaction_hashes: Default::default(),
         };
         let pending = (scheduled > finished).then_some(scheduled);
         Ok((store, pending))
@@ -204,6 +212,22 @@ impl Store {
     /// `pause` between backend batches so foreground writes keep their latency. Idempotent: after a
     /// crash it is run again from the scheduled mark.
     pub fn run_compaction(&self, rev: i64, batch: usize, pause: Duration) -> Result<()> {
+        // The history this compaction drops, hashed first (from the previous compaction on).
+        let previous = {
+            let rtx = self.backend.read()?;
+            let v = rtx.bucket(META)?.get(meta::FINISHED_COMPACT_REV)?;
+            v.and_then(|v| Revision::from_key(&v)).map_or(-1, |(r, _)| r.main)
+        };
+        if previous < rev {
+            let keep = self.index.read().keep(rev);
+            let h = self.hash_between(previous, rev, &keep, &self.backend.read()?)?;
+            let h = KvHash { current_rev: self.current_rev(), ..h };
+            let mut hashes = self.compaction_hashes.lock();
+            hashes.push_back(h);
+            while hashes.len() > COMPACTION_HASHES {
+                hashes.pop_front();
+            }
+        }
         let mut from: Box<[u8]> = Box::default();
         let mut removed = Vec::new();
         loop {
@@ -272,6 +296,28 @@ impl Store {
                 break (compact_rev, current_rev, rev, keep, rtx);
             }
         };
+        Ok(KvHash { current_rev, ..self.hash_between(compact_rev, rev, &keep, &rtx)? })
+    }
+
+    /// The hashes computed at the last compactions (see `compaction_hashes`), newest first.
+    pub fn compaction_hashes(&self) -> Vec<KvHash> {
+        self.compaction_hashes.lock().iter().rev().copied().collect()
+    }
+
+    /// The hash computed at the compaction at `rev`, if it is one of the last.
+    pub fn compaction_hash(&self, rev: i64) -> Option<KvHash> {
+        self.compaction_hashes.lock().iter().find(|h| h.hash_rev == rev).copied()
+    }
+
+    /// HashKV's walk: revisions up to `rev`, those at or below `compact_rev` only if `keep` holds
+    /// them (when it holds any).
+    fn hash_between(
+        &self,
+        compact_rev: i64,
+        rev: i64,
+        keep: &std::collections::HashSet<Revision>,
+        rtx: &oxcd_backend::ReadTxn,
+    ) -> Result<KvHash> {
         let mut h = crc32c::crc32c(KEY.as_bytes());
         rtx.bucket(KEY)?.visit(&[], None, &mut |k, v| {
             let Some((r, _)) = Revision::from_key(k) else { return true };
@@ -284,7 +330,7 @@ impl Store {
             h = crc32c::crc32c_append(crc32c::crc32c_append(h, k), v);
             true
         })?;
-        Ok(KvHash { hash: h, current_rev, compact_rev, hash_rev: rev })
+        Ok(KvHash { hash: h, current_rev: rev, compact_rev, hash_rev: rev })
     }
 
     /// The events of revisions `from..=to`, read back from the `key` bucket, grouped by revision

@@ -280,6 +280,9 @@ pub async fn start(mut cfg: ServerConfig) -> Result<RunningMember, StartError> {
     }
     tokio::spawn(publish_attributes(server.clone()));
     tokio::spawn(crate::lease_duties::run(server.clone()));
+    if cfg.experimental_compact_hash_check_enabled {
+        tokio::spawn(crate::corruption::monitor_compaction_hashes(server.clone(), cfg.compact_hash_check_time));
+    }
     if !cfg.corrupt_check_time.is_zero() {
         tokio::spawn(crate::corruption::monitor(server.clone(), cfg.corrupt_check_time));
     }

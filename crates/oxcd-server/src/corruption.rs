@@ -33,9 +33,11 @@ pub enum PeerHash {
     Unreachable(String),
 }
 
-/// This member's HashKV at `rev`, as a peer's request is answered.
+/// This member's HashKV at `rev`, as a peer's request is answered (the hash computed at the
+/// compaction at `rev` if that is one of the last, as etcd's hash storage answers).
 pub fn answer(store: &Store, cluster: ClusterId, me: MemberId, rev: i64) -> Result<Vec<u8>, HashAnswer> {
-    match store.hash_by_rev(rev) {
+    let stored = store.compaction_hash(rev).map(|h| oxcd_mvcc::KvHash { current_rev: store.current_rev(), ..h });
+    match stored.map_or_else(|| store.hash_by_rev(rev), Ok) {
         Ok(h) => Ok(HashKvResponse {
             header: Some(ResponseHeader {
                 cluster_id: cluster.0,
@@ -201,6 +203,107 @@ pub async fn check(server: &Arc<EtcdServer>) -> Result<(), EtcdError> {
         server.propose(Proposal::Alarm(raise)).await?;
     }
     Ok(())
+}
+
+/// `--experimental-compact-hash-check-enabled`: every `every`, the leader compares the hashes
+/// it computed at its last compactions with its followers' for the same revisions (etcd's
+/// `CompactHashCheck`): a follower at the same compact revision with another hash raises CORRUPT
+/// (for member 0: which side is corrupt is not known, as in etcd).
+pub async fn monitor_compaction_hashes(server: Arc<EtcdServer>, every: Duration) {
+    tracing::info!(local_member_id = %server.id, interval = ?every, "enabled compaction hash check");
+    let mut checked_up_to = 0;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = server.stopped() => return,
+        }
+        if server.raft.leader() != server.id.0 {
+            continue;
+        }
+        let hashes: Vec<_> =
+            server.store().compaction_hashes().into_iter().filter(|h| h.hash_rev > checked_up_to).collect();
+        if hashes.is_empty() {
+            continue;
+        }
+        let (members, me, cluster, tls) =
+            (server.members(), server.id, server.cluster_id, server.transport.tls().clone());
+        let pass = move || compare_compaction_hashes(&members, me, cluster, &tls, &hashes);
+        let Ok(outcome) = tokio::task::spawn_blocking(pass).await else { return };
+        match outcome {
+            CompactionCheck::Mismatch => {
+                let raise = AlarmRequest {
+                    action: alarm_request::AlarmAction::Activate as i32,
+                    member_id: 0,
+                    alarm: AlarmType::Corrupt as i32,
+                };
+                if let Err(e) = server.propose(Proposal::Alarm(raise)).await {
+                    tracing::warn!(error = %e, "raising the CORRUPT alarm");
+                }
+            }
+            CompactionCheck::AllChecked(rev) => checked_up_to = checked_up_to.max(rev),
+            CompactionCheck::Incomplete => {}
+        }
+    }
+}
+
+/// What one pass of the compaction hash check found.
+enum CompactionCheck {
+    Mismatch,
+    /// Every peer agreed at this revision.
+    AllChecked(i64),
+    Incomplete,
+}
+
+/// One pass of etcd's `CompactHashCheck` over `hashes` (newest first).
+fn compare_compaction_hashes(
+    members: &Members,
+    me: MemberId,
+    cluster: ClusterId,
+    tls: &PeerTls,
+    hashes: &[oxcd_mvcc::KvHash],
+) -> CompactionCheck {
+    tracing::info!(local_member_id = %me, "starting compact hash check");
+    for h in hashes {
+        let peers = peer_hashes(members, me, cluster, tls, h.hash_rev);
+        if peers.is_empty() {
+            continue;
+        }
+        let mut checked = 0;
+        for (peer, said) in &peers {
+            let PeerHash::Answer(r) = said else { continue };
+            if r.compact_revision != h.compact_rev {
+                continue;
+            }
+            if r.hash != h.hash {
+                tracing::error!(
+                    revision = h.hash_rev,
+                    leader_compact_revision = h.compact_rev,
+                    leader_hash = h.hash,
+                    follower_compact_revision = r.compact_revision,
+                    follower_hash = r.hash,
+                    follower_peer_id = %peer,
+                    "failed compaction hash check"
+                );
+                return CompactionCheck::Mismatch;
+            }
+            checked += 1;
+        }
+        if checked == peers.len() {
+            tracing::info!(
+                number_of_peers_checked = checked,
+                revision = h.hash_rev,
+                "successfully checked hash on whole cluster"
+            );
+            return CompactionCheck::AllChecked(h.hash_rev);
+        }
+        tracing::warn!(
+            number_of_peers_checked = checked,
+            number_of_peers = peers.len(),
+            revision = h.hash_rev,
+            "skipped revision in compaction hash check; was not able to check all peers"
+        );
+    }
+    CompactionCheck::Incomplete
 }
 
 async fn hash_now(store: &Arc<Store>) -> Result<oxcd_mvcc::KvHash, EtcdError> {

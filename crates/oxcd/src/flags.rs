@@ -593,14 +593,14 @@ pub static FLAGS: &[Flag] = &[
         "experimental-compact-hash-check-enabled",
         Bool,
         "false",
-        Unbuilt("oxcd does not keep compaction hashes yet"),
+        Key("experimental-compact-hash-check-enabled"),
         "Enable leader to periodically check followers compaction hashes.",
     ),
     f(
         "experimental-compact-hash-check-time",
         Duration,
         "1m0s",
-        Unbuilt("oxcd does not keep compaction hashes yet"),
+        Key("compact-hash-check-time"),
         "Duration of time between leader checks followers compaction hashes.",
     ),
     f(

@@ -36,7 +36,7 @@ fn configure(set: Vec<(&'static flags::Flag, String)>) -> Result<(ServerConfig, 
             (cfg, warnings)
         }
     };
-    warnings.extend(cfg.apply_feature_gates().map_err(|e| Refusal::check(e.to_string()))?);
+    cfg.apply_feature_gates().map_err(|e| Refusal::check(e.to_string()))?;
     match cfg.logger.as_str() {
         "zap" => {}
         "capnslog" => return Err(Refusal::check("--logger=capnslog is removed in v3.5")),
