@@ -102,6 +102,11 @@ impl Alarms {
         self.set.iter().any(|(a, _)| *a == AlarmType::Corrupt as i32)
     }
 
+    /// The raised alarms: (alarm type, member id), in order.
+    pub fn raised(&self) -> impl Iterator<Item = (i32, u64)> + '_ {
+        self.set.iter().copied()
+    }
+
     /// Whether writes that take space are refused.
     pub fn no_space(&self) -> bool {
         self.set.iter().any(|(a, _)| *a == AlarmType::Nospace as i32)

@@ -11,12 +11,12 @@
 //! maps the code to. Any other path is 404 (`404 page not found`), as etcd's HTTP mux answers;
 //! gRPC requests for unknown methods still get gRPC's Unimplemented.
 
+mod health;
 mod json;
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -67,7 +67,7 @@ const BODY_LIMIT_FACTOR: usize = 4;
 pub fn router(server: Arc<EtcdServer>) -> axum::Router {
     let enabled = server.cfg.enable_grpc_gateway;
     let gw = Arc::new(Gateway::new(server));
-    let router = axum::Router::new().route("/version", get(version)).route("/health", get(health));
+    let router = health_routes(axum::Router::new().route("/version", get(version)));
     let router = if enabled {
         router.route("/v3/{*method}", any(call)).route("/v3beta/{*method}", any(call))
     } else {
@@ -78,14 +78,20 @@ pub fn router(server: Arc<EtcdServer>) -> axum::Router {
     router.with_state(gw.clone()).layer(axum::middleware::from_fn_with_state(gw, access))
 }
 
+/// `/health`, `/livez`, `/readyz` and the checks under them.
+fn health_routes(router: axum::Router<Arc<Gateway>>) -> axum::Router<Arc<Gateway>> {
+    router
+        .route("/health", get(health::health))
+        .route("/livez", get(health::livez))
+        .route("/readyz", get(health::readyz))
+        .route("/livez/{check}", get(health::one_check))
+        .route("/readyz/{check}", get(health::one_check))
+}
+
 /// `--listen-metrics-urls`' routes: the health endpoints, and 404 for every other path.
 pub fn metrics_router(server: Arc<EtcdServer>) -> axum::Router {
     let gw = Arc::new(Gateway::new(server));
-    axum::Router::new()
-        .route("/version", get(version))
-        .route("/health", get(health))
-        .fallback(unknown_path)
-        .with_state(gw)
+    health_routes(axum::Router::new().route("/version", get(version))).fallback(unknown_path).with_state(gw)
 }
 
 /// etcd's access controller in front of every HTTP endpoint: a plain-HTTP request whose `Host` is
@@ -530,31 +536,6 @@ fn http_status(code: Code) -> StatusCode {
 async fn version() -> Response {
     let body = format!("{{\"etcdserver\":\"{SERVER_VERSION}\",\"etcdcluster\":\"{SERVER_VERSION}\"}}");
     json_response(body.into_bytes())
-}
-
-/// `GET /health`: healthy when no alarm is raised, a leader is known and a linearizable read
-/// completes within a second (etcd 3.5's checks and body).
-async fn health(State(gw): State<Arc<Gateway>>) -> Response {
-    let server = &gw.server;
-    let reason = if !server.alarms().status_errors().is_empty() {
-        "ALARM"
-    } else if !server.has_leader() {
-        "RAFT NO LEADER"
-    } else {
-        match tokio::time::timeout(Duration::from_secs(1), server.linearizable_read()).await {
-            Ok(Ok(())) => "",
-            _ => "QGET ERROR",
-        }
-    };
-    let healthy = reason.is_empty();
-    let body = format!("{{\"health\":\"{healthy}\",\"reason\":\"{reason}\"}}");
-    // etcd 3.5 writes the JSON body as text/plain.
-    let mut resp = with_etcd_headers(Response::new(Body::from(body)), false);
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    if !healthy {
-        *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-    }
-    resp
 }
 
 /// What a path no route serves gets: gRPC's Unimplemented for a gRPC request (tonic's answer),
