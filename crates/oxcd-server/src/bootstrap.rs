@@ -224,7 +224,7 @@ pub async fn start(mut cfg: ServerConfig) -> Result<RunningMember, StartError> {
         let r = node.run();
         if let Err(e) = &r {
             tracing::error!(error = %e, "raft thread failed to persist; stopping the member");
-            s.stop();
+            s.fail();
         }
         r
     })?;
@@ -235,7 +235,7 @@ pub async fn start(mut cfg: ServerConfig) -> Result<RunningMember, StartError> {
     let applier_thread = std::thread::Builder::new().name("apply".into()).spawn(move || {
         if let Err(e) = applier.run(apply_rx, |decision| s.act_on(decision)) {
             tracing::error!(error = %e, "applier failed; stopping the member");
-            s.stop();
+            s.fail();
         }
     })?;
     if let Some(rev) = pending_compaction {
@@ -264,7 +264,7 @@ pub async fn start(mut cfg: ServerConfig) -> Result<RunningMember, StartError> {
         grpc.push(tokio::spawn(async move {
             if let Err(e) = crate::listener::serve(s.clone(), listener, &port).await {
                 tracing::error!(error = %e, "client listener failed; stopping the member");
-                s.stop();
+                s.fail();
             }
         }));
     }
@@ -274,7 +274,7 @@ pub async fn start(mut cfg: ServerConfig) -> Result<RunningMember, StartError> {
         grpc.push(tokio::spawn(async move {
             if let Err(e) = crate::listener::serve_metrics(s.clone(), listener).await {
                 tracing::error!(error = %e, "metrics listener failed; stopping the member");
-                s.stop();
+                s.fail();
             }
         }));
     }

@@ -51,6 +51,9 @@ pub struct EtcdServer {
     pub(crate) raft_tx: Sender<RaftInput>,
     pub(crate) read_hub: Arc<ReadIndexHub>,
     pub(crate) stop_tx: watch::Sender<bool>,
+    /// Set by [`EtcdServer::fail`]: the member stops because something failed (the process then
+    /// exits non-zero, so that a supervisor restarts it).
+    failed: std::sync::atomic::AtomicBool,
     /// Where writes wait for the applier.
     hot_wait: HotWait,
     /// Client connections to other members (for forwarding to the leader), by member id.
@@ -96,6 +99,7 @@ impl EtcdServer {
             raft_tx: p.raft_tx,
             read_hub: ReadIndexHub::new(),
             stop_tx: watch::channel(false).0,
+            failed: Default::default(),
             hot_wait: HotWait::default(),
             peer_clients: Default::default(),
             learner: std::sync::atomic::AtomicBool::new(false),
@@ -321,6 +325,17 @@ impl EtcdServer {
     /// Asks the member to stop.
     pub fn stop(&self) {
         let _ = self.stop_tx.send(true);
+    }
+
+    /// Stops the member because something failed (a WAL or backend write, a listener).
+    pub fn fail(&self) {
+        self.failed.store(true, Ordering::Release);
+        self.stop();
+    }
+
+    /// Whether the member stopped (or is stopping) because something failed.
+    pub fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
     }
 
     /// Resolves when the member is asked to stop.

@@ -141,6 +141,7 @@ async fn run(cfg: ServerConfig) -> ExitCode {
         }
     };
     let server = member.server.clone();
+    let server_for_exit = member.server.clone();
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate()).expect("signal handler");
@@ -153,5 +154,9 @@ async fn run(cfg: ServerConfig) -> ExitCode {
         server.stop();
     });
     member.wait().await;
+    if server_for_exit.has_failed() {
+        tracing::error!("member stopped after a failure; exiting with status 1");
+        return ExitCode::from(1);
+    }
     ExitCode::SUCCESS
 }

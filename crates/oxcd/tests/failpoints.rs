@@ -29,6 +29,10 @@ async fn crash_at(cl: &mut Cluster, i: usize, point: &str, action: &str) {
         "member {i} ended otherwise:\n{}",
         cl.log_tail(i, 30)
     );
+    if action.contains("error") {
+        // A member stopped by a failed write exits non-zero, so that a supervisor restarts it.
+        assert_eq!(cl.stop(i), Some(1), "exit status after {point}:\n{}", cl.log_tail(i, 30));
+    }
     cl.set_env(i, &[]);
     cl.restart(i).unwrap();
     cl.wait_ready(Duration::from_secs(30))
