@@ -286,7 +286,9 @@ const COMMON: &[Step] = &[
     Run(&["-w", "table", "endpoint", "status"], ""),
     Run(&["endpoint", "--cluster", "status"], ""),
     Run(&["alarm", "list"], ""),
-    Run(&["-w", "json", "alarm", "list"], ""),
+    // `-w json alarm list` is left out: etcd 3.5 fills the Alarm response's header and 3.4 does
+    // not; oxcd answers as 3.5 (the gateway test checks it against etcd 3.5), this session's
+    // reference is etcd 3.4.
     Run(&["alarm", "disarm"], ""),
     Run(&["defrag"], ""),
     Run(&["move-leader"], ""),
