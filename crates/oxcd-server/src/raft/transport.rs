@@ -56,6 +56,12 @@ const PEER_QUEUE: usize = 4096;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a peer may take to answer a handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Inbound connections still in their handshake, at most: beyond, new ones are closed at once
+/// (a flood of connections that never say who they are cannot take every descriptor).
+const MAX_HANDSHAKING: usize = 256;
+/// Go's answer to a request it cannot parse.
+const BAD_REQUEST: &[u8] =
+    b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request";
 /// How often a connection notes that its peer was heard from.
 const HEARD_EVERY: Duration = Duration::from_millis(100);
 
@@ -72,6 +78,8 @@ pub struct Transport {
     cluster: ClusterId,
     raft_tx: Sender<RaftInput>,
     peers: RwLock<HashMap<u64, Sender<Message>>>,
+    /// Inbound connections that have not finished their handshake (see [`MAX_HANDSHAKING`]).
+    handshaking: Arc<std::sync::atomic::AtomicUsize>,
     addrs: Arc<RwLock<HashMap<u64, PeerAddr>>>,
     tls: PeerTls,
     /// The backend to stream when a follower needs a snapshot (the one applied at the moment).
@@ -117,6 +125,7 @@ impl Transport {
             snap_dir,
             stopped: Arc::new(AtomicBool::new(false)),
             inbound: Arc::new(Mutex::new(HashMap::new())),
+            handshaking: Default::default(),
             listening: Mutex::new(Vec::new()),
             members: std::sync::OnceLock::new(),
             hashkv: std::sync::OnceLock::new(),
@@ -191,12 +200,20 @@ impl Transport {
                         break;
                     }
                     let Ok(conn) = conn else { continue };
+                    if t.handshaking.load(Ordering::Acquire) >= MAX_HANDSHAKING {
+                        tracing::warn!(
+                            limit = MAX_HANDSHAKING,
+                            "too many peer connections in their handshake; closing a new one"
+                        );
+                        continue;
+                    }
+                    let slot = HandshakeSlot::take(&t.handshaking);
                     if let Ok(c) = conn.try_clone() {
                         t.inbound.lock().insert(n, c);
                     }
                     let t2 = t.clone();
                     let _ = std::thread::Builder::new().name("peer-in".into()).spawn(move || {
-                        if let Err(e) = t2.inbound_conn(conn, secure) {
+                        if let Err(e) = t2.inbound_conn(conn, secure, slot) {
                             tracing::debug!(error = %e, "peer connection closed");
                         }
                         t2.inbound.lock().remove(&n);
@@ -306,7 +323,7 @@ impl Transport {
         Ok(())
     }
 
-    fn inbound_conn(&self, tcp: TcpStream, secure: bool) -> std::io::Result<()> {
+    fn inbound_conn(&self, tcp: TcpStream, secure: bool, slot: HandshakeSlot) -> std::io::Result<()> {
         let conn = PeerStream::accept(tcp, secure.then_some(&self.tls), HANDSHAKE_TIMEOUT)?;
         // A peer has the handshake timeout to say who it is; then reads block as long as it is
         // connected.
@@ -314,8 +331,13 @@ impl Transport {
         let mut r = BufReader::with_capacity(256 << 10, conn);
         let mut h = [0u8; 25];
         r.read_exact(&mut h)?;
+        drop(slot);
         r.get_ref().tcp().set_read_timeout(None)?;
         if &h[..8] != MAGIC {
+            // What etcd's peer port (Go's HTTP server) answers bytes it cannot read, then closes.
+            let w = r.get_mut();
+            let _ = w.write_all(BAD_REQUEST);
+            let _ = w.flush();
             return Err(std::io::Error::other("not an oxcd peer"));
         }
         let from = u64::from_le_bytes(h[8..16].try_into().expect("8 bytes"));
@@ -453,6 +475,22 @@ pub fn fetch_members(url: &str, tls: &PeerTls) -> std::io::Result<(ClusterId, Ve
     let mut list = vec![0; len];
     conn.read_exact(&mut list)?;
     Ok((ClusterId(cluster), list))
+}
+
+/// One of the [`MAX_HANDSHAKING`] places, held from accept to the end of the peer handshake.
+struct HandshakeSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl HandshakeSlot {
+    fn take(count: &Arc<std::sync::atomic::AtomicUsize>) -> HandshakeSlot {
+        count.fetch_add(1, Ordering::AcqRel);
+        HandshakeSlot(count.clone())
+    }
+}
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// A member's HashKV source.
