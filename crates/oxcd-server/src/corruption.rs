@@ -142,14 +142,7 @@ pub fn initial_check(
 /// `--experimental-corrupt-check-time`: the leader's periodic check (etcd's `monitorKVHash`).
 pub async fn monitor(server: Arc<EtcdServer>, every: Duration) {
     tracing::info!(local_member_id = %server.id, interval = ?every, "enabled corruption checking");
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = server.stopped() => return,
-        }
-        if server.raft.leader() != server.id.0 {
-            continue;
-        }
+    while next_turn_as_leader(&server, every).await {
         if let Err(e) = check(&server).await {
             tracing::warn!(error = %e, "failed to check hash KV");
         }
@@ -195,14 +188,32 @@ pub async fn check(server: &Arc<EtcdServer>) -> Result<(), EtcdError> {
     }
     tracing::info!(number_of_peers_checked = checked, "finished peer corruption check");
     if let Some(id) = suspect {
-        let raise = AlarmRequest {
-            action: alarm_request::AlarmAction::Activate as i32,
-            member_id: id.0,
-            alarm: AlarmType::Corrupt as i32,
-        };
-        server.propose(Proposal::Alarm(raise)).await?;
+        raise_corrupt(server, id).await?;
     }
     Ok(())
+}
+
+/// Waits `every`, then until this member leads at the end of a wait; `false` once it stops.
+async fn next_turn_as_leader(server: &EtcdServer, every: Duration) -> bool {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = server.stopped() => return false,
+        }
+        if server.raft.leader() == server.id.0 {
+            return true;
+        }
+    }
+}
+
+/// Raises CORRUPT for member `id` through Raft.
+async fn raise_corrupt(server: &EtcdServer, id: MemberId) -> Result<(), EtcdError> {
+    let raise = AlarmRequest {
+        action: alarm_request::AlarmAction::Activate as i32,
+        member_id: id.0,
+        alarm: AlarmType::Corrupt as i32,
+    };
+    server.propose(Proposal::Alarm(raise)).await.map(drop)
 }
 
 /// `--experimental-compact-hash-check-enabled`: every `every`, the leader compares the hashes
@@ -212,14 +223,7 @@ pub async fn check(server: &Arc<EtcdServer>) -> Result<(), EtcdError> {
 pub async fn monitor_compaction_hashes(server: Arc<EtcdServer>, every: Duration) {
     tracing::info!(local_member_id = %server.id, interval = ?every, "enabled compaction hash check");
     let mut checked_up_to = 0;
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = server.stopped() => return,
-        }
-        if server.raft.leader() != server.id.0 {
-            continue;
-        }
+    while next_turn_as_leader(&server, every).await {
         let hashes: Vec<_> =
             server.store().compaction_hashes().into_iter().filter(|h| h.hash_rev > checked_up_to).collect();
         if hashes.is_empty() {
@@ -231,12 +235,7 @@ pub async fn monitor_compaction_hashes(server: Arc<EtcdServer>, every: Duration)
         let Ok(outcome) = tokio::task::spawn_blocking(pass).await else { return };
         match outcome {
             CompactionCheck::Mismatch => {
-                let raise = AlarmRequest {
-                    action: alarm_request::AlarmAction::Activate as i32,
-                    member_id: 0,
-                    alarm: AlarmType::Corrupt as i32,
-                };
-                if let Err(e) = server.propose(Proposal::Alarm(raise)).await {
+                if let Err(e) = raise_corrupt(&server, MemberId(0)).await {
                     tracing::warn!(error = %e, "raising the CORRUPT alarm");
                 }
             }

@@ -292,19 +292,7 @@ async fn an_altered_backend_is_found_by_the_corruption_checks() {
     assert!(log.contains("found data inconsistency with peers"), "{log}");
     c.set_env(2, &[("ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK", "false")]);
     c.restart(2).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let alarms = loop {
-        // The stopped member may have led: a request sent while the others elect again times out
-        // (as with etcd, whose Go client retries it), so errors are retried until the deadline.
-        let alarms = client.alarm(etcd_client::AlarmAction::Get, etcd_client::AlarmType::None, None).await;
-        if let Ok(alarms) = alarms
-            && !alarms.alarms().is_empty()
-        {
-            break alarms;
-        }
-        assert!(Instant::now() < deadline, "no alarm raised");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let alarms = wait_for_alarm(&mut client).await;
     assert_eq!(alarms.alarms()[0].alarm(), etcd_client::AlarmType::Corrupt);
     let err = client.put("after", "v", None).await.unwrap_err();
     assert!(err.to_string().contains("etcdserver: corrupt cluster"), "{err}");
@@ -324,6 +312,23 @@ async fn an_altered_backend_is_found_by_the_corruption_checks() {
     );
     assert!(http_get(port, "/readyz?exclude=data_corruption").await.starts_with("HTTP/1.1 200"));
     assert!(http_get(port, "/livez").await.ends_with("\r\n\r\nok\n"));
+}
+
+/// The raised alarms, once there are some (at most 30 s). A member stopped just before may have
+/// led: a request sent while the others elect again times out (as with etcd, whose Go client
+/// retries it), so errors are retried until the deadline.
+async fn wait_for_alarm(client: &mut etcd_client::Client) -> etcd_client::AlarmResponse {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let alarms = client.alarm(etcd_client::AlarmAction::Get, etcd_client::AlarmType::None, None).await;
+        if let Ok(alarms) = alarms
+            && !alarms.alarms().is_empty()
+        {
+            return alarms;
+        }
+        assert!(Instant::now() < deadline, "no alarm raised");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Maintenance.Hash of each running member through python-etcd3, once the `n` members answer.
@@ -559,17 +564,7 @@ async fn the_compaction_hash_check_finds_an_altered_member() {
     assert!(none.alarms().is_empty());
     let rev = client.put("last", "v", None).await.unwrap().header().unwrap().revision();
     client.compact(rev, Some(etcd_client::CompactionOptions::new().with_physical())).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let alarms = loop {
-        let alarms = client.alarm(etcd_client::AlarmAction::Get, etcd_client::AlarmType::None, None).await;
-        if let Ok(alarms) = alarms
-            && !alarms.alarms().is_empty()
-        {
-            break alarms;
-        }
-        assert!(Instant::now() < deadline, "no alarm raised");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let alarms = wait_for_alarm(&mut client).await;
     assert_eq!(alarms.alarms()[0].alarm(), etcd_client::AlarmType::Corrupt);
     assert_eq!(alarms.alarms()[0].member_id(), 0);
 }
