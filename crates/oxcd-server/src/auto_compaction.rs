@@ -89,10 +89,6 @@ pub async fn run(server: Arc<EtcdServer>, mode: AutoCompaction) {
     }
 }
 
-fn is_leader(server: &EtcdServer) -> bool {
-    server.raft.leader() == server.id.0
-}
-
 /// Proposes a compaction at `rev`; `Ok` also when it was compacted already.
 async fn compact(server: &EtcdServer, rev: i64) -> Result<(), EtcdError> {
     match server.propose(Proposal::Compaction(CompactionRequest { revision: rev, physical: false })).await {
@@ -111,7 +107,7 @@ async fn periodic(server: Arc<EtcdServer>, period: Duration) {
             _ = server.stopped() => return,
         }
         // Paused on followers; on becoming leader the clock starts again (etcd's Resume).
-        if !is_leader(&server) {
+        if !server.is_leader() {
             leading = false;
             continue;
         }
@@ -141,14 +137,7 @@ async fn periodic(server: Arc<EtcdServer>, period: Duration) {
 
 async fn revision(server: Arc<EtcdServer>, keep: i64) {
     let mut prev = 0;
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(REVISION_INTERVAL) => {}
-            _ = server.stopped() => return,
-        }
-        if !is_leader(&server) {
-            continue;
-        }
+    while server.next_turn_as_leader(REVISION_INTERVAL).await {
         let rev = server.store().write_rev() - keep;
         if rev <= 0 || rev == prev {
             continue;

@@ -142,7 +142,7 @@ pub fn initial_check(
 /// `--experimental-corrupt-check-time`: the leader's periodic check (etcd's `monitorKVHash`).
 pub async fn monitor(server: Arc<EtcdServer>, every: Duration) {
     tracing::info!(local_member_id = %server.id, interval = ?every, "enabled corruption checking");
-    while next_turn_as_leader(&server, every).await {
+    while server.next_turn_as_leader(every).await {
         if let Err(e) = check(&server).await {
             tracing::warn!(error = %e, "failed to check hash KV");
         }
@@ -193,19 +193,6 @@ pub async fn check(server: &Arc<EtcdServer>) -> Result<(), EtcdError> {
     Ok(())
 }
 
-/// Waits `every`, then until this member leads at the end of a wait; `false` once it stops.
-async fn next_turn_as_leader(server: &EtcdServer, every: Duration) -> bool {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = server.stopped() => return false,
-        }
-        if server.raft.leader() == server.id.0 {
-            return true;
-        }
-    }
-}
-
 /// Raises CORRUPT for member `id` through Raft.
 async fn raise_corrupt(server: &EtcdServer, id: MemberId) -> Result<(), EtcdError> {
     let raise = AlarmRequest {
@@ -223,7 +210,7 @@ async fn raise_corrupt(server: &EtcdServer, id: MemberId) -> Result<(), EtcdErro
 pub async fn monitor_compaction_hashes(server: Arc<EtcdServer>, every: Duration) {
     tracing::info!(local_member_id = %server.id, interval = ?every, "enabled compaction hash check");
     let mut checked_up_to = 0;
-    while next_turn_as_leader(&server, every).await {
+    while server.next_turn_as_leader(every).await {
         let hashes: Vec<_> =
             server.store().compaction_hashes().into_iter().filter(|h| h.hash_rev > checked_up_to).collect();
         if hashes.is_empty() {

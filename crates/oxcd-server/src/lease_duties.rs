@@ -35,7 +35,7 @@ pub async fn run(server: Arc<EtcdServer>) {
         }
         let lessor = server.lessor();
         let now = Instant::now();
-        let is_leader = server.raft.leader() == server.id.0;
+        let is_leader = server.is_leader();
         // Promote on taking over (or when a snapshot replaced the lessor), demote on losing it.
         if !is_leader {
             if lessor.is_primary() {

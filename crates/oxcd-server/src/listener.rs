@@ -368,17 +368,14 @@ where
 
 /// The streaming methods, by gRPC path or gateway path.
 fn is_stream(path: &str) -> bool {
+    let gateway = path.strip_prefix("/v3/").or_else(|| path.strip_prefix("/v3beta/"));
     matches!(
         path,
         "/etcdserverpb.Watch/Watch"
             | "/etcdserverpb.Lease/LeaseKeepAlive"
             | "/etcdserverpb.Maintenance/Snapshot"
             | "/v3electionpb.Election/Observe"
-            | "/v3/watch"
-            | "/v3/lease/keepalive"
-            | "/v3/maintenance/snapshot"
-            | "/v3/election/observe"
-    ) || path.starts_with("/v3beta/") && is_stream(&path.replacen("/v3beta/", "/v3/", 1))
+    ) || matches!(gateway, Some("watch" | "lease/keepalive" | "maintenance/snapshot" | "election/observe"))
 }
 
 pin_project_lite::pin_project! {

@@ -60,7 +60,7 @@ impl EtcdServer {
     /// every member); `None` means this member is not the leader, and the caller asks the leader.
     pub async fn remove_member(&self, id: MemberId) -> Option<Result<(), EtcdError>> {
         let Some(member) = self.members().get(id).cloned() else { return Some(Err(EtcdError::MemberNotFound)) };
-        if self.raft.leader() != self.id.0 {
+        if !self.is_leader() {
             return None;
         }
         if !member.is_learner

@@ -327,6 +327,25 @@ impl EtcdServer {
         let _ = self.stop_tx.send(true);
     }
 
+    /// Whether this member leads (as its Raft thread last saw).
+    pub(crate) fn is_leader(&self) -> bool {
+        self.raft.leader() == self.id.0
+    }
+
+    /// For the leader's periodic duties: waits `every`, then again until this member leads at the
+    /// end of a wait; `false` once the member stops.
+    pub(crate) async fn next_turn_as_leader(&self, every: std::time::Duration) -> bool {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = self.stopped() => return false,
+            }
+            if self.is_leader() {
+                return true;
+            }
+        }
+    }
+
     /// Stops the member because something failed (a WAL or backend write, a listener).
     pub fn fail(&self) {
         self.failed.store(true, Ordering::Release);

@@ -878,13 +878,7 @@ pub fn add_env(set: &mut Vec<(&'static Flag, String)>, env: &[(String, String)])
         let named = |n: &str| env_name(n) == *key;
         match FLAGS.iter().find(|f| named(f.name) || new_name(f.name).is_some_and(named)) {
             Some(flag) => {
-                let ok = if flag.kind == Bool { parse_bool(value).is_some() } else { check_value(flag, value).is_ok() };
-                if !ok {
-                    let why = if flag.kind == Bool {
-                        "parse error".to_string()
-                    } else {
-                        check_value(flag, value).unwrap_err()
-                    };
+                if let Err(why) = check_value(flag, value) {
                     return Err(Refusal::check(format!("invalid value {value:?} for {key}: {why}")));
                 }
                 set.push((flag, value.clone()));
@@ -1025,14 +1019,8 @@ pub fn to_config(set: &[(&'static Flag, String)]) -> Result<(Map<String, Value>,
     for (flag, raw) in set {
         match flag.use_ {
             Key(key) => insert(&mut root, key, typed(flag, raw)),
-            NoOp(why) if !is_default(flag, raw) => {
-                warnings.push(format!("--{}={raw} changes nothing: {why}", flag.name));
-            }
-            Refused(why) if !is_default(flag, raw) => {
-                return Err(Refusal::check(format!("--{} is not supported: {why}", flag.name)));
-            }
-            Unbuilt(why) if !is_default(flag, raw) => {
-                warnings.push(format!("--{}={raw} has no effect yet: {why}", flag.name));
+            _ if !is_default(flag, raw) => {
+                judge(flag, &format!("--{}", flag.name), &format!("--{}={raw}", flag.name), &mut warnings)?
             }
             _ => {}
         }
@@ -1098,16 +1086,23 @@ pub fn check_yaml_keys(doc: &serde_yaml::Mapping) -> Result<Vec<String>, Refusal
             other => serde_yaml::to_string(other).unwrap_or_default().trim().to_string(),
         };
         let default = is_default(flag, &raw) || raw.is_empty() || (flag.kind == Bool && raw == "false");
-        match flag.use_ {
-            Refused(why) if !default => {
-                return Err(Refusal::check(format!("{k} is not supported: {why}")));
-            }
-            NoOp(why) if !default => warnings.push(format!("{k}: {raw} changes nothing: {why}")),
-            Unbuilt(why) if !default => warnings.push(format!("{k}: {raw} has no effect yet: {why}")),
-            _ => {}
+        if !default {
+            judge(flag, k, &format!("{k}: {raw}"), &mut warnings)?;
         }
     }
     Ok(warnings)
+}
+
+/// What a flag that sets no configuration key says when given something but its default
+/// (`name` as given, `setting` with its value): a refusal, or a warning added to `warnings`.
+fn judge(flag: &Flag, name: &str, setting: &str, warnings: &mut Vec<String>) -> Result<(), Refusal> {
+    match flag.use_ {
+        Refused(why) => return Err(Refusal::check(format!("{name} is not supported: {why}"))),
+        NoOp(why) => warnings.push(format!("{setting} changes nothing: {why}")),
+        Unbuilt(why) => warnings.push(format!("{setting} has no effect yet: {why}")),
+        Key(_) | Binary => {}
+    }
+    Ok(())
 }
 
 /// `etcd --help`'s text: the usage line, then every flag with its default and what it does.

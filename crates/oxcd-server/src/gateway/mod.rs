@@ -547,11 +547,7 @@ pub async fn unknown_path(req: Request) -> Response {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/grpc"));
     if grpc {
-        let mut resp = Response::new(Body::empty());
-        let h = resp.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-        h.insert("grpc-status", HeaderValue::from_static("12"));
-        return resp;
+        return Status::unimplemented("").into_http();
     }
     plain(StatusCode::NOT_FOUND, "404 page not found\n")
 }

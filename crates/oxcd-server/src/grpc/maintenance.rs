@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use oxcd_api::EtcdError;
+use oxcd_api::etcdserverpb::downgrade_request::DowngradeAction;
 use oxcd_api::etcdserverpb::maintenance_server::Maintenance;
 use oxcd_api::etcdserverpb::{
     AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, DowngradeRequest, DowngradeResponse,
@@ -20,33 +21,33 @@ use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status};
 
 use super::{CLUSTER_VERSION, SERVER_VERSION, require_leader};
-use oxcd_api::etcdserverpb::downgrade_request::DowngradeAction;
-
-/// The one version a 3.5 cluster may be downgraded to (etcd's `AllowedDowngradeVersion`).
-const ALLOWED_DOWNGRADE: (u64, u64) = (3, 4);
-
-/// A Downgrade target as etcd reads it: semver `major.minor.patch` or `major.minor`, keeping
-/// major and minor.
-fn downgrade_target(v: &str) -> Result<(u64, u64), EtcdError> {
-    let core = v.split(['-', '+']).next().unwrap_or_default();
-    let parts: Vec<&str> = core.split('.').collect();
-    let num = |s: &str| {
-        let ok = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
-        if ok { s.parse::<u64>().ok() } else { None }
-    };
-    match parts.as_slice() {
-        [ma, mi] | [ma, mi, _] if parts.len() == 2 || num(parts[2]).is_some() => match (num(ma), num(mi)) {
-            (Some(a), Some(b)) if parts.len() == 3 || !v.contains(['-', '+']) => Ok((a, b)),
-            _ => Err(EtcdError::WrongDowngradeVersionFormat),
-        },
-        _ => Err(EtcdError::WrongDowngradeVersionFormat),
-    }
-}
 use crate::ids::MemberId;
 use crate::raft::RaftInput;
 use crate::server::EtcdServer;
 use crate::wait::Response as Applied;
 use oxcd_api::oxcdpb::internal_raft_request::Request as Proposal;
+
+/// The one version a 3.5 cluster may be downgraded to (etcd's `AllowedDowngradeVersion`).
+const ALLOWED_DOWNGRADE: (u64, u64) = (3, 4);
+
+/// A Downgrade target as etcd reads it: semver `major.minor.patch` (with any pre-release or build
+/// suffix) or `major.minor`, keeping major and minor.
+fn downgrade_target(v: &str) -> Result<(u64, u64), EtcdError> {
+    let num = |s: &str| {
+        let ok = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+        if ok { s.parse::<u64>().ok() } else { None }
+    };
+    let (core, suffixed) = match v.find(['-', '+']) {
+        Some(i) => (&v[..i], true),
+        None => (v, false),
+    };
+    let (major, minor) = match core.split('.').collect::<Vec<_>>()[..] {
+        [ma, mi, patch] if num(patch).is_some() => (ma, mi),
+        [ma, mi] if !suffixed => (ma, mi),
+        _ => return Err(EtcdError::WrongDowngradeVersionFormat),
+    };
+    num(major).zip(num(minor)).ok_or(EtcdError::WrongDowngradeVersionFormat)
+}
 
 pub struct MaintenanceService {
     server: Arc<EtcdServer>,

@@ -238,12 +238,7 @@ impl Transport {
     }
 
     fn handshake(&self, conn: &mut PeerStream, kind: u8) -> std::io::Result<()> {
-        let mut h = Vec::with_capacity(25);
-        h.extend_from_slice(MAGIC);
-        h.extend_from_slice(&self.me.0.to_le_bytes());
-        h.extend_from_slice(&self.cluster.0.to_le_bytes());
-        h.push(kind);
-        conn.write_all(&h)
+        conn.write_all(&hello(self.me.0, self.cluster.0, kind))
     }
 
     fn connect(&self, to: MemberId, kind: u8) -> std::io::Result<PeerStream> {
@@ -344,12 +339,9 @@ impl Transport {
         let cluster = u64::from_le_bytes(h[16..24].try_into().expect("8 bytes"));
         if h[24] == KIND_MEMBERS {
             let list = self.members.get().map(|f| f()).unwrap_or_default();
-            let mut answer = Vec::with_capacity(12 + list.len());
-            answer.extend_from_slice(&self.cluster.0.to_le_bytes());
-            answer.extend_from_slice(&(list.len() as u32).to_le_bytes());
-            answer.extend_from_slice(&list);
             let w = r.get_mut();
-            w.write_all(&answer)?;
+            w.write_all(&self.cluster.0.to_le_bytes())?;
+            write_blob(w, &list)?;
             return w.flush();
         }
         if cluster != self.cluster.0 {
@@ -367,8 +359,7 @@ impl Transport {
             match answer {
                 Ok(resp) => {
                     w.write_all(&[HashAnswer::Ok as u8])?;
-                    w.write_all(&(resp.len() as u32).to_le_bytes())?;
-                    w.write_all(&resp)?;
+                    write_blob(w, &resp)?;
                 }
                 Err(code) => w.write_all(&[code as u8])?,
             }
@@ -456,25 +447,51 @@ impl PeerTransport for Transport {
 /// Asks the member serving peers at `url` for the cluster id and the members (what a joining
 /// member does first): the cluster id and an encoded `MemberListResponse`.
 pub fn fetch_members(url: &str, tls: &PeerTls) -> std::io::Result<(ClusterId, Vec<u8>)> {
+    let mut conn = ask(url, tls, &hello(0, 0, KIND_MEMBERS), Duration::from_secs(5))?;
+    let mut cluster = [0u8; 8];
+    conn.read_exact(&mut cluster)?;
+    Ok((ClusterId(u64::from_le_bytes(cluster)), read_blob(&mut conn, "members")?))
+}
+
+/// The handshake a connection starts with: the magic, the sender's member id, the cluster id and
+/// the kind of connection.
+fn hello(from: u64, cluster: u64, kind: u8) -> [u8; 25] {
+    let mut h = [0u8; 25];
+    h[..8].copy_from_slice(MAGIC);
+    h[8..16].copy_from_slice(&from.to_le_bytes());
+    h[16..24].copy_from_slice(&cluster.to_le_bytes());
+    h[24] = kind;
+    h
+}
+
+/// A one-question connection to the member at peer URL `url`: `request` sent, the answer to be
+/// read within `timeout`.
+fn ask(url: &str, tls: &PeerTls, request: &[u8], timeout: Duration) -> std::io::Result<PeerStream> {
     let addr = PeerAddr::parse(url).map_err(std::io::Error::other)?;
-    let mut conn = PeerStream::dial(&addr, tls, CONNECT_TIMEOUT, HANDSHAKE_TIMEOUT)?;
-    conn.tcp().set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut h = Vec::with_capacity(25);
-    h.extend_from_slice(MAGIC);
-    h.extend_from_slice(&[0; 16]);
-    h.push(KIND_MEMBERS);
-    conn.write_all(&h)?;
+    let mut conn = PeerStream::dial(&addr, tls, CONNECT_TIMEOUT.min(timeout), HANDSHAKE_TIMEOUT.min(timeout))?;
+    conn.tcp().set_read_timeout(Some(timeout))?;
+    conn.write_all(request)?;
     conn.flush()?;
-    let mut head = [0u8; 12];
-    conn.read_exact(&mut head)?;
-    let cluster = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
-    let len = u32::from_le_bytes(head[8..].try_into().expect("4 bytes")) as usize;
+    Ok(conn)
+}
+
+/// Bytes with their length before them (u32 LE).
+fn write_blob(w: &mut impl Write, b: &[u8]) -> std::io::Result<()> {
+    w.write_all(&(b.len() as u32).to_le_bytes())?;
+    w.write_all(b)
+}
+
+/// What [`write_blob`] wrote; at most [`MAX_FRAME`] bytes (`what` names it in the error).
+fn read_blob(r: &mut impl Read, what: &str) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = u32::from_le_bytes(len) as usize;
     if len > MAX_FRAME {
-        return Err(std::io::Error::other(format!("members frame of {len} bytes")));
+        return Err(std::io::Error::other(format!("{what} frame of {len} bytes")));
     }
-    let mut list = vec![0; len];
-    conn.read_exact(&mut list)?;
-    Ok((ClusterId(cluster), list))
+    let mut b = vec![0; len];
+    r.read_exact(&mut b)?;
+    Ok(b)
 }
 
 /// One of the [`MAX_HANDSHAKING`] places, held from accept to the end of the peer handshake.
@@ -519,35 +536,17 @@ pub fn fetch_hashkv(
     rev: i64,
     timeout: Duration,
 ) -> std::io::Result<Result<Vec<u8>, HashAnswer>> {
-    let addr = PeerAddr::parse(url).map_err(std::io::Error::other)?;
-    let mut conn = PeerStream::dial(&addr, tls, CONNECT_TIMEOUT.min(timeout), HANDSHAKE_TIMEOUT.min(timeout))?;
-    conn.tcp().set_read_timeout(Some(timeout))?;
-    let mut h = Vec::with_capacity(33);
-    h.extend_from_slice(MAGIC);
-    h.extend_from_slice(&me.0.to_le_bytes());
-    h.extend_from_slice(&cluster.0.to_le_bytes());
-    h.push(KIND_HASHKV);
-    h.extend_from_slice(&rev.to_le_bytes());
-    conn.write_all(&h)?;
-    conn.flush()?;
+    let mut request = hello(me.0, cluster.0, KIND_HASHKV).to_vec();
+    request.extend_from_slice(&rev.to_le_bytes());
+    let mut conn = ask(url, tls, &request, timeout)?;
     let mut status = [0u8; 1];
     conn.read_exact(&mut status)?;
-    let code = match status[0] {
-        0 => HashAnswer::Ok,
-        1 => return Ok(Err(HashAnswer::Compacted)),
-        2 => return Ok(Err(HashAnswer::FutureRev)),
-        _ => return Ok(Err(HashAnswer::Unavailable)),
-    };
-    debug_assert_eq!(code, HashAnswer::Ok);
-    let mut len = [0u8; 4];
-    conn.read_exact(&mut len)?;
-    let len = u32::from_le_bytes(len) as usize;
-    if len > MAX_FRAME {
-        return Err(std::io::Error::other(format!("hashkv frame of {len} bytes")));
+    match status[0] {
+        0 => Ok(Ok(read_blob(&mut conn, "hashkv")?)),
+        1 => Ok(Err(HashAnswer::Compacted)),
+        2 => Ok(Err(HashAnswer::FutureRev)),
+        _ => Ok(Err(HashAnswer::Unavailable)),
     }
-    let mut resp = vec![0; len];
-    conn.read_exact(&mut resp)?;
-    Ok(Ok(resp))
 }
 
 fn write_frame(w: &mut impl Write, m: &Message, buf: &mut Vec<u8>) -> std::io::Result<()> {
