@@ -1085,7 +1085,7 @@ pub fn check_yaml_keys(doc: &serde_yaml::Mapping) -> Result<Vec<String>, Refusal
             serde_yaml::Value::Null => continue,
             other => serde_yaml::to_string(other).unwrap_or_default().trim().to_string(),
         };
-        let default = is_default(flag, &raw) || raw.is_empty() || (flag.kind == Bool && raw == "false");
+        let default = is_default(flag, &raw) || raw.is_empty();
         if !default {
             judge(flag, k, &format!("{k}: {raw}"), &mut warnings)?;
         }
@@ -1201,6 +1201,17 @@ mod tests {
         for (new, old) in RENAMED {
             assert!(lookup(old).is_some() && lookup(new).is_some(), "{old}");
         }
+    }
+
+    #[test]
+    fn yaml_keys_are_judged_as_their_flags() {
+        let doc: serde_yaml::Mapping =
+            serde_yaml::from_str("initial-election-tick-advance: false\nmax-wals: 5\nenable-v2: false\nname: x\n")
+                .unwrap();
+        // A boolean that defaults to true, set false, changes something etcd does: warned.
+        assert_eq!(check_yaml_keys(&doc).unwrap().len(), 1);
+        let refused: serde_yaml::Mapping = serde_yaml::from_str("enable-v2: true\n").unwrap();
+        assert_eq!(check_yaml_keys(&refused).unwrap_err().code, 1);
     }
 
     #[test]
