@@ -17,6 +17,7 @@
 //! This crate knows nothing of MVCC or Raft; it must not depend on the server.
 
 pub mod bolt;
+pub mod metrics;
 mod snapshot;
 
 use std::ops::Bound;
@@ -236,6 +237,15 @@ impl Backend {
     /// writers wait, readers do not. Every committed write, durable or not, is in the new file,
     /// which is durable before it replaces the old one.
     pub fn defrag(&self) -> Result<()> {
+        let started = Instant::now();
+        metrics::DEFRAG_INFLIGHT.set(1);
+        let done = self.defrag_file();
+        metrics::DEFRAG_INFLIGHT.set(0);
+        metrics::DEFRAG_SECONDS.observe(started.elapsed().as_secs_f64());
+        done
+    }
+
+    fn defrag_file(&self) -> Result<()> {
         let gate = self.write()?;
         let tmp = defrag_path(&self.path);
         let _ = std::fs::remove_file(&tmp);
@@ -325,7 +335,10 @@ impl Backend {
     /// Writes a consistent logical dump of every bucket to `w` (see [`restore_snapshot`]); returns
     /// the number of bytes written.
     pub fn snapshot_to(&self, w: &mut impl std::io::Write) -> Result<u64> {
-        snapshot::write_snapshot(&self.read()?, w)
+        let started = Instant::now();
+        let written = snapshot::write_snapshot(&self.read()?, w)?;
+        metrics::SNAPSHOT_SECONDS.observe(started.elapsed().as_secs_f64());
+        Ok(written)
     }
 }
 
@@ -372,7 +385,9 @@ impl<'b> WriteTxn<'b> {
             self.txn.set_durability(Durability::None)?;
         }
         oxcd_fail::point("backendBeforeCommit")?;
+        let started = Instant::now();
         self.txn.commit()?;
+        metrics::COMMIT_SECONDS.observe(started.elapsed().as_secs_f64());
         oxcd_fail::point("backendAfterCommit")?;
         self.backend.note_size();
         let mut st = self.backend.state.lock();

@@ -197,6 +197,9 @@ pub struct ServerConfig {
     /// `--log-outputs`: `default`, `stderr`, `stdout` or file paths (`default` is stderr). Default default.
     #[serde(deserialize_with = "de_list")]
     pub log_outputs: Vec<String>,
+    /// `--metrics`: `basic`, or `extensive` to add the gRPC handling-time histogram
+    /// (`grpc_server_handling_seconds`). Default basic.
+    pub metrics: String,
     /// `--log-format` (3.6): `json` (etcd's zap lines) or `console`. Default json.
     pub log_format: String,
     /// `--experimental-compaction-batch-limit` (3.6: `--compaction-batch-limit`): revisions deleted
@@ -385,6 +388,7 @@ impl Default for ServerConfig {
             logger: "zap".into(),
             log_outputs: vec!["default".into()],
             log_format: "json".into(),
+            metrics: "basic".into(),
             compaction_batch_limit: 1000,
             compaction_sleep_interval: Duration::from_millis(10),
             warning_apply_duration: Duration::from_millis(100),

@@ -20,6 +20,7 @@
 pub const POINTS: &[(&str, &str)] = &[
     ("raftBeforeSave", "the Raft thread is about to append entries and the HardState to the WAL and sync"),
     ("walBeforeSync", "the WAL is about to write its buffer and fdatasync (an I/O error here fails the sync)"),
+    ("walAfterFdatasync", "the WAL's fdatasync returned, its latency not yet measured (a `sleep` makes it slow)"),
     ("raftAfterSave", "the WAL synced; messages that depend on it not yet sent, entries not yet applied"),
     ("applyBeforeConsistentIndex", "the applier wrote a batch of entries, not yet the consistent index"),
     ("backendBeforeCommit", "a backend transaction is about to commit (an I/O error here fails the commit)"),

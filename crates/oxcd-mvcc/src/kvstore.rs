@@ -11,6 +11,8 @@ use oxcd_lease::{LeaseId, Lessor};
 use parking_lot::RwLock;
 use prost::Message;
 
+use crate::metrics::{self, OpCounts};
+
 use crate::index::TreeIndex;
 use crate::key_index::KeyAt;
 use crate::revision::Revision;
@@ -174,7 +176,15 @@ impl Store {
         // Revision first, transaction second: the transaction then holds at least that revision.
         let rev = self.current_rev();
         let keys = self.backend.read()?.bucket(KEY)?;
-        Ok(ReadView { store: self, keys, rev })
+        Ok(ReadView { store: self, keys, rev, counts: OpCounts::default() })
+    }
+
+    /// A consistent view at the current revision for the member's own use: its reads are not
+    /// counted in the metrics of client requests.
+    pub fn read_internal(&self) -> Result<ReadView<'_>> {
+        let mut view = self.read()?;
+        view.counts.internal = true;
+        Ok(view)
     }
 
     /// Starts the applier's write transaction on `wtx` (the caller commits `wtx`, then calls
@@ -185,6 +195,7 @@ impl Store {
             keys: wtx.bucket(KEY)?,
             begin_rev: self.write_rev.load(Ordering::Acquire),
             changes: Vec::new(),
+            counts: OpCounts::default(),
         })
     }
 
@@ -212,6 +223,7 @@ impl Store {
     /// `pause` between backend batches so foreground writes keep their latency. Idempotent: after a
     /// crash it is run again from the scheduled mark.
     pub fn run_compaction(&self, rev: i64, batch: usize, pause: Duration) -> Result<()> {
+        let started = std::time::Instant::now();
         // The history this compaction drops, hashed first (from the previous compaction on).
         let previous = {
             let rtx = self.backend.read()?;
@@ -242,7 +254,10 @@ impl Store {
                     }
                 }
                 tx.count_ops(batch.len());
+                let paused = std::time::Instant::now();
                 tx.commit()?;
+                metrics::COMPACTION_PAUSE_MS.observe(paused.elapsed().as_secs_f64() * 1000.0);
+                metrics::COMPACTION_KEYS.inc_by(batch.len() as u64);
                 if !pause.is_zero() {
                     std::thread::sleep(pause);
                 }
@@ -255,6 +270,9 @@ impl Store {
         let tx = self.backend.write()?;
         tx.bucket(META)?.put(meta::FINISHED_COMPACT_REV, &Revision::new(rev, 0).to_key(false))?;
         tx.commit()?;
+        metrics::COMPACTION_TOTAL_MS.observe(started.elapsed().as_secs_f64() * 1000.0);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        metrics::COMPACTION_LAST.set(now.as_secs() as i64);
         Ok(())
     }
 }
@@ -277,6 +295,7 @@ impl Store {
     /// compacted one that a compaction at `rev` would not keep. The bucket holds etcd's encoding,
     /// so equal histories hash equal on oxcd and etcd.
     pub fn hash_by_rev(&self, rev: i64) -> Result<KvHash> {
+        let started = std::time::Instant::now();
         let (compact_rev, current_rev, rev, keep, rtx) = loop {
             let (compact_rev, current_rev) = (self.compact_rev(), self.current_rev());
             if rev > 0 && rev <= compact_rev {
@@ -296,7 +315,9 @@ impl Store {
                 break (compact_rev, current_rev, rev, keep, rtx);
             }
         };
-        Ok(KvHash { current_rev, ..self.hash_between(compact_rev, rev, &keep, &rtx)? })
+        let hash = KvHash { current_rev, ..self.hash_between(compact_rev, rev, &keep, &rtx)? };
+        metrics::HASH_REV_SECONDS.observe(started.elapsed().as_secs_f64());
+        Ok(hash)
     }
 
     /// The hashes computed at the last compactions (see `compaction_hashes`), newest first.
@@ -419,10 +440,18 @@ pub struct ReadView<'s> {
     store: &'s Store,
     keys: ReadBucket,
     rev: i64,
+    counts: OpCounts,
+}
+
+impl Drop for ReadView<'_> {
+    fn drop(&mut self) {
+        self.counts.flush();
+    }
 }
 
 impl KvRead for ReadView<'_> {
     fn range(&self, key: &[u8], end: Option<&[u8]>, opts: RangeOptions) -> Result<RangeResult> {
+        self.counts.range();
         range_keys(self.store, &self.keys, self.rev, key, end, opts)
     }
 
@@ -441,6 +470,13 @@ pub struct TxnWrite<'s, 't> {
     keys: WriteBucket<'t>,
     begin_rev: i64,
     changes: Vec<Event>,
+    counts: OpCounts,
+}
+
+impl Drop for TxnWrite<'_, '_> {
+    fn drop(&mut self) {
+        self.counts.flush();
+    }
 }
 
 impl TxnWrite<'_, '_> {
@@ -451,6 +487,8 @@ impl TxnWrite<'_, '_> {
 
     /// Writes `key`; returns the revision of the change.
     pub fn put(&mut self, key: &[u8], value: Bytes, lease: LeaseId) -> Result<i64> {
+        self.counts.puts += 1;
+        self.counts.put_bytes += key.len() + value.len();
         let rev = self.next_rev();
         let idx_rev = Revision::new(rev, self.changes.len() as i64);
         let prior = self.store.index.read().get(key, rev);
@@ -481,6 +519,7 @@ impl TxnWrite<'_, '_> {
 
     /// Deletes every live key in `[key, end)`; returns how many were deleted.
     pub fn delete_range(&mut self, key: &[u8], end: Option<&[u8]>) -> Result<i64> {
+        self.counts.deletes += 1;
         let at = self.rev();
         let mut live: Vec<Box<[u8]>> = Vec::new();
         self.store.index.read().visit_alive(key, end, at, |k, _| {
@@ -505,6 +544,14 @@ impl TxnWrite<'_, '_> {
         Ok(live.len() as i64)
     }
 
+    /// Counts what the request did so far as one transaction of its own in the metrics, and
+    /// starts counting afresh: etcd's applier evaluates a write txn's compares in a read
+    /// transaction, then runs its operations in a write transaction, and counts each
+    /// (`etcd_mvcc_txn_total` moves for either only if it made more than one range, put or delete).
+    pub fn end_phase(&mut self) {
+        std::mem::take(&mut self.counts).flush();
+    }
+
     /// The changes made so far, in order.
     pub fn changes(&self) -> &[Event] {
         &self.changes
@@ -512,19 +559,21 @@ impl TxnWrite<'_, '_> {
 
     /// Ends the transaction; returns the store revision after it (bumped only if it changed
     /// something) and its events.
-    pub fn end(self) -> (i64, Vec<Event>) {
-        if self.changes.is_empty() {
-            return (self.begin_rev, self.changes);
+    pub fn end(mut self) -> (i64, Vec<Event>) {
+        let changes = std::mem::take(&mut self.changes);
+        if changes.is_empty() {
+            return (self.begin_rev, changes);
         }
         let rev = self.begin_rev + 1;
         self.store.write_rev.store(rev, Ordering::Release);
-        (rev, self.changes)
+        (rev, changes)
     }
 }
 
 impl KvRead for TxnWrite<'_, '_> {
     /// Reads see this transaction's own writes.
     fn range(&self, key: &[u8], end: Option<&[u8]>, opts: RangeOptions) -> Result<RangeResult> {
+        self.counts.range();
         range_keys(self.store, &self.keys, self.rev(), key, end, opts)
     }
 

@@ -14,6 +14,7 @@
 mod index;
 mod key_index;
 mod kvstore;
+pub mod metrics;
 mod revision;
 pub mod watchable;
 

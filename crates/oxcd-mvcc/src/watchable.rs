@@ -36,6 +36,7 @@ use prost::Message;
 use tokio::sync::Notify;
 
 use crate::kvstore::{KvRead, MvccError, RangeOptions, Store};
+use crate::metrics::{EVENTS, SLOW_WATCHERS, WATCH_STREAMS, WATCHERS};
 
 /// Most bytes of event data the ring keeps.
 pub const RING_BYTES: usize = 16 << 20;
@@ -343,6 +344,7 @@ impl WatchableStore {
         let id = inner.next_stream;
         inner.next_stream += 1;
         inner.streams.insert(id, shared.clone());
+        WATCH_STREAMS.inc();
         WatchStream {
             hub: self.clone(),
             id,
@@ -482,6 +484,10 @@ impl WatchStream {
             w.synced = true;
         }
         drop(inner);
+        WATCHERS.inc();
+        if !w.synced {
+            SLOW_WATCHERS.inc();
+        }
         self.watchers.insert(id, w);
         Notice::new(id, rev, NoticeKind::Created)
     }
@@ -489,6 +495,7 @@ impl WatchStream {
     /// Cancels a watcher; `None` for an unknown id (etcd ignores it).
     pub fn cancel(&mut self, id: i64) -> Option<Notice> {
         let w = self.watchers.remove(&id)?;
+        forget(&w);
         let mut inner = self.hub.inner.lock();
         if w.synced {
             inner.unregister(self.id, id, &w.range);
@@ -565,6 +572,9 @@ impl WatchStream {
             inner.unregister_stream(self.id);
             drop(inner);
             for w in self.watchers.values_mut() {
+                if w.synced {
+                    SLOW_WATCHERS.inc();
+                }
                 w.synced = false;
             }
         }
@@ -588,13 +598,16 @@ impl WatchStream {
                     // Below the compacted revision: canceled with it (etcd's header has no revision).
                     let w = self.watchers.remove(&id).expect("watcher exists");
                     debug_assert!(!w.synced);
+                    forget(&w);
                     let compact_revision = self.hub.store().compact_rev();
                     out.push(Notice::new(id, 0, NoticeKind::Canceled { compact_revision, reason: String::new() }));
                     return;
                 }
                 Err(e) => {
                     tracing::error!(watch_id = id, error = %e, "watch catch-up failed; watcher canceled");
-                    self.watchers.remove(&id);
+                    if let Some(w) = self.watchers.remove(&id) {
+                        forget(&w);
+                    }
                     out.push(Notice::new(id, 0, NoticeKind::Canceled { compact_revision: 0, reason: e.to_string() }));
                     return;
                 }
@@ -609,6 +622,7 @@ impl WatchStream {
                     if w.next_rev > last {
                         inner.register(self.id, id, &w.range);
                         w.synced = true;
+                        SLOW_WATCHERS.dec();
                     }
                     drop(inner);
                     if w.synced || revs >= CATCHUP_REVS || w.next_rev == next_rev {
@@ -626,9 +640,10 @@ impl WatchStream {
 /// Appends the response(s) carrying `events` for watcher `id`: one response, or fragments when the
 /// watcher allows them and the events exceed the response limit.
 fn push_events(out: &mut Vec<Notice>, hub: &WatchableStore, id: i64, w: &Watcher, rev: i64, mut events: Vec<Event>) {
+    EVENTS.inc_by(events.len() as u64);
     if w.prev_kv {
         let store = hub.store();
-        if let Ok(view) = store.read() {
+        if let Ok(view) = store.read_internal() {
             for ev in &mut events {
                 ev.prev_kv = prev_kv(&view, ev);
             }
@@ -667,8 +682,18 @@ fn prev_kv(view: &impl KvRead, ev: &Event) -> Option<KeyValue> {
     r.kvs.into_iter().next()
 }
 
+/// Takes a watcher that goes away out of the watcher gauges.
+fn forget(w: &Watcher) {
+    WATCHERS.dec();
+    if !w.synced {
+        SLOW_WATCHERS.dec();
+    }
+}
+
 impl Drop for WatchStream {
     fn drop(&mut self) {
+        self.watchers.values().for_each(forget);
+        WATCH_STREAMS.dec();
         let mut inner = self.hub.inner.lock();
         inner.unregister_stream(self.id);
         inner.streams.remove(&self.id);

@@ -47,8 +47,9 @@ pub async fn run(server: Arc<EtcdServer>) {
         for id in lessor.expired(now, REVOKES_PER_TICK, REVOKE_RETRY) {
             let s = server.clone();
             tokio::spawn(async move {
-                if let Err(e) = s.propose(Proposal::LeaseRevoke(LeaseRevokeRequest { id: id.0 })).await {
-                    tracing::debug!(lease = %id, error = %e, "revoking an expired lease failed; will retry");
+                match s.propose(Proposal::LeaseRevoke(LeaseRevokeRequest { id: id.0 })).await {
+                    Ok(_) => crate::metrics::LEASE_EXPIRED.inc(),
+                    Err(e) => tracing::debug!(lease = %id, error = %e, "revoking an expired lease failed; will retry"),
                 }
             });
         }

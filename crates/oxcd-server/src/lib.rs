@@ -17,6 +17,7 @@ mod hot_wait;
 mod kv;
 mod lease_duties;
 mod listener;
+pub mod metrics;
 pub mod raft;
 mod reconfig;
 pub mod server;

@@ -26,6 +26,7 @@ use crate::grpc::{
     AuthService, ClusterService, ElectionService, KvService, LeaseService, LockService, MaintenanceService,
     WatchService, served_by_learners,
 };
+use crate::metrics::grpc::{Call, ResponseBody, unmetered};
 use crate::server::EtcdServer;
 use crate::tls::ServerTls;
 
@@ -166,7 +167,8 @@ pub async fn serve(
     }
 }
 
-/// `--listen-metrics-urls`: plain HTTP with the health endpoints only, until the member stops.
+/// `--listen-metrics-urls`: plain HTTP with `/metrics` and the health endpoints, until the member
+/// stops.
 pub async fn serve_metrics(server: Arc<EtcdServer>, listener: TcpListener) -> Result<(), tonic::transport::Error> {
     let routes = tonic::service::Routes::from(crate::gateway::metrics_router(server.clone()));
     let stop = server.clone();
@@ -336,33 +338,38 @@ struct LearnerGuard<S> {
     server: Arc<EtcdServer>,
 }
 
-impl<S, B, R> tower::Service<axum::http::Request<B>> for LearnerGuard<S>
+impl<S, R> tower::Service<axum::http::Request<tonic::body::Body>> for LearnerGuard<S>
 where
-    S: tower::Service<axum::http::Request<B>, Response = axum::http::Response<R>>,
+    S: tower::Service<axum::http::Request<tonic::body::Body>, Response = axum::http::Response<R>>,
     R: Default,
 {
-    type Response = S::Response;
+    type Response = axum::http::Response<ResponseBody<R>>;
     type Error = S::Error;
-    type Future = futures::future::Either<futures::future::Ready<Result<S::Response, S::Error>>, Timed<S::Future>>;
+    type Future = futures::future::Either<futures::future::Ready<Result<Self::Response, S::Error>>, Timed<S::Future>>;
 
     fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: axum::http::Request<B>) -> Self::Future {
+    fn call(&mut self, req: axum::http::Request<tonic::body::Body>) -> Self::Future {
         // gRPC methods are `/<package>.<Service>/<Method>`; the gateway's paths (`/v3/...`) and
         // `/version`, `/health` have no dot and are guarded by the gateway.
         let path = req.uri().path();
         let grpc = path.split('/').nth(1).is_some_and(|service| service.contains('.'));
         if grpc && self.server.is_learner() && !served_by_learners(path) {
             let refused = EtcdError::NotSupportedForLearner.to_status().into_http();
-            return futures::future::Either::Left(futures::future::ready(Ok(refused)));
+            return futures::future::Either::Left(futures::future::ready(Ok(unmetered(refused))));
         }
         // Unary calls are timed for --experimental-warning-unary-request-duration (a stream's
         // response starts at once and lasts as long as the client wants).
         let unary = !is_stream(path);
         let slow = unary.then(|| (self.server.cfg.warning_unary_request_duration, req.uri().clone()));
-        futures::future::Either::Right(Timed { inner: self.inner.call(req), started: Instant::now(), slow })
+        let call = if grpc { self.server.metrics.grpc.method(path).map(Call::start) } else { None };
+        let req = match &call {
+            Some(call) => req.map(|body| tonic::body::Body::new(call.request_body(body))),
+            None => req,
+        };
+        futures::future::Either::Right(Timed { inner: self.inner.call(req), started: Instant::now(), slow, call })
     }
 }
 
@@ -386,13 +393,18 @@ pin_project_lite::pin_project! {
         inner: F,
         started: Instant,
         slow: Option<(Duration, axum::http::Uri)>,
+        // The gRPC call's metrics, handed to the response body.
+        call: Option<Call>,
     }
 }
 
-impl<F: std::future::Future> std::future::Future for Timed<F> {
-    type Output = F::Output;
+impl<F, R, E> std::future::Future for Timed<F>
+where
+    F: std::future::Future<Output = Result<axum::http::Response<R>, E>>,
+{
+    type Output = Result<axum::http::Response<ResponseBody<R>>, E>;
 
-    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let out = std::task::ready!(this.inner.poll(cx));
         if let Some((threshold, path)) = this.slow.take() {
@@ -402,6 +414,9 @@ impl<F: std::future::Future> std::future::Future for Timed<F> {
                 tracing::warn!(time_spent = ?spent, expected_duration = ?threshold, response_type = %path, "request stats");
             }
         }
-        Poll::Ready(out)
+        Poll::Ready(out.map(|resp| match this.call.take() {
+            Some(call) => call.response(resp),
+            None => unmetered(resp),
+        }))
     }
 }

@@ -97,9 +97,14 @@ impl EtcdServer {
         let leader_match = progress.matched(self.id.0);
         let learner_match = progress.matched(id.0);
         if (learner_match as f64) < (leader_match as f64) * LEARNER_READY {
+            crate::metrics::LEARNER_PROMOTE_FAILURES.with_label_values(&["Learner not ready"]).inc();
             return Some(Err(EtcdError::LearnerNotReady));
         }
-        Some(self.propose_conf_change(ConfChangeType::AddNode, id, Vec::new()).await)
+        let promoted = self.propose_conf_change(ConfChangeType::AddNode, id, Vec::new()).await;
+        if promoted.is_ok() {
+            crate::metrics::LEARNER_PROMOTE_SUCCESSES.inc();
+        }
+        Some(promoted)
     }
 
     /// etcd's `mayRemoveMember` (on the leader): the voters left must include a started quorum,

@@ -64,6 +64,8 @@ pub struct EtcdServer {
     learner: std::sync::atomic::AtomicBool,
     /// TLS toward other members' `https://` client URLs (requests forwarded to the leader).
     forward_tls: Option<Arc<crate::tls::ClientTls>>,
+    /// What `/metrics` serves.
+    pub(crate) metrics: crate::metrics::Metrics,
 }
 
 /// The parts [`EtcdServer::new`] is built from (assembled by the bootstrap).
@@ -84,6 +86,7 @@ pub(crate) struct ServerParts {
 impl EtcdServer {
     pub(crate) fn new(p: ServerParts) -> Arc<EtcdServer> {
         let watchable = WatchableStore::new(p.state.store(), p.cfg.max_request_bytes);
+        let metrics = crate::metrics::Metrics::new(p.id, p.cfg.metrics == "extensive");
         Arc::new_cyclic(|me| EtcdServer {
             me: me.clone(),
             ids: Arc::new(IdGenerator::new(p.id)),
@@ -104,6 +107,7 @@ impl EtcdServer {
             peer_clients: Default::default(),
             learner: std::sync::atomic::AtomicBool::new(false),
             forward_tls: p.forward_tls,
+            metrics,
         })
     }
 
@@ -260,15 +264,23 @@ impl EtcdServer {
     pub(crate) async fn propose_and_wait(&self, id: u64, proposal: RaftInput) -> Result<Response, EtcdError> {
         let rx = self.wait.register(id);
         // Forget the wait if the caller goes away (client cancel) or times out.
+        crate::metrics::PROPOSALS_PENDING.inc();
         let _forget = ForgetOnDrop { wait: &self.wait, id };
         let started = Instant::now();
         if self.raft_tx.send(proposal).is_err() {
+            crate::metrics::PROPOSALS_FAILED.inc();
             return Err(EtcdError::Stopped);
         }
         match self.hot_wait.wait(rx, self.cfg.request_timeout()).await {
             Ok(Some(result)) => result,
-            Ok(None) => Err(self.timeout_error(started)),
-            Err(()) => Err(EtcdError::Stopped),
+            Ok(None) => {
+                crate::metrics::PROPOSALS_FAILED.inc();
+                Err(self.timeout_error(started))
+            }
+            Err(()) => {
+                crate::metrics::PROPOSALS_FAILED.inc();
+                Err(EtcdError::Stopped)
+            }
         }
     }
 
@@ -364,6 +376,7 @@ impl EtcdServer {
     }
 }
 
+/// A proposal in flight: pending until it is answered or given up.
 struct ForgetOnDrop<'a> {
     wait: &'a Wait,
     id: u64,
@@ -371,6 +384,7 @@ struct ForgetOnDrop<'a> {
 
 impl Drop for ForgetOnDrop<'_> {
     fn drop(&mut self) {
+        crate::metrics::PROPOSALS_PENDING.dec();
         self.wait.cancel(self.id);
     }
 }

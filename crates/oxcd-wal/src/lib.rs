@@ -18,6 +18,7 @@
 //! - Every segment starts with the metadata, the latest snapshot marker and the latest HardState, so
 //!   releasing old segments never loses them.
 
+pub mod metrics;
 mod record;
 mod segment;
 
@@ -215,13 +216,11 @@ impl Wal {
         }
         let started = Instant::now();
         self.tail.file().sync_data()?;
+        oxcd_fail::point("walAfterFdatasync")?;
         let took = started.elapsed();
+        metrics::FSYNC_SECONDS.observe(took.as_secs_f64());
         if took > SLOW_FSYNC {
-            tracing::warn!(
-                took_ms = took.as_millis() as u64,
-                threshold_ms = SLOW_FSYNC.as_millis() as u64,
-                "slow wal fsync"
-            );
+            tracing::warn!(took = ?took, expected_duration = ?SLOW_FSYNC, "slow fdatasync");
         }
         Ok(())
     }
@@ -237,6 +236,7 @@ impl Wal {
         }
         self.tail.file().write_all(&self.buf)?;
         self.tail.advance(self.buf.len() as u64);
+        metrics::WRITE_BYTES.add(self.buf.len() as i64);
         self.buf.clear();
         self.written_last_index = self.last_index;
         Ok(())

@@ -42,9 +42,6 @@ pub enum Use {
     Refused(&'static str),
     /// The binary itself reads it (`--config-file`, `--version`).
     Binary,
-    /// Accepted, but what it asks for is not built yet: a warning says so when it is set to
-    /// anything but its default.
-    Unbuilt(&'static str),
 }
 
 /// One flag of etcd's command line.
@@ -507,7 +504,7 @@ pub static FLAGS: &[Flag] = &[
         "metrics",
         Str,
         "basic",
-        Unbuilt("oxcd does not export metrics yet"),
+        Key("metrics"),
         "Set level of detail for exported metrics, specify 'extensive' to include server side grpc histogram metrics.",
     ),
     f("logger", Str, "zap", Key("logger"), "Currently only supports 'zap' for structured logging."),
@@ -1099,7 +1096,6 @@ fn judge(flag: &Flag, name: &str, setting: &str, warnings: &mut Vec<String>) -> 
     match flag.use_ {
         Refused(why) => return Err(Refusal::check(format!("{name} is not supported: {why}"))),
         NoOp(why) => warnings.push(format!("{setting} changes nothing: {why}")),
-        Unbuilt(why) => warnings.push(format!("{setting} has no effect yet: {why}")),
         Key(_) | Binary => {}
     }
     Ok(())
@@ -1114,7 +1110,6 @@ pub fn help() -> String {
         let note = match f.use_ {
             NoOp(why) => format!(" [accepted, changes nothing: {why}]"),
             Refused(why) => format!(" [refused unless '{}': {why}]", f.default),
-            Unbuilt(why) => format!(" [accepted, no effect yet: {why}]"),
             _ => String::new(),
         };
         let renamed = new_name(f.name).map(|n| format!(" (etcd 3.6: --{n})")).unwrap_or_default();

@@ -68,6 +68,7 @@ async fn a_member_crashed_at_each_durable_step_loses_no_acknowledged_write() {
     let every_batch = [
         "raftBeforeSave",
         "walBeforeSync",
+        "walAfterFdatasync",
         "raftAfterSave",
         "applyBeforeConsistentIndex",
         "backendBeforeCommit",

@@ -220,6 +220,7 @@ impl Applier {
                             batch.apply(req.header.unwrap_or_default(), e.index, r)?;
                             let took = started.elapsed();
                             if took > slow {
+                                crate::metrics::SLOW_APPLY.inc();
                                 tracing::warn!(
                                     took = ?took,
                                     expected_duration = ?slow,
@@ -295,6 +296,8 @@ impl Applier {
         }
         let cell = self.cell.clone();
         let _swapping = cell.file_swap();
+        crate::metrics::SNAPSHOT_APPLY_IN_PROGRESS.set(1);
+        let _applied = InProgress;
         let path = self.state.backend.path().to_path_buf();
         crate::datadir::rename_durably(&db, &path).map_err(|e| fatal(e.into()))?;
         oxcd_fail::point("applyAfterInstallSnap").map_err(|e| fatal(e.into()))?;
@@ -314,6 +317,15 @@ impl Applier {
         tracing::info!(index, consistent_index = ci, "installed backend snapshot");
         self.publish_applied();
         Ok(())
+    }
+}
+
+/// While a snapshot from the leader is installed (`etcd_server_snapshot_apply_in_progress_total`).
+struct InProgress;
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        crate::metrics::SNAPSHOT_APPLY_IN_PROGRESS.set(0);
     }
 }
 

@@ -45,9 +45,15 @@ pub type Result<T> = std::result::Result<T, ApplyError>;
 pub trait KvWrite: KvRead {
     fn put(&mut self, key: &[u8], value: Bytes, lease: LeaseId) -> std::result::Result<i64, MvccError>;
     fn delete_range(&mut self, key: &[u8], end: Option<&[u8]>) -> std::result::Result<i64, MvccError>;
+    /// Closes a phase of the request for the store's metrics (see [`TxnWrite::end_phase`]).
+    fn end_phase(&mut self) {}
 }
 
 impl KvWrite for TxnWrite<'_, '_> {
+    fn end_phase(&mut self) {
+        TxnWrite::end_phase(self)
+    }
+
     fn put(&mut self, key: &[u8], value: Bytes, lease: LeaseId) -> std::result::Result<i64, MvccError> {
         TxnWrite::put(self, key, value, lease)
     }
@@ -219,6 +225,10 @@ pub fn apply_txn(kv: &mut impl KvWrite, lessor: &Lessor, t: &TxnRequest) -> Resu
     let (rev, first_rev) = (kv.rev(), kv.compact_rev());
     check_requests(t, &path, &mut |op| check_range(rev, first_rev, op))?;
     let mut resp = new_txn_resp(t, &path).0;
+    if !is_txn_readonly(t) {
+        // etcd reads the compares in a read transaction of their own, then writes in another.
+        kv.end_phase();
+    }
     run_txn(kv, t, &path, &mut resp, &mut write_op)?;
     resp.header = header(kv.rev());
     Ok(resp)

@@ -75,9 +75,11 @@ pub(super) async fn health(State(gw): State<Arc<Gateway>>, req: Request) -> Resp
     }
     let body = serde_json::json!({ "health": if reason.is_empty() { "true" } else { "false" }, "reason": reason });
     if !reason.is_empty() {
+        crate::metrics::HEALTH_FAILURES.inc();
         tracing::warn!(reason = %reason, "serving /health false");
         return plain_text(StatusCode::SERVICE_UNAVAILABLE, format!("{body}\n"));
     }
+    crate::metrics::HEALTH_SUCCESS.inc();
     // etcd 3.5 writes the JSON body as text/plain.
     let mut resp = with_etcd_headers(Response::new(Body::from(body.to_string())), false);
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));

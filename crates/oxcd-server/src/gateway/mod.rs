@@ -78,9 +78,10 @@ pub fn router(server: Arc<EtcdServer>) -> axum::Router {
     router.with_state(gw.clone()).layer(axum::middleware::from_fn_with_state(gw, access))
 }
 
-/// `/health`, `/livez`, `/readyz` and the checks under them.
+/// `/health`, `/livez`, `/readyz` and the checks under them, and `/metrics`.
 fn health_routes(router: axum::Router<Arc<Gateway>>) -> axum::Router<Arc<Gateway>> {
     router
+        .route("/metrics", get(metrics))
         .route("/health", get(health::health))
         .route("/livez", get(health::livez))
         .route("/readyz", get(health::readyz))
@@ -88,7 +89,22 @@ fn health_routes(router: axum::Router<Arc<Gateway>>) -> axum::Router<Arc<Gateway
         .route("/readyz/{check}", get(health::one_check))
 }
 
-/// `--listen-metrics-urls`' routes: the health endpoints, and 404 for every other path.
+/// `/metrics`: Prometheus's text format (the member's state is read off the backend, which may
+/// wait for a commit: off the async workers).
+async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
+    let server = gw.server.clone();
+    match tokio::task::spawn_blocking(move || server.metrics.render(&server)).await {
+        Ok(text) => {
+            let mut resp = Response::new(Body::from(text));
+            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(crate::metrics::CONTENT_TYPE));
+            resp
+        }
+        Err(_) => plain(StatusCode::INTERNAL_SERVER_ERROR, "metrics failed\n"),
+    }
+}
+
+/// `--listen-metrics-urls`' routes: `/metrics`, the health endpoints, and 404 for every other
+/// path.
 pub fn metrics_router(server: Arc<EtcdServer>) -> axum::Router {
     let gw = Arc::new(Gateway::new(server));
     health_routes(axum::Router::new().route("/version", get(version))).fallback(unknown_path).with_state(gw)

@@ -402,6 +402,7 @@ impl RaftNode {
         if old_leader != r.leader_id {
             *self.status.leader_since.lock() = Instant::now();
             if r.leader_id != raft::INVALID_ID {
+                crate::metrics::LEADER_CHANGES.inc();
                 tracing::info!(leader = %crate::ids::MemberId(r.leader_id), term = r.term, "leader elected");
             } else {
                 tracing::info!(term = r.term, "lost leader");

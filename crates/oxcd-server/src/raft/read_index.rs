@@ -60,11 +60,15 @@ impl ReadIndexHub {
         let (tx, rx) = oneshot::channel();
         self.waiting.lock().push(tx);
         self.wake.notify_one();
-        match self.hot_wait.wait(rx, timeout).await {
+        let result = match self.hot_wait.wait(rx, timeout).await {
             Ok(Some(r)) => r,
             Ok(None) => Err(EtcdError::Timeout),
             Err(()) => Err(EtcdError::Stopped),
+        };
+        if result.is_err() {
+            crate::metrics::READ_INDEXES_FAILED.inc();
         }
+        result
     }
 
     /// The loop that runs rounds; one per member.

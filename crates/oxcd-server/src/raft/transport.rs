@@ -102,6 +102,10 @@ pub struct Transport {
     removed: RwLock<std::collections::HashSet<u64>>,
     /// What to do when a peer says this member was removed (stop it).
     on_removed: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
+    /// When the last heartbeat to each peer was queued, until a response comes back (the round
+    /// trip `etcd_network_peer_round_trip_time_seconds` measures; heartbeats go out every
+    /// heartbeat interval, far apart next to a round trip).
+    heartbeat_sent: Mutex<HashMap<u64, Instant>>,
 }
 
 impl Transport {
@@ -132,6 +136,7 @@ impl Transport {
             heard: Mutex::new(HashMap::new()),
             removed: RwLock::new(Default::default()),
             on_removed: std::sync::OnceLock::new(),
+            heartbeat_sent: Mutex::new(HashMap::new()),
         })
     }
 
@@ -268,6 +273,9 @@ impl Transport {
     fn outbound_loop(&self, to: MemberId, rx: Receiver<Message>) {
         let mut conn: Option<BufWriter<PeerStream>> = None;
         let mut buf = Vec::new();
+        let label = to.to_string();
+        let sent_bytes = crate::metrics::PEER_SENT_BYTES.with_label_values(&[label.as_str()]);
+        let failures = crate::metrics::PEER_SENT_FAILURES.with_label_values(&[label.as_str()]);
         while let Ok(first) = rx.recv() {
             if self.stopped.load(Ordering::Acquire) {
                 return;
@@ -276,6 +284,7 @@ impl Transport {
                 match self.connect(to, KIND_MESSAGES) {
                     Ok(c) => conn = Some(BufWriter::with_capacity(256 << 10, c)),
                     Err(e) => {
+                        failures.inc();
                         tracing::debug!(to = %to, error = %e, "peer unreachable");
                         let _ = self.raft_tx.send(RaftInput::Unreachable(to.0));
                         // Drop what is queued: Raft retransmits once the peer answers again.
@@ -286,14 +295,17 @@ impl Transport {
                 }
             }
             let w = conn.as_mut().expect("connected above");
-            let mut result = write_frame(w, &first, &mut buf);
+            let mut written = 0;
+            let mut result = write_frame(w, &first, &mut buf).map(|n| written += n);
             while result.is_ok() {
                 match rx.try_recv() {
-                    Ok(m) => result = write_frame(w, &m, &mut buf),
+                    Ok(m) => result = write_frame(w, &m, &mut buf).map(|n| written += n),
                     Err(_) => break,
                 }
             }
+            sent_bytes.inc_by(written as u64);
             if let Err(e) = result.and_then(|_| w.flush()) {
+                failures.inc();
                 tracing::debug!(to = %to, error = %e, "peer write failed");
                 conn = None;
                 let _ = self.raft_tx.send(RaftInput::Unreachable(to.0));
@@ -377,8 +389,14 @@ impl Transport {
         match h[24] {
             KIND_MESSAGES => {
                 let mut noted = Instant::now() - HEARD_EVERY;
+                let label = MemberId(from).to_string();
+                let received = crate::metrics::PEER_RECEIVED_BYTES.with_label_values(&[label.as_str()]);
                 loop {
                     let m = read_frame(&mut r, &mut buf)?;
+                    received.inc_by(4 + buf.len() as u64);
+                    if m.get_msg_type() == MessageType::MsgHeartbeatResponse {
+                        self.heartbeat_answered(from, &label);
+                    }
                     if noted.elapsed() >= HEARD_EVERY {
                         noted = Instant::now();
                         self.heard.lock().insert(from, noted);
@@ -412,6 +430,15 @@ impl Transport {
     }
 }
 
+impl Transport {
+    /// A heartbeat response from `from`: the round trip since the last heartbeat sent to it.
+    fn heartbeat_answered(&self, from: u64, label: &str) {
+        if let Some(sent) = self.heartbeat_sent.lock().remove(&from) {
+            crate::metrics::PEER_ROUND_TRIP.with_label_values(&[label]).observe(sent.elapsed().as_secs_f64());
+        }
+    }
+}
+
 impl PeerTransport for Transport {
     /// Sends messages; MsgSnapshot goes on a connection of its own with the backend streamed after it.
     fn send(&self, msgs: Vec<Message>) {
@@ -433,9 +460,19 @@ impl PeerTransport for Transport {
             }
             let peers = self.peers.read();
             let Some(tx) = peers.get(&to) else { continue };
+            let heartbeat = m.get_msg_type() == MessageType::MsgHeartbeat;
             match tx.try_send(m) {
-                Ok(()) => {}
+                Ok(()) => {
+                    if heartbeat {
+                        self.heartbeat_sent.lock().insert(to, Instant::now());
+                    }
+                }
                 Err(TrySendError::Full(_)) => {
+                    if heartbeat {
+                        // The peer's queue is full: this heartbeat is lost (a slow peer or link,
+                        // or a leader falling behind).
+                        crate::metrics::HEARTBEAT_SEND_FAILURES.inc();
+                    }
                     let _ = self.raft_tx.send(RaftInput::Unreachable(to));
                 }
                 Err(TrySendError::Disconnected(_)) => {}
@@ -549,11 +586,12 @@ pub fn fetch_hashkv(
     }
 }
 
-fn write_frame(w: &mut impl Write, m: &Message, buf: &mut Vec<u8>) -> std::io::Result<()> {
+fn write_frame(w: &mut impl Write, m: &Message, buf: &mut Vec<u8>) -> std::io::Result<usize> {
     buf.clear();
     m.write_to_vec(buf).map_err(std::io::Error::other)?;
     w.write_all(&(buf.len() as u32).to_le_bytes())?;
-    w.write_all(buf)
+    w.write_all(buf)?;
+    Ok(4 + buf.len())
 }
 
 fn read_frame(r: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<Message> {

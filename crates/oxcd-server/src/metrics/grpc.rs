@@ -1,0 +1,425 @@
+//! gRPC's server metrics as etcd exports them (go-grpc-prometheus): `grpc_server_started_total`,
+//! `grpc_server_handled_total` (by code), `grpc_server_msg_received_total`,
+//! `grpc_server_msg_sent_total`, with `--metrics extensive` `grpc_server_handling_seconds`, and
+//! etcd's `etcd_network_client_grpc_{received,sent}_bytes_total` (message payload bytes).
+//!
+//! Every series of etcd's own services exists from the start (every code too), as
+//! go-grpc-prometheus pre-registers them; each method's counters are resolved once, so a call
+//! costs a map lookup by path and atomic adds. Messages and their bytes are counted from the
+//! gRPC framing of the request and response bodies (`[flag][length u32][message]`), without
+//! decoding anything; a call is handled when its `grpc-status` goes out (in the trailers, or in
+//! the headers of a trailers-only answer), or as `Canceled` if the client went away first.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::{Buf, Bytes};
+use http_body::{Body, Frame, SizeHint};
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
+
+/// gRPC's codes, by number, as Go names them in the `grpc_code` label.
+const CODES: [&str; 17] = [
+    "OK",
+    "Canceled",
+    "Unknown",
+    "InvalidArgument",
+    "DeadlineExceeded",
+    "NotFound",
+    "AlreadyExists",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "FailedPrecondition",
+    "Aborted",
+    "OutOfRange",
+    "Unimplemented",
+    "Internal",
+    "Unavailable",
+    "DataLoss",
+    "Unauthenticated",
+];
+const CANCELED: usize = 1;
+
+const UNARY: &str = "unary";
+const SERVER_STREAM: &str = "server_stream";
+const BIDI_STREAM: &str = "bidi_stream";
+
+/// Every method served, by service: (service, [(method, type)]).
+const METHODS: &[(&str, &[(&str, &str)])] = &[
+    (
+        "etcdserverpb.KV",
+        &[("Range", UNARY), ("Put", UNARY), ("DeleteRange", UNARY), ("Txn", UNARY), ("Compact", UNARY)],
+    ),
+    ("etcdserverpb.Watch", &[("Watch", BIDI_STREAM)]),
+    (
+        "etcdserverpb.Lease",
+        &[
+            ("LeaseGrant", UNARY),
+            ("LeaseRevoke", UNARY),
+            ("LeaseKeepAlive", BIDI_STREAM),
+            ("LeaseTimeToLive", UNARY),
+            ("LeaseLeases", UNARY),
+        ],
+    ),
+    (
+        "etcdserverpb.Cluster",
+        &[
+            ("MemberAdd", UNARY),
+            ("MemberRemove", UNARY),
+            ("MemberUpdate", UNARY),
+            ("MemberList", UNARY),
+            ("MemberPromote", UNARY),
+        ],
+    ),
+    (
+        "etcdserverpb.Maintenance",
+        &[
+            ("Alarm", UNARY),
+            ("Status", UNARY),
+            ("Defragment", UNARY),
+            ("Hash", UNARY),
+            ("HashKV", UNARY),
+            ("Snapshot", SERVER_STREAM),
+            ("MoveLeader", UNARY),
+            ("Downgrade", UNARY),
+        ],
+    ),
+    (
+        "etcdserverpb.Auth",
+        &[
+            ("AuthEnable", UNARY),
+            ("AuthDisable", UNARY),
+            ("AuthStatus", UNARY),
+            ("Authenticate", UNARY),
+            ("UserAdd", UNARY),
+            ("UserGet", UNARY),
+            ("UserList", UNARY),
+            ("UserDelete", UNARY),
+            ("UserChangePassword", UNARY),
+            ("UserGrantRole", UNARY),
+            ("UserRevokeRole", UNARY),
+            ("RoleAdd", UNARY),
+            ("RoleGet", UNARY),
+            ("RoleList", UNARY),
+            ("RoleDelete", UNARY),
+            ("RoleGrantPermission", UNARY),
+            ("RoleRevokePermission", UNARY),
+        ],
+    ),
+    ("grpc.health.v1.Health", &[("Check", UNARY), ("Watch", SERVER_STREAM)]),
+    ("v3lockpb.Lock", &[("Lock", UNARY), ("Unlock", UNARY)]),
+    (
+        "v3electionpb.Election",
+        &[("Campaign", UNARY), ("Proclaim", UNARY), ("Leader", UNARY), ("Observe", SERVER_STREAM), ("Resign", UNARY)],
+    ),
+];
+
+/// One method's counters, resolved once.
+pub struct MethodMetrics {
+    started: IntCounter,
+    received: IntCounter,
+    sent: IntCounter,
+    handled: [IntCounter; 17],
+    handling: Option<Histogram>,
+    received_bytes: IntCounter,
+    sent_bytes: IntCounter,
+}
+
+/// The gRPC metrics of the member, by method path (`/etcdserverpb.KV/Put`).
+pub struct GrpcMetrics {
+    methods: HashMap<String, Arc<MethodMetrics>>,
+}
+
+impl GrpcMetrics {
+    /// Registers the families in `registry`, with every series of every method.
+    pub fn new(registry: &Registry, extensive: bool) -> prometheus::Result<GrpcMetrics> {
+        let labels = ["grpc_type", "grpc_service", "grpc_method"];
+        let vec = |name: &str, help: &str, extra: Option<&str>| -> prometheus::Result<IntCounterVec> {
+            let mut l = labels.to_vec();
+            l.extend(extra);
+            let v = IntCounterVec::new(Opts::new(name, help), &l)?;
+            registry.register(Box::new(v.clone()))?;
+            Ok(v)
+        };
+        let started = vec("grpc_server_started_total", "Total number of RPCs started on the server.", None)?;
+        let handled = vec(
+            "grpc_server_handled_total",
+            "Total number of RPCs completed on the server, regardless of success or failure.",
+            Some("grpc_code"),
+        )?;
+        let received =
+            vec("grpc_server_msg_received_total", "Total number of RPC stream messages received on the server.", None)?;
+        let sent = vec("grpc_server_msg_sent_total", "Total number of gRPC stream messages sent by the server.", None)?;
+        let handling = if extensive {
+            let v = HistogramVec::new(
+                HistogramOpts::new(
+                    "grpc_server_handling_seconds",
+                    "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
+                ),
+                &labels,
+            )?;
+            registry.register(Box::new(v.clone()))?;
+            Some(v)
+        } else {
+            None
+        };
+        let received_bytes = IntCounter::new(
+            "etcd_network_client_grpc_received_bytes_total",
+            "The total number of bytes received from grpc clients.",
+        )?;
+        let sent_bytes = IntCounter::new(
+            "etcd_network_client_grpc_sent_bytes_total",
+            "The total number of bytes sent to grpc clients.",
+        )?;
+        registry.register(Box::new(received_bytes.clone()))?;
+        registry.register(Box::new(sent_bytes.clone()))?;
+        let mut methods = HashMap::new();
+        for (service, list) in METHODS {
+            for (method, kind) in *list {
+                let l = [*kind, *service, *method];
+                let m = MethodMetrics {
+                    started: started.with_label_values(&l),
+                    received: received.with_label_values(&l),
+                    sent: sent.with_label_values(&l),
+                    handled: CODES.map(|code| handled.with_label_values(&[*kind, *service, *method, code])),
+                    handling: handling.as_ref().map(|h| h.with_label_values(&l)),
+                    received_bytes: received_bytes.clone(),
+                    sent_bytes: sent_bytes.clone(),
+                };
+                methods.insert(format!("/{service}/{method}"), Arc::new(m));
+            }
+        }
+        Ok(GrpcMetrics { methods })
+    }
+
+    /// The counters of the method at `path`, if it is one of the served gRPC methods.
+    pub fn method(&self, path: &str) -> Option<Arc<MethodMetrics>> {
+        self.methods.get(path).cloned()
+    }
+}
+
+/// A call being served: counted as started now, as handled when its status goes out.
+pub struct Call {
+    m: Arc<MethodMetrics>,
+    started: Instant,
+    handled: bool,
+}
+
+impl Call {
+    pub fn start(m: Arc<MethodMetrics>) -> Call {
+        m.started.inc();
+        Call { m, started: Instant::now(), handled: false }
+    }
+
+    /// Wraps the request body, counting its messages.
+    pub fn request_body<B>(&self, body: B) -> RequestBody<B> {
+        RequestBody { inner: body, m: self.m.clone(), frames: FrameCounter::default() }
+    }
+
+    /// Wraps the response: a trailers-only answer (an error before any message) is handled at
+    /// once; otherwise the body counts its messages and the trailers' status.
+    pub fn response<B>(mut self, resp: http::Response<B>) -> http::Response<ResponseBody<B>> {
+        if let Some(code) = status_code(resp.headers()) {
+            self.handle(code);
+        }
+        resp.map(|inner| ResponseBody { inner, call: Some(self), frames: FrameCounter::default() })
+    }
+
+    fn handle(&mut self, code: usize) {
+        if std::mem::replace(&mut self.handled, true) {
+            return;
+        }
+        self.m.handled[code.min(CODES.len() - 1)].inc();
+        if let Some(h) = &self.m.handling {
+            h.observe(self.started.elapsed().as_secs_f64());
+        }
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        // The answer never got its status out: the client went away (or the connection did).
+        self.handle(CANCELED);
+    }
+}
+
+/// A response that is not a gRPC call's (the gateway's, `/metrics`), in the same type.
+pub fn unmetered<B>(resp: http::Response<B>) -> http::Response<ResponseBody<B>> {
+    resp.map(|inner| ResponseBody { inner, call: None, frames: FrameCounter::default() })
+}
+
+/// The `grpc-status` header of `headers`, if any.
+fn status_code(headers: &http::HeaderMap) -> Option<usize> {
+    let v = headers.get("grpc-status")?;
+    Some(std::str::from_utf8(v.as_bytes()).ok()?.parse().unwrap_or(2))
+}
+
+/// Counts the messages of a gRPC body from its framing, as the data goes by.
+#[derive(Default)]
+struct FrameCounter {
+    header: [u8; 5],
+    have: usize,
+    /// Bytes of the current message still to come.
+    remaining: u64,
+}
+
+impl FrameCounter {
+    /// Feeds `data`; returns the messages that started in it and the message bytes it carried.
+    fn feed(&mut self, mut data: &[u8]) -> (u64, u64) {
+        let (mut messages, mut bytes) = (0, 0);
+        while !data.is_empty() {
+            if self.remaining > 0 {
+                let take = self.remaining.min(data.len() as u64);
+                self.remaining -= take;
+                bytes += take;
+                data = &data[take as usize..];
+                continue;
+            }
+            let take = (5 - self.have).min(data.len());
+            self.header[self.have..self.have + take].copy_from_slice(&data[..take]);
+            self.have += take;
+            data = &data[take..];
+            if self.have == 5 {
+                self.have = 0;
+                messages += 1;
+                self.remaining =
+                    u32::from_be_bytes([self.header[1], self.header[2], self.header[3], self.header[4]]).into();
+            }
+        }
+        (messages, bytes)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request body whose messages are counted.
+    pub struct RequestBody<B> {
+        #[pin]
+        inner: B,
+        m: Arc<MethodMetrics>,
+        frames: FrameCounter,
+    }
+}
+
+impl<B: Body<Data = Bytes>> Body for RequestBody<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.project();
+        let frame = std::task::ready!(this.inner.poll_frame(cx));
+        if let Some(Ok(f)) = &frame
+            && let Some(data) = f.data_ref()
+        {
+            let (messages, bytes) = this.frames.feed(data.chunk());
+            this.m.received.inc_by(messages);
+            this.m.received_bytes.inc_by(bytes);
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body whose messages and final status are counted (if it answers a gRPC call).
+    pub struct ResponseBody<B> {
+        #[pin]
+        inner: B,
+        call: Option<Call>,
+        frames: FrameCounter,
+    }
+}
+
+impl<B: Body<Data = Bytes>> Body for ResponseBody<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.project();
+        let frame = std::task::ready!(this.inner.poll_frame(cx));
+        let Some(call) = this.call else { return Poll::Ready(frame) };
+        match &frame {
+            Some(Ok(f)) => {
+                if let Some(data) = f.data_ref() {
+                    let (messages, bytes) = this.frames.feed(data.chunk());
+                    call.m.sent.inc_by(messages);
+                    call.m.sent_bytes.inc_by(bytes);
+                } else if let Some(code) = f.trailers_ref().and_then(status_code) {
+                    call.handle(code);
+                }
+            }
+            Some(Err(_)) => call.handle(CANCELED),
+            None => {}
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_counted_across_any_split() {
+        let mut wire = Vec::new();
+        for len in [0u32, 3, 70_000, 1] {
+            wire.push(0);
+            wire.extend_from_slice(&len.to_be_bytes());
+            wire.extend(std::iter::repeat_n(7u8, len as usize));
+        }
+        for chunk in [1, 2, 5, 6, 4096, wire.len()] {
+            let mut c = FrameCounter::default();
+            let (mut messages, mut bytes) = (0, 0);
+            for part in wire.chunks(chunk) {
+                let (m, b) = c.feed(part);
+                messages += m;
+                bytes += b;
+            }
+            assert_eq!((messages, bytes), (4, 70_004), "chunks of {chunk}");
+        }
+    }
+
+    #[test]
+    fn every_method_has_every_code_from_the_start() {
+        let registry = Registry::new();
+        let m = GrpcMetrics::new(&registry, false).unwrap();
+        let families = registry.gather();
+        let handled = families.iter().find(|f| f.name() == "grpc_server_handled_total").unwrap();
+        let methods: usize = METHODS.iter().map(|(_, l)| l.len()).sum();
+        assert_eq!(handled.get_metric().len(), methods * CODES.len());
+        assert!(m.method("/etcdserverpb.KV/Put").is_some());
+        assert!(m.method("/v3/kv/put").is_none());
+        assert!(!families.iter().any(|f| f.name() == "grpc_server_handling_seconds"));
+    }
+
+    #[test]
+    fn a_call_dropped_before_its_status_is_canceled() {
+        let registry = Registry::new();
+        let m = GrpcMetrics::new(&registry, true).unwrap();
+        let put = m.method("/etcdserverpb.KV/Put").unwrap();
+        drop(Call::start(put.clone()));
+        let mut ok = Call::start(put.clone());
+        ok.handle(0);
+        drop(ok);
+        assert_eq!(put.started.get(), 2);
+        assert_eq!(put.handled[CANCELED].get(), 1);
+        assert_eq!(put.handled[0].get(), 1);
+        assert_eq!(put.handling.as_ref().unwrap().get_sample_count(), 2);
+    }
+}
