@@ -108,9 +108,11 @@ where
             (Some(f), Some(l)) => format!("{}:{l}", short_path(f)),
             _ => meta.target().to_string(),
         };
+        // Raft's own lines, as etcd's zap logger names them.
+        let logger = if meta.target() == "raft" { ",\"logger\":\"raft\"" } else { "" };
         write!(
             w,
-            "{{\"level\":{},\"ts\":{},\"caller\":{},\"msg\":{}{}}}",
+            "{{\"level\":{},\"ts\":{}{logger},\"caller\":{},\"msg\":{}{}}}",
             json(&level),
             json(&timestamp()),
             json(&caller),
@@ -164,7 +166,8 @@ impl Fields {
             self.msg = serde_json::from_str::<String>(&value).unwrap_or(value);
         } else {
             self.rest.push(',');
-            self.rest.push_str(&json(field.name()));
+            // etcd's field names are kebab-case (`expected-duration`, `local-member-id`).
+            self.rest.push_str(&json(&field.name().replace('_', "-")));
             self.rest.push(':');
             self.rest.push_str(&value);
         }

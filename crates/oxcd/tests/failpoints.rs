@@ -140,3 +140,35 @@ async fn a_follower_crashed_while_installing_a_snapshot_catches_up() {
         check_converged(&cl, &acked).await;
     }
 }
+
+/// A WAL fsync made slow by a failpoint is logged as etcd logs it ("slow fdatasync", with the
+/// time taken and the threshold), and lands in the top buckets of the fsync histogram.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_fsync_is_logged_and_measured() {
+    let mut cl = cluster_with(ClusterOptions { size: 1, ..Default::default() }).await;
+    cl.kill(0);
+    // The first fsyncs after the restart are quick, then one takes 1.2 s.
+    cl.set_env(0, &[("FAILPOINTS", "walAfterFdatasync=3*off->1*sleep(1200)")]);
+    cl.restart(0).unwrap();
+    cl.wait_ready(Duration::from_secs(30)).await.unwrap();
+    let mut c = cl.client(0).await.unwrap();
+    for i in 0..5 {
+        c.put(format!("k{i}"), "v", None).await.unwrap();
+    }
+    let log = std::fs::read_to_string(cl.log_path(0)).unwrap();
+    let line = log.lines().find(|l| l.contains("\"msg\":\"slow fdatasync\"")).unwrap_or_else(|| {
+        panic!("no slow fdatasync line:\n{}", cl.log_tail(0, 30));
+    });
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["level"], "warn", "{line}");
+    assert_eq!(v["expected-duration"], "1s", "{line}");
+    let port: u16 = cl.client_url(0).rsplit(':').next().unwrap().parse().unwrap();
+    let metrics = common::http_get(port, "/metrics").await;
+    let count = |series: &str| -> f64 {
+        let line = metrics.lines().find(|l| l.starts_with(series)).unwrap_or_else(|| panic!("no {series}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let under_1s = count("etcd_disk_wal_fsync_duration_seconds_bucket{le=\"1.024\"}");
+    let all = count("etcd_disk_wal_fsync_duration_seconds_count");
+    assert_eq!(all - under_1s, 1.0, "one fsync over 1.024 s");
+}

@@ -1,18 +1,54 @@
-//! Routes raft-rs's slog records into `tracing`, under the `raft` target.
+//! Routes raft-rs's slog records into `tracing`, under the `raft` target, as etcd writes its
+//! Raft lines: the member's id in hex first (`8e9e05c52164694d became leader at term 2`), member
+//! ids in hex wherever they appear.
 
 use slog::{Drain, KV, OwnedKVList, Record};
 
 /// A slog drain that re-emits each record as a tracing event.
 pub struct TracingDrain;
 
-struct KvCollector(String);
+/// The record's key-values (`raft_id` apart, it leads the line).
+#[derive(Default)]
+struct KvCollector {
+    id: Option<String>,
+    rest: String,
+}
 
 impl slog::Serializer for KvCollector {
     fn emit_arguments(&mut self, key: slog::Key, val: &std::fmt::Arguments<'_>) -> slog::Result {
         use std::fmt::Write;
-        let _ = write!(self.0, " {key}={val}");
+        let val = hex_ids(&val.to_string());
+        if key == "raft_id" {
+            self.id = Some(val);
+        } else {
+            let _ = write!(self.rest, " {key}={val}");
+        }
         Ok(())
     }
+}
+
+/// `s` with every member id in hex. Member ids are random 64-bit numbers (etcd's are too), so
+/// any number of 13 digits or more is one; terms, indexes and counts never get that large.
+fn hex_ids(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut digits = String::new();
+    let flush = |digits: &mut String, out: &mut String| {
+        match digits.parse::<u64>() {
+            Ok(id) if digits.len() >= 13 => out.push_str(&format!("{id:x}")),
+            _ => out.push_str(digits),
+        }
+        digits.clear();
+    };
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+        } else {
+            flush(&mut digits, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut digits, &mut out);
+    out
 }
 
 impl Drain for TracingDrain {
@@ -20,15 +56,19 @@ impl Drain for TracingDrain {
     type Err = slog::Never;
 
     fn log(&self, record: &Record<'_>, values: &OwnedKVList) -> Result<(), slog::Never> {
-        let mut kv = KvCollector(String::new());
+        let mut kv = KvCollector::default();
         let _ = record.kv().serialize(record, &mut kv);
         let _ = values.serialize(record, &mut kv);
-        let msg = record.msg();
+        let msg = hex_ids(&record.msg().to_string());
+        let line = match &kv.id {
+            Some(id) => format!("{id} {msg}{}", kv.rest),
+            None => format!("{msg}{}", kv.rest),
+        };
         match record.level() {
-            slog::Level::Critical | slog::Level::Error => tracing::error!(target: "raft", "{msg}{}", kv.0),
-            slog::Level::Warning => tracing::warn!(target: "raft", "{msg}{}", kv.0),
-            slog::Level::Info => tracing::info!(target: "raft", "{msg}{}", kv.0),
-            slog::Level::Debug | slog::Level::Trace => tracing::debug!(target: "raft", "{msg}{}", kv.0),
+            slog::Level::Critical | slog::Level::Error => tracing::error!(target: "raft", "{line}"),
+            slog::Level::Warning => tracing::warn!(target: "raft", "{line}"),
+            slog::Level::Info => tracing::info!(target: "raft", "{line}"),
+            slog::Level::Debug | slog::Level::Trace => tracing::debug!(target: "raft", "{line}"),
         }
         Ok(())
     }
@@ -37,4 +77,19 @@ impl Drain for TracingDrain {
 /// The logger handed to raft-rs.
 pub fn raft_logger() -> slog::Logger {
     slog::Logger::root(TracingDrain.fuse(), slog::o!())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn member_ids_are_written_in_hex_and_small_numbers_stay() {
+        assert_eq!(
+            hex_ids("cast vote for 10276657743932975437 [logterm: 2, index: 17]"),
+            "cast vote for 8e9e05c52164694d [logterm: 2, index: 17]"
+        );
+        assert_eq!(hex_ids("{1234567890123456, 7}"), "{462d53c8abac0, 7}");
+        assert_eq!(hex_ids("term 99999999999 ok"), "term 99999999999 ok");
+    }
 }

@@ -401,11 +401,20 @@ impl RaftNode {
         let old_leader = self.status.leader.swap(r.leader_id, Ordering::AcqRel);
         if old_leader != r.leader_id {
             *self.status.leader_since.lock() = Instant::now();
+            // etcd's raft.node lines, which operators grep for.
+            let me = crate::ids::MemberId(r.id);
             if r.leader_id != raft::INVALID_ID {
                 crate::metrics::LEADER_CHANGES.inc();
-                tracing::info!(leader = %crate::ids::MemberId(r.leader_id), term = r.term, "leader elected");
+                let leader = crate::ids::MemberId(r.leader_id);
+                if old_leader == raft::INVALID_ID {
+                    tracing::info!(target: "raft", "raft.node: {me} elected leader {leader} at term {}", r.term);
+                } else {
+                    let old = crate::ids::MemberId(old_leader);
+                    tracing::info!(target: "raft", "raft.node: {me} changed leader from {old} to {leader} at term {}", r.term);
+                }
             } else {
-                tracing::info!(term = r.term, "lost leader");
+                let old = crate::ids::MemberId(old_leader);
+                tracing::info!(target: "raft", "raft.node: {me} lost leader {old} at term {}", r.term);
             }
         }
         self.status.term.store(r.term, Ordering::Release);
