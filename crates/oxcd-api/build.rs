@@ -17,6 +17,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .build_client(true)
         .generate_default_stubs(true)
+        // prost's codec with a bound on txn nesting (see src/codec.rs).
+        .codec_path("crate::codec::EtcdCodec")
         // Keys and values are `Bytes`: decoding from a `Bytes` buffer slices instead of copying.
         .bytes(".")
         .compile_fds(fds)?;

@@ -3,6 +3,7 @@
 //!
 //! This crate depends on nothing else of ours; every other crate speaks in these types.
 
+pub mod codec;
 pub mod duration;
 pub mod error;
 pub mod validate;

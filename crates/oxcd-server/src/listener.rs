@@ -30,10 +30,6 @@ use crate::metrics::grpc::{Call, ResponseBody, unmetered};
 use crate::server::EtcdServer;
 use crate::tls::ServerTls;
 
-/// What gRPC decodes at most: far above etcd's limit, so requests between etcd's limit and this
-/// get etcd's (Go gRPC's) error text from [`check_size`] rather than tonic's.
-const DECODE_LIMIT_FACTOR: usize = 4;
-
 /// How long a client has to finish its TLS handshake (etcd's `tlsHandshakeTimeout`).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -113,7 +109,8 @@ pub async fn serve(
     listener: TcpListener,
     port: &ClientPort,
 ) -> Result<(), tonic::transport::Error> {
-    let decode_limit = (server.cfg.max_request_bytes + GRPC_OVERHEAD_BYTES) * DECODE_LIMIT_FACTOR;
+    // The front service refuses a larger message with etcd's error before tonic reads it.
+    let decode_limit = server.cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_service_status("", tonic_health::ServingStatus::Serving).await;
     let mut routes = tonic::service::RoutesBuilder::default();
@@ -366,7 +363,10 @@ where
         let slow = unary.then(|| (self.server.cfg.warning_unary_request_duration, req.uri().clone()));
         let call = if grpc { self.server.metrics.grpc.method(path).map(Call::start) } else { None };
         let req = match &call {
-            Some(call) => req.map(|body| tonic::body::Body::new(call.request_body(body))),
+            Some(call) => {
+                let limit = self.server.cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
+                req.map(|body| tonic::body::Body::new(call.request_body(body, limit)))
+            }
             None => req,
         };
         futures::future::Either::Right(Timed { inner: self.inner.call(req), started: Instant::now(), slow, call })

@@ -312,6 +312,20 @@ async fn bad_requests_get_etcds_errors() {
     let (code, msg) = status(c.put("huge", huge, None).await.unwrap_err());
     assert_eq!(code, Code::ResourceExhausted);
     assert!(msg.starts_with("grpc: received message larger than max"), "{msg}");
+    // Far above (9 MiB), and on any service: Go gRPC's error, with the message's length and the
+    // limit (--max-request-bytes + 512 KiB), as etcd answers; the message is never read.
+    let giant = vec![b'x'; 9 << 20];
+    let (code, msg) = status(c.put("giant", giant, None).await.unwrap_err());
+    assert_eq!(
+        (code, msg.as_str()),
+        (Code::ResourceExhausted, "grpc: received message larger than max (9437196 vs. 2097152)")
+    );
+    let name = "u".repeat(3 << 20);
+    let (code, msg) = status(c.auth_client().user_add(name, "pw", None).await.unwrap_err());
+    assert_eq!(
+        (code, msg.as_str()),
+        (Code::ResourceExhausted, "grpc: received message larger than max (3145737 vs. 2097152)")
+    );
     // Just below the limit is fine.
     c.put("fits", vec![b'x'; 1_500_000], None).await.unwrap();
 
@@ -391,4 +405,35 @@ async fn auth_status_reports_a_new_cluster_as_etcd_does() {
     assert!(!r.enabled);
     assert_eq!(r.auth_revision, 1);
     assert_eq!(r.header.unwrap().revision, 1);
+}
+
+/// Txns nested as deep as etcd 3.5 takes them (50, 51, 60, 100 levels) are applied on every
+/// member (they used to be accepted and never applied at 50, refused at 51); deeper than
+/// oxcd's bound, refused at the edge before decoding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deeply_nested_txns_are_applied_everywhere() {
+    let cl = cluster(3).await;
+    let mut c = cl.client(0).await.unwrap();
+    let nested = |depth: usize, key: String| {
+        let mut t = Txn::new().and_then([TxnOp::put(key, "v", None)]);
+        for _ in 1..depth {
+            t = Txn::new().and_then([TxnOp::txn(t)]);
+        }
+        t
+    };
+    let max = oxcd_api::codec::MAX_TXN_DEPTH;
+    for depth in [50, 51, 60, 100, max] {
+        let r = tokio::time::timeout(std::time::Duration::from_secs(5), c.txn(nested(depth, format!("d{depth}"))))
+            .await
+            .unwrap_or_else(|_| panic!("txn {depth} deep timed out"))
+            .unwrap_or_else(|e| panic!("txn {depth} deep: {e}"));
+        assert!(r.succeeded());
+    }
+    for i in 0..3 {
+        let mut m = cl.client(i).await.unwrap();
+        let got = m.get("d", Some(GetOptions::new().with_prefix().with_serializable())).await.unwrap();
+        assert_eq!(got.kvs().len(), 5, "member {i}");
+    }
+    let (code, msg) = status(c.txn(nested(max + 1, "too-deep".into())).await.unwrap_err());
+    assert_eq!((code, msg), (Code::InvalidArgument, format!("etcdserver: txn nested deeper than {max} levels")));
 }

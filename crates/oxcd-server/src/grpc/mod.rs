@@ -12,7 +12,6 @@ mod watch;
 use oxcd_api::EtcdError;
 use tonic::Status;
 
-use crate::config::GRPC_OVERHEAD_BYTES;
 use crate::error::ServeError;
 use crate::server::EtcdServer;
 
@@ -99,15 +98,6 @@ pub(crate) fn to_leader(server: &EtcdServer) -> Result<tonic::transport::Channel
         .and_then(|m| m.client_urls.first().cloned())
         .ok_or_else(|| EtcdError::NoLeader.to_status())?;
     server.leader_channel(leader, &url).map_err(|_| EtcdError::NoLeader.to_status())
-}
-
-/// Go gRPC refuses messages above `--max-request-bytes` + 512 KiB with this status; etcd clients see it.
-pub(crate) fn check_size(server: &EtcdServer, len: usize) -> Result<(), Status> {
-    let limit = server.cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
-    if len > limit {
-        return Err(Status::resource_exhausted(format!("grpc: received message larger than max ({len} vs. {limit})")));
-    }
-    Ok(())
 }
 
 /// gRPC methods a learner serves (etcd's `isRPCSupportedForLearner`); Range only when

@@ -213,9 +213,9 @@ impl Call {
         Call { m, started: Instant::now(), handled: false }
     }
 
-    /// Wraps the request body, counting its messages.
-    pub fn request_body<B>(&self, body: B) -> RequestBody<B> {
-        RequestBody { inner: body, m: self.m.clone(), frames: FrameCounter::default() }
+    /// Wraps the request body, counting its messages and refusing one over `limit` bytes.
+    pub fn request_body(&self, body: tonic::body::Body, limit: usize) -> RequestBody {
+        RequestBody { inner: body, m: self.m.clone(), frames: FrameCounter::default(), limit }
     }
 
     /// Wraps the response: a trailers-only answer (an error before any message) is handled at
@@ -267,8 +267,15 @@ struct FrameCounter {
 
 impl FrameCounter {
     /// Feeds `data`; returns the messages that started in it and the message bytes it carried.
-    fn feed(&mut self, mut data: &[u8]) -> (u64, u64) {
-        let (mut messages, mut bytes) = (0, 0);
+    fn feed(&mut self, data: &[u8]) -> (u64, u64) {
+        let (messages, bytes, _) = self.feed_checked(data, u64::MAX);
+        (messages, bytes)
+    }
+
+    /// [`FrameCounter::feed`], which also returns the length of a message over `limit` that
+    /// starts in `data` (the first), if any.
+    fn feed_checked(&mut self, mut data: &[u8], limit: u64) -> (u64, u64, Option<u64>) {
+        let (mut messages, mut bytes, mut over) = (0, 0, None);
         while !data.is_empty() {
             if self.remaining > 0 {
                 let take = self.remaining.min(data.len() as u64);
@@ -286,35 +293,45 @@ impl FrameCounter {
                 messages += 1;
                 self.remaining =
                     u32::from_be_bytes([self.header[1], self.header[2], self.header[3], self.header[4]]).into();
+                if self.remaining > limit && over.is_none() {
+                    over = Some(self.remaining);
+                }
             }
         }
-        (messages, bytes)
+        (messages, bytes, over)
     }
 }
 
 pin_project_lite::pin_project! {
-    /// A request body whose messages are counted.
-    pub struct RequestBody<B> {
+    /// A request body whose messages are counted, and which fails with Go gRPC's error as soon
+    /// as a message's header announces more than the limit (`--max-request-bytes` plus gRPC's
+    /// overhead, as etcd sets its server's `MaxRecvMsgSize`): the message is never read.
+    pub struct RequestBody {
         #[pin]
-        inner: B,
+        inner: tonic::body::Body,
         m: Arc<MethodMetrics>,
         frames: FrameCounter,
+        limit: usize,
     }
 }
 
-impl<B: Body<Data = Bytes>> Body for RequestBody<B> {
+impl Body for RequestBody {
     type Data = Bytes;
-    type Error = B::Error;
+    type Error = tonic::Status;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
         let this = self.project();
         let frame = std::task::ready!(this.inner.poll_frame(cx));
         if let Some(Ok(f)) = &frame
             && let Some(data) = f.data_ref()
         {
-            let (messages, bytes) = this.frames.feed(data.chunk());
+            let (messages, bytes, over) = this.frames.feed_checked(data.chunk(), *this.limit as u64);
             this.m.received.inc_by(messages);
             this.m.received_bytes.inc_by(bytes);
+            if let Some(len) = over {
+                let msg = format!("grpc: received message larger than max ({len} vs. {})", this.limit);
+                return Poll::Ready(Some(Err(tonic::Status::resource_exhausted(msg))));
+            }
         }
         Poll::Ready(frame)
     }
