@@ -530,8 +530,8 @@ async fn slow_requests_and_applies_log_etcds_warnings() {
     let lines: Vec<serde_json::Value> = log.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     let with = |msg: &str| lines.iter().filter(|v| v["msg"] == msg).collect::<Vec<_>>();
     let stats = with("request stats");
-    assert!(stats.iter().any(|v| v["response_type"] == "/etcdserverpb.KV/Put" && v["level"] == "warn"), "{log}");
-    assert!(stats.iter().all(|v| v["response_type"] != "/etcdserverpb.Watch/Watch"));
+    assert!(stats.iter().any(|v| v["response type"] == "/etcdserverpb.KV/Put" && v["level"] == "warn"), "{log}");
+    assert!(stats.iter().all(|v| v["response type"] != "/etcdserverpb.Watch/Watch"));
     assert!(!with("apply request took too long").is_empty(), "{log}");
 }
 

@@ -409,6 +409,29 @@ async fn oversized_requests_get_etcds_error() {
     assert_eq!((want.status, want.body.clone()), (got.status, got.body), "etcd said {want:?}");
 }
 
+/// A body far above the limit (12 MB of JSON) is read whole and answered once with gRPC's size
+/// error, as etcd answers it: the client sends it all without a broken pipe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_body_is_answered_once_sent() {
+    let (etcd, oxcd) = start_both().await;
+    let (e, o) = (etcd.endpoint(0), oxcd.endpoint(0));
+    let huge = format!(r#"{{"key":"{}","value":"{}"}}"#, b64("huge"), b64(&"x".repeat(9 << 20)));
+    let (want, got) =
+        tokio::task::spawn_blocking(move || (post(&e, "/v3/kv/put", &huge), post(&o, "/v3/kv/put", &huge)))
+            .await
+            .unwrap();
+    assert_eq!(got.status, want.status, "etcd said {want:?}");
+    let fields = |body: &str| {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        (v["code"].clone(), v["message"].as_str().unwrap().split(" (").next().unwrap().to_string())
+    };
+    assert_eq!(fields(&got.body), fields(&want.body), "etcd said {want:?}");
+    // The connection still serves.
+    let o = oxcd.endpoint(0);
+    let ok = tokio::task::spawn_blocking(move || post(&o, "/v3/kv/range", r#"{"key":"aA=="}"#)).await.unwrap();
+    assert_eq!(ok.status, 200);
+}
+
 /// A real HTTP client: OpenStack's etcd3gw (pip; `scripts/test` installs it) runs the same session
 /// (`clients/etcd3gw_session.py`: KV, create/replace transactions, leases, its lock recipe, watches)
 /// against etcd and oxcd; the transcripts, revisions included, must be equal.

@@ -44,7 +44,7 @@ async fn a_leader_change_is_logged_as_json_lines() {
             assert!(v["level"].is_string() && v["ts"].is_string() && v["msg"].is_string(), "{line}");
             assert!(line.starts_with("{\"level\":"), "level first: {line}");
             assert!(v["caller"].is_string(), "{line}");
-            assert!(keys.iter().all(|k| !k.contains('_')), "etcd's field names are kebab-case: {line}");
+            assert!(keys.iter().all(|k| !k.contains('_')), "etcd's field names have no underscores: {line}");
         }
         if i == old {
             continue;

@@ -586,9 +586,13 @@ impl Batch<'_, '_> {
 pub fn run_compactor(rx: Receiver<CompactJob>, cfg: &ServerConfig, answer: impl Fn(u64, ApplyResult)) {
     let batch = if cfg.compaction_batch_limit <= 0 { 1000 } else { cfg.compaction_batch_limit as usize };
     while let Ok(job) = rx.recv() {
+        let started = Instant::now();
         let outcome = job.store.run_compaction(job.rev, batch, cfg.compaction_sleep_interval);
-        if let Err(e) = &outcome {
-            tracing::error!(rev = job.rev, error = %e, "compaction failed");
+        match &outcome {
+            Ok(()) => {
+                tracing::info!(compact_revision = job.rev, took = ?started.elapsed(), "finished scheduled compaction")
+            }
+            Err(e) => tracing::error!(rev = job.rev, error = %e, "compaction failed"),
         }
         for (id, r) in job.waiters {
             let r = match &outcome {

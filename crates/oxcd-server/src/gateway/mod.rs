@@ -247,19 +247,45 @@ async fn call_unlimited(gw: Arc<Gateway>, req: Request) -> Response {
         }
         _ => {
             let max = gw.server.cfg.max_request_bytes;
-            let body = match axum::body::to_bytes(body, max.saturating_mul(BODY_LIMIT_FACTOR)).await {
+            let body = match read_body(body, max.saturating_mul(BODY_LIMIT_FACTOR)).await {
                 Ok(b) => b,
-                // Far too large to read: the error gRPC gives a message above the limit.
-                Err(_) => {
+                // Too large: the error gRPC gives a message above the limit, once the client has
+                // sent it all (etcd's gateway reads every request whole).
+                Err(Some(read)) => {
                     let limit = max + crate::config::GRPC_OVERHEAD_BYTES;
-                    let len = content_length.unwrap_or(max.saturating_mul(BODY_LIMIT_FACTOR));
+                    let len = content_length.unwrap_or(read);
                     let msg = format!("grpc: received message larger than max ({len} vs. {limit})");
                     return error_response(&Status::resource_exhausted(msg));
                 }
+                // The client went away.
+                Err(None) => return plain(StatusCode::BAD_REQUEST, "Bad Request\n"),
             };
             gw.unary(&method, body, meta).await
         }
     }
+}
+
+/// Most bytes of an oversized request body read (and dropped) before it is answered: a client
+/// that sent the request whole reads the answer without a broken pipe, one that keeps sending
+/// past this is cut off.
+const DRAIN_LIMIT: usize = 256 << 20;
+
+/// The whole request body, if it is at most `limit` bytes; `Err(Some(n))` if it is larger (`n`:
+/// the bytes read, the rest drained up to [`DRAIN_LIMIT`]); `Err(None)` if reading it failed.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, Option<usize>> {
+    let mut stream = body.into_data_stream();
+    let mut buf = bytes::BytesMut::new();
+    let mut read = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| None)?;
+        read += chunk.len();
+        if read <= limit {
+            buf.extend_from_slice(&chunk);
+        } else if read > DRAIN_LIMIT {
+            break;
+        }
+    }
+    if read > limit { Err(Some(read)) } else { Ok(buf.freeze()) }
 }
 
 impl Gateway {
@@ -361,7 +387,12 @@ impl Gateway {
         F: FnOnce(tonic::Request<Req>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
     {
-        decode_and_call(m, b, f, |resp| json_response(json::encode(&m.output, &resp))).await
+        decode_and_call(m, b, self.grpc_limit(), f, |resp| json_response(json::encode(&m.output, &resp))).await
+    }
+
+    /// The largest message etcd's gateway gets through to its gRPC server.
+    fn grpc_limit(&self) -> usize {
+        self.server.cfg.max_request_bytes + crate::config::GRPC_OVERHEAD_BYTES
     }
 
     /// A request with a streamed reply: one `{"result":...}` line per message.
@@ -372,7 +403,7 @@ impl Gateway {
         F: FnOnce(tonic::Request<Req>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<BoxStream<Resp>>, Status>>,
     {
-        decode_and_call(m, b, f, |replies| stream_response(m.output.clone(), replies)).await
+        decode_and_call(m, b, self.grpc_limit(), f, |replies| stream_response(m.output.clone(), replies)).await
     }
 
     /// A bidirectional stream: the body's JSON requests are fed to the service as they arrive
@@ -410,6 +441,7 @@ impl Gateway {
 async fn decode_and_call<Req, T, F, Fut>(
     m: &json::Method,
     (body, meta): (Bytes, MetadataMap),
+    limit: usize,
     f: F,
     reply: impl FnOnce(T) -> Response,
 ) -> Response
@@ -422,6 +454,12 @@ where
         Ok(r) => r,
         Err(e) => return error_response(&e.status()),
     };
+    // etcd's gateway calls its gRPC server, whose size limit answers a message above it.
+    let len = req.encoded_len();
+    if len > limit {
+        let msg = format!("grpc: received message larger than max ({len} vs. {limit})");
+        return error_response(&Status::resource_exhausted(msg));
+    }
     match f(tonic::Request::from_parts(meta, Default::default(), req)).await {
         Ok(resp) => reply(resp.into_inner()),
         Err(s) => error_response(&s),

@@ -140,7 +140,14 @@ pub struct Metrics {
     compact_revision: IntGauge,
     keys: IntGauge,
     auth_revision: IntGauge,
+    /// When the size in use was last measured: it walks the backend's pages under its write lock
+    /// (tens of milliseconds on a large database), so it is measured at most every
+    /// [`IN_USE_EVERY`], not on every scrape.
+    in_use_at: parking_lot::Mutex<Option<std::time::Instant>>,
 }
+
+/// How often a scrape measures the database's size in use.
+const IN_USE_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Metrics {
     /// Registers every metric of the process, labelled for member `id`.
@@ -182,6 +189,7 @@ impl Metrics {
             ),
             keys: gauge("etcd_debugging_mvcc_keys_total", "Total number of keys."),
             auth_revision: gauge("etcd_debugging_auth_revision", "The current revision of auth store."),
+            in_use_at: parking_lot::Mutex::new(None),
             registry,
         };
         m.register_all(id).expect("metrics register once");
@@ -274,9 +282,14 @@ impl Metrics {
         self.keys.set(store.key_count() as i64);
         let backend = server.backend();
         self.db_size.set(backend.size_bytes() as i64);
-        if let Ok(in_use) = backend.size_in_use_bytes() {
+        let mut at = self.in_use_at.lock();
+        if at.is_none_or(|t| t.elapsed() >= IN_USE_EVERY)
+            && let Ok(in_use) = backend.size_in_use_bytes()
+        {
             self.db_size_in_use.set(in_use as i64);
+            *at = Some(std::time::Instant::now());
         }
+        drop(at);
         self.auth_revision.set(server.auth().revision() as i64);
         let mut out = String::with_capacity(64 << 10);
         if let Err(e) = TextEncoder::new().encode_utf8(&self.registry.gather(), &mut out) {

@@ -392,7 +392,9 @@ impl RaftNode {
         oxcd_fail::point("raftAfterWALRelease")?;
         self.snapshot_index = index;
         self.storage.compact_behind(index, self.cfg.catchup_entries, CATCHUP_BYTES);
-        tracing::info!(index, term, "snapshotted raft log");
+        // etcd's two lines for a snapshot and the log compaction behind it.
+        tracing::info!(snapshot_index = index, snapshot_term = term, "saved snapshot");
+        tracing::info!(compact_index = index, "compacted Raft logs");
         Ok(())
     }
 
