@@ -88,6 +88,9 @@ pub struct ClusterOptions {
     /// Serve both ports with TLS and require client certificates ([`crate::tls::make_certs`]'s
     /// files): URLs are `https://`, and clients present `client.crt`.
     pub tls: Option<crate::tls::Certs>,
+    /// Put a proxy in front of every member's peer port, so that [`Cluster::partition`] can cut
+    /// the network between members (oxcd only; see [`crate::partition`]).
+    pub peer_proxy: bool,
 }
 
 impl Default for ClusterOptions {
@@ -100,6 +103,7 @@ impl Default for ClusterOptions {
             member_args: Vec::new(),
             ports: Vec::new(),
             tls: None,
+            peer_proxy: false,
         }
     }
 }
@@ -108,6 +112,8 @@ struct MemberProc {
     name: String,
     client_port: u16,
     peer_port: u16,
+    /// The peer port others reach it on: its proxy's, or its own.
+    advertised_peer_port: u16,
     child: Option<Child>,
     paused: bool,
     /// Started with `--initial-cluster-state existing` (added by `member add`).
@@ -122,6 +128,7 @@ pub struct Cluster {
     dir: tempfile::TempDir,
     opts: ClusterOptions,
     members: Vec<MemberProc>,
+    proxies: Option<crate::partition::PeerProxies>,
 }
 
 impl Cluster {
@@ -162,15 +169,21 @@ impl Cluster {
             Ok(p)
         };
         let mut members = Vec::with_capacity(opts.size);
+        let mut proxies = opts.peer_proxy.then(crate::partition::PeerProxies::new);
         for i in 0..opts.size {
             let (client_port, peer_port) = match opts.ports.get(i) {
                 Some(p) => *p,
                 None => (port()?, port()?),
             };
+            let advertised_peer_port = match &mut proxies {
+                Some(p) => p.add(peer_port)?,
+                None => peer_port,
+            };
             members.push(MemberProc {
                 name: format!("m{i}"),
                 client_port,
                 peer_port,
+                advertised_peer_port,
                 child: None,
                 paused: false,
                 joining: false,
@@ -178,7 +191,7 @@ impl Cluster {
             });
         }
         drop(held);
-        let mut c = Cluster { binary, dir, opts, members };
+        let mut c = Cluster { binary, dir, opts, members, proxies };
         for i in 0..c.members.len() {
             c.spawn(i)?;
         }
@@ -207,7 +220,7 @@ impl Cluster {
     fn initial_cluster(&self) -> String {
         self.members
             .iter()
-            .map(|m| format!("{}={}://127.0.0.1:{}", m.name, self.scheme(), m.peer_port))
+            .map(|m| format!("{}={}://127.0.0.1:{}", m.name, self.scheme(), m.advertised_peer_port))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -217,10 +230,15 @@ impl Cluster {
     pub fn add_slot(&mut self) -> usize {
         let (client_port, peer_port) = (free_port(), free_port());
         let name = format!("m{}", self.members.len());
+        let advertised_peer_port = match &mut self.proxies {
+            Some(p) => p.add(peer_port).expect("a proxy on 127.0.0.1"),
+            None => peer_port,
+        };
         self.members.push(MemberProc {
             name,
             client_port,
             peer_port,
+            advertised_peer_port,
             child: None,
             paused: false,
             joining: true,
@@ -229,9 +247,9 @@ impl Cluster {
         self.members.len() - 1
     }
 
-    /// Member `i`'s peer URL.
+    /// Member `i`'s peer URL (the one it advertises).
     pub fn peer_url(&self, i: usize) -> String {
-        format!("{}://127.0.0.1:{}", self.scheme(), self.members[i].peer_port)
+        format!("{}://127.0.0.1:{}", self.scheme(), self.members[i].advertised_peer_port)
     }
 
     /// `https` when the cluster serves TLS, else `http`.
@@ -266,6 +284,7 @@ impl Cluster {
         let m = &self.members[i];
         let client = format!("{}://127.0.0.1:{}", self.scheme(), m.client_port);
         let peer = format!("{}://127.0.0.1:{}", self.scheme(), m.peer_port);
+        let advertised_peer = format!("{}://127.0.0.1:{}", self.scheme(), m.advertised_peer_port);
         let tls_flags = self.opts.tls.as_ref().map(|c| c.server_flags()).unwrap_or_default();
         let mut cmd = Command::new(self.binary.path());
         cmd.arg("--name")
@@ -279,7 +298,7 @@ impl Cluster {
             .arg("--listen-peer-urls")
             .arg(&peer)
             .arg("--initial-advertise-peer-urls")
-            .arg(&peer)
+            .arg(&advertised_peer)
             .arg("--initial-cluster")
             .arg(&ic)
             .arg("--initial-cluster-token")
@@ -491,6 +510,46 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Cuts the network between groups of members (indexes): no member of one group reaches a
+    /// member of another until [`Cluster::heal`]. Clients still reach every member. Needs
+    /// [`ClusterOptions::peer_proxy`], and a running member to learn the member ids from.
+    pub async fn partition(&self, groups: &[Vec<usize>]) -> anyhow::Result<()> {
+        self.learn_member_ids().await?;
+        self.proxies.as_ref().context("the cluster was started without peer_proxy")?.partition(groups);
+        Ok(())
+    }
+
+    /// Blocks what member `from` sends to member `to`, not the way back (an asymmetric partition).
+    pub async fn block_one_way(&self, from: usize, to: usize) -> anyhow::Result<()> {
+        self.learn_member_ids().await?;
+        self.proxies.as_ref().context("the cluster was started without peer_proxy")?.block([(from, to)]);
+        Ok(())
+    }
+
+    /// Lifts every partition and block.
+    pub fn heal(&self) {
+        if let Some(p) = &self.proxies {
+            p.heal();
+        }
+    }
+
+    async fn learn_member_ids(&self) -> anyhow::Result<()> {
+        let Some(proxies) = &self.proxies else { return Ok(()) };
+        if proxies.knows_all() {
+            return Ok(());
+        }
+        for i in (0..self.members.len()).filter(|&i| self.is_running(i) && !self.members[i].paused) {
+            let Ok(mut c) = self.client(i).await else { continue };
+            let Ok(list) = c.member_list().await else { continue };
+            let index = |name: &str| self.members.iter().position(|m| m.name == name);
+            proxies.learn(list.members().iter().filter_map(|m| Some((m.id(), index(m.name())?))));
+            if proxies.knows_all() {
+                return Ok(());
+            }
+        }
+        bail!("could not learn every member's id from the member list")
     }
 
     /// The last `n` lines of member `i`'s log (for failure messages).

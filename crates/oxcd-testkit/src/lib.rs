@@ -8,6 +8,7 @@
 
 pub mod cluster;
 pub mod model;
+pub mod partition;
 pub mod tls;
 
 pub use cluster::{Binary, Cluster, ClusterOptions, free_port};

@@ -1,0 +1,397 @@
+//! The workload, the faults and the checks of one run.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp, WatchOptions};
+use oxcd_testkit::{Binary, Cluster, ClusterOptions};
+
+use crate::linearizability::{self, Input, Operation, Output};
+
+/// What a run does.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub members: usize,
+    pub clients: usize,
+    pub keys: usize,
+    pub duration: Duration,
+    /// Kill, restart and pause members while the clients run.
+    pub faults: bool,
+    /// How long a client waits for an answer before its outcome is unknown.
+    pub timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            members: 3,
+            clients: 10,
+            keys: 3,
+            duration: Duration::from_secs(20),
+            faults: true,
+            timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What a run did and found.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub ok: usize,
+    pub failed: usize,
+    pub unknown: usize,
+    pub faults: Vec<String>,
+    pub acknowledged_writes: usize,
+    /// Events the resuming watcher saw, and how many times it resumed.
+    pub watched_events: usize,
+    pub watch_resumes: usize,
+}
+
+/// One event of the keys' history: revision, key, value (empty for a delete).
+type Event = (i64, String, String);
+
+/// What the resuming watcher saw.
+struct Watched {
+    events: Vec<Event>,
+    resumes: usize,
+}
+
+/// A watcher of the keys that, whenever its stream breaks or stays silent, resumes from the
+/// revision after the last one it saw, on the next member: the events it sees, in order.
+async fn watcher(endpoints: Vec<String>, deadline: Instant) -> anyhow::Result<Watched> {
+    let mut events: Vec<Event> = Vec::new();
+    let mut resumes: usize = 0;
+    let mut member = 0;
+    while Instant::now() < deadline {
+        let from = events.last().map_or(1, |e| e.0 + 1);
+        let endpoint = &endpoints[member % endpoints.len()];
+        member += 1;
+        let Ok(Ok(mut c)) = tokio::time::timeout(Duration::from_secs(2), Client::connect([endpoint], None)).await
+        else {
+            continue;
+        };
+        let opts = WatchOptions::new().with_prefix().with_start_revision(from);
+        let Ok(Ok(mut stream)) = tokio::time::timeout(Duration::from_secs(2), c.watch("robust/", Some(opts))).await
+        else {
+            continue;
+        };
+        resumes += 1;
+        // Silent for 3 s while clients write: the member may be cut off; try the next one.
+        while let Ok(Ok(Some(resp))) = tokio::time::timeout(Duration::from_secs(3), stream.message()).await {
+            if resp.canceled() {
+                bail!("the watch from revision {from} was cancelled: {}", resp.cancel_reason());
+            }
+            for e in resp.events() {
+                let Some(kv) = e.kv() else { continue };
+                let ev =
+                    (kv.mod_revision(), kv.key_str()?.to_string(), String::from_utf8_lossy(kv.value()).into_owned());
+                if let Some(last) = events.last()
+                    && (ev.0, &ev.1) <= (last.0, &last.1)
+                {
+                    bail!("the watcher saw {ev:?} after {last:?} (resumed from revision {from})");
+                }
+                events.push(ev);
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
+    }
+    Ok(Watched { events, resumes: resumes.saturating_sub(1) })
+}
+
+/// One operation as a client saw it, with the revision of its answer.
+struct Recorded {
+    op: Operation,
+    revision: i64,
+}
+
+/// Runs the workload against a cluster of `binary`, with faults if asked; an error says what
+/// was violated.
+pub async fn run(binary: Binary, opts: &Options) -> anyhow::Result<Report> {
+    let cl =
+        Cluster::start(binary, ClusterOptions { size: opts.members, peer_proxy: true, ..Default::default() }).await?;
+    cl.wait_ready(Duration::from_secs(30)).await?;
+    let endpoints = cl.endpoints();
+    let start = Instant::now();
+    let deadline = start + opts.duration;
+    let history: Arc<Mutex<Vec<Recorded>>> = Arc::default();
+    let mut clients = Vec::new();
+    for id in 0..opts.clients {
+        let (endpoints, history, opts) = (endpoints.clone(), history.clone(), opts.clone());
+        clients.push(tokio::spawn(async move { client(id, endpoints, history, &opts, start, deadline).await }));
+    }
+    let watcher = tokio::spawn(watcher(endpoints.clone(), deadline));
+    let cl = Arc::new(tokio::sync::Mutex::new(cl));
+    let faults = if opts.faults { inject(cl.clone(), deadline).await? } else { Vec::new() };
+    for c in clients {
+        c.await.context("a client panicked")?;
+    }
+    let watched = watcher.await.context("the watcher panicked")??;
+    // Heal and judge.
+    let mut cl = Arc::try_unwrap(cl).map_err(|_| anyhow::anyhow!("cluster still shared"))?.into_inner();
+    for i in 0..cl.len() {
+        if !cl.is_running(i) {
+            cl.restart(i)?;
+        }
+    }
+    cl.wait_ready(Duration::from_secs(60)).await?;
+    let history = std::mem::take(&mut *history.lock().unwrap());
+    let mut report = Report { faults, ..Default::default() };
+    for r in &history {
+        match r.op.output {
+            Output::Unknown => report.unknown += 1,
+            _ => report.ok += 1,
+        }
+    }
+    check(&cl, &history, &watched, &mut report).await?;
+    Ok(report)
+}
+
+/// A client: random reads, writes and compare-and-sets on the keys until the deadline.
+async fn client(
+    id: usize,
+    endpoints: Vec<String>,
+    history: Arc<Mutex<Vec<Recorded>>>,
+    opts: &Options,
+    start: Instant,
+    deadline: Instant,
+) {
+    // xorshift64*: a different sequence per client and per run.
+    let mut seed = (start.elapsed().as_nanos() as u64 ^ (id as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1;
+    let mut random = move |n: usize| {
+        seed ^= seed >> 12;
+        seed ^= seed << 25;
+        seed ^= seed >> 27;
+        (seed.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
+    };
+    let mut c: Option<Client> = None;
+    let mut last_seen: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let mut n = 0;
+    while Instant::now() < deadline {
+        if c.is_none() {
+            c = Client::connect(&endpoints, None).await.ok();
+            if c.is_none() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        }
+        let cli = c.as_mut().expect("connected");
+        let key = format!("robust/k{}", random(opts.keys));
+        n += 1;
+        let input = match random(10) {
+            0..4 => Input::Get,
+            4..7 => Input::Put(format!("c{id}-{n}")),
+            _ => Input::Cas { expect: last_seen.get(&key).cloned().flatten(), new: format!("c{id}-{n}") },
+        };
+        let invoke = start.elapsed().as_nanos() as u64;
+        let answer = tokio::time::timeout(opts.timeout, call(cli, &key, &input)).await;
+        let complete = start.elapsed().as_nanos() as u64;
+        let (output, revision) = match answer {
+            Ok(Ok((out, rev))) => (out, rev),
+            // Failed or timed out: it may have taken effect (a read tells nothing).
+            Ok(Err(_)) | Err(_) => {
+                c = None;
+                (Output::Unknown, 0)
+            }
+        };
+        if let Output::Get(v) = &output {
+            last_seen.insert(key.clone(), v.clone());
+        }
+        let op = Operation { client: id, key, input, output, invoke, complete };
+        history.lock().unwrap().push(Recorded { op, revision });
+    }
+}
+
+/// One operation through the client: its output and the revision of the answer.
+async fn call(c: &mut Client, key: &str, input: &Input) -> Result<(Output, i64), etcd_client::Error> {
+    let rev = |h: Option<&etcd_client::ResponseHeader>| h.map_or(0, |h| h.revision());
+    match input {
+        Input::Get => {
+            let r = c.get(key, None).await?;
+            let v = r.kvs().first().map(|kv| String::from_utf8_lossy(kv.value()).into_owned());
+            Ok((Output::Get(v), rev(r.header())))
+        }
+        Input::Put(v) => {
+            let r = c.put(key, v.as_str(), None).await?;
+            Ok((Output::Put, rev(r.header())))
+        }
+        Input::Cas { expect, new } => {
+            let cmp = match expect {
+                Some(e) => Compare::value(key, CompareOp::Equal, e.as_str()),
+                None => Compare::version(key, CompareOp::Equal, 0),
+            };
+            let r = c.txn(Txn::new().when([cmp]).and_then([TxnOp::put(key, new.as_str(), None)])).await?;
+            Ok((Output::Cas(r.succeeded()), rev(r.header())))
+        }
+    }
+}
+
+/// Faults on a schedule until the deadline, each one healed after it (the member restarted,
+/// resumed or reconnected): kill -9 of the leader, a partition isolating the leader, kill -9 of a
+/// follower, SIGSTOP of the leader past the election timeout, a follower isolated, the leader
+/// unable to send (it still hears the others), kill -9 of every member at once.
+async fn inject(cl: Arc<tokio::sync::Mutex<Cluster>>, deadline: Instant) -> anyhow::Result<Vec<String>> {
+    let mut done = Vec::new();
+    let mut round = 0;
+    while Instant::now() + Duration::from_secs(3) < deadline {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut c = cl.lock().await;
+        let leader = c.leader().await.unwrap_or(0);
+        let size = c.len();
+        let others = |i: usize| (0..size).filter(|&j| j != i).collect::<Vec<_>>();
+        let follower = (leader + 1) % size;
+        match round % 7 {
+            0 => {
+                c.kill(leader);
+                done.push(format!("kill -9 leader {leader}"));
+                drop(c);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                cl.lock().await.restart(leader)?;
+            }
+            1 => {
+                c.partition(&[vec![leader], others(leader)]).await?;
+                done.push(format!("partition leader {leader} from the others for 2 s"));
+                drop(c);
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                cl.lock().await.heal();
+            }
+            2 => {
+                c.kill(follower);
+                done.push(format!("kill -9 follower {follower}"));
+                drop(c);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                cl.lock().await.restart(follower)?;
+            }
+            3 => {
+                c.pause(leader);
+                done.push(format!("SIGSTOP leader {leader} for 2 s"));
+                drop(c);
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                cl.lock().await.resume(leader);
+            }
+            4 => {
+                c.partition(&[vec![follower], others(follower)]).await?;
+                done.push(format!("partition follower {follower} from the others for 2 s"));
+                drop(c);
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                cl.lock().await.heal();
+            }
+            5 => {
+                for o in others(leader) {
+                    c.block_one_way(leader, o).await?;
+                }
+                done.push(format!("leader {leader} cannot send to the others (but hears them) for 2 s"));
+                drop(c);
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                cl.lock().await.heal();
+            }
+            _ => {
+                for i in 0..size {
+                    c.kill(i);
+                }
+                done.push("kill -9 every member".into());
+                drop(c);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let mut c = cl.lock().await;
+                for i in 0..size {
+                    c.restart(i)?;
+                }
+            }
+        }
+        round += 1;
+        // Let the cluster recover before the next fault.
+        let c = cl.lock().await;
+        c.wait_ready(Duration::from_secs(30)).await.context("the cluster did not recover from a fault")?;
+    }
+    Ok(done)
+}
+
+/// The checks of the history and the healed cluster.
+async fn check(cl: &Cluster, history: &[Recorded], watched: &Watched, report: &mut Report) -> anyhow::Result<()> {
+    let ops: Vec<Operation> = history.iter().map(|r| r.op.clone()).collect();
+    if let Err(v) = linearizability::check(&ops) {
+        bail!("not linearizable on {}: no order places {:#?}", v.key, v.stuck_at);
+    }
+    // Revisions never go backwards for a client (every operation is linearizable).
+    let mut last: BTreeMap<usize, (i64, u64)> = BTreeMap::new();
+    for r in history.iter().filter(|r| r.revision > 0) {
+        let (prev, at) = last.get(&r.op.client).copied().unwrap_or((0, 0));
+        if r.op.invoke > at && r.revision < prev {
+            bail!("client {} saw revision {} after {prev}", r.op.client, r.revision);
+        }
+        last.insert(r.op.client, (r.revision.max(prev), r.op.complete));
+    }
+    // The cluster's whole history of the keys: every acknowledged write is in it, and nothing
+    // no client wrote.
+    let mut c = Client::connect(cl.endpoints(), None).await?;
+    let now = c.get("robust/", Some(GetOptions::new().with_prefix())).await?;
+    let rev = now.header().map_or(0, |h| h.revision());
+    let mut stream = c.watch("robust/", Some(WatchOptions::new().with_prefix().with_start_revision(1))).await?;
+    let mut all: Vec<Event> = Vec::new();
+    let mut seen_rev = 0;
+    while seen_rev < rev {
+        let Some(resp) = tokio::time::timeout(Duration::from_secs(10), stream.message()).await?? else { break };
+        for e in resp.events() {
+            if let Some(kv) = e.kv() {
+                seen_rev = seen_rev.max(kv.mod_revision());
+                all.push((
+                    kv.mod_revision(),
+                    kv.key_str()?.to_string(),
+                    String::from_utf8_lossy(kv.value()).into_owned(),
+                ));
+            }
+        }
+    }
+    let written: HashSet<(String, String)> = all.iter().map(|(_, k, v)| (k.clone(), v.clone())).collect();
+    // The resuming watcher saw the history's beginning exactly: every event once, in order, no gap.
+    report.watched_events = watched.events.len();
+    report.watch_resumes = watched.resumes;
+    if let Some(i) = watched.events.iter().zip(&all).position(|(w, a)| w != a) {
+        bail!("the resuming watcher's event {i} is {:?}, the history's is {:?}", watched.events[i], all[i]);
+    }
+    if watched.events.len() > all.len() {
+        bail!("the resuming watcher saw {} events, the history has {}", watched.events.len(), all.len());
+    }
+    let attempted: HashSet<(String, String)> = history
+        .iter()
+        .filter_map(|r| match &r.op.input {
+            Input::Put(v) | Input::Cas { new: v, .. } => Some((r.op.key.clone(), v.clone())),
+            Input::Get => None,
+        })
+        .collect();
+    for r in history {
+        let acked = match (&r.op.input, &r.op.output) {
+            (Input::Put(v), Output::Put) | (Input::Cas { new: v, .. }, Output::Cas(true)) => Some(v),
+            _ => None,
+        };
+        if let Some(v) = acked {
+            report.acknowledged_writes += 1;
+            if !written.contains(&(r.op.key.clone(), v.clone())) {
+                bail!("acknowledged write {}={v} is not in the cluster's history", r.op.key);
+            }
+        }
+    }
+    if let Some(w) = written.iter().find(|w| !attempted.contains(w)) {
+        bail!("the cluster holds {}={}, which no client wrote", w.0, w.1);
+    }
+    // Every member: the same revision and HashKV (once the last writes reached them all).
+    let give_up = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut states = BTreeSet::new();
+        for i in 0..cl.len() {
+            let m = cl.client(i).await?;
+            let h = m.maintenance_client().hash_kv(0).await?;
+            states.insert((h.header().map_or(0, |h| h.revision()), h.hash()));
+        }
+        if states.len() == 1 {
+            return Ok(());
+        }
+        if Instant::now() > give_up {
+            bail!("members differ (revision, HashKV): {states:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
