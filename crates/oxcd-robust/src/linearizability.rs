@@ -5,8 +5,7 @@
 //! An operation whose outcome is unknown (the client timed out) may or may not have taken
 //! effect: it returns at the end of time, so it can be linearized anywhere after its invocation,
 //! including after every other operation (which is the same as never). A read whose outcome is
-//! unknown tells nothing and is left out. A failed operation (the server said it did not happen)
-//! is left out by the caller.
+//! unknown tells nothing and is left out.
 
 use std::collections::{BTreeMap, HashSet};
 

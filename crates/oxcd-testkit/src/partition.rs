@@ -168,24 +168,26 @@ fn forward(mut inbound: TcpStream, to: usize, peer_port: u16, state: &State) -> 
     inbound.set_read_timeout(None)?;
     let from = (got == HELLO_LEN && &hello[..8] == MAGIC)
         .then(|| u64::from_le_bytes(hello[8..16].try_into().expect("8 bytes")));
-    let mut outbound = TcpStream::connect(("127.0.0.1", peer_port))?;
-    outbound.set_nodelay(true)?;
-    inbound.set_nodelay(true)?;
     let open = Arc::new(AtomicBool::new(true));
-    {
-        // Checked and registered under the lock `block` takes, so a block never misses it.
+    let mut outbound = {
+        // Checked, connected and registered under the lock `block` takes, so a block never
+        // misses it; a blocked sender never reaches the member.
         let blocked = state.blocked.lock().unwrap();
         let sender = from.and_then(|id| state.ids.lock().unwrap().get(&id).copied());
         if sender.is_some_and(|f| blocked.contains(&(f, to))) {
             return Ok(());
         }
+        let outbound = TcpStream::connect_timeout(&([127, 0, 0, 1], peer_port).into(), Duration::from_secs(1))?;
         state.conns.lock().unwrap().push(Proxied {
             from,
             to,
             sockets: [inbound.try_clone()?, outbound.try_clone()?],
             open: open.clone(),
         });
-    }
+        outbound
+    };
+    outbound.set_nodelay(true)?;
+    inbound.set_nodelay(true)?;
     outbound.write_all(&hello[..got])?;
     let (mut in_r, mut out_w) = (inbound.try_clone()?, outbound.try_clone()?);
     let back = std::thread::spawn(move || {
