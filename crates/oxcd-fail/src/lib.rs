@@ -12,6 +12,9 @@
 //! - and `fail`'s own: `off`, `sleep(ms)`, `pause`, `panic`, `print`, counts (`20*`), chances
 //!   (`5%`), chained with `->`.
 //!
+//! With `GOFAIL_HTTP=127.0.0.1:port` set, the member also takes failpoints while it runs, over
+//! HTTP as etcd's gofail does (the fault suite makes a disk slow or failing that way).
+//!
 //! Where there is an etcd failpoint at the same step, the point has etcd's name (gofail's
 //! `raftBeforeSave`, `raftAfterSave`, `defragBeforeRename`, ...). Every point is listed in
 //! [`POINTS`], which the crash tests walk.
@@ -62,11 +65,87 @@ pub fn point(_name: &str) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Configures the failpoints named in `FAILPOINTS`; keep the result for as long as the process
-/// runs. Without the feature, nothing.
+/// Configures the failpoints named in `FAILPOINTS`, and serves `GOFAIL_HTTP` when it is set (see
+/// [`serve_http`]); keep the result for as long as the process runs. Without the feature, nothing.
 #[cfg(feature = "failpoints")]
 pub fn setup() -> fail::FailScenario<'static> {
-    fail::FailScenario::setup()
+    let scenario = fail::FailScenario::setup();
+    if let Ok(addr) = std::env::var("GOFAIL_HTTP") {
+        match std::net::TcpListener::bind(&addr) {
+            Ok(listener) => {
+                std::thread::Builder::new()
+                    .name("failpoint-http".into())
+                    .spawn(move || serve_http(listener))
+                    .expect("spawn the failpoint HTTP thread");
+            }
+            Err(e) => eprintln!("GOFAIL_HTTP {addr}: cannot listen: {e}"),
+        }
+    }
+    scenario
+}
+
+/// Failpoints set while the member runs, over HTTP as etcd's gofail serves them on `GOFAIL_HTTP`:
+/// `PUT /<name>` with the action as body (`curl -X PUT -d 'sleep(200)' host/walAfterFdatasync`),
+/// `GET /<name>` its action, `GET /` every `name=action`, `DELETE /<name>` switches it off.
+/// One request per connection; for tests only (a build without the feature has no such port).
+#[cfg(feature = "failpoints")]
+fn serve_http(listener: std::net::TcpListener) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    for stream in listener.incoming() {
+        let Ok(mut stream) = stream else { continue };
+        let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+        let mut reader = BufReader::new(match stream.try_clone() {
+            Ok(s) => s,
+            Err(_) => continue,
+        });
+        let mut line = String::new();
+        if reader.read_line(&mut line).is_err() {
+            continue;
+        }
+        let mut parts = line.split_whitespace();
+        let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
+        let mut length = 0usize;
+        loop {
+            let mut header = String::new();
+            if reader.read_line(&mut header).unwrap_or(0) == 0 || header.trim().is_empty() {
+                break;
+            }
+            if let Some((k, v)) = header.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                length = v.trim().parse().unwrap_or(0).min(1 << 16);
+            }
+        }
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            continue;
+        }
+        let name = path.trim_start_matches('/');
+        let known = POINTS.iter().any(|(p, _)| *p == name);
+        let (status, text) = match (method, name) {
+            ("GET", "") => {
+                let mut list = fail::list();
+                list.sort();
+                ("200 OK", list.iter().map(|(n, a)| format!("{n}={a}\n")).collect())
+            }
+            (_, _) if !known => ("404 Not Found", format!("no failpoint {name}\n")),
+            ("GET", _) => match fail::list().into_iter().find(|(n, _)| n == name) {
+                Some((_, action)) => ("200 OK", format!("{action}\n")),
+                None => ("404 Not Found", format!("failpoint {name} is not set\n")),
+            },
+            ("PUT", _) => match fail::cfg(name, String::from_utf8_lossy(&body).trim()) {
+                Ok(()) => ("204 No Content", String::new()),
+                Err(e) => ("400 Bad Request", format!("{e}\n")),
+            },
+            ("DELETE", _) => {
+                fail::remove(name);
+                ("204 No Content", String::new())
+            }
+            _ => ("405 Method Not Allowed", String::new()),
+        };
+        let _ =
+            write!(stream, "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}", text.len());
+    }
 }
 
 /// Configures the failpoints named in `FAILPOINTS`: compiled out.

@@ -1,7 +1,11 @@
 //! `oxcd-robust`: one run of the fault suite against a cluster of the oxcd built beside it.
 //!
-//!     cargo build --release -p oxcd -p oxcd-robust
-//!     target/release/oxcd-robust [--duration SECS] [--members N] [--clients N] [--keys N] [--no-faults]
+//!     cargo build --release -p oxcd -p oxcd-robust [--features oxcd/failpoints]
+//!     target/release/oxcd-robust [--duration SECS] [--members N] [--clients N] [--keys N]
+//!                                [--no-faults] [--failpoints]
+//!
+//! `--failpoints` adds the faults made through failpoints (a slow disk, I/O errors): the oxcd
+//! beside it must be built with them.
 //!
 //! Exits 0 when every check holds, 1 with what was violated otherwise.
 
@@ -27,6 +31,7 @@ async fn main() {
             "--clients" => opts.clients = num("--clients") as usize,
             "--keys" => opts.keys = num("--keys") as usize,
             "--no-faults" => opts.faults = false,
+            "--failpoints" => opts.failpoints = true,
             other => {
                 eprintln!("unknown argument {other}");
                 std::process::exit(2)
@@ -38,12 +43,18 @@ async fn main() {
     match run(binary, &opts).await {
         Ok(r) => {
             println!(
-                "ok: {} operations answered, {} unknown, {} acknowledged writes all present; faults: {}",
+                "ok: {} operations answered, {} unknown, {} acknowledged writes all present, {} watched \
+                 events in order through {} resumes; {} faults:",
                 r.ok,
                 r.unknown,
                 r.acknowledged_writes,
-                r.faults.join(", ")
+                r.watched_events,
+                r.watch_resumes,
+                r.faults.len()
             );
+            for f in &r.faults {
+                println!("  {f}");
+            }
         }
         Err(e) => {
             eprintln!("violation: {e:#}");

@@ -17,8 +17,11 @@ pub struct Options {
     pub clients: usize,
     pub keys: usize,
     pub duration: Duration,
-    /// Kill, restart and pause members while the clients run.
+    /// Kill, restart, pause, partition and replace members while the clients run.
     pub faults: bool,
+    /// The binary was built with failpoints (`--features failpoints`): the faults also make a
+    /// member's disk slow and fail its writes, through its `GOFAIL_HTTP` port.
+    pub failpoints: bool,
     /// How long a client waits for an answer before its outcome is unknown.
     pub timeout: Duration,
 }
@@ -31,6 +34,7 @@ impl Default for Options {
             keys: 3,
             duration: Duration::from_secs(20),
             faults: true,
+            failpoints: false,
             timeout: Duration::from_secs(2),
         }
     }
@@ -52,6 +56,13 @@ pub struct Report {
 /// One event of the keys' history: revision, key, value (empty for a delete).
 type Event = (i64, String, String);
 
+/// The members' client endpoints, as replacing a member changes them.
+type Endpoints = Arc<Mutex<Vec<String>>>;
+
+fn current(endpoints: &Endpoints) -> Vec<String> {
+    endpoints.lock().unwrap().clone()
+}
+
 /// What the resuming watcher saw.
 struct Watched {
     events: Vec<Event>,
@@ -60,13 +71,14 @@ struct Watched {
 
 /// A watcher of the keys that, whenever its stream breaks or stays silent, resumes from the
 /// revision after the last one it saw, on the next member: the events it sees, in order.
-async fn watcher(endpoints: Vec<String>, deadline: Instant) -> anyhow::Result<Watched> {
+async fn watcher(endpoints: Endpoints, deadline: Instant) -> anyhow::Result<Watched> {
     let mut events: Vec<Event> = Vec::new();
     let mut resumes: usize = 0;
     let mut member = 0;
     while Instant::now() < deadline {
         let from = events.last().map_or(1, |e| e.0 + 1);
-        let endpoint = &endpoints[member % endpoints.len()];
+        let now = current(&endpoints);
+        let endpoint = &now[member % now.len()];
         member += 1;
         let Ok(Ok(mut c)) = tokio::time::timeout(Duration::from_secs(2), Client::connect([endpoint], None)).await
         else {
@@ -111,10 +123,11 @@ struct Recorded {
 /// Runs the workload against a cluster of `binary`, with faults if asked; an error says what
 /// was violated.
 pub async fn run(binary: Binary, opts: &Options) -> anyhow::Result<Report> {
-    let cl =
-        Cluster::start(binary, ClusterOptions { size: opts.members, peer_proxy: true, ..Default::default() }).await?;
+    let cluster_opts =
+        ClusterOptions { size: opts.members, peer_proxy: true, failpoint_http: opts.failpoints, ..Default::default() };
+    let cl = Cluster::start(binary, cluster_opts).await?;
     cl.wait_ready(Duration::from_secs(30)).await?;
-    let endpoints = cl.endpoints();
+    let endpoints: Endpoints = Arc::new(Mutex::new(cl.endpoints()));
     let start = Instant::now();
     let deadline = start + opts.duration;
     let history: Arc<Mutex<Vec<Recorded>>> = Arc::default();
@@ -125,14 +138,15 @@ pub async fn run(binary: Binary, opts: &Options) -> anyhow::Result<Report> {
     }
     let watcher = tokio::spawn(watcher(endpoints.clone(), deadline));
     let cl = Arc::new(tokio::sync::Mutex::new(cl));
-    let faults = if opts.faults { inject(cl.clone(), deadline).await? } else { Vec::new() };
+    let faults =
+        if opts.faults { inject(cl.clone(), &endpoints, opts.failpoints, deadline).await? } else { Vec::new() };
     for c in clients {
         c.await.context("a client panicked")?;
     }
     let watched = watcher.await.context("the watcher panicked")??;
     // Heal and judge.
     let mut cl = Arc::try_unwrap(cl).map_err(|_| anyhow::anyhow!("cluster still shared"))?.into_inner();
-    for i in 0..cl.len() {
+    for i in cl.members() {
         if !cl.is_running(i) {
             cl.restart(i)?;
         }
@@ -153,7 +167,7 @@ pub async fn run(binary: Binary, opts: &Options) -> anyhow::Result<Report> {
 /// A client: random reads, writes and compare-and-sets on the keys until the deadline.
 async fn client(
     id: usize,
-    endpoints: Vec<String>,
+    endpoints: Endpoints,
     history: Arc<Mutex<Vec<Recorded>>>,
     opts: &Options,
     start: Instant,
@@ -172,7 +186,10 @@ async fn client(
     let mut n = 0;
     while Instant::now() < deadline {
         if c.is_none() {
-            c = Client::connect(&endpoints, None).await.ok();
+            c = tokio::time::timeout(opts.timeout, Client::connect(current(&endpoints), None))
+                .await
+                .ok()
+                .and_then(Result::ok);
             if c.is_none() {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
@@ -229,45 +246,96 @@ async fn call(c: &mut Client, key: &str, input: &Input) -> Result<(Output, i64),
     }
 }
 
+/// The kinds of fault, in the order they come round.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fault {
+    KillLeader,
+    PartitionLeader,
+    SlowDisk,
+    KillFollower,
+    ReplaceFollower,
+    PauseLeader,
+    WalError,
+    PartitionFollower,
+    LeaderCannotSend,
+    BackendError,
+    KillAll,
+}
+
+impl Fault {
+    const ALL: [Fault; 11] = [
+        Fault::KillLeader,
+        Fault::PartitionLeader,
+        Fault::SlowDisk,
+        Fault::KillFollower,
+        Fault::ReplaceFollower,
+        Fault::PauseLeader,
+        Fault::WalError,
+        Fault::PartitionFollower,
+        Fault::LeaderCannotSend,
+        Fault::BackendError,
+        Fault::KillAll,
+    ];
+
+    /// Made through failpoints: only with a binary built with them.
+    fn needs_failpoints(self) -> bool {
+        matches!(self, Fault::SlowDisk | Fault::WalError | Fault::BackendError)
+    }
+}
+
 /// Faults on a schedule until the deadline, each one healed after it (the member restarted,
-/// resumed or reconnected): kill -9 of the leader, a partition isolating the leader, kill -9 of a
-/// follower, SIGSTOP of the leader past the election timeout, a follower isolated, the leader
-/// unable to send (it still hears the others), kill -9 of every member at once.
-async fn inject(cl: Arc<tokio::sync::Mutex<Cluster>>, deadline: Instant) -> anyhow::Result<Vec<String>> {
+/// resumed, reconnected or replaced), one kind after the other: kill -9 of the leader, a
+/// partition isolating the leader, the leader's WAL fsync made slow (200 ms) for 3 s, kill -9 of
+/// a follower, a follower replaced by a new member (`member remove`, `member add`), SIGSTOP of the
+/// leader past the election timeout, an I/O error in a follower's WAL, a follower isolated, the
+/// leader unable to send (it still hears the others), an I/O error in the leader's backend
+/// commit, kill -9 of every member at once. A member hit by an I/O error must stop with exit
+/// status 1; it is then started again. The failpoint kinds need `failpoints`.
+async fn inject(
+    cl: Arc<tokio::sync::Mutex<Cluster>>,
+    endpoints: &Endpoints,
+    failpoints: bool,
+    deadline: Instant,
+) -> anyhow::Result<Vec<String>> {
+    let kinds: Vec<Fault> = Fault::ALL.into_iter().filter(|k| failpoints || !k.needs_failpoints()).collect();
     let mut done = Vec::new();
     let mut round = 0;
     while Instant::now() + Duration::from_secs(3) < deadline {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let mut c = cl.lock().await;
         let leader = c.leader().await.unwrap_or(0);
-        let size = c.len();
-        let others = |i: usize| (0..size).filter(|&j| j != i).collect::<Vec<_>>();
-        let follower = (leader + 1) % size;
-        // Rounds 0 and 2 kill, 1 and 4 isolate: the leader first, a follower the second time.
-        let (target, role) = if matches!(round % 7, 0 | 1) { (leader, "leader") } else { (follower, "follower") };
-        match round % 7 {
-            0 | 2 => {
+        let members = c.members();
+        let others = |i: usize| members.iter().copied().filter(|&j| j != i).collect::<Vec<_>>();
+        let follower = others(leader)[round % (members.len() - 1)];
+        let kind = kinds[round % kinds.len()];
+        eprintln!("robust: {:?} (round {round}, leader {leader}, follower {follower})", kind);
+        match kind {
+            Fault::KillLeader | Fault::KillFollower => {
+                let (target, role) =
+                    if kind == Fault::KillLeader { (leader, "leader") } else { (follower, "follower") };
                 c.kill(target);
                 done.push(format!("kill -9 {role} {target}"));
                 drop(c);
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 cl.lock().await.restart(target)?;
             }
-            1 | 4 => {
+            Fault::PartitionLeader | Fault::PartitionFollower => {
+                let (target, role) =
+                    if kind == Fault::PartitionLeader { (leader, "leader") } else { (follower, "follower") };
                 c.partition(&[vec![target], others(target)]).await?;
                 done.push(format!("partition {role} {target} from the others for 2 s"));
                 drop(c);
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 cl.lock().await.heal();
             }
-            3 => {
+            Fault::PauseLeader => {
                 c.pause(leader);
                 done.push(format!("SIGSTOP leader {leader} for 2 s"));
                 drop(c);
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 cl.lock().await.resume(leader);
             }
-            5 => {
+            Fault::LeaderCannotSend => {
                 for o in others(leader) {
                     c.block_one_way(leader, o).await?;
                 }
@@ -276,15 +344,55 @@ async fn inject(cl: Arc<tokio::sync::Mutex<Cluster>>, deadline: Instant) -> anyh
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 cl.lock().await.heal();
             }
-            _ => {
-                for i in 0..size {
+            Fault::SlowDisk => {
+                c.set_failpoint(leader, "walAfterFdatasync", Some("sleep(200)")).await?;
+                done.push(format!("leader {leader}'s WAL fsync slowed by 200 ms for 3 s"));
+                drop(c);
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                let c = cl.lock().await;
+                if c.is_running(leader) {
+                    c.set_failpoint(leader, "walAfterFdatasync", None).await?;
+                }
+            }
+            Fault::WalError | Fault::BackendError => {
+                let (target, point, what) = if kind == Fault::WalError {
+                    (follower, "walBeforeSync", "follower's WAL sync")
+                } else {
+                    (leader, "backendBeforeCommit", "leader's backend commit")
+                };
+                c.set_failpoint(target, point, Some("return(error)")).await?;
+                done.push(format!("I/O error in member {target}'s {what}"));
+                if !c.wait_exit(target, Duration::from_secs(10)).await {
+                    bail!("member {target} still runs 10 s after an I/O error in its {what}");
+                }
+                match c.exit_code(target) {
+                    Some(1) => {}
+                    other => bail!("member {target} stopped by an I/O error exited with {other:?}, not 1"),
+                }
+                c.restart(target)?;
+                drop(c);
+            }
+            Fault::ReplaceFollower => {
+                let id = c.client(follower).await?.status().await?.header().context("no header")?.member_id();
+                let mut admin = c.client(leader).await?;
+                admin.member_remove(id).await.context("member remove")?;
+                c.retire(follower);
+                let added = c.add_slot();
+                admin.member_add([c.peer_url(added)], None).await.context("member add")?;
+                c.start_joining(added)?;
+                *endpoints.lock().unwrap() = c.endpoints();
+                done.push(format!("follower {follower} replaced by a new member {added}"));
+                drop(c);
+            }
+            Fault::KillAll => {
+                for &i in &members {
                     c.kill(i);
                 }
                 done.push("kill -9 every member".into());
                 drop(c);
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 let mut c = cl.lock().await;
-                for i in 0..size {
+                for &i in &members {
                     c.restart(i)?;
                 }
             }
@@ -314,10 +422,14 @@ async fn check(cl: &Cluster, history: &[Recorded], watched: &Watched, report: &m
     }
     // The cluster's whole history of the keys: every acknowledged write is in it, and nothing
     // no client wrote.
-    let mut c = Client::connect(cl.endpoints(), None).await?;
-    let now = c.get("robust/", Some(GetOptions::new().with_prefix())).await?;
+    let within = Duration::from_secs(10);
+    let mut c = tokio::time::timeout(within, Client::connect(cl.endpoints(), None)).await.context("connecting")??;
+    let now = tokio::time::timeout(within, c.get("robust/", Some(GetOptions::new().with_prefix())))
+        .await
+        .context("reading the keys")??;
     let rev = now.header().map_or(0, |h| h.revision());
-    let mut stream = c.watch("robust/", Some(WatchOptions::new().with_prefix().with_start_revision(1))).await?;
+    let from_1 = WatchOptions::new().with_prefix().with_start_revision(1);
+    let mut stream = tokio::time::timeout(within, c.watch("robust/", Some(from_1))).await.context("watching")??;
     let mut all: Vec<Event> = Vec::new();
     let mut seen_rev = 0;
     while seen_rev < rev {
@@ -369,7 +481,7 @@ async fn check(cl: &Cluster, history: &[Recorded], watched: &Watched, report: &m
     let give_up = Instant::now() + Duration::from_secs(10);
     loop {
         let mut states = BTreeSet::new();
-        for i in 0..cl.len() {
+        for i in cl.members() {
             let m = cl.client(i).await?;
             let h = m.maintenance_client().hash_kv(0).await?;
             states.insert((h.header().map_or(0, |h| h.revision()), h.hash()));

@@ -19,7 +19,6 @@ use oxcd_api::v3electionpb::election_server::ElectionServer;
 use oxcd_api::v3lockpb::lock_server::LockServer;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tonic::transport::server::TcpIncoming;
 
 use crate::config::{ConfigError, GRPC_OVERHEAD_BYTES, ServerConfig, is_https, parse_url, split_urls};
 use crate::grpc::{
@@ -155,9 +154,7 @@ pub async fn serve(
     match &port.tls {
         // The builder's tcp_nodelay does not reach a listener we bound ourselves: without it, Nagle
         // holds a response's last frame for the client's delayed ACK (~40 ms).
-        None => {
-            router.serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), stopped).await
-        }
+        None => router.serve_with_incoming_shutdown(plain_incoming(listener), stopped).await,
         Some(tls) => {
             router.serve_with_incoming_shutdown(secure_incoming(listener, tls.clone(), port.plain), stopped).await
         }
@@ -172,10 +169,53 @@ pub async fn serve_metrics(server: Arc<EtcdServer>, listener: TcpListener) -> Re
     tonic::transport::Server::builder()
         .accept_http1(true)
         .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), async move {
-            stop.stopped().await
-        })
+        .serve_with_incoming_shutdown(plain_incoming(listener), async move { stop.stopped().await })
         .await
+}
+
+/// The connections of a plain-text listener, with Nagle off. A failed accept (out of file
+/// descriptors: the connection stays in the backlog and the next accept fails again at once) is
+/// retried after [`ACCEPT_RETRY`] instead of at once, so the member does not spin while at its
+/// limit; established connections are served meanwhile.
+fn plain_incoming(listener: TcpListener) -> impl futures::Stream<Item = std::io::Result<TcpStream>> {
+    futures::stream::unfold((listener, AcceptFailures::default()), |(listener, mut failures)| async move {
+        loop {
+            match listener.accept().await {
+                Ok((tcp, _)) => {
+                    let _ = tcp.set_nodelay(true);
+                    failures.recovered();
+                    return Some((Ok(tcp), (listener, failures)));
+                }
+                Err(e) => failures.wait(&e).await,
+            }
+        }
+    })
+}
+
+/// How long a listener waits after a failed accept.
+pub const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+
+/// A listener's run of failed accepts: logged when it starts and when it ends, not each time.
+#[derive(Default)]
+struct AcceptFailures {
+    count: u64,
+}
+
+impl AcceptFailures {
+    async fn wait(&mut self, e: &std::io::Error) {
+        if self.count == 0 {
+            tracing::warn!(error = %e, "accepting a client connection failed; retrying every 50 ms");
+        }
+        self.count += 1;
+        tokio::time::sleep(ACCEPT_RETRY).await;
+    }
+
+    fn recovered(&mut self) {
+        if self.count > 0 {
+            tracing::warn!(failed = self.count, "accepting client connections again");
+            self.count = 0;
+        }
+    }
 }
 
 /// The connections of a listener that serves TLS (and plain text too if `plain`): each handshake
@@ -188,14 +228,16 @@ fn secure_incoming(
 ) -> impl futures::Stream<Item = std::io::Result<ClientConn>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     tokio::spawn(async move {
+        let mut failures = AcceptFailures::default();
         loop {
             let (tcp, remote) = tokio::select! {
                 r = listener.accept() => match r {
-                    Ok(c) => c,
+                    Ok(c) => {
+                        failures.recovered();
+                        c
+                    }
                     Err(e) => {
-                        // Out of descriptors, say: wait a little rather than spin.
-                        tracing::warn!(error = %e, "accepting a client connection failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        failures.wait(&e).await;
                         continue;
                     }
                 },

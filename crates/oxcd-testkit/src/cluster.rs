@@ -91,6 +91,9 @@ pub struct ClusterOptions {
     /// Put a proxy in front of every member's peer port, so that [`Cluster::partition`] can cut
     /// the network between members (oxcd only; see [`crate::partition`]).
     pub peer_proxy: bool,
+    /// Give every member a port for failpoints set while it runs (`GOFAIL_HTTP`; a member built
+    /// with the `failpoints` feature serves it): see [`Cluster::set_failpoint`].
+    pub failpoint_http: bool,
 }
 
 impl Default for ClusterOptions {
@@ -104,6 +107,7 @@ impl Default for ClusterOptions {
             ports: Vec::new(),
             tls: None,
             peer_proxy: false,
+            failpoint_http: false,
         }
     }
 }
@@ -120,6 +124,10 @@ struct MemberProc {
     joining: bool,
     /// Environment variables set for this member's next starts.
     env: Vec<(String, String)>,
+    /// The port of its failpoint HTTP endpoint (`GOFAIL_HTTP`), when the cluster has them.
+    failpoint_port: Option<u16>,
+    /// Removed from the cluster (`member remove`): never started again.
+    retired: bool,
 }
 
 /// A cluster of real processes; killed when dropped.
@@ -179,6 +187,7 @@ impl Cluster {
                 Some(p) => p.add(peer_port)?,
                 None => peer_port,
             };
+            let failpoint_port = if opts.failpoint_http { Some(port()?) } else { None };
             members.push(MemberProc {
                 name: format!("m{i}"),
                 client_port,
@@ -188,6 +197,8 @@ impl Cluster {
                 paused: false,
                 joining: false,
                 env: Vec::new(),
+                failpoint_port,
+                retired: false,
             });
         }
         drop(held);
@@ -234,6 +245,7 @@ impl Cluster {
             Some(p) => p.add(peer_port).expect("a proxy on 127.0.0.1"),
             None => peer_port,
         };
+        let failpoint_port = self.opts.failpoint_http.then(free_port);
         self.members.push(MemberProc {
             name,
             client_port,
@@ -243,6 +255,8 @@ impl Cluster {
             paused: false,
             joining: true,
             env: Vec::new(),
+            failpoint_port,
+            retired: false,
         });
         self.members.len() - 1
     }
@@ -278,6 +292,9 @@ impl Cluster {
     }
 
     fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
+        if self.members[i].retired {
+            bail!("member {i} was removed from the cluster");
+        }
         let ic = self.initial_cluster();
         let data_dir = self.data_dir(i);
         let log = OpenOptions::new().create(true).append(true).open(self.log_path(i))?;
@@ -315,6 +332,9 @@ impl Cluster {
             .stdout(log.try_clone()?)
             .stderr(log);
         cmd.envs(m.env.iter().map(|(k, v)| (k, v)));
+        if let Some(port) = m.failpoint_port {
+            cmd.env("GOFAIL_HTTP", format!("127.0.0.1:{port}"));
+        }
         if let Binary::Etcd(_) = self.binary {
             cmd.env("ETCD_UNSUPPORTED_ARCH", std::env::consts::ARCH);
         }
@@ -338,9 +358,9 @@ impl Cluster {
         format!("127.0.0.1:{}", self.members[i].client_port)
     }
 
-    /// Every member's client endpoint.
+    /// Every member's client endpoint (not those of retired members).
     pub fn endpoints(&self) -> Vec<String> {
-        (0..self.members.len()).map(|i| self.endpoint(i)).collect()
+        self.members().into_iter().map(|i| self.endpoint(i)).collect()
     }
 
     /// A client connected to member `i` only.
@@ -350,7 +370,7 @@ impl Cluster {
 
     /// A client connected to every member.
     pub async fn client_all(&self) -> anyhow::Result<Client> {
-        let urls: Vec<String> = (0..self.members.len()).map(|i| self.client_url(i)).collect();
+        let urls: Vec<String> = self.members().into_iter().map(|i| self.client_url(i)).collect();
         Ok(Client::connect(urls, Some(self.connect_options()?)).await?)
     }
 
@@ -466,6 +486,14 @@ impl Cluster {
         self.members[i].env = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     }
 
+    /// The exit code of member `i` once its process has ended by itself (`None` while it runs, or
+    /// when a signal ended it); the member then counts as not running.
+    pub fn exit_code(&mut self, i: usize) -> Option<i32> {
+        let status = self.members[i].child.as_mut()?.try_wait().ok()??;
+        self.members[i].child = None;
+        status.code()
+    }
+
     /// Waits until member `i`'s process has exited (it crashed or stopped), at most `timeout`.
     pub async fn wait_exit(&mut self, i: usize, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
@@ -476,6 +504,38 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         false
+    }
+
+    /// Kills member `i` for good, once it was removed from the cluster (`member remove`): it is
+    /// never started again, and [`Cluster::members`] leaves it out.
+    pub fn retire(&mut self, i: usize) {
+        self.kill(i);
+        self.members[i].retired = true;
+    }
+
+    /// The indexes of the cluster's members: every slot but the retired ones.
+    pub fn members(&self) -> Vec<usize> {
+        (0..self.members.len()).filter(|&i| !self.members[i].retired).collect()
+    }
+
+    /// Sets failpoint `name` of running member `i` to `action` (`sleep(200)`, `return(error)`),
+    /// or switches it off when `action` is `None`, through its `GOFAIL_HTTP` port (needs
+    /// [`ClusterOptions::failpoint_http`] and a member built with failpoints).
+    pub async fn set_failpoint(&self, i: usize, name: &str, action: Option<&str>) -> anyhow::Result<()> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let port = self.members[i].failpoint_port.context("the cluster was started without failpoint_http")?;
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        let request = match action {
+            Some(a) => format!("PUT /{name} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{a}", a.len()),
+            None => format!("DELETE /{name} HTTP/1.1\r\nHost: x\r\n\r\n"),
+        };
+        s.write_all(request.as_bytes()).await?;
+        let mut answer = String::new();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut answer)).await??;
+        if !answer.starts_with("HTTP/1.1 204") {
+            bail!("setting failpoint {name} of member {i}: {answer}");
+        }
+        Ok(())
     }
 
     /// SIGSTOP member `i`.

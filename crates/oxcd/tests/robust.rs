@@ -1,8 +1,9 @@
 //! The fault suite's short run (`oxcd-robust`; the long one is in the README): 10 clients on a
-//! 3-member cluster while its members are killed, paused, partitioned and all killed at once,
-//! and a watcher that resumes wherever its stream breaks; the history is linearizable, every
-//! acknowledged write is there, the watcher saw every event once and in order, and the members
-//! agree.
+//! 3-member cluster while its members are killed, paused, partitioned, replaced and all killed at
+//! once, and a watcher that resumes wherever its stream breaks; the history is linearizable,
+//! every acknowledged write is there, the watcher saw every event once and in order, and the
+//! members agree. Built with failpoints (`--features failpoints`, as scripts/test runs it a second
+//! time), the faults also include a slow disk and I/O errors, after which a member must exit 1.
 
 use std::time::Duration;
 
@@ -11,12 +12,18 @@ use oxcd_testkit::Binary;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cluster_under_faults_stays_linearizable() {
-    // Long enough for the seven kinds of fault to come round once.
-    let opts = Options { duration: Duration::from_secs(35), ..Default::default() };
+    // Long enough for every kind of fault to come round once (8, or 11 with failpoints).
+    let failpoints = cfg!(feature = "failpoints");
+    let duration = Duration::from_secs(if failpoints { 60 } else { 40 });
+    let opts = Options { duration, failpoints, ..Default::default() };
     let report = run(Binary::Oxcd(env!("CARGO_BIN_EXE_oxcd").into()), &opts).await.unwrap_or_else(|e| panic!("{e:#}"));
     eprintln!("{report:?}");
     assert!(report.faults.len() >= 5, "{report:?}");
     assert!(report.faults.iter().any(|f| f.starts_with("partition")), "{report:?}");
+    assert!(report.faults.iter().any(|f| f.contains("replaced by a new member")), "{report:?}");
+    if failpoints {
+        assert!(report.faults.iter().any(|f| f.starts_with("I/O error")), "{report:?}");
+    }
     assert!(report.acknowledged_writes > 50, "{report:?}");
     assert!(report.watched_events > 50 && report.watch_resumes > 0, "{report:?}");
 }

@@ -200,11 +200,29 @@ impl Transport {
         std::thread::Builder::new()
             .name("peer-listener".into())
             .spawn(move || {
+                let mut failed = 0u64;
                 for (n, conn) in (0u64..).zip(listener.incoming()) {
                     if t.stopped.load(Ordering::Acquire) {
                         break;
                     }
-                    let Ok(conn) = conn else { continue };
+                    let conn = match conn {
+                        Ok(c) => {
+                            if failed > 0 {
+                                tracing::warn!(failed, "accepting peer connections again");
+                                failed = 0;
+                            }
+                            c
+                        }
+                        // Out of descriptors, say: the next accept would fail at once; wait.
+                        Err(e) => {
+                            if failed == 0 {
+                                tracing::warn!(error = %e, "accepting a peer connection failed; retrying every 50 ms");
+                            }
+                            failed += 1;
+                            std::thread::sleep(Duration::from_millis(50));
+                            continue;
+                        }
+                    };
                     if t.handshaking.load(Ordering::Acquire) >= MAX_HANDSHAKING {
                         tracing::warn!(
                             limit = MAX_HANDSHAKING,
