@@ -365,9 +365,12 @@ async fn inject(
                 if !c.wait_exit(target, Duration::from_secs(10)).await {
                     bail!("member {target} still runs 10 s after an I/O error in its {what}");
                 }
-                match c.exit_code(target) {
-                    Some(1) => {}
-                    other => bail!("member {target} stopped by an I/O error exited with {other:?}, not 1"),
+                match c.exit_status(target) {
+                    Some(st) if st.code() == Some(1) => {}
+                    other => bail!(
+                        "member {target} stopped by an I/O error ended with {other:?}, not exit status 1:\n{}",
+                        c.log_tail(target, 20)
+                    ),
                 }
                 c.restart(target)?;
                 drop(c);

@@ -486,12 +486,16 @@ impl Cluster {
         self.members[i].env = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     }
 
-    /// The exit code of member `i` once its process has ended by itself (`None` while it runs, or
-    /// when a signal ended it); the member then counts as not running.
-    pub fn exit_code(&mut self, i: usize) -> Option<i32> {
-        let status = self.members[i].child.as_mut()?.try_wait().ok()??;
+    /// How member `i`'s process ended, once it has ended by itself (`None` while it runs); the
+    /// member then counts as not running.
+    pub fn exit_status(&mut self, i: usize) -> Option<std::process::ExitStatus> {
+        if !self.has_exited(i) {
+            return None;
+        }
+        // Its main thread is a zombie; the others may take a moment more to end: wait for them.
+        let status = self.members[i].child.as_mut()?.wait().ok()?;
         self.members[i].child = None;
-        status.code()
+        Some(status)
     }
 
     /// Waits until member `i`'s process has exited (it crashed or stopped), at most `timeout`.

@@ -66,7 +66,7 @@ async fn a_full_disk_stops_the_member_with_status_1_and_loses_nothing() {
     }
     assert!(acked.len() > 50 && acked.len() < 600, "{} puts acknowledged on a 160 MB disk", acked.len());
     assert!(cl.wait_exit(0, Duration::from_secs(20)).await, "the member still runs on a full disk");
-    let code = cl.exit_code(0);
+    let code = cl.exit_status(0).and_then(|st| st.code());
     let log = cl.log_tail(0, 5);
     assert_eq!(code, Some(1), "exit status on a full disk; log:\n{log}");
     assert!(log.contains("No space left on device"), "the log does not say the disk is full:\n{log}");
