@@ -2,10 +2,11 @@
 //!
 //!     cargo build --release -p oxcd -p oxcd-robust [--features oxcd/failpoints]
 //!     target/release/oxcd-robust [--duration SECS] [--members N] [--clients N] [--keys N]
-//!                                [--no-faults] [--failpoints]
+//!                                [--no-faults] [--failpoints] [--clock-jumps]
 //!
 //! `--failpoints` adds the faults made through failpoints (a slow disk, I/O errors): the oxcd
-//! beside it must be built with them.
+//! beside it must be built with them. `--clock-jumps` runs the members under libfaketime (Debian's
+//! `faketime`) and steps the leader's wall clock.
 //!
 //! Exits 0 when every check holds, 1 with what was violated otherwise.
 
@@ -32,6 +33,7 @@ async fn main() {
             "--keys" => opts.keys = num("--keys") as usize,
             "--no-faults" => opts.faults = false,
             "--failpoints" => opts.failpoints = true,
+            "--clock-jumps" => opts.clock_jumps = true,
             other => {
                 eprintln!("unknown argument {other}");
                 std::process::exit(2)

@@ -22,6 +22,9 @@ pub struct Options {
     /// The binary was built with failpoints (`--features failpoints`): the faults also make a
     /// member's disk slow and fail its writes, through its `GOFAIL_HTTP` port.
     pub failpoints: bool,
+    /// Members run under libfaketime (Debian's `faketime`), and the faults also step the leader's
+    /// wall clock an hour ahead and back.
+    pub clock_jumps: bool,
     /// How long a client waits for an answer before its outcome is unknown.
     pub timeout: Duration,
 }
@@ -35,6 +38,7 @@ impl Default for Options {
             duration: Duration::from_secs(20),
             faults: true,
             failpoints: false,
+            clock_jumps: false,
             timeout: Duration::from_secs(2),
         }
     }
@@ -123,8 +127,13 @@ struct Recorded {
 /// Runs the workload against a cluster of `binary`, with faults if asked; an error says what
 /// was violated.
 pub async fn run(binary: Binary, opts: &Options) -> anyhow::Result<Report> {
-    let cluster_opts =
-        ClusterOptions { size: opts.members, peer_proxy: true, failpoint_http: opts.failpoints, ..Default::default() };
+    let cluster_opts = ClusterOptions {
+        size: opts.members,
+        peer_proxy: true,
+        failpoint_http: opts.failpoints,
+        fake_clock: opts.clock_jumps,
+        ..Default::default()
+    };
     let cl = Cluster::start(binary, cluster_opts).await?;
     cl.wait_ready(Duration::from_secs(30)).await?;
     let endpoints: Endpoints = Arc::new(Mutex::new(cl.endpoints()));
@@ -138,8 +147,7 @@ pub async fn run(binary: Binary, opts: &Options) -> anyhow::Result<Report> {
     }
     let watcher = tokio::spawn(watcher(endpoints.clone(), deadline));
     let cl = Arc::new(tokio::sync::Mutex::new(cl));
-    let faults =
-        if opts.faults { inject(cl.clone(), &endpoints, opts.failpoints, deadline).await? } else { Vec::new() };
+    let faults = if opts.faults { inject(cl.clone(), &endpoints, opts, deadline).await? } else { Vec::new() };
     for c in clients {
         c.await.context("a client panicked")?;
     }
@@ -257,13 +265,14 @@ enum Fault {
     PauseLeader,
     WalError,
     PartitionFollower,
+    ClockJump,
     LeaderCannotSend,
     BackendError,
     KillAll,
 }
 
 impl Fault {
-    const ALL: [Fault; 11] = [
+    const ALL: [Fault; 12] = [
         Fault::KillLeader,
         Fault::PartitionLeader,
         Fault::SlowDisk,
@@ -272,14 +281,20 @@ impl Fault {
         Fault::PauseLeader,
         Fault::WalError,
         Fault::PartitionFollower,
+        Fault::ClockJump,
         Fault::LeaderCannotSend,
         Fault::BackendError,
         Fault::KillAll,
     ];
 
-    /// Made through failpoints: only with a binary built with them.
-    fn needs_failpoints(self) -> bool {
-        matches!(self, Fault::SlowDisk | Fault::WalError | Fault::BackendError)
+    /// Whether the run can make it: failpoints need a binary built with them, clock jumps
+    /// libfaketime.
+    fn possible(self, opts: &Options) -> bool {
+        match self {
+            Fault::SlowDisk | Fault::WalError | Fault::BackendError => opts.failpoints,
+            Fault::ClockJump => opts.clock_jumps,
+            _ => true,
+        }
     }
 }
 
@@ -288,16 +303,17 @@ impl Fault {
 /// partition isolating the leader, the leader's WAL fsync made slow (200 ms) for 3 s, kill -9 of
 /// a follower, a follower replaced by a new member (`member remove`, `member add`), SIGSTOP of the
 /// leader past the election timeout, an I/O error in a follower's WAL, a follower isolated, the
-/// leader unable to send (it still hears the others), an I/O error in the leader's backend
-/// commit, kill -9 of every member at once. A member hit by an I/O error must stop with exit
-/// status 1; it is then started again. The failpoint kinds need `failpoints`.
+/// leader's wall clock stepped an hour ahead for 3 s and back, the leader unable to send (it
+/// still hears the others), an I/O error in the leader's backend commit, kill -9 of every member
+/// at once. A member hit by an I/O error must stop with exit status 1; it is then started again.
+/// The failpoint kinds need `failpoints`, the clock jump `clock_jumps`.
 async fn inject(
     cl: Arc<tokio::sync::Mutex<Cluster>>,
     endpoints: &Endpoints,
-    failpoints: bool,
+    opts: &Options,
     deadline: Instant,
 ) -> anyhow::Result<Vec<String>> {
-    let kinds: Vec<Fault> = Fault::ALL.into_iter().filter(|k| failpoints || !k.needs_failpoints()).collect();
+    let kinds: Vec<Fault> = Fault::ALL.into_iter().filter(|k| k.possible(opts)).collect();
     let mut done = Vec::new();
     let mut round = 0;
     while Instant::now() + Duration::from_secs(3) < deadline {
@@ -343,6 +359,13 @@ async fn inject(
                 drop(c);
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 cl.lock().await.heal();
+            }
+            Fault::ClockJump => {
+                c.jump_clock(leader, 3600)?;
+                done.push(format!("leader {leader}'s wall clock an hour ahead for 3 s, then back"));
+                drop(c);
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                cl.lock().await.jump_clock(leader, 0)?;
             }
             Fault::SlowDisk => {
                 c.set_failpoint(leader, "walAfterFdatasync", Some("sleep(200)")).await?;
@@ -408,12 +431,46 @@ async fn inject(
     Ok(done)
 }
 
+/// The history for the linearizability check, with what the cluster's own history tells about
+/// the writes whose outcome a client never learned (every written value is unique): one whose
+/// value the cluster never held did not take effect and is left out; one whose value it holds
+/// took effect, before any answer carrying that revision or a later one completed (the answering
+/// member had applied it), so it is a successful write that returned then.
+fn resolve_unknown_writes(history: &[Recorded], all: &[Event]) -> Vec<Operation> {
+    let applied_at: BTreeMap<(&str, &str), i64> = all.iter().map(|(r, k, v)| ((k.as_str(), v.as_str()), *r)).collect();
+    // Answers by revision, and the earliest completion among answers at or after each.
+    let mut answers: Vec<(i64, u64)> = history
+        .iter()
+        .filter(|r| r.revision > 0 && r.op.output != Output::Unknown)
+        .map(|r| (r.revision, r.op.complete))
+        .collect();
+    answers.sort_unstable();
+    let mut earliest_from = vec![u64::MAX; answers.len() + 1];
+    for i in (0..answers.len()).rev() {
+        earliest_from[i] = earliest_from[i + 1].min(answers[i].1);
+    }
+    let mut ops = Vec::with_capacity(history.len());
+    for r in history {
+        let mut op = r.op.clone();
+        if op.output == Output::Unknown {
+            let value = match &op.input {
+                Input::Put(v) | Input::Cas { new: v, .. } => v,
+                Input::Get => {
+                    ops.push(op);
+                    continue;
+                }
+            };
+            let Some(&rev) = applied_at.get(&(op.key.as_str(), value.as_str())) else { continue };
+            op.output = if matches!(op.input, Input::Put(_)) { Output::Put } else { Output::Cas(true) };
+            op.complete = earliest_from[answers.partition_point(|&(a, _)| a < rev)];
+        }
+        ops.push(op);
+    }
+    ops
+}
+
 /// The checks of the history and the healed cluster.
 async fn check(cl: &Cluster, history: &[Recorded], watched: &Watched, report: &mut Report) -> anyhow::Result<()> {
-    let ops: Vec<Operation> = history.iter().map(|r| r.op.clone()).collect();
-    if let Err(v) = linearizability::check(&ops) {
-        bail!("not linearizable on {}: no order places {:#?}", v.key, v.stuck_at);
-    }
     // Revisions never go backwards for a client (every operation is linearizable).
     let mut last: BTreeMap<usize, (i64, u64)> = BTreeMap::new();
     for r in history.iter().filter(|r| r.revision > 0) {
@@ -449,6 +506,10 @@ async fn check(cl: &Cluster, history: &[Recorded], watched: &Watched, report: &m
         }
     }
     let written: HashSet<(String, String)> = all.iter().map(|(_, k, v)| (k.clone(), v.clone())).collect();
+    let ops = resolve_unknown_writes(history, &all);
+    if let Err(v) = linearizability::check(&ops) {
+        bail!("not linearizable on {}: no order places {:#?}", v.key, v.stuck_at);
+    }
     // The resuming watcher saw the history's beginning exactly: every event once, in order, no gap.
     report.watched_events = watched.events.len();
     report.watch_resumes = watched.resumes;
@@ -496,5 +557,35 @@ async fn check(cl: &Cluster, history: &[Recorded], watched: &Watched, report: &m
             bail!("members differ (revision, HashKV): {states:?}");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(input: Input, output: Output, invoke: u64, complete: u64, revision: i64) -> Recorded {
+        Recorded { op: Operation { client: 0, key: "k".into(), input, output, invoke, complete }, revision }
+    }
+
+    #[test]
+    fn unknown_writes_are_resolved_from_the_clusters_history() {
+        let history = [
+            // Timed out, but the cluster holds "a" at revision 5: answered by time 30 at the latest.
+            rec(Input::Put("a".into()), Output::Unknown, 10, 0, 0),
+            // Timed out and never held: left out.
+            rec(Input::Put("b".into()), Output::Unknown, 11, 0, 0),
+            rec(Input::Cas { expect: None, new: "c".into() }, Output::Unknown, 12, 0, 0),
+            // Answers: revision 4 at 20 (before "a"), 6 at 40, 5 at 30.
+            rec(Input::Get, Output::Get(None), 15, 20, 4),
+            rec(Input::Get, Output::Get(Some("a".into())), 35, 40, 6),
+            rec(Input::Get, Output::Get(Some("a".into())), 25, 30, 5),
+        ];
+        let all = vec![(5, "k".to_string(), "a".to_string())];
+        let ops = resolve_unknown_writes(&history, &all);
+        assert_eq!(ops.len(), 4);
+        assert_eq!((&ops[0].output, ops[0].complete), (&Output::Put, 30));
+        assert!(ops.iter().all(|o| o.output != Output::Unknown));
+        assert!(linearizability::check(&ops).is_ok());
     }
 }

@@ -94,7 +94,14 @@ pub struct ClusterOptions {
     /// Give every member a port for failpoints set while it runs (`GOFAIL_HTTP`; a member built
     /// with the `failpoints` feature serves it): see [`Cluster::set_failpoint`].
     pub failpoint_http: bool,
+    /// Run every member under libfaketime (Debian's `faketime`), so that
+    /// [`Cluster::jump_clock`] can move its wall clock (its monotonic clock stays real, as on a
+    /// host whose clock NTP steps).
+    pub fake_clock: bool,
 }
+
+/// Debian's libfaketime (package `faketime`), which [`ClusterOptions::fake_clock`] preloads.
+pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
 
 impl Default for ClusterOptions {
     fn default() -> Self {
@@ -108,6 +115,7 @@ impl Default for ClusterOptions {
             tls: None,
             peer_proxy: false,
             failpoint_http: false,
+            fake_clock: false,
         }
     }
 }
@@ -335,6 +343,18 @@ impl Cluster {
         if let Some(port) = m.failpoint_port {
             cmd.env("GOFAIL_HTTP", format!("127.0.0.1:{port}"));
         }
+        if self.opts.fake_clock {
+            anyhow::ensure!(Path::new(LIBFAKETIME).exists(), "fake_clock needs {LIBFAKETIME} (Debian's faketime)");
+            let offset = self.clock_file(i);
+            if !offset.exists() {
+                std::fs::write(&offset, "+0s\n")?;
+            }
+            // The offset file is read again at most every second; the monotonic clock is left alone.
+            cmd.env("LD_PRELOAD", LIBFAKETIME)
+                .env("FAKETIME_TIMESTAMP_FILE", &offset)
+                .env("FAKETIME_CACHE_DURATION", "1")
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+        }
         if let Binary::Etcd(_) = self.binary {
             cmd.env("ETCD_UNSUPPORTED_ARCH", std::env::consts::ARCH);
         }
@@ -508,6 +528,18 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         false
+    }
+
+    fn clock_file(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("{}.faketime", self.members[i].name))
+    }
+
+    /// Sets member `i`'s wall clock `seconds` away from the real one (0: back to it), within a
+    /// second, for as long as it runs and across restarts (needs [`ClusterOptions::fake_clock`]).
+    pub fn jump_clock(&self, i: usize, seconds: i64) -> anyhow::Result<()> {
+        anyhow::ensure!(self.opts.fake_clock, "the cluster was started without fake_clock");
+        std::fs::write(self.clock_file(i), format!("{seconds:+}s\n"))?;
+        Ok(())
     }
 
     /// Kills member `i` for good, once it was removed from the cluster (`member remove`): it is

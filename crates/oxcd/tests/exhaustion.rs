@@ -184,3 +184,39 @@ async fn thousands_of_streams_on_one_connection() {
     let mut reader = Client::connect([cl.endpoint(0)], None).await.unwrap();
     assert_eq!(reader.get("streams/k", None).await.unwrap().kvs().len(), 1);
 }
+
+/// A million leases (granted by 100 clients at once, an hour each): the member keeps serving
+/// writes, its memory per lease is printed, and after a restart every lease is there with its
+/// TTL counting from the restart (a sample of them asked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_million_leases_survive_a_restart() {
+    const LEASES: usize = 1_000_000;
+    const CLIENTS: usize = 100;
+    let mut cl = common::cluster(1).await;
+    let c = cl.client(0).await.unwrap();
+    let (rss_before, _) = cl.rss_kib(0).unwrap();
+    let started = Instant::now();
+    let ids = common::grant_leases(&c, LEASES, 3600, CLIENTS).await;
+    let granted_in = started.elapsed();
+    let (rss_after, _) = cl.rss_kib(0).unwrap();
+    eprintln!(
+        "{LEASES} leases granted in {granted_in:?}; RSS {} MiB -> {} MiB ({} B a lease)",
+        rss_before / 1024,
+        rss_after / 1024,
+        (rss_after.saturating_sub(rss_before) * 1024) / LEASES as u64
+    );
+    let mut w = c.clone();
+    w.put("leases/after", "v", None).await.unwrap();
+
+    cl.stop(0);
+    let restarted = Instant::now();
+    cl.restart(0).unwrap();
+    cl.wait_ready(Duration::from_secs(120)).await.unwrap();
+    eprintln!("restarted with {LEASES} leases in {:?}", restarted.elapsed());
+    let mut c = cl.client(0).await.unwrap();
+    for id in ids.iter().step_by(LEASES / 1000) {
+        let ttl = c.lease_time_to_live(*id, None).await.unwrap();
+        assert!(ttl.ttl() > 3000 && ttl.granted_ttl() == 3600, "lease {id} after the restart: {ttl:?}");
+    }
+    assert_eq!(c.get("leases/after", None).await.unwrap().kvs().len(), 1);
+}

@@ -253,22 +253,7 @@ async fn a_mass_expiry_does_not_stop_writes() {
     let ttl = 20;
     let setup = Instant::now();
     let tasks = 32;
-    let granters: Vec<_> = (0..tasks)
-        .map(|w| {
-            let mut c = c.clone();
-            tokio::spawn(async move {
-                let mut ids = Vec::new();
-                for _ in (w..LEASES).step_by(tasks) {
-                    ids.push(c.lease_grant(ttl, None).await.unwrap().id());
-                }
-                ids
-            })
-        })
-        .collect();
-    let mut ids = Vec::with_capacity(LEASES);
-    for g in granters {
-        ids.extend(g.await.unwrap());
-    }
+    let ids = common::grant_leases(&c, LEASES, ttl, tasks).await;
     let granted = setup.elapsed();
     let ids = std::sync::Arc::new(ids);
     let attachers: Vec<_> = (0..tasks)

@@ -12,15 +12,16 @@ use oxcd_testkit::Binary;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cluster_under_faults_stays_linearizable() {
-    // Long enough for every kind of fault to come round once (8, or 11 with failpoints).
+    // Long enough for every kind of fault to come round once (9, or 12 with failpoints).
     let failpoints = cfg!(feature = "failpoints");
     let duration = Duration::from_secs(if failpoints { 60 } else { 40 });
-    let opts = Options { duration, failpoints, ..Default::default() };
+    let opts = Options { duration, failpoints, clock_jumps: true, ..Default::default() };
     let report = run(Binary::Oxcd(env!("CARGO_BIN_EXE_oxcd").into()), &opts).await.unwrap_or_else(|e| panic!("{e:#}"));
     eprintln!("{report:?}");
     assert!(report.faults.len() >= 5, "{report:?}");
     assert!(report.faults.iter().any(|f| f.starts_with("partition")), "{report:?}");
     assert!(report.faults.iter().any(|f| f.contains("replaced by a new member")), "{report:?}");
+    assert!(report.faults.iter().any(|f| f.contains("wall clock")), "{report:?}");
     if failpoints {
         assert!(report.faults.iter().any(|f| f.starts_with("I/O error")), "{report:?}");
     }

@@ -150,3 +150,24 @@ pub async fn http_get(port: u16, path: &str) -> String {
     .await
     .unwrap_or_default()
 }
+
+/// Grants `n` leases of `ttl` seconds from `tasks` concurrent clients; their ids.
+pub async fn grant_leases(c: &Client, n: usize, ttl: i64, tasks: usize) -> Vec<i64> {
+    let granters: Vec<_> = (0..tasks)
+        .map(|w| {
+            let mut c = c.clone();
+            tokio::spawn(async move {
+                let mut ids = Vec::with_capacity(n / tasks + 1);
+                for _ in (w..n).step_by(tasks) {
+                    ids.push(c.lease_grant(ttl, None).await.unwrap().id());
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut ids = Vec::with_capacity(n);
+    for g in granters {
+        ids.extend(g.await.unwrap());
+    }
+    ids
+}
