@@ -120,7 +120,8 @@ async fn out_of_file_descriptors_the_member_keeps_serving() {
     let addr: std::net::SocketAddr = cl.endpoint(0).parse().unwrap();
     let flood: Vec<std::net::TcpStream> =
         (0..400).map_while(|_| std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok()).collect();
-    assert!(flood.len() > 200, "only {} connections made", flood.len());
+    // Enough to take every descriptor the member has left (its limit is 200).
+    assert!(flood.len() >= 190, "only {} connections made", flood.len());
     // At its limit, the member waits between accepts: it does not spin (it used to retry the
     // failing accept at once, a whole core for as long as the flood lasted).
     let before = cpu_secs(pid);
