@@ -287,6 +287,20 @@ impl Fault {
         Fault::KillAll,
     ];
 
+    /// Whether it strikes the leader (else a follower; `KillAll` strikes every member).
+    fn on_leader(self) -> bool {
+        matches!(
+            self,
+            Fault::KillLeader
+                | Fault::PartitionLeader
+                | Fault::SlowDisk
+                | Fault::PauseLeader
+                | Fault::ClockJump
+                | Fault::LeaderCannotSend
+                | Fault::BackendError
+        )
+    }
+
     /// Whether the run can make it: failpoints need a binary built with them, clock jumps
     /// libfaketime.
     fn possible(self, opts: &Options) -> bool {
@@ -322,13 +336,15 @@ async fn inject(
         let leader = c.leader().await.unwrap_or(0);
         let members = c.members();
         let others = |i: usize| members.iter().copied().filter(|&j| j != i).collect::<Vec<_>>();
-        let follower = others(leader)[round % (members.len() - 1)];
         let kind = kinds[round % kinds.len()];
-        eprintln!("robust: {:?} (round {round}, leader {leader}, follower {follower})", kind);
+        let (target, role) = if kind.on_leader() {
+            (leader, "leader")
+        } else {
+            (others(leader)[round % (members.len() - 1)], "follower")
+        };
+        eprintln!("robust: {kind:?} (round {round}, {role} {target})");
         match kind {
             Fault::KillLeader | Fault::KillFollower => {
-                let (target, role) =
-                    if kind == Fault::KillLeader { (leader, "leader") } else { (follower, "follower") };
                 c.kill(target);
                 done.push(format!("kill -9 {role} {target}"));
                 drop(c);
@@ -336,8 +352,6 @@ async fn inject(
                 cl.lock().await.restart(target)?;
             }
             Fault::PartitionLeader | Fault::PartitionFollower => {
-                let (target, role) =
-                    if kind == Fault::PartitionLeader { (leader, "leader") } else { (follower, "follower") };
                 c.partition(&[vec![target], others(target)]).await?;
                 done.push(format!("partition {role} {target} from the others for 2 s"));
                 drop(c);
@@ -345,46 +359,46 @@ async fn inject(
                 cl.lock().await.heal();
             }
             Fault::PauseLeader => {
-                c.pause(leader);
-                done.push(format!("SIGSTOP leader {leader} for 2 s"));
+                c.pause(target);
+                done.push(format!("SIGSTOP {role} {target} for 2 s"));
                 drop(c);
                 tokio::time::sleep(Duration::from_secs(2)).await;
-                cl.lock().await.resume(leader);
+                cl.lock().await.resume(target);
             }
             Fault::LeaderCannotSend => {
-                for o in others(leader) {
-                    c.block_one_way(leader, o).await?;
+                for o in others(target) {
+                    c.block_one_way(target, o).await?;
                 }
-                done.push(format!("leader {leader} cannot send to the others (but hears them) for 2 s"));
+                done.push(format!("{role} {target} cannot send to the others (but hears them) for 2 s"));
                 drop(c);
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 cl.lock().await.heal();
             }
             Fault::ClockJump => {
-                c.jump_clock(leader, 3600)?;
-                done.push(format!("leader {leader}'s wall clock an hour ahead for 3 s, then back"));
+                c.jump_clock(target, 3600)?;
+                done.push(format!("{role} {target}'s wall clock an hour ahead for 3 s, then back"));
                 drop(c);
                 tokio::time::sleep(Duration::from_secs(3)).await;
-                cl.lock().await.jump_clock(leader, 0)?;
+                cl.lock().await.jump_clock(target, 0)?;
             }
             Fault::SlowDisk => {
-                c.set_failpoint(leader, "walAfterFdatasync", Some("sleep(200)")).await?;
-                done.push(format!("leader {leader}'s WAL fsync slowed by 200 ms for 3 s"));
+                c.set_failpoint(target, "walAfterFdatasync", Some("sleep(200)")).await?;
+                done.push(format!("{role} {target}'s WAL fsync slowed by 200 ms for 3 s"));
                 drop(c);
                 tokio::time::sleep(Duration::from_secs(3)).await;
                 let c = cl.lock().await;
-                if c.is_running(leader) {
-                    c.set_failpoint(leader, "walAfterFdatasync", None).await?;
+                if c.is_running(target) {
+                    c.set_failpoint(target, "walAfterFdatasync", None).await?;
                 }
             }
             Fault::WalError | Fault::BackendError => {
-                let (target, point, what) = if kind == Fault::WalError {
-                    (follower, "walBeforeSync", "follower's WAL sync")
+                let (point, what) = if kind == Fault::WalError {
+                    ("walBeforeSync", "WAL sync")
                 } else {
-                    (leader, "backendBeforeCommit", "leader's backend commit")
+                    ("backendBeforeCommit", "backend commit")
                 };
                 c.set_failpoint(target, point, Some("return(error)")).await?;
-                done.push(format!("I/O error in member {target}'s {what}"));
+                done.push(format!("I/O error in {role} {target}'s {what}"));
                 if !c.wait_exit(target, Duration::from_secs(10)).await {
                     bail!("member {target} still runs 10 s after an I/O error in its {what}");
                 }
@@ -399,15 +413,15 @@ async fn inject(
                 drop(c);
             }
             Fault::ReplaceFollower => {
-                let id = c.client(follower).await?.status().await?.header().context("no header")?.member_id();
+                let id = c.client(target).await?.status().await?.header().context("no header")?.member_id();
                 let mut admin = c.client(leader).await?;
                 admin.member_remove(id).await.context("member remove")?;
-                c.retire(follower);
+                c.retire(target);
                 let added = c.add_slot();
                 admin.member_add([c.peer_url(added)], None).await.context("member add")?;
                 c.start_joining(added)?;
                 *endpoints.lock().unwrap() = c.endpoints();
-                done.push(format!("follower {follower} replaced by a new member {added}"));
+                done.push(format!("{role} {target} replaced by a new member {added}"));
                 drop(c);
             }
             Fault::KillAll => {

@@ -3,6 +3,7 @@
 //! through Raft or take a ReadIndex), `raft/` (the Ready loop, WAL, peers), `apply/` (in log order,
 //! into the MVCC store and the backend), and is answered from the applier's result.
 
+mod accept_failures;
 pub mod alarms;
 pub mod apply;
 mod auth;

@@ -20,6 +20,7 @@ use oxcd_api::v3lockpb::lock_server::LockServer;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::accept_failures::{ACCEPT_RETRY, AcceptFailures};
 use crate::config::{ConfigError, GRPC_OVERHEAD_BYTES, ServerConfig, is_https, parse_url, split_urls};
 use crate::grpc::{
     AuthService, ClusterService, ElectionService, KvService, LeaseService, LockService, MaintenanceService,
@@ -173,49 +174,26 @@ pub async fn serve_metrics(server: Arc<EtcdServer>, listener: TcpListener) -> Re
         .await
 }
 
-/// The connections of a plain-text listener, with Nagle off. A failed accept (out of file
-/// descriptors: the connection stays in the backlog and the next accept fails again at once) is
-/// retried after [`ACCEPT_RETRY`] instead of at once, so the member does not spin while at its
+/// The connections of a plain-text listener, with Nagle off. A failed accept is retried after
+/// [`ACCEPT_RETRY`] (see [`AcceptFailures`]), so the member does not spin at its descriptor
 /// limit; established connections are served meanwhile.
 fn plain_incoming(listener: TcpListener) -> impl futures::Stream<Item = std::io::Result<TcpStream>> {
-    futures::stream::unfold((listener, AcceptFailures::default()), |(listener, mut failures)| async move {
+    let failures = AcceptFailures::new("client");
+    futures::stream::unfold((listener, failures), |(listener, mut failures)| async move {
         loop {
             match listener.accept().await {
                 Ok((tcp, _)) => {
                     let _ = tcp.set_nodelay(true);
-                    failures.recovered();
+                    failures.succeeded();
                     return Some((Ok(tcp), (listener, failures)));
                 }
-                Err(e) => failures.wait(&e).await,
+                Err(e) => {
+                    failures.failed(&e);
+                    tokio::time::sleep(ACCEPT_RETRY).await;
+                }
             }
         }
     })
-}
-
-/// How long a listener waits after a failed accept.
-pub const ACCEPT_RETRY: Duration = Duration::from_millis(50);
-
-/// A listener's run of failed accepts: logged when it starts and when it ends, not each time.
-#[derive(Default)]
-struct AcceptFailures {
-    count: u64,
-}
-
-impl AcceptFailures {
-    async fn wait(&mut self, e: &std::io::Error) {
-        if self.count == 0 {
-            tracing::warn!(error = %e, "accepting a client connection failed; retrying every 50 ms");
-        }
-        self.count += 1;
-        tokio::time::sleep(ACCEPT_RETRY).await;
-    }
-
-    fn recovered(&mut self) {
-        if self.count > 0 {
-            tracing::warn!(failed = self.count, "accepting client connections again");
-            self.count = 0;
-        }
-    }
 }
 
 /// The connections of a listener that serves TLS (and plain text too if `plain`): each handshake
@@ -228,16 +206,17 @@ fn secure_incoming(
 ) -> impl futures::Stream<Item = std::io::Result<ClientConn>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     tokio::spawn(async move {
-        let mut failures = AcceptFailures::default();
+        let mut failures = AcceptFailures::new("client");
         loop {
             let (tcp, remote) = tokio::select! {
                 r = listener.accept() => match r {
                     Ok(c) => {
-                        failures.recovered();
+                        failures.succeeded();
                         c
                     }
                     Err(e) => {
-                        failures.wait(&e).await;
+                        failures.failed(&e);
+                        tokio::time::sleep(ACCEPT_RETRY).await;
                         continue;
                     }
                 },

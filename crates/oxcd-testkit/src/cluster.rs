@@ -138,6 +138,25 @@ struct MemberProc {
     retired: bool,
 }
 
+impl MemberProc {
+    /// Slot `i` (named `m{i}`) on its (client, peer, advertised peer) ports, not started.
+    fn new(i: usize, ports: (u16, u16, u16), failpoint_port: Option<u16>, joining: bool) -> MemberProc {
+        let (client_port, peer_port, advertised_peer_port) = ports;
+        MemberProc {
+            name: format!("m{i}"),
+            client_port,
+            peer_port,
+            advertised_peer_port,
+            child: None,
+            paused: false,
+            joining,
+            env: Vec::new(),
+            failpoint_port,
+            retired: false,
+        }
+    }
+}
+
 /// A cluster of real processes; killed when dropped.
 pub struct Cluster {
     binary: Binary,
@@ -196,18 +215,7 @@ impl Cluster {
                 None => peer_port,
             };
             let failpoint_port = if opts.failpoint_http { Some(port()?) } else { None };
-            members.push(MemberProc {
-                name: format!("m{i}"),
-                client_port,
-                peer_port,
-                advertised_peer_port,
-                child: None,
-                paused: false,
-                joining: false,
-                env: Vec::new(),
-                failpoint_port,
-                retired: false,
-            });
+            members.push(MemberProc::new(i, (client_port, peer_port, advertised_peer_port), failpoint_port, false));
         }
         drop(held);
         let mut c = Cluster { binary, dir, opts, members, proxies };
@@ -248,25 +256,14 @@ impl Cluster {
     /// index: `member add` it with [`Cluster::peer_url`], then [`Cluster::start_joining`].
     pub fn add_slot(&mut self) -> usize {
         let (client_port, peer_port) = (free_port(), free_port());
-        let name = format!("m{}", self.members.len());
         let advertised_peer_port = match &mut self.proxies {
             Some(p) => p.add(peer_port).expect("a proxy on 127.0.0.1"),
             None => peer_port,
         };
         let failpoint_port = self.opts.failpoint_http.then(free_port);
-        self.members.push(MemberProc {
-            name,
-            client_port,
-            peer_port,
-            advertised_peer_port,
-            child: None,
-            paused: false,
-            joining: true,
-            env: Vec::new(),
-            failpoint_port,
-            retired: false,
-        });
-        self.members.len() - 1
+        let i = self.members.len();
+        self.members.push(MemberProc::new(i, (client_port, peer_port, advertised_peer_port), failpoint_port, true));
+        i
     }
 
     /// Member `i`'s peer URL (the one it advertises).
@@ -633,7 +630,8 @@ impl Cluster {
 
     async fn learn_member_ids(&self) -> anyhow::Result<()> {
         let Some(proxies) = &self.proxies else { return Ok(()) };
-        if proxies.knows_all() {
+        let members = self.members();
+        if proxies.knows(&members) {
             return Ok(());
         }
         for i in (0..self.members.len()).filter(|&i| self.is_running(i) && !self.members[i].paused) {
@@ -641,7 +639,7 @@ impl Cluster {
             let Ok(list) = c.member_list().await else { continue };
             let index = |name: &str| self.members.iter().position(|m| m.name == name);
             proxies.learn(list.members().iter().filter_map(|m| Some((m.id(), index(m.name())?))));
-            if proxies.knows_all() {
+            if proxies.knows(&members) {
                 return Ok(());
             }
         }

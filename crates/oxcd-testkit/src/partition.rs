@@ -74,10 +74,11 @@ impl PeerProxies {
         self.state.ids.lock().unwrap().extend(ids);
     }
 
-    /// Whether every member's id is known (see [`PeerProxies::learn`]).
-    pub fn knows_all(&self) -> bool {
+    /// Whether the ids of these members (indexes) are known (see [`PeerProxies::learn`]); a
+    /// member removed from the cluster before its id was learnt never will be.
+    pub fn knows(&self, members: &[usize]) -> bool {
         let ids = self.state.ids.lock().unwrap();
-        (0..self.ports.len()).all(|i| ids.values().any(|&v| v == i))
+        members.iter().all(|&i| ids.values().any(|&v| v == i))
     }
 
     /// Blocks the directed pairs given, cutting their open connections.

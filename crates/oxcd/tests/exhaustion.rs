@@ -99,10 +99,6 @@ fn cpu_secs(pid: u32) -> f64 {
     ticks as f64 / 100.0
 }
 
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
-}
-
 /// The member limited to 200 file descriptors (prlimit) gets up to 400 connections that say nothing:
 /// the accepts it cannot make wait (without spinning), its established client keeps being served,
 /// and once the connections close a new client connects. The member never exits.
@@ -114,7 +110,7 @@ async fn out_of_file_descriptors_the_member_keeps_serving() {
     assert!(st.success(), "prlimit");
     let mut established = cl.client(0).await.unwrap();
     established.put("fd/before", "v", None).await.unwrap();
-    let base = open_fds(pid);
+    let base = common::open_fds(pid);
 
     // Until the listener's backlog is full too (then a connect would wait for minutes).
     let addr: std::net::SocketAddr = cl.endpoint(0).parse().unwrap();
@@ -128,7 +124,11 @@ async fn out_of_file_descriptors_the_member_keeps_serving() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let spent = cpu_secs(pid) - before;
     assert!(spent < 0.5, "the member used {spent:.2} s of CPU in 2 idle seconds at its descriptor limit");
-    assert!(open_fds(pid) >= 190, "the member should be at its descriptor limit: {} open", open_fds(pid));
+    assert!(
+        common::open_fds(pid) >= 190,
+        "the member should be at its descriptor limit: {} open",
+        common::open_fds(pid)
+    );
     for i in 0..20 {
         let put =
             tokio::time::timeout(Duration::from_secs(5), established.put(format!("fd/during{i}"), "v", None)).await;
@@ -151,7 +151,7 @@ async fn out_of_file_descriptors_the_member_keeps_serving() {
         assert!(Instant::now() < deadline, "no new client served after the flood closed: {fresh:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(open_fds(pid) < base + 50, "descriptors not released: {} (was {base})", open_fds(pid));
+    assert!(common::open_fds(pid) < base + 50, "descriptors not released: {} (was {base})", common::open_fds(pid));
 }
 
 /// 5,000 watch streams on one client connection: every stream is created, each sees the next put,

@@ -11,16 +11,12 @@ use std::time::{Duration, Instant};
 
 use oxcd_testkit::{Cluster, ClusterOptions};
 
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strangers_on_the_peer_port_are_answered_and_closed() {
     let c = Cluster::start(common::oxcd(), ClusterOptions::default()).await.unwrap();
     let peer = c.peer_url(0).trim_start_matches("http://").to_string();
     let pid = c.pid(0).unwrap();
-    let base = open_fds(pid);
+    let base = common::open_fds(pid);
 
     // Garbage: etcd's answer, then the connection closes.
     let mut s = TcpStream::connect(&peer).unwrap();
@@ -33,11 +29,11 @@ async fn strangers_on_the_peer_port_are_answered_and_closed() {
     // 300 connections that say nothing: at most 256 are held, until the handshake deadline.
     let silent: Vec<TcpStream> = (0..300).map(|_| TcpStream::connect(&peer).unwrap()).collect();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let held = open_fds(pid) - base;
+    let held = common::open_fds(pid) - base;
     assert!(held <= 2 * 256 + 8, "{held} descriptors held for 300 silent connections");
     let deadline = Instant::now() + Duration::from_secs(15);
-    while open_fds(pid) > base + 4 {
-        assert!(Instant::now() < deadline, "silent connections still held: {} over {base}", open_fds(pid));
+    while common::open_fds(pid) > base + 4 {
+        assert!(Instant::now() < deadline, "silent connections still held: {} over {base}", common::open_fds(pid));
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     drop(silent);

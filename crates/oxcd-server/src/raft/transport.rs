@@ -32,6 +32,7 @@ use raft::prelude::{Message, MessageType};
 
 use super::msg::{PeerTransport, RaftInput};
 use super::peer_stream::{PeerAddr, PeerStream, PeerTls};
+use crate::accept_failures::{ACCEPT_RETRY, AcceptFailures};
 use crate::ids::{ClusterId, MemberId};
 
 const MAGIC: &[u8; 8] = b"OXCDPEER";
@@ -200,26 +201,19 @@ impl Transport {
         std::thread::Builder::new()
             .name("peer-listener".into())
             .spawn(move || {
-                let mut failed = 0u64;
+                let mut failures = AcceptFailures::new("peer");
                 for (n, conn) in (0u64..).zip(listener.incoming()) {
                     if t.stopped.load(Ordering::Acquire) {
                         break;
                     }
                     let conn = match conn {
                         Ok(c) => {
-                            if failed > 0 {
-                                tracing::warn!(failed, "accepting peer connections again");
-                                failed = 0;
-                            }
+                            failures.succeeded();
                             c
                         }
-                        // Out of descriptors, say: the next accept would fail at once; wait.
                         Err(e) => {
-                            if failed == 0 {
-                                tracing::warn!(error = %e, "accepting a peer connection failed; retrying every 50 ms");
-                            }
-                            failed += 1;
-                            std::thread::sleep(Duration::from_millis(50));
+                            failures.failed(&e);
+                            std::thread::sleep(ACCEPT_RETRY);
                             continue;
                         }
                     };

@@ -171,3 +171,8 @@ pub async fn grant_leases(c: &Client, n: usize, ttl: i64, tasks: usize) -> Vec<i
     }
     ids
 }
+
+/// File descriptors process `pid` holds open (from /proc).
+pub fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+}
