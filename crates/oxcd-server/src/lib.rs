@@ -14,7 +14,6 @@ mod corruption;
 pub mod error;
 mod gateway;
 pub mod grpc;
-mod hot_wait;
 mod kv;
 mod lease_duties;
 mod listener;

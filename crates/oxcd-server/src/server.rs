@@ -22,7 +22,6 @@ use crate::alarms::Alarms;
 use crate::apply::state::StateCell;
 use crate::apply::{Applied, Decision};
 use crate::config::ServerConfig;
-use crate::hot_wait::HotWait;
 use crate::ids::{ClusterId, IdGenerator, MemberId};
 use crate::membership::Members;
 use crate::raft::ReadIndexHub;
@@ -55,7 +54,6 @@ pub struct EtcdServer {
     /// exits non-zero, so that a supervisor restarts it).
     failed: std::sync::atomic::AtomicBool,
     /// Where writes wait for the applier.
-    hot_wait: HotWait,
     /// Client connections to other members (for forwarding to the leader), by member id.
     peer_clients: parking_lot::Mutex<std::collections::HashMap<u64, (String, tonic::transport::Channel)>>,
     /// The peer transport (its peers follow the members).
@@ -103,7 +101,6 @@ impl EtcdServer {
             read_hub: ReadIndexHub::new(),
             stop_tx: watch::channel(false).0,
             failed: Default::default(),
-            hot_wait: HotWait::default(),
             peer_clients: Default::default(),
             learner: std::sync::atomic::AtomicBool::new(false),
             forward_tls: p.forward_tls,
@@ -271,13 +268,13 @@ impl EtcdServer {
             crate::metrics::PROPOSALS_FAILED.inc();
             return Err(EtcdError::Stopped);
         }
-        match self.hot_wait.wait(rx, self.cfg.request_timeout()).await {
-            Ok(Some(result)) => result,
-            Ok(None) => {
+        match tokio::time::timeout(self.cfg.request_timeout(), rx).await {
+            Ok(Ok(result)) => result,
+            Err(_) => {
                 crate::metrics::PROPOSALS_FAILED.inc();
                 Err(self.timeout_error(started))
             }
-            Err(()) => {
+            Ok(Err(_)) => {
                 crate::metrics::PROPOSALS_FAILED.inc();
                 Err(EtcdError::Stopped)
             }

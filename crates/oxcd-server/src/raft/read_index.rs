@@ -15,7 +15,6 @@ use parking_lot::Mutex;
 use tokio::sync::{Notify, oneshot, watch};
 
 use super::msg::RaftInput;
-use crate::hot_wait::HotWait;
 use crate::ids::IdGenerator;
 
 const RETRY: Duration = Duration::from_millis(500);
@@ -28,7 +27,6 @@ pub struct ReadIndexHub {
     wake: Notify,
     /// Contexts of the current round: ctx → where the read index goes.
     contexts: Mutex<HashMap<u64, oneshot::Sender<u64>>>,
-    hot_wait: HotWait,
 }
 
 impl ReadIndexHub {
@@ -37,7 +35,6 @@ impl ReadIndexHub {
             waiting: Mutex::new(Vec::new()),
             wake: Notify::new(),
             contexts: Mutex::new(HashMap::new()),
-            hot_wait: HotWait::default(),
         })
     }
 
@@ -60,10 +57,10 @@ impl ReadIndexHub {
         let (tx, rx) = oneshot::channel();
         self.waiting.lock().push(tx);
         self.wake.notify_one();
-        let result = match self.hot_wait.wait(rx, timeout).await {
-            Ok(Some(r)) => r,
-            Ok(None) => Err(EtcdError::Timeout),
-            Err(()) => Err(EtcdError::Stopped),
+        let result = match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(r)) => r,
+            Err(_) => Err(EtcdError::Timeout),
+            Ok(Err(_)) => Err(EtcdError::Stopped),
         };
         if result.is_err() {
             crate::metrics::READ_INDEXES_FAILED.inc();
