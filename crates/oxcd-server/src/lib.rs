@@ -9,6 +9,7 @@ pub mod apply;
 mod auth;
 mod auto_compaction;
 mod bootstrap;
+mod coalesce;
 pub mod concurrency;
 mod corruption;
 pub mod error;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use futures::TryStreamExt;
 use oxcd_api::EtcdError;
 use oxcd_api::etcdserverpb::{
     auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
@@ -21,6 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::accept_failures::{ACCEPT_RETRY, AcceptFailures};
+use crate::coalesce::Coalesce;
 use crate::config::{ConfigError, GRPC_OVERHEAD_BYTES, ServerConfig, is_https, parse_url, split_urls};
 use crate::grpc::{
     AuthService, ClusterService, ElectionService, KvService, LeaseService, LockService, MaintenanceService,
@@ -155,9 +157,10 @@ pub async fn serve(
     match &port.tls {
         // The builder's tcp_nodelay does not reach a listener we bound ourselves: without it, Nagle
         // holds a response's last frame for the client's delayed ACK (~40 ms).
-        None => router.serve_with_incoming_shutdown(plain_incoming(listener), stopped).await,
+        None => router.serve_with_incoming_shutdown(plain_incoming(listener).map_ok(Coalesce::new), stopped).await,
         Some(tls) => {
-            router.serve_with_incoming_shutdown(secure_incoming(listener, tls.clone(), port.plain), stopped).await
+            let incoming = secure_incoming(listener, tls.clone(), port.plain).map_ok(Coalesce::new);
+            router.serve_with_incoming_shutdown(incoming, stopped).await
         }
     }
 }

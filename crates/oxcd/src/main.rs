@@ -114,16 +114,7 @@ fn main() -> ExitCode {
     for w in &warnings {
         tracing::warn!("{w}");
     }
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    // A task woken by the running one normally runs next on the same worker (the LIFO slot). When
-    // a stream's response is ready it wakes its connection's task, which then writes that one
-    // response: a writev per response. Queued behind the other streams' tasks instead, the
-    // connection writes every response they made in one writev. With 1000 clients on 100
-    // connections: 0.2 writev per response instead of 0.9, a third less CPU per request in the
-    // runtime, 1.1-1.4x the throughput (docs/benchmarks.md, "Where the time goes").
-    #[cfg(tokio_unstable)]
-    builder.disable_lifo_slot();
-    let runtime = match builder.enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => return refuse(Refusal::check(format!("cannot start the runtime: {e}"))),
     };
