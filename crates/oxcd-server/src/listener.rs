@@ -183,20 +183,27 @@ pub async fn serve_metrics(server: Arc<EtcdServer>, listener: TcpListener) -> Re
 fn plain_incoming(listener: TcpListener) -> impl futures::Stream<Item = std::io::Result<TcpStream>> {
     let failures = AcceptFailures::new("client");
     futures::stream::unfold((listener, failures), |(listener, mut failures)| async move {
-        loop {
-            match listener.accept().await {
-                Ok((tcp, _)) => {
-                    let _ = tcp.set_nodelay(true);
-                    failures.succeeded();
-                    return Some((Ok(tcp), (listener, failures)));
-                }
-                Err(e) => {
-                    failures.failed(&e);
-                    tokio::time::sleep(ACCEPT_RETRY).await;
-                }
+        let (tcp, _) = accept_retrying(&listener, &mut failures).await;
+        Some((Ok(tcp), (listener, failures)))
+    })
+}
+
+/// The next connection of `listener`, with Nagle off; a failed accept is retried after
+/// [`ACCEPT_RETRY`].
+async fn accept_retrying(listener: &TcpListener, failures: &mut AcceptFailures) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok((tcp, remote)) => {
+                let _ = tcp.set_nodelay(true);
+                failures.succeeded();
+                return (tcp, remote);
+            }
+            Err(e) => {
+                failures.failed(&e);
+                tokio::time::sleep(ACCEPT_RETRY).await;
             }
         }
-    })
+    }
 }
 
 /// The connections of a listener that serves TLS (and plain text too if `plain`): each handshake
@@ -212,21 +219,10 @@ fn secure_incoming(
         let mut failures = AcceptFailures::new("client");
         loop {
             let (tcp, remote) = tokio::select! {
-                r = listener.accept() => match r {
-                    Ok(c) => {
-                        failures.succeeded();
-                        c
-                    }
-                    Err(e) => {
-                        failures.failed(&e);
-                        tokio::time::sleep(ACCEPT_RETRY).await;
-                        continue;
-                    }
-                },
+                c = accept_retrying(&listener, &mut failures) => c,
                 // The server is gone.
                 _ = tx.closed() => return,
             };
-            let _ = tcp.set_nodelay(true);
             let (tx, tls) = (tx.clone(), tls.clone());
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept(tcp, remote, tls, plain)).await {

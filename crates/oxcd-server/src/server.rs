@@ -53,7 +53,6 @@ pub struct EtcdServer {
     /// Set by [`EtcdServer::fail`]: the member stops because something failed (the process then
     /// exits non-zero, so that a supervisor restarts it).
     failed: std::sync::atomic::AtomicBool,
-    /// Where writes wait for the applier.
     /// Client connections to other members (for forwarding to the leader), by member id.
     peer_clients: parking_lot::Mutex<std::collections::HashMap<u64, (String, tonic::transport::Channel)>>,
     /// The peer transport (its peers follow the members).
