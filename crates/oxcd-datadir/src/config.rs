@@ -9,6 +9,9 @@ use serde::Deserialize;
 
 /// etcd's default backend quota when `--quota-backend-bytes` is 0: 2 GiB.
 pub const DEFAULT_QUOTA_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+/// `--log-rotation-config-json`'s default, etcd's.
+pub const DEFAULT_LOG_ROTATION: &str =
+    r#"{"maxsize": 100, "maxage": 0, "maxbackups": 0, "localtime": false, "compress": false}"#;
 /// What gRPC accepts beyond `--max-request-bytes` before refusing to decode (etcd: 512 KiB).
 pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
@@ -197,6 +200,11 @@ pub struct ServerConfig {
     /// `--log-outputs`: `default`, `stderr`, `stdout` or file paths (`default` is stderr). Default default.
     #[serde(deserialize_with = "de_list")]
     pub log_outputs: Vec<String>,
+    /// `--enable-log-rotation`: rotate the one file of `--log-outputs` as etcd does. Default false.
+    pub enable_log_rotation: bool,
+    /// `--log-rotation-config-json`: lumberjack's settings (`maxsize` MiB, `maxage` days,
+    /// `maxbackups`, `localtime`, `compress`).
+    pub log_rotation_config_json: String,
     /// `--metrics`: `basic`, or `extensive` to add the gRPC handling-time histogram
     /// (`grpc_server_handling_seconds`). Default basic.
     pub metrics: String,
@@ -388,6 +396,8 @@ impl Default for ServerConfig {
             logger: "zap".into(),
             log_outputs: vec!["default".into()],
             log_format: "json".into(),
+            enable_log_rotation: false,
+            log_rotation_config_json: DEFAULT_LOG_ROTATION.into(),
             metrics: "basic".into(),
             compaction_batch_limit: 1000,
             compaction_sleep_interval: Duration::from_millis(10),

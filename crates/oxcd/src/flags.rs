@@ -526,14 +526,14 @@ pub static FLAGS: &[Flag] = &[
         "enable-log-rotation",
         Bool,
         "false",
-        Refused("oxcd does not rotate its log file; use logrotate with copytruncate"),
+        Key("enable-log-rotation"),
         "Enable log rotation of a single log-outputs file target.",
     ),
     f(
         "log-rotation-config-json",
         Str,
-        r#"{"maxsize": 100, "maxage": 0, "maxbackups": 0, "localtime": false, "compress": false}"#,
-        NoOp("it applies to --enable-log-rotation only"),
+        oxcd_server::config::DEFAULT_LOG_ROTATION,
+        Key("log-rotation-config-json"),
         "Configures log rotation if enabled with a JSON logger config.",
     ),
     f(

@@ -1,10 +1,12 @@
 //! The member's log: etcd 3.5's zap lines by default (one JSON object a line: `level`, `ts`,
 //! `caller`, `msg`, then the event's fields), or plain text (`--log-format console`, coloured only
-//! on a terminal), written to `--log-outputs` (`default`/`stderr`, `stdout`, or files).
+//! on a terminal), written to `--log-outputs` (`default`/`stderr`, `stdout`, or files, one of which may rotate:
+//! [`crate::rotate`]).
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{IsTerminal, Write};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use tracing::field::{Field, Visit};
@@ -12,6 +14,8 @@ use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;
+
+use crate::rotate::{Rotating, RotationConfig};
 
 /// etcd's `--log-level` names, as tracing's levels (`panic` and `fatal` log errors only).
 pub fn level(name: &str) -> Option<&'static str> {
@@ -32,17 +36,20 @@ enum Output {
     Stderr,
     Stdout,
     File(Mutex<File>),
+    Rotating(Mutex<Rotating>),
 }
 
 impl Outputs {
-    /// Opens `--log-outputs` (files are appended to, created if missing).
-    pub fn open(names: &[String]) -> std::io::Result<Outputs> {
+    /// Opens `--log-outputs` (files are appended to, created if missing; rotated when `rotation`
+    /// is given, which [`crate::rotate::check_outputs`] allows for one file only).
+    pub fn open(names: &[String], rotation: Option<RotationConfig>) -> std::io::Result<Outputs> {
         let mut out = Vec::new();
         for n in names {
-            out.push(match n.as_str() {
-                "default" | "stderr" => Output::Stderr,
-                "stdout" => Output::Stdout,
-                path => Output::File(Mutex::new(OpenOptions::new().create(true).append(true).open(path)?)),
+            out.push(match (n.as_str(), &rotation) {
+                ("default" | "stderr", _) => Output::Stderr,
+                ("stdout", _) => Output::Stdout,
+                (path, Some(cfg)) => Output::Rotating(Mutex::new(Rotating::open(Path::new(path), cfg.clone())?)),
+                (path, None) => Output::File(Mutex::new(OpenOptions::new().create(true).append(true).open(path)?)),
             });
         }
         Ok(Outputs(Arc::new(out)))
@@ -53,7 +60,7 @@ impl Outputs {
         self.0.iter().all(|o| match o {
             Output::Stderr => std::io::stderr().is_terminal(),
             Output::Stdout => std::io::stdout().is_terminal(),
-            Output::File(_) => false,
+            Output::File(_) | Output::Rotating(_) => false,
         })
     }
 }
@@ -79,6 +86,7 @@ impl Drop for Line {
                 Output::Stderr => std::io::stderr().write_all(&self.1),
                 Output::Stdout => std::io::stdout().write_all(&self.1),
                 Output::File(f) => f.lock().map(|mut f| f.write_all(&self.1)).unwrap_or(Ok(())),
+                Output::Rotating(f) => f.lock().map(|mut f| f.write_line(&self.1)).unwrap_or(Ok(())),
             };
         }
     }

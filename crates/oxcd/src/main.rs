@@ -3,6 +3,7 @@
 
 mod flags;
 mod logging;
+mod rotate;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -48,6 +49,9 @@ fn configure(set: Vec<(&'static flags::Flag, String)>) -> Result<(ServerConfig, 
     }
     if !matches!(cfg.log_format.as_str(), "json" | "console") {
         return Err(Refusal::check(format!("unsupported log format: {}", cfg.log_format)));
+    }
+    if cfg.enable_log_rotation {
+        rotate::check_outputs(&cfg.log_outputs).map_err(Refusal::check)?;
     }
     if cfg.unsafe_no_fsync {
         warnings.push(
@@ -106,7 +110,14 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(r) => return refuse(r),
     };
-    let outputs = match logging::Outputs::open(&cfg.log_outputs) {
+    let rotation = match cfg.enable_log_rotation {
+        true => match rotate::RotationConfig::parse(&cfg.log_rotation_config_json) {
+            Ok(r) => Some(r),
+            Err(e) => return refuse(Refusal::check(e)),
+        },
+        false => None,
+    };
+    let outputs = match logging::Outputs::open(&cfg.log_outputs, rotation) {
         Ok(o) => o,
         Err(e) => return refuse(Refusal::check(format!("cannot open log output: {e}"))),
     };

@@ -167,6 +167,22 @@ fn bad_flag_values_get_etcds_words_and_exit_codes() {
             &["--listen-client-urls=http://127.0.0.1:0"][..],
             "--advertise-client-urls is required when --listen-client-urls is set explicitly",
         ),
+        (
+            &["--enable-log-rotation"][..],
+            "--log-outputs requires a single file path when --log-rotate-config-json is defined",
+        ),
+        (
+            &["--enable-log-rotation", "--log-outputs=a.log,b.log"][..],
+            "--log-outputs requires a single file path when --log-rotate-config-json is defined",
+        ),
+        (
+            &["--enable-log-rotation", "--log-outputs=a.log", "--log-rotation-config-json={bad"][..],
+            "improperly formatted log rotation config: ",
+        ),
+        (
+            &["--enable-log-rotation", "--log-outputs=a.log", r#"--log-rotation-config-json={"maxsize":"x"}"#][..],
+            "invalid log rotation config: json: cannot unmarshal string into Go struct field logRotationConfig.maxsize of type int",
+        ),
     ] {
         cases.push((case(args), vec![], 1, msg.into()));
     }
@@ -228,6 +244,59 @@ fn flags_that_cannot_apply_are_refused_by_name_and_no_ops_warn() {
     let (code, err) = run(Path::new(BIN), &["--discovery-srv=example.com"], &[]);
     assert_eq!(code, Some(1));
     assert!(err.contains("--discovery-srv is not supported"), "{err}");
+}
+
+/// `--enable-log-rotation` rotates the log file as etcd 3.5 (lumberjack) does: a file already at
+/// `maxsize` when the member starts is renamed at the first line to `<name>-<UTC time><ext>`, the
+/// backups beyond `maxbackups` are removed and the one kept is gzipped, and the new file holds
+/// the member's lines. Both etcd and oxcd end with the same files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_file_rotates_as_etcds_does() {
+    for binary in [Binary::Etcd(etcd_35()), oxcd()] {
+        let who = if matches!(binary, Binary::Oxcd(_)) { "oxcd" } else { "etcd 3.5" };
+        let dir = tempfile::tempdir().unwrap();
+        let at = dir.path().to_path_buf();
+        let log = at.join("rot.log");
+        std::fs::write(&log, vec![b'o'; 1024 * 1024]).unwrap();
+        std::fs::write(at.join("rot-2020-01-01T00-00-00.000.log"), "older").unwrap();
+        std::fs::write(at.join("rot-2020-01-02T00-00-00.000.log.gz"), "old").unwrap();
+        let opts = ClusterOptions {
+            size: 1,
+            extra_args: vec![
+                format!("--log-outputs={}", log.display()),
+                "--enable-log-rotation".into(),
+                r#"--log-rotation-config-json={"maxsize":1,"maxbackups":1,"compress":true}"#.into(),
+            ],
+            ..Default::default()
+        };
+        let c = Cluster::start_in(binary, opts, dir).await.unwrap();
+        c.client(0).await.unwrap().put("k", "v", None).await.unwrap();
+        // The backups are removed and compressed in the background: wait for one .gz alone.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let backups = loop {
+            let mut names: Vec<String> = std::fs::read_dir(&at)
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("rot-"))
+                .collect();
+            names.sort();
+            if names.len() == 1 && names[0].ends_with(".log.gz") || Instant::now() > deadline {
+                break names;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(backups.len(), 1, "{who}: {backups:?}");
+        let stamp = backups[0].strip_prefix("rot-").unwrap().strip_suffix(".log.gz").unwrap();
+        assert_eq!(stamp.len(), "2006-01-02T15-04-05.000".len(), "{who}: {stamp}");
+        assert!(stamp.as_bytes()[10] == b'T' && !stamp.starts_with("2020"), "{who}: {stamp}");
+        let gz = std::fs::metadata(at.join(&backups[0])).unwrap().len();
+        assert!(gz < 64 * 1024, "{who}: the 1 MiB backup was not compressed ({gz} bytes)");
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(text.contains("ready to serve client requests"), "{who}: {text}");
+        assert!(!text.contains("ooo"), "{who}: the old content is in the new file");
+        drop(c);
+    }
 }
 
 /// `--auto-compaction-mode=periodic` with a retention of 2 s compacts the history on its own, as
