@@ -205,6 +205,24 @@ pub struct ServerConfig {
     /// `--log-rotation-config-json`: lumberjack's settings (`maxsize` MiB, `maxage` days,
     /// `maxbackups`, `localtime`, `compress`).
     pub log_rotation_config_json: String,
+    /// `--experimental-enable-distributed-tracing` (3.6: `--enable-distributed-tracing`): export
+    /// a span per gRPC call over OTLP. Default false.
+    #[serde(alias = "experimental-enable-distributed-tracing")]
+    pub enable_distributed_tracing: bool,
+    /// `--experimental-distributed-tracing-address`: the OTLP/gRPC collector. Default localhost:4317.
+    #[serde(alias = "experimental-distributed-tracing-address")]
+    pub distributed_tracing_address: String,
+    /// `--experimental-distributed-tracing-service-name`: the spans' `service.name`. Default etcd.
+    #[serde(alias = "experimental-distributed-tracing-service-name")]
+    pub distributed_tracing_service_name: String,
+    /// `--experimental-distributed-tracing-instance-id`: the spans' `service.instance.id` (none
+    /// when empty). Default empty.
+    #[serde(alias = "experimental-distributed-tracing-instance-id")]
+    pub distributed_tracing_instance_id: String,
+    /// `--experimental-distributed-tracing-sampling-rate`: traces started per million calls that
+    /// carry no sampled parent, 0 to 1000000. Default 0.
+    #[serde(alias = "experimental-distributed-tracing-sampling-rate")]
+    pub distributed_tracing_sampling_rate: i64,
     /// `--metrics`: `basic`, or `extensive` to add the gRPC handling-time histogram
     /// (`grpc_server_handling_seconds`). Default basic.
     pub metrics: String,
@@ -397,6 +415,11 @@ impl Default for ServerConfig {
             log_outputs: vec!["default".into()],
             log_format: "json".into(),
             enable_log_rotation: false,
+            enable_distributed_tracing: false,
+            distributed_tracing_address: "localhost:4317".into(),
+            distributed_tracing_service_name: "etcd".into(),
+            distributed_tracing_instance_id: String::new(),
+            distributed_tracing_sampling_rate: 0,
             log_rotation_config_json: DEFAULT_LOG_ROTATION.into(),
             metrics: "basic".into(),
             compaction_batch_limit: 1000,

@@ -19,6 +19,7 @@ mod kv;
 mod lease_duties;
 mod listener;
 pub mod metrics;
+pub mod otel;
 pub mod raft;
 mod reconfig;
 pub mod server;

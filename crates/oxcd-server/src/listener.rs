@@ -381,7 +381,17 @@ where
         // response starts at once and lasts as long as the client wants).
         let unary = !is_stream(path);
         let slow = unary.then(|| (self.server.cfg.warning_unary_request_duration, req.uri().clone()));
-        let call = if grpc { self.server.metrics.grpc.method(path).map(Call::start) } else { None };
+        let mut call = if grpc { self.server.metrics.grpc.method(path).map(Call::start) } else { None };
+        if let (Some(call), Some(tracer)) = (&mut call, &self.server.tracer) {
+            let ext = req.extensions();
+            let peer = ext
+                .get::<ClientConnInfo>()
+                .map(|c| c.remote)
+                .or_else(|| ext.get::<tonic::transport::server::TcpConnectInfo>().and_then(|c| c.remote_addr()));
+            if let Some(span) = tracer.span(path, req.headers(), peer) {
+                call.trace(span);
+            }
+        }
         let req = match &call {
             Some(call) => {
                 let limit = self.server.cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;

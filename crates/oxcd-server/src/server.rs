@@ -63,6 +63,8 @@ pub struct EtcdServer {
     forward_tls: Option<Arc<crate::tls::ClientTls>>,
     /// What `/metrics` serves.
     pub(crate) metrics: crate::metrics::Metrics,
+    /// The gRPC calls' spans, with `--experimental-enable-distributed-tracing`.
+    pub(crate) tracer: Option<Arc<crate::otel::Tracer>>,
 }
 
 /// The parts [`EtcdServer::new`] is built from (assembled by the bootstrap).
@@ -84,6 +86,14 @@ impl EtcdServer {
     pub(crate) fn new(p: ServerParts) -> Arc<EtcdServer> {
         let watchable = WatchableStore::new(p.state.store(), p.cfg.max_request_bytes);
         let metrics = crate::metrics::Metrics::new(p.id, p.cfg.metrics == "extensive");
+        let tracer = p.cfg.enable_distributed_tracing.then(|| {
+            crate::otel::Tracer::start(crate::otel::TracingConfig {
+                address: p.cfg.distributed_tracing_address.clone(),
+                service_name: p.cfg.distributed_tracing_service_name.clone(),
+                instance_id: p.cfg.distributed_tracing_instance_id.clone(),
+                sampling_rate: p.cfg.distributed_tracing_sampling_rate.clamp(0, 1_000_000) as u32,
+            })
+        });
         Arc::new_cyclic(|me| EtcdServer {
             me: me.clone(),
             ids: Arc::new(IdGenerator::new(p.id)),
@@ -104,6 +114,7 @@ impl EtcdServer {
             learner: std::sync::atomic::AtomicBool::new(false),
             forward_tls: p.forward_tls,
             metrics,
+            tracer,
         })
     }
 

@@ -64,7 +64,6 @@ use Use::*;
 
 const V2: &str = "oxcd serves the v3 API only (etcd 3.6 removed v2 too)";
 const PROXY: &str = "oxcd has no v2 proxy mode";
-const TRACING: &str = "oxcd does not export OpenTelemetry traces";
 const DISCOVERY: &str = "oxcd cannot bootstrap through a discovery service; list the members with --initial-cluster";
 const IGNORED: &str = "a flag of etcd 0.4, which etcd ignores too";
 
@@ -540,35 +539,35 @@ pub static FLAGS: &[Flag] = &[
         "experimental-enable-distributed-tracing",
         Bool,
         "false",
-        Refused(TRACING),
+        Key("enable-distributed-tracing"),
         "Enable experimental distributed tracing using OpenTelemetry Tracing.",
     ),
     f(
         "experimental-distributed-tracing-address",
         Str,
         "localhost:4317",
-        NoOp(TRACING),
+        Key("distributed-tracing-address"),
         "Address for distributed tracing used for OpenTelemetry Tracing.",
     ),
     f(
         "experimental-distributed-tracing-service-name",
         Str,
         "etcd",
-        NoOp(TRACING),
+        Key("distributed-tracing-service-name"),
         "Configures service name for distributed tracing to be used to define service name for OpenTelemetry Tracing.",
     ),
     f(
         "experimental-distributed-tracing-instance-id",
         Str,
         "",
-        NoOp(TRACING),
+        Key("distributed-tracing-instance-id"),
         "Configures service instance ID for distributed tracing to be used to define service instance ID key for OpenTelemetry Tracing.",
     ),
     f(
         "experimental-distributed-tracing-sampling-rate",
         Int,
         "0",
-        NoOp(TRACING),
+        Key("distributed-tracing-sampling-rate"),
         "Number of samples to collect per million spans for OpenTelemetry Tracing.",
     ),
     // Experimental (3.5 names).

@@ -50,6 +50,17 @@ fn configure(set: Vec<(&'static flags::Flag, String)>) -> Result<(ServerConfig, 
     if !matches!(cfg.log_format.as_str(), "json" | "console") {
         return Err(Refusal::check(format!("unsupported log format: {}", cfg.log_format)));
     }
+    if cfg.enable_distributed_tracing {
+        let rate = cfg.distributed_tracing_sampling_rate;
+        let problem = match rate {
+            ..0 => Some("tracing sampling rate must be positive".to_string()),
+            1_000_001.. => Some("tracing sampling rate must be less than 1000000".to_string()),
+            _ => None,
+        };
+        if let Some(p) = problem {
+            return Err(Refusal::check(format!("distributed tracing configurition is not valid: ({p})")));
+        }
+    }
     if cfg.enable_log_rotation {
         rotate::check_outputs(&cfg.log_outputs).map_err(Refusal::check)?;
     }

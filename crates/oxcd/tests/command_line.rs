@@ -244,6 +244,19 @@ fn flags_that_cannot_apply_are_refused_by_name_and_no_ops_warn() {
     let (code, err) = run(Path::new(BIN), &["--discovery-srv=example.com"], &[]);
     assert_eq!(code, Some(1));
     assert!(err.contains("--discovery-srv is not supported"), "{err}");
+    // etcd 3.5.33's check of the sampling rate (3.5.1 has no such flag), spelling and all.
+    for (rate, why) in [("-1", "must be positive"), ("1000001", "must be less than 1000000")] {
+        let args = [
+            "--experimental-enable-distributed-tracing",
+            &format!("--experimental-distributed-tracing-sampling-rate={rate}"),
+        ];
+        let (code, err) = run(Path::new(BIN), &args, &[]);
+        assert_eq!(code, Some(1));
+        assert!(
+            err.contains(&format!("distributed tracing configurition is not valid: (tracing sampling rate {why})")),
+            "{err}"
+        );
+    }
 }
 
 /// `--enable-log-rotation` rotates the log file as etcd 3.5 (lumberjack) does: a file already at
@@ -297,6 +310,151 @@ async fn the_log_file_rotates_as_etcds_does() {
         assert!(!text.contains("ooo"), "{who}: the old content is in the new file");
         drop(c);
     }
+}
+
+/// `--experimental-enable-distributed-tracing` exports a span per gRPC call to an OTLP collector
+/// (OpenTelemetry's own Python bindings of the protocol): calls whose `traceparent` is sampled
+/// are children of it, unsampled parents and calls without one (at the default rate of 0) leave
+/// no span, a rate of a million per million traces every call, and the resource names the
+/// service and instance as configured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_calls_are_traced_to_an_otlp_collector() {
+    use oxcd_api::etcdserverpb::{PutRequest, RangeRequest, kv_client::KvClient};
+    let spans_file = tempfile::NamedTempFile::new().unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/otlp_collector.py");
+    /// The collector, stopped however the test ends.
+    struct Collector(std::process::Child);
+    impl Drop for Collector {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut collector = Collector(
+        Command::new("python3")
+            .arg(script)
+            .arg(spans_file.path())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(collector.0.stdout.take().unwrap()), &mut first).unwrap();
+    let port: u16 = first.trim().parse().expect("the collector's port (pip install opentelemetry-proto grpcio)");
+    let tracing = |rate: &str| {
+        vec![
+            "--experimental-enable-distributed-tracing".to_string(),
+            format!("--experimental-distributed-tracing-address=127.0.0.1:{port}"),
+            "--experimental-distributed-tracing-service-name=oxcd-test".into(),
+            "--experimental-distributed-tracing-instance-id=member-a".into(),
+            format!("--experimental-distributed-tracing-sampling-rate={rate}"),
+        ]
+    };
+    let opts = ClusterOptions { size: 1, extra_args: tracing("0"), ..Default::default() };
+    let mut c = Cluster::start(oxcd(), opts).await.unwrap();
+    // Batches go out every 100 ms instead of the SDK's 5 s.
+    c.set_env(0, &[("OTEL_BSP_SCHEDULE_DELAY", "100")]);
+    c.restart(0).unwrap();
+    c.wait_ready(Duration::from_secs(10)).await.unwrap();
+    let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", c.endpoint(0))).unwrap();
+    let mut kv = KvClient::new(ch.connect().await.unwrap());
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let with_parent = |flags: &str, key: &str| {
+        let mut req = tonic::Request::new(PutRequest {
+            key: key.as_bytes().to_vec().into(),
+            value: "v".into(),
+            ..Default::default()
+        });
+        let tp = format!("00-{trace_id}-00f067aa0ba902b7-{flags}");
+        req.metadata_mut().insert("traceparent", tp.parse().unwrap());
+        req.metadata_mut().insert("tracestate", "vendor=x".parse().unwrap());
+        req
+    };
+    kv.put(with_parent("01", "sampled")).await.unwrap();
+    kv.put(with_parent("00", "unsampled")).await.unwrap();
+    let refused = kv.put(with_parent("01", "")).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    kv.range(RangeRequest { key: "no-parent".into(), ..Default::default() }).await.unwrap();
+
+    // Wait for the two sampled puts' spans (and give a stray one time to show up).
+    let read = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(spans_file.path())
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let spans = |requests: &[serde_json::Value]| -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        for r in requests {
+            for rs in r["resourceSpans"].as_array().unwrap() {
+                let attrs = rs["resource"]["attributes"].as_array().unwrap();
+                let attr = |k: &str| attrs.iter().find(|a| a["key"] == k).map(|a| a["value"]["stringValue"].clone());
+                assert_eq!(attr("service.name"), Some("oxcd-test".into()), "{rs}");
+                assert_eq!(attr("service.instance.id"), Some("member-a".into()), "{rs}");
+                for ss in rs["scopeSpans"].as_array().unwrap() {
+                    out.extend(ss["spans"].as_array().unwrap().iter().cloned());
+                }
+            }
+        }
+        out
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while spans(&read()).len() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = spans(&read());
+    assert_eq!(got.len(), 2, "{got:#?}");
+    let attr = |span: &serde_json::Value, k: &str| {
+        let a = span["attributes"].as_array().unwrap().iter().find(|a| a["key"] == k).cloned();
+        a.map(|a| a["value"].clone()).unwrap_or_default()
+    };
+    // OTLP's JSON has ids in base64: compare them decoded.
+    let b64 = |v: &serde_json::Value| {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap()).unwrap();
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    for span in &got {
+        assert_eq!(span["name"], "etcdserverpb.KV/Put", "{span}");
+        assert_eq!(span["kind"], "SPAN_KIND_SERVER", "{span}");
+        assert_eq!(b64(&span["traceId"]), trace_id, "{span}");
+        assert_eq!(b64(&span["parentSpanId"]), "00f067aa0ba902b7", "{span}");
+        assert_eq!(span["traceState"], "vendor=x", "{span}");
+        assert_eq!(attr(span, "rpc.system")["stringValue"], "grpc");
+        assert_eq!(attr(span, "rpc.service")["stringValue"], "etcdserverpb.KV");
+        assert_eq!(attr(span, "rpc.method")["stringValue"], "Put");
+        assert_eq!(attr(span, "net.sock.peer.addr")["stringValue"], "127.0.0.1");
+        let start: u64 = span["startTimeUnixNano"].as_str().unwrap().parse().unwrap();
+        let end: u64 = span["endTimeUnixNano"].as_str().unwrap().parse().unwrap();
+        assert!(end >= start && start > 1_700_000_000_000_000_000, "{span}");
+        // InvalidArgument is the client's error: otelgrpc leaves the status unset.
+        assert!(span["status"].get("code").is_none(), "{span}");
+    }
+    let codes: Vec<String> = got.iter().map(|s| attr(s, "rpc.grpc.status_code")["intValue"].to_string()).collect();
+    assert!(codes.contains(&"\"0\"".to_string()) && codes.contains(&"\"3\"".to_string()), "{codes:?}");
+
+    // At a million per million every call starts a trace of its own.
+    let opts = ClusterOptions { size: 1, extra_args: tracing("1000000"), ..Default::default() };
+    let c2 = Cluster::start(oxcd(), opts).await.unwrap();
+    let mut kv = KvClient::new(
+        tonic::transport::Endpoint::from_shared(format!("http://{}", c2.endpoint(0))).unwrap().connect().await.unwrap(),
+    );
+    kv.range(RangeRequest { key: "root".into(), ..Default::default() }).await.unwrap();
+    // The SDK's default delay (5 s) this time.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let root = loop {
+        let all = spans(&read());
+        if let Some(s) = all.iter().find(|s| s["name"] == "etcdserverpb.KV/Range") {
+            break s.clone();
+        }
+        assert!(Instant::now() < deadline, "no span of the range: {all:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(root.get("parentSpanId").is_none_or(|p| p == ""), "{root}");
+    assert_ne!(b64(&root["traceId"]), trace_id);
+    drop((c, c2, collector));
 }
 
 /// `--auto-compaction-mode=periodic` with a retention of 2 s compacts the history on its own, as

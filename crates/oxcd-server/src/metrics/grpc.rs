@@ -212,13 +212,20 @@ pub struct Call {
     /// When it started, if its handling time is measured (`--metrics extensive`).
     started: Option<Instant>,
     handled: bool,
+    /// The call's trace span, when distributed tracing sampled it.
+    span: Option<crate::otel::ActiveSpan>,
 }
 
 impl Call {
     pub fn start(m: &'static MethodMetrics) -> Call {
         m.started.inc();
         let started = m.handling.is_some().then(Instant::now);
-        Call { m, started, handled: false }
+        Call { m, started, handled: false, span: None }
+    }
+
+    /// Traces the call in `span`, which ends with the call's status.
+    pub fn trace(&mut self, span: crate::otel::ActiveSpan) {
+        self.span = Some(span);
     }
 
     /// Wraps the request body, counting its messages and refusing one over `limit` bytes.
@@ -230,14 +237,18 @@ impl Call {
     /// once; otherwise the body counts its messages and the trailers' status.
     pub fn response<B>(mut self, resp: http::Response<B>) -> http::Response<ResponseBody<B>> {
         if let Some(code) = status_code(resp.headers()) {
-            self.handle(code);
+            self.handle(code, Some(resp.headers()));
         }
         resp.map(|inner| ResponseBody { inner, call: Some(self), frames: FrameCounter::default() })
     }
 
-    fn handle(&mut self, code: usize) {
+    fn handle(&mut self, code: usize, headers: Option<&http::HeaderMap>) {
         if std::mem::replace(&mut self.handled, true) {
             return;
+        }
+        if let Some(span) = self.span.take() {
+            let message = headers.and_then(|h| h.get("grpc-message")).map(|v| percent_decode(v.as_bytes()));
+            span.end(code, message.as_deref().unwrap_or(if code == CANCELED { "context canceled" } else { "" }));
         }
         self.m.handled[code.min(CODES.len() - 1)].inc();
         if let (Some(h), Some(started)) = (&self.m.handling, self.started) {
@@ -249,8 +260,27 @@ impl Call {
 impl Drop for Call {
     fn drop(&mut self) {
         // The answer never got its status out: the client went away (or the connection did).
-        self.handle(CANCELED);
+        self.handle(CANCELED, None);
     }
+}
+
+/// gRPC's percent-encoded `grpc-message`, decoded.
+fn percent_decode(v: &[u8]) -> String {
+    let mut out = Vec::with_capacity(v.len());
+    let mut i = 0;
+    while i < v.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if v[i] == b'%'
+            && let (Some(h), Some(l)) = (v.get(i + 1).and_then(|b| hex(*b)), v.get(i + 2).and_then(|b| hex(*b)))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+            continue;
+        }
+        out.push(v[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A response that is not a gRPC call's (the gateway's, `/metrics`), in the same type.
@@ -378,11 +408,13 @@ impl<B: Body<Data = Bytes>> Body for ResponseBody<B> {
                     let (messages, bytes) = this.frames.feed(data.chunk());
                     call.m.sent.inc_by(messages);
                     call.m.sent_bytes.inc_by(bytes);
-                } else if let Some(code) = f.trailers_ref().and_then(status_code) {
-                    call.handle(code);
+                } else if let Some(trailers) = f.trailers_ref()
+                    && let Some(code) = status_code(trailers)
+                {
+                    call.handle(code, Some(trailers));
                 }
             }
-            Some(Err(_)) => call.handle(CANCELED),
+            Some(Err(_)) => call.handle(CANCELED, None),
             None => {}
         }
         Poll::Ready(frame)
@@ -400,6 +432,12 @@ impl<B: Body<Data = Bytes>> Body for ResponseBody<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grpc_messages_are_percent_decoded() {
+        assert_eq!(percent_decode(b"etcdserver: key is not provided"), "etcdserver: key is not provided");
+        assert_eq!(percent_decode(b"100%25 %E2%9C%93 %zz%"), "100% \u{2713} %zz%");
+    }
 
     #[test]
     fn frames_are_counted_across_any_split() {
@@ -441,7 +479,7 @@ mod tests {
         let put = m.method("/etcdserverpb.KV/Put").unwrap();
         drop(Call::start(put));
         let mut ok = Call::start(put);
-        ok.handle(0);
+        ok.handle(0, None);
         drop(ok);
         assert_eq!(put.started.get(), 2);
         assert_eq!(put.handled[CANCELED].get(), 1);
