@@ -59,6 +59,8 @@ pub const MEMBERS: &str = "members";
 pub const MEMBERS_REMOVED: &str = "members_removed";
 /// Bucket of active alarms.
 pub const ALARM: &str = "alarm";
+/// Bucket of cluster-wide settings: `clusterVersion` (etcd's key and format, `3.5.0`).
+pub const CLUSTER: &str = "cluster";
 
 type BucketDef<'n> = TableDefinition<'n, &'static [u8], &'static [u8]>;
 

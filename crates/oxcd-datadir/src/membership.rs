@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use oxcd_api::EtcdError;
 use oxcd_api::etcdserverpb::Member as PbMember;
 use oxcd_api::oxcdpb::ConfChangeContext;
-use oxcd_backend::{BucketRead, MEMBERS, MEMBERS_REMOVED, ReadTxn, WriteTxn};
+use oxcd_backend::{BucketRead, CLUSTER, MEMBERS, MEMBERS_REMOVED, ReadTxn, WriteTxn};
 use prost::Message;
 use raft::prelude::{ConfChange, ConfChangeType, ConfState};
 
@@ -48,15 +48,32 @@ impl Member {
     }
 }
 
-/// All members, by id.
+/// etcd's key of the cluster version in the `cluster` bucket.
+const CLUSTER_VERSION_KEY: &[u8] = b"clusterVersion";
+
+/// All members, by id, and the cluster version they agreed on.
 #[derive(Debug, Clone, Default)]
 pub struct Members {
     map: BTreeMap<MemberId, Member>,
+    /// The cluster version (`3.5.0`), once the leader decided it.
+    version: Option<String>,
 }
 
 impl Members {
     pub fn new(members: impl IntoIterator<Item = Member>) -> Members {
-        Members { map: members.into_iter().map(|m| (m.id, m)).collect() }
+        Members { map: members.into_iter().map(|m| (m.id, m)).collect(), version: None }
+    }
+
+    /// The cluster version (`3.5.0`), if decided.
+    pub fn version(&self) -> Option<&str> {
+        self.version.as_deref()
+    }
+
+    /// Sets the cluster version, and writes it where etcd keeps it.
+    pub fn set_version(&mut self, wtx: &WriteTxn<'_>, version: &str) -> Result<(), oxcd_backend::BackendError> {
+        wtx.bucket(CLUSTER)?.put(CLUSTER_VERSION_KEY, version.as_bytes())?;
+        self.version = Some(version.to_string());
+        Ok(())
     }
 
     /// Reads the members bucket.
@@ -70,7 +87,12 @@ impl Members {
             }
             true
         })?;
-        Ok(Members { map })
+        let version = rtx
+            .bucket(CLUSTER)?
+            .get(CLUSTER_VERSION_KEY)?
+            .and_then(|v| String::from_utf8(v.to_vec()).ok())
+            .filter(|v| !v.is_empty());
+        Ok(Members { map, version })
     }
 
     /// Writes one member into the members bucket.

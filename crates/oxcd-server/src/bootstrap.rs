@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use oxcd_api::etcdserverpb::MemberListResponse;
-use oxcd_api::oxcdpb::{MemberAttrSetRequest, WalMetadata, internal_raft_request::Request};
+use oxcd_api::oxcdpb::{ClusterVersionSetRequest, MemberAttrSetRequest, WalMetadata, internal_raft_request::Request};
 use oxcd_backend::Backend;
 use oxcd_wal::{HardState as WalHardState, SnapshotRecord, Wal};
 use prost::Message;
@@ -279,6 +279,7 @@ pub async fn start(mut cfg: ServerConfig) -> Result<RunningMember, StartError> {
         }));
     }
     tokio::spawn(publish_attributes(server.clone()));
+    tokio::spawn(decide_cluster_version(server.clone()));
     tokio::spawn(crate::lease_duties::run(server.clone()));
     if cfg.experimental_compact_hash_check_enabled {
         tokio::spawn(crate::corruption::monitor_compaction_hashes(server.clone(), cfg.compact_hash_check_time));
@@ -454,6 +455,50 @@ fn recover_snapshot_db(layout: &Layout, snap: &SnapshotRecord, cfg: &ServerConfi
 /// Publishes this member's name and client URLs through Raft (etcd's `publish`), retrying until it
 /// is applied; then logs etcd 3.5's readiness lines, which tools wait for (etcd's own e2e tests
 /// wait for "enabled capabilities for version" and "published").
+/// The leader's part of etcd's version monitor: while the cluster has no version, or an older one
+/// than this member's, the leader sets it through Raft (every member of an oxcd cluster runs the
+/// same version, so the lowest of theirs is this one's). As in etcd, a new leader sets it at once:
+/// the check is an atomic load and a comparison, made every 10 ms until the version is decided.
+async fn decide_cluster_version(server: Arc<EtcdServer>) {
+    let ours = crate::grpc::CLUSTER_VERSION_FULL;
+    let mut every = Duration::from_millis(10);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = server.stopped() => return,
+        }
+        let current = server.members().version().map(str::to_string);
+        if current.as_deref().is_some_and(|v| !older(v, ours)) {
+            every = Duration::from_millis(500);
+            continue;
+        }
+        every = Duration::from_millis(10);
+        if !server.is_leader() {
+            continue;
+        }
+        match &current {
+            None => tracing::info!(
+                cluster_version = crate::grpc::CLUSTER_VERSION,
+                "setting up initial cluster version using v3 API"
+            ),
+            Some(v) => tracing::info!(from = %v, to = ours, "updating cluster version using v3 API"),
+        }
+        let set = Request::ClusterVersionSet(ClusterVersionSetRequest { ver: ours.to_string() });
+        if let Err(e) = server.propose(set).await {
+            tracing::debug!(error = %e, "setting the cluster version failed; will retry");
+        }
+    }
+}
+
+/// Whether the version `a` (`3.4.0`) is older than `b`, by major and minor.
+fn older(a: &str, b: &str) -> bool {
+    let parse = |v: &str| -> (u64, u64) {
+        let mut parts = v.split('.').map(|p| p.parse::<u64>().unwrap_or(0));
+        (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+    };
+    parse(a) < parse(b)
+}
+
 async fn publish_attributes(server: Arc<EtcdServer>) {
     let req = MemberAttrSetRequest {
         member_id: server.id.0,

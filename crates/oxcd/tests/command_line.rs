@@ -457,6 +457,50 @@ async fn grpc_calls_are_traced_to_an_otlp_collector() {
     drop((c, c2, collector));
 }
 
+/// The cluster version is decided by the leader through Raft and kept in the backend where etcd
+/// keeps it: `/version` says `"etcdcluster":"3.5.0"` on every member, as etcd 3.5's does, and a
+/// member restarted while the others are down (so with no leader) still knows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_version_is_decided_and_kept() {
+    let port = |c: &Cluster, i: usize| c.endpoint(i).rsplit(':').next().unwrap().parse::<u16>().unwrap();
+    let version_of = |body: String| -> serde_json::Value {
+        let json = body.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+        serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {body}"))
+    };
+    let wait_decided = async |c: &Cluster, i: usize| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let v = version_of(http_get(port(c, i), "/version").await);
+            if v["etcdcluster"] != "not_decided" || Instant::now() > deadline {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let etcd = Cluster::start(Binary::Etcd(etcd_35()), ClusterOptions::default()).await.unwrap();
+    let want = wait_decided(&etcd, 0).await;
+    assert_eq!(want["etcdcluster"], "3.5.0", "{want}");
+    drop(etcd);
+    let mut c = Cluster::start(oxcd(), ClusterOptions { size: 3, ..Default::default() }).await.unwrap();
+    for i in 0..3 {
+        let got = wait_decided(&c, i).await;
+        assert_eq!(got["etcdcluster"], want["etcdcluster"], "member {i}: {got}");
+    }
+    for i in 0..3 {
+        c.kill(i);
+    }
+    c.restart(1).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let alone = loop {
+        let body = http_get(port(&c, 1), "/version").await;
+        if !body.is_empty() || Instant::now() > deadline {
+            break version_of(body);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(alone["etcdcluster"], "3.5.0", "{alone}");
+}
+
 /// `--auto-compaction-mode=periodic` with a retention of 2 s compacts the history on its own, as
 /// etcd 3.5 does: a read at the first revision fails as compacted on both after a few seconds of
 /// writes, and oxcd logs etcd's line for it.

@@ -409,6 +409,7 @@ impl Batch<'_, '_> {
         let result = match req {
             Request::Compaction(c) => return self.compaction(id, c.revision, c.physical),
             Request::MemberAttrSet(m) => self.member_attrs(m).map(|()| Response::Empty),
+            Request::ClusterVersionSet(v) => self.cluster_version(&v.ver).map(|()| Response::Empty),
             Request::MemberUpdate(m) => self.member_update(m).map(|()| Response::Empty),
             Request::LeaseGrant(g) => lease::grant(self.lessor, self.wtx, self.store, &g, self.now),
             Request::LeaseRevoke(r) => self.revoke(LeaseId(r.id)),
@@ -519,6 +520,28 @@ impl Batch<'_, '_> {
     fn members(&mut self) -> &mut Members {
         let current = self.current_members;
         self.members.get_or_insert_with(|| current.clone())
+    }
+
+    /// The leader decided the cluster version: kept in the `cluster` bucket, logged as etcd logs it.
+    fn cluster_version(&mut self, ver: &str) -> Result<(), ApplyError> {
+        let wtx = self.wtx;
+        let members = self.members();
+        let old = members.version().map(str::to_string);
+        if old.as_deref() == Some(ver) {
+            return Ok(());
+        }
+        members.set_version(wtx, ver).map_err(fatal)?;
+        let short = |v: &str| v.rsplit_once('.').map_or(v, |(major_minor, _)| major_minor).to_string();
+        match old {
+            None => {
+                tracing::info!(local_member_id = %self.me, cluster_version = short(ver), "set initial cluster version")
+            }
+            Some(old) => {
+                tracing::info!(local_member_id = %self.me, from = short(&old), to = short(ver), "updated cluster version")
+            }
+        }
+        tracing::info!(cluster_version = short(ver), "enabled capabilities for version");
+        Ok(())
     }
 
     /// A started member publishes its name and client URLs.

@@ -587,8 +587,11 @@ fn http_status(code: Code) -> StatusCode {
 }
 
 /// `GET /version`: the versions HTTP clients pick the gateway prefix by (Patroni, etcd3gw).
-async fn version() -> Response {
-    let body = format!("{{\"etcdserver\":\"{SERVER_VERSION}\",\"etcdcluster\":\"{SERVER_VERSION}\"}}");
+/// `etcdcluster` is the version the members agreed on (`not_decided` until the leader set it).
+async fn version(State(gw): State<Arc<Gateway>>) -> Response {
+    let members = gw.server.members();
+    let cluster = members.version().unwrap_or("not_decided");
+    let body = format!("{{\"etcdserver\":\"{SERVER_VERSION}\",\"etcdcluster\":\"{cluster}\"}}");
     json_response(body.into_bytes())
 }
 

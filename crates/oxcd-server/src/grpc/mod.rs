@@ -27,6 +27,8 @@ pub use watch::WatchService;
 pub const SERVER_VERSION: &str = "3.5.0";
 /// The cluster version the members agree on (etcd's major.minor).
 pub const CLUSTER_VERSION: &str = "3.5";
+/// [`CLUSTER_VERSION`] as the members store it (etcd's `clusterVersion`).
+pub const CLUSTER_VERSION_FULL: &str = "3.5.0";
 
 /// The single mapping of internal errors to statuses.
 pub(crate) fn status(e: impl Into<ServeError>) -> Status {
