@@ -170,6 +170,10 @@ pub struct ServerConfig {
     /// `--max-concurrent-streams`: HTTP/2 streams a client connection may open at once. Default
     /// unlimited (2^32-1).
     pub max_concurrent_streams: u32,
+    /// `--grpc-keepalive-min-time`: the shortest wait between a client's pings; a client that
+    /// pings sooner three times is sent GOAWAY `too_many_pings` (0: gRPC's default, 5m). Default 5s.
+    #[serde(deserialize_with = "de_duration")]
+    pub grpc_keepalive_min_time: Duration,
     /// `--grpc-keepalive-interval`: how often the server pings an idle client connection; 0
     /// disables. Default 2h.
     #[serde(deserialize_with = "de_duration")]
@@ -403,6 +407,7 @@ impl Default for ServerConfig {
             wal_dir: None,
             listen_metrics_urls: String::new(),
             max_concurrent_streams: u32::MAX,
+            grpc_keepalive_min_time: Duration::from_secs(5),
             grpc_keepalive_interval: Duration::from_secs(2 * 60 * 60),
             grpc_keepalive_timeout: Duration::from_secs(20),
             socket_reuse_port: false,

@@ -15,6 +15,7 @@ mod corruption;
 pub mod error;
 mod gateway;
 pub mod grpc;
+mod keepalive_policy;
 mod kv;
 mod lease_duties;
 mod listener;

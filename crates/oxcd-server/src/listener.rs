@@ -28,6 +28,7 @@ use crate::grpc::{
     AuthService, ClusterService, ElectionService, KvService, LeaseService, LockService, MaintenanceService,
     WatchService, served_by_learners,
 };
+use crate::keepalive_policy::Policed;
 use crate::metrics::grpc::{Call, ResponseBody, unmetered};
 use crate::server::EtcdServer;
 use crate::tls::ServerTls;
@@ -154,12 +155,18 @@ pub async fn serve(
         .max_concurrent_streams(Some(server.cfg.max_concurrent_streams))
         .add_routes(routes);
     let stopped = async move { stop.stopped().await };
+    // --grpc-keepalive-min-time, enforced under the coalescing (its GOAWAY goes to the socket).
+    let min_ping = server.cfg.grpc_keepalive_min_time;
     match &port.tls {
         // The builder's tcp_nodelay does not reach a listener we bound ourselves: without it, Nagle
         // holds a response's last frame for the client's delayed ACK (~40 ms).
-        None => router.serve_with_incoming_shutdown(plain_incoming(listener).map_ok(Coalesce::new), stopped).await,
+        None => {
+            let incoming = plain_incoming(listener).map_ok(move |c| Coalesce::new(Policed::new(c, min_ping)));
+            router.serve_with_incoming_shutdown(incoming, stopped).await
+        }
         Some(tls) => {
-            let incoming = secure_incoming(listener, tls.clone(), port.plain).map_ok(Coalesce::new);
+            let incoming = secure_incoming(listener, tls.clone(), port.plain)
+                .map_ok(move |c| Coalesce::new(Policed::new(c, min_ping)));
             router.serve_with_incoming_shutdown(incoming, stopped).await
         }
     }

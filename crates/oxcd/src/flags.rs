@@ -186,7 +186,7 @@ pub static FLAGS: &[Flag] = &[
         "grpc-keepalive-min-time",
         Duration,
         "5s",
-        NoOp("oxcd answers client pings at any rate (it never closes a connection for pinging too often)"),
+        Key("grpc-keepalive-min-time"),
         "Minimum interval duration that a client should wait before pinging server.",
     ),
     f(

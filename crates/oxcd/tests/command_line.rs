@@ -457,6 +457,64 @@ async fn grpc_calls_are_traced_to_an_otlp_collector() {
     drop((c, c2, collector));
 }
 
+/// `--grpc-keepalive-min-time` (5 s by default) as etcd enforces it: a client that pings a
+/// connection with no stream open, over and over, gets GOAWAY `ENHANCE_YOUR_CALM` with the debug
+/// data `too_many_pings` (on its fourth ping, the third strike) and its connection closed; the
+/// raw HTTP/2 client sees the same from etcd 3.5 and from oxcd.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_ping_too_often_are_sent_away_as_by_etcd() {
+    /// Sends HTTP/2's preface and SETTINGS, then PINGs 50 ms apart until the connection ends;
+    /// returns the GOAWAY's error code and debug data, and the pings sent.
+    fn ping_until_closed(endpoint: &str) -> (Option<(u32, String)>, usize) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(endpoint).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0").unwrap();
+        let (mut got, mut sent, mut buf) = (Vec::new(), 0, [0u8; 4096]);
+        let closed = loop {
+            let ping = [&[0, 0, 8, 6, 0, 0, 0, 0, 0][..], &(sent as u64).to_be_bytes()].concat();
+            if s.write_all(&ping).is_err() || sent == 40 {
+                break false;
+            }
+            sent += 1;
+            match s.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(_) => break true,
+            }
+        };
+        // Whatever is left to read, then the frames.
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert!(closed || sent < 40, "the connection stayed open after {sent} pings");
+        let mut at = 0;
+        while at + 9 <= got.len() {
+            let len = u32::from_be_bytes([0, got[at], got[at + 1], got[at + 2]]) as usize;
+            let payload = &got[at + 9..(at + 9 + len).min(got.len())];
+            if got[at + 3] == 7 && payload.len() >= 8 {
+                let code = u32::from_be_bytes(payload[4..8].try_into().unwrap());
+                return (Some((code, String::from_utf8_lossy(&payload[8..]).into_owned())), sent);
+            }
+            at += 9 + len;
+        }
+        (None, sent)
+    }
+    for binary in [Binary::Etcd(etcd_35()), oxcd()] {
+        let who = if matches!(binary, Binary::Oxcd(_)) { "oxcd" } else { "etcd 3.5" };
+        let c = Cluster::start(binary, ClusterOptions::default()).await.unwrap();
+        let ep = c.endpoint(0);
+        let (goaway, sent) = tokio::task::spawn_blocking(move || ping_until_closed(&ep)).await.unwrap();
+        assert_eq!(goaway, Some((0xb, "too_many_pings".to_string())), "{who}, after {sent} pings");
+        assert!((4..10).contains(&sent), "{who}: closed after {sent} pings");
+    }
+}
+
 /// The cluster version is decided by the leader through Raft and kept in the backend where etcd
 /// keeps it: `/version` says `"etcdcluster":"3.5.0"` on every member, as etcd 3.5's does, and a
 /// member restarted while the others are down (so with no leader) still knows it.
