@@ -1,8 +1,10 @@
 //! The wire surface of oxcd: etcd's protos with etcd's packages, services and field numbers, the one
-//! table of etcd's error texts, and the request validation shared by the gRPC and JSON edges.
+//! table of etcd's error texts, the request validation shared by the gRPC and JSON edges, and the
+//! write coalescing of gRPC connections ([`coalesce`]) that the server and oxcd-bench share.
 //!
 //! This crate depends on nothing else of ours; every other crate speaks in these types.
 
+pub mod coalesce;
 pub mod codec;
 pub mod duration;
 pub mod error;

@@ -24,6 +24,8 @@ use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
+use oxcd_api::coalesce::Coalesce;
+
 use crate::report::{Format, Summary};
 
 /// A low-level benchmark tool for etcd3 (oxcd or etcd).
@@ -248,7 +250,15 @@ impl Cli {
         if secure {
             e = e.tls_config(self.tls()?).context("TLS settings")?;
         }
-        e.connect().await.with_context(|| format!("dial error: {ep}"))
+        // Requests of many streams leave in one write, as gRPC-Go's (see oxcd_api::coalesce); TLS,
+        // when set, goes over it.
+        let connector = tower::service_fn(|uri: tonic::codegen::http::Uri| async move {
+            let host = uri.host().unwrap_or("127.0.0.1").trim_start_matches('[').trim_end_matches(']');
+            let tcp = tokio::net::TcpStream::connect((host, uri.port_u16().unwrap_or(2379))).await?;
+            tcp.set_nodelay(true)?;
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(Coalesce::new(tcp)))
+        });
+        e.connect_with_connector(connector).await.with_context(|| format!("dial error: {ep}"))
     }
 
     fn tls(&self) -> anyhow::Result<ClientTlsConfig> {

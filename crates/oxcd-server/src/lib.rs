@@ -9,7 +9,6 @@ pub mod apply;
 mod auth;
 mod auto_compaction;
 mod bootstrap;
-mod coalesce;
 pub mod concurrency;
 mod corruption;
 pub mod error;

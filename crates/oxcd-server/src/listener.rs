@@ -22,7 +22,6 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::accept_failures::{ACCEPT_RETRY, AcceptFailures};
-use crate::coalesce::Coalesce;
 use crate::config::{ConfigError, GRPC_OVERHEAD_BYTES, ServerConfig, is_https, parse_url, split_urls};
 use crate::grpc::{
     AuthService, ClusterService, ElectionService, KvService, LeaseService, LockService, MaintenanceService,
@@ -32,6 +31,7 @@ use crate::keepalive_policy::Policed;
 use crate::metrics::grpc::{Call, ResponseBody, unmetered};
 use crate::server::EtcdServer;
 use crate::tls::ServerTls;
+use oxcd_api::coalesce::Coalesce;
 
 /// How long a client has to finish its TLS handshake (etcd's `tlsHandshakeTimeout`).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,5 +1,8 @@
-//! One write for many responses: a client connection's writes wait once behind every other task
-//! ready on the worker.
+//! One write for many responses: a connection's writes wait once behind every other task ready on
+//! the worker. The server wraps its client connections in it; oxcd-bench wraps its connections to
+//! the server too, which batches requests as gRPC-Go's transport does (one `writev` for the
+//! requests of many streams), so the load generator leaves the server the CPU etcd's Go tool
+//! leaves it (docs/benchmarks.md).
 //!
 //! Each gRPC stream runs in a task of its own; when its response is ready it wakes its
 //! connection's task, and tokio runs a task woken that way next on the same worker (its LIFO
