@@ -145,9 +145,14 @@ fn short_path(path: &str) -> &str {
 
 /// zap's ISO-8601 time in UTC with milliseconds (`2026-12-06T02:48:31.640Z`).
 fn timestamp() -> String {
-    let t = time::OffsetDateTime::now_utc();
+    date_time(time::OffsetDateTime::now_utc(), ':') + "Z"
+}
+
+/// `2026-12-06T02:48:31.640` with `sep` between hours, minutes and seconds (lumberjack's backup
+/// names use `-`).
+pub fn date_time(t: time::OffsetDateTime, sep: char) -> String {
     format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        "{:04}-{:02}-{:02}T{:02}{sep}{:02}{sep}{:02}.{:03}",
         t.year(),
         u8::from(t.month()),
         t.day(),

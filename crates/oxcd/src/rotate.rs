@@ -166,17 +166,7 @@ impl Rotating {
 /// `<dir>/<stem>-<stamp><ext>` for the log file `path` at `now`.
 fn backup_name(path: &Path, now: SystemTime, offset: time::UtcOffset) -> PathBuf {
     let (stem, ext) = split(path);
-    let t = time::OffsetDateTime::from(now).to_offset(offset);
-    let stamp = format!(
-        "{:04}-{:02}-{:02}T{:02}-{:02}-{:02}.{:03}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    );
+    let stamp = crate::logging::date_time(time::OffsetDateTime::from(now).to_offset(offset), '-');
     path.with_file_name(format!("{stem}-{stamp}{ext}"))
 }
 
