@@ -452,9 +452,6 @@ fn recover_snapshot_db(layout: &Layout, snap: &SnapshotRecord, cfg: &ServerConfi
     Ok(())
 }
 
-/// Publishes this member's name and client URLs through Raft (etcd's `publish`), retrying until it
-/// is applied; then logs etcd 3.5's readiness lines, which tools wait for (etcd's own e2e tests
-/// wait for "enabled capabilities for version" and "published").
 /// The leader's part of etcd's version monitor: while the cluster has no version, or an older one
 /// than this member's, the leader sets it through Raft (every member of an oxcd cluster runs the
 /// same version, so the lowest of theirs is this one's). As in etcd, a new leader sets it at once:
@@ -462,6 +459,7 @@ fn recover_snapshot_db(layout: &Layout, snap: &SnapshotRecord, cfg: &ServerConfi
 async fn decide_cluster_version(server: Arc<EtcdServer>) {
     let ours = crate::grpc::CLUSTER_VERSION_FULL;
     let mut every = Duration::from_millis(10);
+    let mut announced = false;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
@@ -476,16 +474,21 @@ async fn decide_cluster_version(server: Arc<EtcdServer>) {
         if !server.is_leader() {
             continue;
         }
-        match &current {
-            None => tracing::info!(
-                cluster_version = crate::grpc::CLUSTER_VERSION,
-                "setting up initial cluster version using v3 API"
-            ),
-            Some(v) => tracing::info!(from = %v, to = ours, "updating cluster version using v3 API"),
+        if !announced {
+            announced = true;
+            match &current {
+                None => tracing::info!(
+                    cluster_version = crate::grpc::CLUSTER_VERSION,
+                    "setting up initial cluster version using v3 API"
+                ),
+                Some(v) => tracing::info!(from = %v, to = ours, "updating cluster version using v3 API"),
+            }
         }
         let set = Request::ClusterVersionSet(ClusterVersionSetRequest { ver: ours.to_string() });
         if let Err(e) = server.propose(set).await {
+            // Not every 10 ms while proposals are refused (too many requests, no leader).
             tracing::debug!(error = %e, "setting the cluster version failed; will retry");
+            every = Duration::from_secs(1);
         }
     }
 }
@@ -499,6 +502,9 @@ fn older(a: &str, b: &str) -> bool {
     parse(a) < parse(b)
 }
 
+/// Publishes this member's name and client URLs through Raft (etcd's `publish`), retrying until it
+/// is applied; then logs etcd 3.5's readiness lines, which tools wait for (etcd's own e2e tests
+/// wait for "enabled capabilities for version" and "published").
 async fn publish_attributes(server: Arc<EtcdServer>) {
     let req = MemberAttrSetRequest {
         member_id: server.id.0,

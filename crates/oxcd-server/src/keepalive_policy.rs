@@ -26,7 +26,9 @@ const DATA: u8 = 0x0;
 const HEADERS: u8 = 0x1;
 const RST_STREAM: u8 = 0x3;
 const PING: u8 = 0x6;
+const CONTINUATION: u8 = 0x9;
 const END_STREAM: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
 const ACK: u8 = 0x1;
 /// gRPC-Go's `maxPingStrikes`: the strike after these closes the connection.
 const MAX_STRIKES: u32 = 2;
@@ -47,7 +49,11 @@ struct Frames {
 
 impl Frames {
     /// Feeds `data`, calling `frame(type, flags, stream)` for every frame header completed in it.
-    fn feed(&mut self, mut data: &[u8], mut frame: impl FnMut(u8, u8, u32)) {
+    /// When `frame` answers `true`, stops there and returns where that frame starts in `data` (0 if
+    /// it started in an earlier call); the rest of `data` is not looked at.
+    fn feed(&mut self, data: &[u8], mut frame: impl FnMut(u8, u8, u32) -> bool) -> Option<usize> {
+        let len = data.len();
+        let mut data = data;
         while !data.is_empty() {
             if self.skip > 0 {
                 let n = self.skip.min(data.len());
@@ -55,6 +61,7 @@ impl Frames {
                 data = &data[n..];
                 continue;
             }
+            let starts = (len - data.len()).saturating_sub(self.have);
             let n = (9 - self.have).min(data.len());
             self.header[self.have..self.have + n].copy_from_slice(&data[..n]);
             self.have += n;
@@ -63,9 +70,12 @@ impl Frames {
                 self.have = 0;
                 let h = &self.header;
                 self.skip = u32::from_be_bytes([0, h[0], h[1], h[2]]) as usize;
-                frame(h[3], h[4], u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff);
+                if frame(h[3], h[4], u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff) {
+                    return Some(starts);
+                }
             }
         }
+        None
     }
 
     /// Whether the stream is between two frames.
@@ -96,10 +106,17 @@ struct Judge {
     goaway: Vec<u8>,
     /// The GOAWAY was queued: reads end (the connection closes once it is written).
     closing: bool,
+    /// The server is inside a header block (HEADERS without END_HEADERS, until the CONTINUATION
+    /// that ends it), where no other frame may go.
+    in_header_block: bool,
+    /// The read that waits for the GOAWAY to be written.
+    reader: Option<std::task::Waker>,
 }
 
 impl Judge {
-    fn client_frame(&mut self, kind: u8, flags: u8, stream: u32) {
+    /// Notes a client frame; `true` when it is the ping that breaks the policy.
+    fn client_frame(&mut self, kind: u8, flags: u8, stream: u32) -> bool {
+        let closing = self.closing;
         match kind {
             HEADERS if stream > self.last_client_stream => {
                 self.last_client_stream = stream;
@@ -111,9 +128,13 @@ impl Judge {
             PING if flags & ACK == 0 => self.ping(Instant::now()),
             _ => {}
         }
+        self.closing && !closing
     }
 
     fn server_frame(&mut self, kind: u8, flags: u8, stream: u32) {
+        if matches!(kind, HEADERS | CONTINUATION) {
+            self.in_header_block = flags & END_HEADERS == 0;
+        }
         match kind {
             DATA | HEADERS => {
                 self.answered = true;
@@ -178,6 +199,8 @@ impl<T> Policed<T> {
             answered: false,
             goaway: Vec::new(),
             closing: false,
+            in_header_block: false,
+            reader: None,
         };
         let policy =
             Policy { preface: PREFACE.len(), from_client: Frames::default(), from_server: Frames::default(), judge };
@@ -190,12 +213,17 @@ impl<T: AsyncWrite + Unpin> Policed<T> {
     /// left to write.
     fn write_goaway(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let Some(p) = self.policy.as_mut() else { return Poll::Ready(Ok(())) };
-        while !p.judge.goaway.is_empty() && p.from_server.at_boundary() {
+        while !p.judge.goaway.is_empty() && p.from_server.at_boundary() && !p.judge.in_header_block {
             let n = std::task::ready!(Pin::new(&mut self.inner).poll_write(cx, &p.judge.goaway))?;
             if n == 0 {
                 return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
             }
             p.judge.goaway.drain(..n);
+            if p.judge.goaway.is_empty()
+                && let Some(reader) = p.judge.reader.take()
+            {
+                reader.wake();
+            }
         }
         Poll::Ready(Ok(()))
     }
@@ -209,7 +237,10 @@ impl<T: AsyncWrite + Unpin> Policed<T> {
                 break;
             }
             let take = n.min(b.len());
-            from_server.feed(&b[..take], |kind, flags, stream| judge.server_frame(kind, flags, stream));
+            from_server.feed(&b[..take], |kind, flags, stream| {
+                judge.server_frame(kind, flags, stream);
+                false
+            });
             n -= take;
         }
     }
@@ -227,18 +258,25 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Policed<T> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let this = &mut *self;
         if this.policy.as_ref().is_some_and(|p| p.judge.closing) {
-            // The GOAWAY goes out first (between frames); then the connection reads as ended.
+            // Nothing more from the client reaches the server: the GOAWAY goes out (between the
+            // server's frames), then the connection reads as ended.
             if this.write_goaway(cx)?.is_pending() {
                 return Poll::Pending;
             }
-            if this.policy.as_ref().is_some_and(|p| p.judge.goaway.is_empty()) {
-                return Poll::Ready(Ok(()));
+            match this.policy.as_mut() {
+                Some(p) if !p.judge.goaway.is_empty() => {
+                    // The server is mid-frame: its next write sends the GOAWAY and wakes us.
+                    p.judge.reader = Some(cx.waker().clone());
+                    return Poll::Pending;
+                }
+                _ => return Poll::Ready(Ok(())),
             }
         }
         let before = buf.filled().len();
         std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
         let Some(p) = this.policy.as_mut() else { return Poll::Ready(Ok(())) };
         let mut data = &buf.filled()[before..];
+        let mut preface = 0;
         if p.preface > 0 {
             let n = p.preface.min(data.len());
             let at = PREFACE.len() - p.preface;
@@ -248,13 +286,25 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Policed<T> {
                 return Poll::Ready(Ok(()));
             }
             p.preface -= n;
+            preface = n;
             data = &data[n..];
         }
         let Policy { from_client, judge, .. } = &mut **p;
-        from_client.feed(data, |kind, flags, stream| judge.client_frame(kind, flags, stream));
-        if judge.closing {
+        if let Some(cut) = from_client.feed(data, |kind, flags, stream| judge.client_frame(kind, flags, stream)) {
+            // The offending ping and what follows it never reach the server, so the GOAWAY's last
+            // stream is the last one the server saw.
+            buf.set_filled(before + preface + cut);
+        }
+        if this.policy.as_ref().is_some_and(|p| p.judge.closing) {
             // Try the GOAWAY now; what is left goes out with the server's next write or read.
             let _ = this.write_goaway(cx)?;
+            if buf.filled().len() == before {
+                // Nothing to hand over: the connection ends once the GOAWAY is out.
+                if let Some(p) = this.policy.as_mut().filter(|p| !p.judge.goaway.is_empty()) {
+                    p.judge.reader = Some(cx.waker().clone());
+                    return Poll::Pending;
+                }
+            }
         }
         Poll::Ready(Ok(()))
     }
@@ -316,7 +366,10 @@ mod tests {
             let mut f = Frames::default();
             let mut seen = Vec::new();
             for part in wire.chunks(chunk) {
-                f.feed(part, |kind, _, stream| seen.push((kind, stream)));
+                f.feed(part, |kind, _, stream| {
+                    seen.push((kind, stream));
+                    false
+                });
             }
             assert_eq!(seen, [(HEADERS, 3), (DATA, 3), (PING, 3), (RST_STREAM, 3)], "chunks of {chunk}");
             assert!(f.at_boundary());
@@ -328,6 +381,17 @@ mod tests {
             Some(p) => p.judge,
             None => unreachable!(),
         }
+    }
+
+    #[test]
+    fn feeding_stops_at_the_frame_asked_for() {
+        let wire = [frame(HEADERS, 0, 1, 3), frame(PING, 0, 0, 8), frame(HEADERS, 0, 3, 3)].concat();
+        let mut f = Frames::default();
+        assert_eq!(f.feed(&wire, |kind, _, _| kind == PING), Some(12));
+        // A header split across reads: the frame started in the earlier one.
+        let mut f = Frames::default();
+        assert_eq!(f.feed(&wire[..15], |kind, _, _| kind == PING), None);
+        assert_eq!(f.feed(&wire[15..], |kind, _, _| kind == PING), Some(0));
     }
 
     #[test]
@@ -369,8 +433,14 @@ mod tests {
         // ACKs of the server's own pings are not pings.
         let mut p = policy(5 * s);
         for _ in 0..10 {
-            p.client_frame(PING, ACK, 0);
+            assert!(!p.client_frame(PING, ACK, 0));
         }
         assert_eq!(p.strikes, 0);
+        // No GOAWAY inside a header block.
+        let mut p = policy(5 * s);
+        p.server_frame(HEADERS, 0, 1);
+        assert!(p.in_header_block);
+        p.server_frame(CONTINUATION, END_HEADERS, 1);
+        assert!(!p.in_header_block);
     }
 }

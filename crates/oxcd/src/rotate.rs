@@ -117,12 +117,18 @@ pub struct Rotating {
     offset: time::UtcOffset,
     /// Wakes the thread that removes and compresses backups.
     mill: mpsc::Sender<()>,
+    /// No line written yet: a file that is exactly full rotates too (lumberjack's `>=` at open).
+    first: bool,
 }
 
 impl Rotating {
-    /// Opens (appends to) the file at `path`, creating it if missing.
+    /// Opens (appends to) the file at `path`, creating it (and its directory) if missing; the
+    /// backups are cleaned up at once, as lumberjack does on its first write.
     pub fn open(path: &Path, cfg: RotationConfig) -> io::Result<Rotating> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = open_log(path)?;
         let size = file.metadata()?.len();
         let offset = match cfg.local_time {
             true => time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC),
@@ -136,7 +142,8 @@ impl Rotating {
                 mill(&p, &c, SystemTime::now());
             }
         })?;
-        Ok(Rotating { path: path.to_path_buf(), cfg, file, size, offset, mill: to_mill })
+        let _ = to_mill.send(());
+        Ok(Rotating { path: path.to_path_buf(), cfg, file, size, offset, mill: to_mill, first: true })
     }
 
     /// Writes one whole line, rotating first if it would take the file past its size.
@@ -146,7 +153,8 @@ impl Rotating {
         if len > max {
             return Err(io::Error::other(format!("write length {len} exceeds maximum file size {max}")));
         }
-        if self.size + len > max {
+        let first = std::mem::take(&mut self.first);
+        if self.size + len > max || (first && self.size + len >= max) {
             self.rotate()?;
         }
         self.file.write_all(line)?;
@@ -155,12 +163,22 @@ impl Rotating {
     }
 
     fn rotate(&mut self) -> io::Result<()> {
-        std::fs::rename(&self.path, backup_name(&self.path, SystemTime::now(), self.offset))?;
-        self.file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+        match std::fs::rename(&self.path, backup_name(&self.path, SystemTime::now(), self.offset)) {
+            // Someone moved or removed the file: start a new one all the same.
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        self.file = open_log(&self.path)?;
         self.size = 0;
         let _ = self.mill.send(());
         Ok(())
     }
+}
+
+/// Opens the log file for appending; a new one gets lumberjack's mode, 0600.
+fn open_log(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new().create(true).append(true).mode(0o600).open(path)
 }
 
 /// `<dir>/<stem>-<stamp><ext>` for the log file `path` at `now`.
@@ -247,7 +265,7 @@ fn mill(path: &Path, cfg: &RotationConfig, now: SystemTime) {
     }
     if cfg.max_age > 0 {
         let cutoff = now
-            .checked_sub(Duration::from_secs(cfg.max_age * 24 * 60 * 60))
+            .checked_sub(Duration::from_secs(cfg.max_age.saturating_mul(24 * 60 * 60)))
             .and_then(|c| c.duration_since(SystemTime::UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_secs() as i64);
         keep.retain(|b| {
@@ -271,7 +289,10 @@ fn mill(path: &Path, cfg: &RotationConfig, now: SystemTime) {
 
 fn gzip(from: &Path, to: &Path) -> io::Result<()> {
     let mut src = File::open(from)?;
-    let mut enc = flate2::write::GzEncoder::new(File::create(to)?, flate2::Compression::default());
+    let out = File::create(to)?;
+    // The backup's mode, as lumberjack keeps it.
+    out.set_permissions(src.metadata()?.permissions())?;
+    let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::default());
     io::copy(&mut src, &mut enc)?;
     enc.finish()?.sync_all()
 }

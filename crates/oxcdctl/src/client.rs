@@ -82,12 +82,13 @@ fn endpoint(g: &Global, ep: &str) -> Result<Endpoint> {
     let host = ep.split_once("://").map_or(ep, |(_, h)| h);
     let e = Endpoint::from_shared(format!("http://{host}"))
         .map_err(|e| CtlError::new(EXIT_BAD_CONNECTION, e.to_string()))?;
-    // gRPC-Go (etcdctl's) never pings more often than every 10 s, whatever --keepalive-time says:
-    // etcd closes connections that ping more often than --grpc-keepalive-min-time (5 s).
+    // gRPC-Go (etcdctl's) never pings more often than every 10 s, whatever --keepalive-time says,
+    // nor on a connection without a stream: etcd sends away connections that ping more often than
+    // --grpc-keepalive-min-time (5 s), or than every 2 hours with no stream open.
     Ok(e.connect_timeout(g.dial_timeout)
         .http2_keep_alive_interval(g.keepalive_time.max(std::time::Duration::from_secs(10)))
         .keep_alive_timeout(g.keepalive_timeout)
-        .keep_alive_while_idle(true))
+        .keep_alive_while_idle(false))
 }
 
 /// Dials one endpoint: TLS when the endpoint is `https://`, when TLS material is given, or when
