@@ -455,7 +455,8 @@ fn recover_snapshot_db(layout: &Layout, snap: &SnapshotRecord, cfg: &ServerConfi
 /// The leader's part of etcd's version monitor: while the cluster has no version, or an older one
 /// than this member's, the leader sets it through Raft (every member of an oxcd cluster runs the
 /// same version, so the lowest of theirs is this one's). As in etcd, a new leader sets it at once:
-/// the check is an atomic load and a comparison, made every 10 ms until the version is decided.
+/// the check (a read of the published members and a comparison) is made every 10 ms until the
+/// version is decided, then every 500 ms.
 async fn decide_cluster_version(server: Arc<EtcdServer>) {
     let ours = crate::grpc::CLUSTER_VERSION_FULL;
     let mut every = Duration::from_millis(10);
@@ -465,8 +466,9 @@ async fn decide_cluster_version(server: Arc<EtcdServer>) {
             _ = tokio::time::sleep(every) => {}
             _ = server.stopped() => return,
         }
-        let current = server.members().version().map(str::to_string);
-        if current.as_deref().is_some_and(|v| !older(v, ours)) {
+        let members = server.members();
+        let current = members.version();
+        if current.is_some_and(|v| !older(v, ours)) {
             every = Duration::from_millis(500);
             continue;
         }
@@ -476,7 +478,7 @@ async fn decide_cluster_version(server: Arc<EtcdServer>) {
         }
         if !announced {
             announced = true;
-            match &current {
+            match current {
                 None => tracing::info!(
                     cluster_version = crate::grpc::CLUSTER_VERSION,
                     "setting up initial cluster version using v3 API"

@@ -228,6 +228,25 @@ impl<T: AsyncWrite + Unpin> Policed<T> {
         Poll::Ready(Ok(()))
     }
 
+    /// Whether the connection broke the policy (its GOAWAY is queued or written).
+    fn closing(&self) -> bool {
+        self.policy.as_ref().is_some_and(|p| p.judge.closing)
+    }
+
+    /// A read once the connection broke the policy: nothing more from the client reaches the
+    /// server; the GOAWAY goes out (between the server's frames), then the connection reads as
+    /// ended. While the server is mid-frame, its next write sends the GOAWAY and wakes the read.
+    fn end_reads(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        std::task::ready!(self.write_goaway(cx))?;
+        match self.policy.as_mut() {
+            Some(p) if !p.judge.goaway.is_empty() => {
+                p.judge.reader = Some(cx.waker().clone());
+                Poll::Pending
+            }
+            _ => Poll::Ready(Ok(())),
+        }
+    }
+
     /// Notes the server's bytes that reached the socket: the first `n` of `bufs`.
     fn wrote<'b>(&mut self, bufs: impl Iterator<Item = &'b [u8]>, mut n: usize) {
         let Some(p) = self.policy.as_mut() else { return };
@@ -257,20 +276,8 @@ impl<T: tonic::transport::server::Connected> tonic::transport::server::Connected
 impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Policed<T> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let this = &mut *self;
-        if this.policy.as_ref().is_some_and(|p| p.judge.closing) {
-            // Nothing more from the client reaches the server: the GOAWAY goes out (between the
-            // server's frames), then the connection reads as ended.
-            if this.write_goaway(cx)?.is_pending() {
-                return Poll::Pending;
-            }
-            match this.policy.as_mut() {
-                Some(p) if !p.judge.goaway.is_empty() => {
-                    // The server is mid-frame: its next write sends the GOAWAY and wakes us.
-                    p.judge.reader = Some(cx.waker().clone());
-                    return Poll::Pending;
-                }
-                _ => return Poll::Ready(Ok(())),
-            }
+        if this.closing() {
+            return this.end_reads(cx);
         }
         let before = buf.filled().len();
         std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
@@ -295,16 +302,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Policed<T> {
             // stream is the last one the server saw.
             buf.set_filled(before + preface + cut);
         }
-        if this.policy.as_ref().is_some_and(|p| p.judge.closing) {
-            // Try the GOAWAY now; what is left goes out with the server's next write or read.
-            let _ = this.write_goaway(cx)?;
+        if this.closing() {
             if buf.filled().len() == before {
-                // Nothing to hand over: the connection ends once the GOAWAY is out.
-                if let Some(p) = this.policy.as_mut().filter(|p| !p.judge.goaway.is_empty()) {
-                    p.judge.reader = Some(cx.waker().clone());
-                    return Poll::Pending;
-                }
+                return this.end_reads(cx);
             }
+            // Hand over what came before the ping; the GOAWAY goes out now if it can, else with
+            // the server's next write or the next read.
+            let _ = this.write_goaway(cx)?;
         }
         Poll::Ready(Ok(()))
     }

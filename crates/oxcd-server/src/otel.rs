@@ -17,7 +17,7 @@
 //!   it full is dropped, never waited for), sent in batches of at most 512 every
 //!   `OTEL_BSP_SCHEDULE_DELAY` ms (default 5000) or when a batch is full, each export bounded by
 //!   `OTEL_BSP_EXPORT_TIMEOUT` ms (default 30000). A collector that is down costs a warning a
-//!   minute, and nothing else.
+//!   minute, and nothing else; spans dropped on a full queue are counted in a warning.
 //!
 //! With tracing off (the default) none of this exists: the request path checks one `Option`.
 
@@ -163,7 +163,8 @@ pub struct Tracer {
     /// A trace id whose low 63 bits are below this starts a trace (TraceIDRatioBased).
     threshold: u64,
     queue: mpsc::Sender<proto::Span>,
-    dropped: AtomicU64,
+    /// Spans dropped because the queue was full; the exporter reports them.
+    dropped: Arc<AtomicU64>,
 }
 
 /// A call's span, open until its status goes out.
@@ -188,8 +189,9 @@ impl Tracer {
             service_instance_id = %cfg.instance_id,
             "distributed tracing enabled"
         );
-        tokio::spawn(export(rx, cfg, delay, timeout));
-        Arc::new(Tracer { threshold, queue, dropped: AtomicU64::new(0) })
+        let dropped = Arc::new(AtomicU64::new(0));
+        tokio::spawn(export(rx, dropped.clone(), cfg, delay, timeout));
+        Arc::new(Tracer { threshold, queue, dropped })
     }
 
     /// The span of a call to the gRPC method at `path`, if it is sampled.
@@ -320,7 +322,13 @@ fn env_ms(name: &str, default: u64) -> Duration {
 
 /// The batch processor and the OTLP exporter: batches from the queue, sent until the queue
 /// closes (the member stopped), then what is left.
-async fn export(mut rx: mpsc::Receiver<proto::Span>, cfg: TracingConfig, delay: Duration, timeout: Duration) {
+async fn export(
+    mut rx: mpsc::Receiver<proto::Span>,
+    dropped: Arc<AtomicU64>,
+    cfg: TracingConfig,
+    delay: Duration,
+    timeout: Duration,
+) {
     let uri = if cfg.address.contains("://") { cfg.address.clone() } else { format!("http://{}", cfg.address) };
     let channel = match tonic::transport::Endpoint::from_shared(uri) {
         Ok(e) => e.connect_timeout(timeout).connect_lazy(),
@@ -349,6 +357,10 @@ async fn export(mut rx: mpsc::Receiver<proto::Span>, cfg: TracingConfig, delay: 
                 },
                 _ = &mut tick => break,
             }
+        }
+        let lost = dropped.swap(0, Ordering::Relaxed);
+        if lost > 0 {
+            tracing::warn!(spans = lost, "distributed tracing: spans dropped, the export queue was full");
         }
         if spans.is_empty() {
             continue;

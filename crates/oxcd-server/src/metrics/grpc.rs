@@ -264,23 +264,10 @@ impl Drop for Call {
     }
 }
 
-/// gRPC's percent-encoded `grpc-message`, decoded.
+/// gRPC's percent-encoded `grpc-message`, decoded (as tonic decodes it; a `%` that starts no
+/// escape stays as it is).
 fn percent_decode(v: &[u8]) -> String {
-    let mut out = Vec::with_capacity(v.len());
-    let mut i = 0;
-    while i < v.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if v[i] == b'%'
-            && let (Some(h), Some(l)) = (v.get(i + 1).and_then(|b| hex(*b)), v.get(i + 2).and_then(|b| hex(*b)))
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-            continue;
-        }
-        out.push(v[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode(v).decode_utf8_lossy().into_owned()
 }
 
 /// A response that is not a gRPC call's (the gateway's, `/metrics`), in the same type.
