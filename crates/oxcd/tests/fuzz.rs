@@ -260,6 +260,11 @@ fn every_grpc_method_survives_random_and_mutated_requests() {
         .run(&(0..methods.len(), damage()), |(m, d)| {
             let (path, valid, writes) = &methods[m];
             let body = apply(&d, valid);
+            if adds_a_voter(path, &body) {
+                // A second voter that never starts takes the one-member cluster's quorum (etcd
+                // allows this add too): every later case would find no leader.
+                return Ok(());
+            }
             let case = format!("{path} with {body:02x?}");
             rt.block_on(async {
                 if call(&channel, path, body).await {
@@ -280,6 +285,13 @@ fn every_grpc_method_survives_random_and_mutated_requests() {
             check_known(&cl, path, writes).await;
         }
     });
+}
+
+/// Whether `body`, sent to `path`, is a readable MemberAdd asking for a voter (not a learner).
+fn adds_a_voter(path: &str, body: &[u8]) -> bool {
+    use prost::Message;
+    path == "/etcdserverpb.Cluster/MemberAdd"
+        && oxcd_api::etcdserverpb::MemberAddRequest::decode(body).is_ok_and(|r| !r.is_learner)
 }
 
 /// Writes `bytes` to `addr`, then reads whatever comes back until the peer closes or a second
