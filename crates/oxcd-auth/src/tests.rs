@@ -240,7 +240,10 @@ mod model {
         proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'b'), Just(b'c')], 1..3)
     }
 
-    fn perm() -> impl Strategy<Value = (permission::Type, Vec<u8>, Vec<u8>)> {
+    /// A permission: its type, key and range end.
+    type Perm = (permission::Type, Vec<u8>, Vec<u8>);
+
+    fn perm() -> impl Strategy<Value = Perm> {
         let t =
             prop_oneof![Just(permission::Type::Read), Just(permission::Type::Write), Just(permission::Type::Readwrite)];
         (t, key(), prop_oneof![Just(Vec::new()), Just(vec![0u8]), key()])
@@ -261,13 +264,20 @@ mod model {
             let dir = tempfile::tempdir().unwrap();
             let (be, a) = open(&dir.path().join("db"));
             // Roles r0.., users u0.. (index 4 of a user's roles is the root role); root itself.
-            let roles: Vec<(String, Vec<_>)> =
-                role_perms.iter().enumerate().map(|(i, p)| (format!("r{i}"), p.clone())).collect();
-            for (name, perms) in &roles {
-                apply(&be, |w| a.role_add(w, name)).unwrap();
+            let mut roles: Vec<(String, Vec<Perm>)> = Vec::new();
+            for (i, perms) in role_perms.iter().enumerate() {
+                let name = format!("r{i}");
+                apply(&be, |w| a.role_add(w, &name)).unwrap();
+                let mut held: Vec<Perm> = Vec::new();
                 for (t, k, e) in perms {
-                    grant(&be, &a, name, *t, std::str::from_utf8(k).unwrap(), std::str::from_utf8(e).unwrap());
+                    grant(&be, &a, &name, *t, std::str::from_utf8(k).unwrap(), std::str::from_utf8(e).unwrap());
+                    // A grant of the same key and range end replaces that permission's type (etcd).
+                    match held.iter_mut().find(|(_, hk, he)| hk == k && he == e) {
+                        Some(p) => p.0 = *t,
+                        None => held.push((*t, k.clone(), e.clone())),
+                    }
                 }
+                roles.push((name, held));
             }
             let mut users: Vec<(String, Vec<String>)> = vec![("root".into(), vec!["root".into()])];
             add_user(&be, &a, "root", "pw");
