@@ -23,7 +23,7 @@ mod snapshot;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -184,6 +184,8 @@ pub struct Backend {
     state: Mutex<BatchState>,
     /// The file's size after the last commit (read by every quota check, so kept, not stat'ed).
     size: AtomicU64,
+    /// Writers holding or waiting for the write transaction (see [`Backend::try_write`]).
+    writers: AtomicUsize,
 }
 
 impl Backend {
@@ -200,6 +202,7 @@ impl Backend {
         txn.commit()?;
         let backend = Backend {
             size: AtomicU64::new(0),
+            writers: AtomicUsize::new(0),
             db: RwLock::new(Arc::new(db)),
             path,
             batch,
@@ -224,14 +227,26 @@ impl Backend {
 
     /// Starts the write transaction (one at a time; this blocks while another is open).
     pub fn write(&self) -> Result<WriteTxn<'_>> {
+        let gate = WriterGate::enter(&self.writers);
         loop {
             let db = self.current();
             let txn = db.begin_write()?;
             // A defragmentation may have replaced the file while this waited for the lock.
             if Arc::ptr_eq(&db, &self.db.read()) {
-                return Ok(WriteTxn { backend: self, txn, ops: 0, db });
+                return Ok(WriteTxn { backend: self, txn, ops: 0, db, _gate: gate });
             }
         }
+    }
+
+    /// Starts the write transaction unless another writer holds it or waits for it (a
+    /// defragmentation, a compaction batch): for a caller that must not block, such as the Raft
+    /// thread. Best effort: a writer arriving at the same instant may still make this wait for
+    /// one of its transactions.
+    pub fn try_write(&self) -> Result<Option<WriteTxn<'_>>> {
+        if self.writers.load(Ordering::Acquire) > 0 {
+            return Ok(None);
+        }
+        self.write().map(Some)
     }
 
     /// Starts a read transaction: a consistent view of everything committed so far.
@@ -356,6 +371,24 @@ pub struct WriteTxn<'b> {
     ops: usize,
     /// The file `txn` writes (declared after it: dropped after it).
     db: Arc<Database>,
+    _gate: WriterGate<'b>,
+}
+
+/// Counts a writer in [`Backend::writers`] from the call to [`Backend::write`] until its
+/// transaction ends.
+struct WriterGate<'b>(&'b AtomicUsize);
+
+impl<'b> WriterGate<'b> {
+    fn enter(writers: &'b AtomicUsize) -> WriterGate<'b> {
+        writers.fetch_add(1, Ordering::AcqRel);
+        WriterGate(writers)
+    }
+}
+
+impl Drop for WriterGate<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl<'b> WriteTxn<'b> {

@@ -199,6 +199,24 @@ pub async fn start(mut cfg: ServerConfig) -> Result<RunningMember, StartError> {
     server.sync_peers();
 
     // Threads.
+    let (applied_tx, applied_rx) = watch::channel(ci);
+    let published = AppliedIndex { index: applied.clone(), tx: applied_tx };
+    let s = server.clone();
+    let applier = Applier::new(id, cfg.clone(), view, state, published, compactor_tx.clone(), ci, move |decision| {
+        s.act_on(decision)
+    });
+    let applier = Arc::new(parking_lot::Mutex::new(applier));
+    let (shared, s) = (applier.clone(), server.clone());
+    let inline_apply: crate::raft::InlineApply =
+        Box::new(move |entries| match Applier::apply_inline(&shared, entries) {
+            None => false,
+            Some(Ok(())) => true,
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "applier failed; stopping the member");
+                s.fail();
+                true
+            }
+        });
     let node = RaftNode {
         raw,
         storage,
@@ -218,6 +236,7 @@ pub async fn start(mut cfg: ServerConfig) -> Result<RunningMember, StartError> {
         stalled: Default::default(),
         snapshot_index: wal_snap.index,
         applied: applied.clone(),
+        inline_apply: Some(inline_apply),
     };
     let s = server.clone();
     let raft_thread = std::thread::Builder::new().name("raft".into()).spawn(move || {
@@ -228,12 +247,9 @@ pub async fn start(mut cfg: ServerConfig) -> Result<RunningMember, StartError> {
         }
         r
     })?;
-    let (applied_tx, applied_rx) = watch::channel(ci);
-    let published = AppliedIndex { index: applied.clone(), tx: applied_tx };
-    let applier = Applier::new(id, cfg.clone(), view, state, published, compactor_tx.clone(), ci);
     let s = server.clone();
     let applier_thread = std::thread::Builder::new().name("apply".into()).spawn(move || {
-        if let Err(e) = applier.run(apply_rx, |decision| s.act_on(decision)) {
+        if let Err(e) = Applier::run(applier, apply_rx) {
             tracing::error!(error = %e, "applier failed; stopping the member");
             s.fail();
         }

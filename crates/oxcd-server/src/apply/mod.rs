@@ -1,6 +1,7 @@
-//! The applier: one thread that applies committed entries in log order to the backend, with the
-//! consistent index in the same transaction as the data it covers, and hands each result to the
-//! proposer that waits for it.
+//! The applier: applies committed entries in log order to the backend, with the consistent index
+//! in the same transaction as the data it covers, and hands each result to the proposer that
+//! waits for it. It has a thread of its own; the Raft thread applies a small batch itself when
+//! the applier is idle and caught up (one lock keeps the two in log order).
 //!
 //! Entries at or below the backend's consistent index are skipped, so replaying the WAL after a
 //! crash, or receiving a backend snapshot that is ahead of the Raft snapshot point, never applies
@@ -33,6 +34,7 @@ use oxcd_api::oxcdpb::{
 use oxcd_backend::{Backend, BatchConfig, META, WriteTxn};
 use oxcd_lease::{LeaseId, Lessor};
 use oxcd_mvcc::{Store, meta};
+use parking_lot::Mutex;
 use prost::Message;
 use raft::prelude::{Entry, EntryType};
 use tokio::sync::watch;
@@ -102,6 +104,10 @@ pub struct AppliedIndex {
 
 pub struct Applier {
     me: MemberId,
+    /// Where every decision goes (see [`Decision`]).
+    decided: Box<dyn FnMut(Decision) + Send>,
+    /// A batch failed: nothing more is applied (the member is stopping).
+    failed: bool,
     cfg: ServerConfig,
     /// The state machine (the applier's own; readers see what it publishes to `cell`).
     state: View,
@@ -119,7 +125,9 @@ pub struct Applier {
 const SNAPSHOT_BYTES: usize = 32 << 20;
 
 impl Applier {
-    /// An applier of `state` (the one `cell` publishes), whose backend has applied up to `applied`.
+    /// An applier of `state` (the one `cell` publishes), whose backend has applied up to `applied`,
+    /// handing each decision to `decided`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         me: MemberId,
         cfg: ServerConfig,
@@ -128,9 +136,12 @@ impl Applier {
         published: AppliedIndex,
         compactor_tx: Sender<CompactJob>,
         applied: u64,
+        decided: impl FnMut(Decision) + Send + 'static,
     ) -> Applier {
         Applier {
             me,
+            decided: Box::new(decided),
+            failed: false,
             cfg,
             state,
             cell,
@@ -143,51 +154,95 @@ impl Applier {
         }
     }
 
-    /// Runs until the Raft thread goes away or the backend fails (then the member must stop),
-    /// handing every decision to `decided`.
-    pub fn run(mut self, rx: Receiver<ApplyMsg>, mut decided: impl FnMut(Decision)) -> Result<(), ApplyError> {
-        let idle = batch_config(&self.cfg).interval;
+    /// Runs until the Raft thread goes away or the backend fails (then the member must stop). The
+    /// Raft thread may apply a batch itself while this thread is idle ([`Applier::apply_inline`]),
+    /// so the applier is shared behind a lock, held for one batch at a time.
+    pub fn run(shared: Arc<Mutex<Applier>>, rx: Receiver<ApplyMsg>) -> Result<(), ApplyError> {
+        let idle = batch_config(&shared.lock().cfg).interval;
         loop {
             let msg = match rx.recv_timeout(idle) {
                 Ok(m) => m,
                 Err(RecvTimeoutError::Timeout) => {
-                    if self.state.backend.flush_due() {
-                        self.state.backend.flush().map_err(fatal)?;
+                    let mut a = shared.lock();
+                    if !a.failed && a.state.backend.flush_due() {
+                        let r = a.state.backend.flush().map_err(fatal);
+                        a.fail_on(r)?;
                     }
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
             };
-            match msg {
-                ApplyMsg::Entries(mut entries) => {
-                    // Everything already committed goes into one backend transaction; a snapshot
-                    // queued behind it is installed after it, keeping log order.
-                    let mut snapshot = None;
-                    while let Ok(m) = rx.try_recv() {
-                        match m {
-                            ApplyMsg::Entries(more) => entries.extend(more),
-                            snap => {
-                                snapshot = Some(snap);
-                                break;
-                            }
-                        }
-                    }
-                    self.apply_entries(entries, &mut decided)?;
-                    if let Some(snap) = snapshot {
-                        self.install_snapshot(snap, &mut decided)?;
-                    }
-                }
-                snap @ ApplyMsg::Snapshot { .. } => self.install_snapshot(snap, &mut decided)?,
+            let mut a = shared.lock();
+            if a.failed {
+                return Ok(());
             }
+            let r = a.handle(msg, &rx);
+            a.fail_on(r)?;
         }
     }
 
-    fn apply_entries(&mut self, entries: Vec<Entry>, decided: &mut impl FnMut(Decision)) -> Result<(), ApplyError> {
+    /// Applies `entries` on the caller's thread (the Raft thread's, saving the hand-off to the
+    /// applier's thread and its wake-up) when the applier is idle and they follow what it applied;
+    /// `None` when they must be queued instead. With the lock held, "they follow" also means
+    /// nothing is queued before them: a queued batch would still be unapplied.
+    pub fn apply_inline(shared: &Mutex<Applier>, entries: &[Entry]) -> Option<Result<(), ApplyError>> {
+        let mut a = shared.try_lock()?;
+        if a.failed || entries.first()?.index != a.applied + 1 {
+            return None;
+        }
+        // Nor does it wait for the backend (a defragmentation holds its writer for seconds).
+        let backend = a.state.backend.clone();
+        let r = match backend.try_write() {
+            Ok(None) => return None,
+            Ok(Some(wtx)) => a.apply_in(entries, &backend, wtx),
+            Err(e) => Err(fatal(e)),
+        };
+        Some(a.fail_on(r))
+    }
+
+    fn fail_on(&mut self, r: Result<(), ApplyError>) -> Result<(), ApplyError> {
+        if r.is_err() {
+            self.failed = true;
+        }
+        r
+    }
+
+    fn handle(&mut self, msg: ApplyMsg, rx: &Receiver<ApplyMsg>) -> Result<(), ApplyError> {
+        match msg {
+            ApplyMsg::Entries(mut entries) => {
+                // Everything already committed goes into one backend transaction; a snapshot
+                // queued behind it is installed after it, keeping log order.
+                let mut snapshot = None;
+                while let Ok(m) = rx.try_recv() {
+                    match m {
+                        ApplyMsg::Entries(more) => entries.extend(more),
+                        snap => {
+                            snapshot = Some(snap);
+                            break;
+                        }
+                    }
+                }
+                self.apply_entries(&entries)?;
+                if let Some(snap) = snapshot {
+                    self.install_snapshot(snap)?;
+                }
+                Ok(())
+            }
+            snap @ ApplyMsg::Snapshot { .. } => self.install_snapshot(snap),
+        }
+    }
+
+    fn apply_entries(&mut self, entries: &[Entry]) -> Result<(), ApplyError> {
         if entries.iter().all(|e| e.index <= self.applied) {
             return Ok(());
         }
         let backend = self.state.backend.clone();
-        let mut wtx = backend.write().map_err(fatal)?;
+        let wtx = backend.write().map_err(fatal)?;
+        self.apply_in(entries, &backend, wtx)
+    }
+
+    /// Applies `entries` in `wtx`, the backend's write transaction, and commits it.
+    fn apply_in(&mut self, entries: &[Entry], backend: &Backend, mut wtx: WriteTxn<'_>) -> Result<(), ApplyError> {
         let mut batch = Batch {
             me: self.me,
             store: &self.state.store,
@@ -208,7 +263,7 @@ impl Applier {
         };
         let mut ops = 0;
         let slow = self.cfg.warning_apply_duration;
-        for e in &entries {
+        for e in entries {
             if e.index <= self.applied {
                 continue;
             }
@@ -217,8 +272,17 @@ impl Applier {
                     Ok(req) => {
                         if let Some(r) = req.request {
                             let started = Instant::now();
+                            let op = op_name(&r);
+                            let answered = batch.results.len();
                             batch.apply(req.header.unwrap_or_default(), e.index, r)?;
                             let took = started.elapsed();
+                            // etcd counts a compacted read as a success.
+                            let success = batch.results[answered..]
+                                .iter()
+                                .all(|(_, r)| matches!(r, Ok(_) | Err(EtcdError::Compacted)));
+                            crate::metrics::APPLY_SECONDS
+                                .with_label_values(&["v3", op, if success { "true" } else { "false" }])
+                                .observe(took.as_secs_f64());
                             if took > slow {
                                 crate::metrics::SLOW_APPLY.inc();
                                 tracing::warn!(
@@ -264,7 +328,13 @@ impl Applier {
             self.cell.publish(self.state.clone());
         }
         // Answers go out within the first decision: the waiting clients are the latency that matters.
-        decided(Decision::Applied(Applied { events: published, removed, members_changed, removed_self, results }));
+        (self.decided)(Decision::Applied(Applied {
+            events: published,
+            removed,
+            members_changed,
+            removed_self,
+            results,
+        }));
         self.publish_applied();
         for job in jobs {
             let _ = self.compactor_tx.send(job);
@@ -277,7 +347,7 @@ impl Applier {
             // The WAL may drop entries only once the backend holds them durably.
             backend.flush().map_err(fatal)?;
             self.last_snapshot = self.applied;
-            decided(Decision::LogCompactable { index: self.applied });
+            (self.decided)(Decision::LogCompactable { index: self.applied });
         }
         Ok(())
     }
@@ -288,7 +358,7 @@ impl Applier {
     }
 
     /// Replaces the backend with the snapshot the leader sent, then continues after it.
-    fn install_snapshot(&mut self, msg: ApplyMsg, decided: &mut impl FnMut(Decision)) -> Result<(), ApplyError> {
+    fn install_snapshot(&mut self, msg: ApplyMsg) -> Result<(), ApplyError> {
         let ApplyMsg::Snapshot { index, db } = msg else { return Ok(()) };
         if index <= self.applied {
             let _ = std::fs::remove_file(&db);
@@ -311,12 +381,46 @@ impl Applier {
         let store = view.store.clone();
         self.state = view;
         self.cell.publish(self.state.clone());
-        decided(Decision::Installed { store, removed });
+        (self.decided)(Decision::Installed { store, removed });
         self.applied = index.max(ci);
         self.last_snapshot = self.applied;
         tracing::info!(index, consistent_index = ci, "installed backend snapshot");
         self.publish_applied();
         Ok(())
+    }
+}
+
+/// A request's name in `etcd_server_apply_duration_seconds` (etcd's `op` label).
+fn op_name(r: &Request) -> &'static str {
+    match r {
+        Request::Put(_) => "Put",
+        Request::DeleteRange(_) => "DeleteRange",
+        Request::Txn(_) => "Txn",
+        Request::Compaction(_) => "Compaction",
+        Request::LeaseGrant(_) => "LeaseGrant",
+        Request::LeaseRevoke(_) => "LeaseRevoke",
+        Request::LeaseCheckpoint(_) => "LeaseCheckpoint",
+        Request::Alarm(_) => "Alarm",
+        Request::ClusterVersionSet(_) => "ClusterVersionSet",
+        Request::MemberAttrSet(_) => "ClusterMemberAttrSet",
+        Request::MemberUpdate(_) => "MemberUpdate",
+        Request::Authenticate(_) => "Authenticate",
+        Request::AuthEnable(_) => "AuthEnable",
+        Request::AuthDisable(_) => "AuthDisable",
+        Request::AuthStatus(_) => "AuthStatus",
+        Request::AuthUserAdd(_) => "AuthUserAdd",
+        Request::AuthUserDelete(_) => "AuthUserDelete",
+        Request::AuthUserChangePassword(_) => "AuthUserChangePassword",
+        Request::AuthUserGrantRole(_) => "AuthUserGrantRole",
+        Request::AuthUserGet(_) => "AuthUserGet",
+        Request::AuthUserRevokeRole(_) => "AuthUserRevokeRole",
+        Request::AuthRoleAdd(_) => "AuthRoleAdd",
+        Request::AuthRoleGrantPermission(_) => "AuthRoleGrantPermission",
+        Request::AuthRoleGet(_) => "AuthRoleGet",
+        Request::AuthRoleRevokePermission(_) => "AuthRoleRevokePermission",
+        Request::AuthRoleDelete(_) => "AuthRoleDelete",
+        Request::AuthUserList(_) => "AuthUserList",
+        Request::AuthRoleList(_) => "AuthRoleList",
     }
 }
 

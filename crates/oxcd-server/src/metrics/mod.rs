@@ -124,6 +124,21 @@ pub static PEER_ROUND_TRIP: LazyLock<prometheus::HistogramVec> = LazyLock::new(|
     .expect("valid histogram")
 });
 
+/// `etcd_server_apply_duration_seconds`: each applied request's time, by `op` (etcd's names: `Put`,
+/// `Txn`, `LeaseGrant`, ...) and `success` (`version` is always `v3`).
+pub static APPLY_SECONDS: LazyLock<prometheus::HistogramVec> = LazyLock::new(|| {
+    let buckets = prometheus::exponential_buckets(0.0001, 2.0, 20).expect("valid buckets");
+    prometheus::HistogramVec::new(
+        prometheus::HistogramOpts::new(
+            "etcd_server_apply_duration_seconds",
+            "The latency distributions of v2 apply called by backend.",
+        )
+        .buckets(buckets),
+        &["version", "op", "success"],
+    )
+    .expect("valid histogram")
+});
+
 /// The member's metrics: the registry `/metrics` renders, with the gauges read at each scrape.
 pub struct Metrics {
     registry: Registry,
@@ -237,6 +252,7 @@ impl Metrics {
             r.register(Box::new(IntCounterVec::clone(v)))?;
         }
         r.register(Box::new(PEER_ROUND_TRIP.clone()))?;
+        r.register(Box::new(APPLY_SECONDS.clone()))?;
         // Constant labels: which member, which version (etcd's `etcd_server_id`, `_version`).
         let constants = [
             (

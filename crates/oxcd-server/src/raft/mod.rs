@@ -16,7 +16,7 @@ mod transport;
 
 pub use logger::raft_logger;
 pub use msg::{ApplyMsg, PeerTransport, RaftInput, RaftProgress};
-pub use node::{NodeConfig, RaftNode, RaftStatus, decode_entry, raft_config};
+pub use node::{InlineApply, NodeConfig, RaftNode, RaftStatus, decode_entry, raft_config};
 pub use oxcd_datadir::membership::{decode_conf_state, encode_conf_state};
 pub use peer_stream::{PeerAddr, PeerTls};
 pub use read_index::ReadIndexHub;

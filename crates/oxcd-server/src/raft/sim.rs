@@ -181,6 +181,7 @@ impl Sim {
             stalled: Default::default(),
             snapshot_index: state.snapshot.map_or(0, |s| s.index),
             applied: applied.clone(),
+            inline_apply: None,
         };
         self.nodes.insert(id, Node { raft, tx, apply_rx, applied, hub, net });
     }
