@@ -137,6 +137,8 @@ pub struct ServerConfig {
     /// in a config file too (etcd's config file defaults it to false, which has cost Patroni and
     /// APISIX users their gateway; `enable-grpc-gateway: false` still turns it off).
     pub enable_grpc_gateway: bool,
+    /// `--enable-console` (oxcd's): the web console at `/ui` on the client port. Default true.
+    pub enable_console: bool,
     /// `--listen-client-http-urls` (etcd 3.5): URLs serving the HTTP endpoints (gateway, `/health`,
     /// `/version`) but not gRPC, so that `--listen-client-urls` serves gRPC alone. Default none.
     pub listen_client_http_urls: String,
@@ -394,6 +396,7 @@ impl Default for ServerConfig {
             log_level: "info".into(),
             watch_progress_notify_interval: Duration::from_secs(600),
             enable_grpc_gateway: true,
+            enable_console: true,
             listen_client_http_urls: String::new(),
             client_transport_security: TransportSecurity::default(),
             peer_transport_security: TransportSecurity::default(),

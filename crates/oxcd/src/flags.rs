@@ -715,6 +715,14 @@ pub static FLAGS: &[Flag] = &[
         Key("feature-gates"),
         "A set of key=value pairs that describe server level feature gates for alpha/experimental features (InitialCorruptCheck, CompactHashCheck, LeaseCheckpoint, LeaseCheckpointPersist, StopGRPCServiceOnDefrag, TxnModeWriteWithSharedBuffer).",
     ),
+    // oxcd's own.
+    f(
+        "enable-console",
+        Bool,
+        "true",
+        Key("enable-console"),
+        "Serve oxcd's web console at /ui on the client port (behind auth and TLS when they are on).",
+    ),
     // etcd 0.4's flags, which etcd still accepts and ignores.
     f("cluster-active-size", Bool, "false", NoOp(IGNORED), ""),
     f("cluster-remove-delay", Bool, "false", NoOp(IGNORED), ""),

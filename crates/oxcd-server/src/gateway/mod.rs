@@ -11,6 +11,7 @@
 //! maps the code to. Any other path is 404 (`404 page not found`), as etcd's HTTP mux answers;
 //! gRPC requests for unknown methods still get gRPC's Unimplemented.
 
+mod console;
 mod health;
 mod json;
 
@@ -75,6 +76,7 @@ pub fn router(server: Arc<EtcdServer>) -> axum::Router {
         let off = any(|| async { plain(StatusCode::NOT_FOUND, "404 page not found\n") });
         router.route("/v3/{*method}", off.clone()).route("/v3beta/{*method}", off)
     };
+    let router = if gw.server.cfg.enable_console { console::routes(router, call) } else { router };
     router.with_state(gw.clone()).layer(axum::middleware::from_fn_with_state(gw, access))
 }
 
@@ -228,7 +230,12 @@ async fn call_unlimited(gw: Arc<Gateway>, req: Request) -> Response {
         return plain(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
     }
     let path = req.uri().path();
-    let method = path.strip_prefix("/v3/").or_else(|| path.strip_prefix("/v3beta/")).unwrap_or_default().to_string();
+    let method = path
+        .strip_prefix("/v3/")
+        .or_else(|| path.strip_prefix("/v3beta/"))
+        .or_else(|| path.strip_prefix(console::API))
+        .unwrap_or_default()
+        .to_string();
     // A learner serves the gateway's Status and (serializable) ranges only, as its gRPC.
     if gw.server.is_learner() && !matches!(method.as_str(), "maintenance/status" | "kv/range") {
         return error_response(&oxcd_api::EtcdError::NotSupportedForLearner.to_status());
