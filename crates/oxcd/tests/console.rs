@@ -2,7 +2,8 @@
 //! (`clients/console_session.py`) against a three-member cluster with auth on. It logs in, browses
 //! to a key through the prefix tree, edits it and sees the new revision and the diff, sees a put
 //! made by etcdctl in a live watch, reads a Kubernetes object's kind, leases and a held lock, pages
-//! through 100,000 keys, and sees a killed member marked down. Screenshots go to
+//! through 100,000 keys, logs in as a user whose role reads one prefix and is refused the rest, and
+//! sees a killed member marked down. Screenshots go to
 //! `target/console-screenshots/`.
 
 mod common;
@@ -60,6 +61,11 @@ async fn the_console_works_in_headless_chromium_against_three_members_with_auth_
     for w in writers {
         w.await.unwrap();
     }
+    c.role_add("app-reader").await.unwrap();
+    let perm = etcd_client::Permission::read("/app/").with_prefix();
+    c.role_grant_permission("app-reader", perm).await.unwrap();
+    c.user_add("viewer", "viewerpw", None).await.unwrap();
+    c.user_grant_role("viewer", "app-reader").await.unwrap();
     c.user_add("root", "rootpw", None).await.unwrap();
     c.user_grant_role("root", "root").await.unwrap();
     c.auth_enable().await.unwrap();
@@ -84,6 +90,7 @@ async fn the_console_works_in_headless_chromium_against_three_members_with_auth_
         .arg(cl.pid(victim).unwrap().to_string())
         .arg(&shots)
         .arg("root:rootpw")
+        .arg("viewer:viewerpw")
         .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(Duration::from_secs(240), child).await.expect("the browser session ends").unwrap();
@@ -143,6 +150,10 @@ async fn the_console_works_in_headless_chromium_against_three_members_with_auth_
         bulk["first_render_ms"].as_f64().unwrap(),
         bulk["listing_ms"].as_f64().unwrap()
     );
+
+    let viewer = &steps["viewer"];
+    assert_eq!(viewer["allowed"], serde_json::json!({"replicas": 5, "image": "web:2"}), "{viewer}");
+    assert_eq!(viewer["denied"], "etcdserver: permission denied", "{viewer}");
 
     assert_eq!(steps["down"]["members"], serde_json::json!([victim_name]));
     cl.wait_exit(victim, Duration::from_secs(5)).await;

@@ -1,7 +1,8 @@
 """Drives oxcd's web console in headless Chromium (Selenium and chromedriver), as a user would.
 
 Arguments: the console's URL, etcdctl's path and an endpoint for it, the pid of a member to kill,
-a directory for screenshots, and the user:password to log in with. Prints one JSON object per step on stdout
+a directory for screenshots, the user:password to log in with, and a second user:password whose
+role may only read keys under /app/. Prints one JSON object per step on stdout
 ("step" names it); any failure raises, so the exit code is not 0.
 """
 
@@ -18,7 +19,7 @@ from selenium.common.exceptions import NoAlertPresentException, NoSuchElementExc
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
-url, etcdctl, endpoint, victim, shots, user = sys.argv[1:7]
+url, etcdctl, endpoint, victim, shots, user, viewer = sys.argv[1:8]
 name, password = user.split(":", 1)
 
 
@@ -158,6 +159,19 @@ try:
         "the second page", lambda: (lambda t: t if t != top else None)(driver.find_element(By.CSS_SELECTOR, "#tree li a").text)
     )
     report("bulk", first_render_ms=first, listing_ms=listing, entries=entries, first=top, second=second)
+
+    # Another user sees what their role allows, and nothing else.
+    driver.find_element(By.ID, "logout").click()
+    wait_for("the login form", lambda: driver.find_element(By.ID, "login-form"))
+    driver.find_element(By.ID, "login-name").send_keys(viewer.split(":")[0])
+    driver.find_element(By.ID, "login-password").send_keys(viewer.split(":", 1)[1])
+    driver.find_element(By.ID, "login-submit").click()
+    wait_for("the viewer's name", lambda: viewer.split(":")[0] in driver.find_element(By.ID, "who").text)
+    driver.get(url + "/ui/#/key?k=" + b64("/app/config"))
+    allowed = wait_for("the value", lambda: driver.find_element(By.ID, "value").text)
+    driver.get(url + "/ui/#/keys")
+    denied = wait_for("the refusal", lambda: driver.find_element(By.CSS_SELECTOR, "main .error").text)
+    report("viewer", allowed=json.loads(allowed), denied=denied)
 
     # A killed member is marked down.
     driver.get(url + "/ui/#/cluster")

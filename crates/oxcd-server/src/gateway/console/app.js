@@ -214,7 +214,8 @@ async function clusterView(main) {
 async function refreshMembers(page) {
   const list = await api('cluster/member/list', { linearizable: false });
   $('#cluster-id', page).textContent = `cluster ${hexId(list.header.cluster_id)} · member list served by ${hexId(list.header.member_id)}`;
-  const rows = await Promise.all((list.members || []).map(async (m) => {
+  const members = (list.members || []).sort((a, b) => (a.name || '').localeCompare(b.name || '') || (a.ID < b.ID ? -1 : 1));
+  const rows = await Promise.all(members.map(async (m) => {
     const url = (m.clientURLs || [])[0];
     let st = null, err = null;
     if (url) {
