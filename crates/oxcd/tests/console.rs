@@ -160,8 +160,8 @@ async fn the_console_works_in_headless_chromium_against_three_members_with_auth_
 }
 
 /// The console's page and assets, their headers, the redirect from `/ui`, its API under `/ui/v3/`
-/// while the gateway is off; and `--enable-console=false` takes all of it away (404, as any
-/// unknown path).
+/// while the gateway is off; `--enable-console=false` takes all of it away (404, as any unknown
+/// path); and with TLS and client certificates on the client port the console needs them too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_is_served_from_the_client_port_unless_turned_off() {
     let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect();
@@ -198,6 +198,27 @@ async fn the_console_is_served_from_the_client_port_unless_turned_off() {
         let r = common::http_get(port, path).await;
         assert!(r.starts_with("HTTP/1.1 404") && r.ends_with("404 page not found\n"), "{path}: {r}");
     }
+    drop(cl);
+
+    // With TLS and client certificates on the client port, so is the console.
+    let dir = tempfile::tempdir().unwrap();
+    let certs = oxcd_testkit::tls::make_certs(dir.path());
+    let opts = oxcd_testkit::ClusterOptions { size: 1, tls: Some(certs.clone()), ..Default::default() };
+    let cl = common::cluster_with(opts).await;
+    let url = format!("{}/ui/", cl.client_url(0));
+    assert!(url.starts_with("https://"), "{url}");
+    let curl = |args: &[&str]| {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}"])
+            .args(args)
+            .arg(&url)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let (ca, cert, key) = (certs.file("ca.crt"), certs.file("client.crt"), certs.file("client.key"));
+    assert_eq!(curl(&["--cacert", &ca, "--cert", &cert, "--key", &key]), "200");
+    assert_eq!(curl(&["--cacert", &ca]), "000", "no client certificate, no page");
 }
 
 /// A plain HTTP/1.1 POST of a JSON body; the whole response.
