@@ -1,9 +1,10 @@
 //! The web console (`/ui`) in a real browser: headless Chromium driven by Selenium
 //! (`clients/console_session.py`) against a three-member cluster with auth on. It logs in, browses
-//! to a key through the prefix tree, edits it and sees the new revision and the diff, sees a put
-//! made by etcdctl in a live watch, reads a Kubernetes object's kind, leases and a held lock, pages
-//! through 100,000 keys, logs in as a user whose role reads one prefix and is refused the rest, and
-//! sees a killed member marked down. Screenshots go to
+//! to a key through the prefix tree, reads it as JSON, YAML and hex, edits it and sees the new
+//! revision and the diff, sees a put made by etcdctl in a live watch (then pauses, resumes and
+//! filters it), deletes a prefix, reads a Kubernetes object's kind, leases and a held lock, revokes
+//! the lease, pages through 100,000 keys, logs in as a user whose role reads one prefix and is
+//! refused the rest, and sees a killed member marked down. Screenshots go to
 //! `target/console-screenshots/`.
 
 mod common;
@@ -39,6 +40,9 @@ async fn the_console_works_in_headless_chromium_against_three_members_with_auth_
     c.put("/registry/deployments/default/web", k8s_object("apps/v1", "Deployment", b"\x0a\x03web"), None)
         .await
         .unwrap();
+    for k in ["/tmp/a", "/tmp/b", "/tmp/c/d"] {
+        c.put(k, "x", None).await.unwrap();
+    }
     let lease = c.lease_grant(600, None).await.unwrap().id();
     c.put("/svc/a", "10.0.0.1", Some(PutOptions::new().with_lease(lease))).await.unwrap();
     let held = c.lock("jobs", Some(LockOptions::new().with_lease(lease))).await.unwrap();
@@ -133,13 +137,32 @@ async fn the_console_works_in_headless_chromium_against_three_members_with_auth_
     assert_eq!(kv.mod_revision(), rev);
     assert_eq!(kv.value(), br#"{"replicas": 5, "image": "web:2"}"#);
 
+    let renderings = &steps["renderings"];
+    assert!(renderings["yaml"].as_str().unwrap().contains("replicas: 5\nimage: web:2"), "{renderings}");
+    assert!(renderings["hex"].as_str().unwrap().starts_with("00000000  7b 22 72 65"), "{renderings}");
     assert_eq!(steps["k8s"]["label"], "Kubernetes apps/v1 Deployment");
     let watch = steps["watch"]["seconds"].as_f64().unwrap();
     assert!(watch < 1.0, "the put reached the page after {watch} s");
+    let w = &steps["watch"];
+    assert!(w["held"].as_str().unwrap().starts_with("paused (1 held)"), "{w}");
+    assert_eq!(w["while_paused"], serde_json::json!([]), "{w}");
+    let only_deletes = w["only_deletes"].as_array().unwrap();
+    assert!(!only_deletes.is_empty() && only_deletes.iter().all(|r| r.as_str().unwrap().contains("DELETE")), "{w}");
+    let only_live = w["only_live"].as_array().unwrap();
+    assert!(only_live.len() == 1 && only_live[0].as_str().unwrap().contains("/app/live"), "{w}");
+    let del = &steps["delete-prefix"];
+    assert_eq!(del["confirm"], "Delete 3 keys under \"/tmp/\"?", "{del}");
+    assert!(del["result"].as_str().unwrap().starts_with("3 deleted at revision "), "{del}");
     let leases = steps["leases"]["rows"].to_string();
     assert!(leases.contains(&format!("{lease:x}")) && leases.contains("/svc/a"), "{leases}");
     let locks = steps["locks"]["cards"].to_string();
     assert!(locks.contains("jobs") && locks.contains("holds") && locks.contains(&held), "{locks}");
+
+    let revoke = &steps["revoke"];
+    assert!(revoke["confirm"].as_str().unwrap().contains(&format!("{lease:x}")), "{revoke}");
+    assert!(revoke["result"].as_str().unwrap().starts_with("revoked at revision "), "{revoke}");
+    let gone = rc.get("/svc/a", None).await.unwrap();
+    assert_eq!(gone.count(), 0, "the revoked lease's key is deleted");
 
     let bulk = &steps["bulk"];
     assert_eq!(bulk["entries"], 50, "{bulk}");

@@ -111,7 +111,13 @@ try:
         for d in wait_for("the diff", lambda: driver.find_elements(By.CSS_SELECTOR, "#diff div"))
     ]
     history = [r.text for r in driver.find_elements(By.CSS_SELECTOR, "#history tr")]
+    driver.find_element(By.CSS_SELECTOR, '.tabs button[data-mode="yaml"]').click()
+    yaml = driver.find_element(By.ID, "value").text
+    driver.find_element(By.CSS_SELECTOR, '.tabs button[data-mode="hex"]').click()
+    hexdump = driver.find_element(By.ID, "value").text
+    driver.find_element(By.CSS_SELECTOR, '.tabs button[data-mode="json"]').click()
     shot("key")
+    report("renderings", yaml=yaml, hex=hexdump.splitlines()[0])
     report("edit", confirm=confirm, written=written, revision=new_rev, previous=old_rev, diff=diff, history=history)
 
     # A Kubernetes object is labelled by its apiVersion and kind.
@@ -134,8 +140,40 @@ try:
         timeout=5,
     )
     seen = time.time() - acked
+
+    def ctl(*args):
+        r = subprocess.run([etcdctl, "--endpoints", endpoint, "--user", user, *args],
+                           capture_output=True, text=True, env={**os.environ, "ETCDCTL_API": "3"})
+        assert r.returncode == 0, r.stderr
+
+    def rows():
+        return [r.text for r in driver.find_elements(By.CSS_SELECTOR, "#events tr")]
+
+    # Paused, events are held; resumed, they show.
+    driver.find_element(By.ID, "watch-pause").click()
+    ctl("put", "/app/held", "x")
+    held = wait_for("the held event", lambda: (lambda t: t if "held" in t else None)(driver.find_element(By.ID, "watch-state").text))
+    while_paused = [r for r in rows() if "/app/held" in r]
+    driver.find_element(By.ID, "watch-pause").click()
+    wait_for("the released event", lambda: any("/app/held" in r for r in rows()))
+    # Filters: deletes only, then a key's part.
+    ctl("del", "/app/held")
+    wait_for("the delete", lambda: any("DELETE" in r for r in rows()))
+    driver.find_element(By.ID, "f-put").click()
+    only_deletes = rows()
+    driver.find_element(By.ID, "f-put").click()
+    driver.find_element(By.ID, "f-key").send_keys("live")
+    only_live = rows()
     shot("watch")
-    report("watch", seconds=seen)
+    report("watch", seconds=seen, held=held, while_paused=while_paused, only_deletes=only_deletes, only_live=only_live)
+
+    # Delete a prefix: the count to confirm, then the revision.
+    driver.get(url + "/ui/#/keys?p=" + b64("/tmp/"))
+    wait_for("the prefix", lambda: driver.find_element(By.ID, "del-prefix").get_attribute("value") == "/tmp/")
+    driver.find_element(By.ID, "del-submit").click()
+    asked = accept_confirm()
+    deleted = wait_for("the deletion", lambda: driver.find_element(By.ID, "del-result").text)
+    report("delete-prefix", confirm=asked, result=deleted)
 
     # Leases, locks and elections.
     driver.get(url + "/ui/#/leases")
@@ -145,6 +183,14 @@ try:
     holders = wait_for("a lock holder", lambda: driver.find_elements(By.CSS_SELECTOR, "#locks .card"))
     shot("locks")
     report("locks", cards=[c.text for c in holders])
+
+    # Revoke the lease: its keys and the lock it holds go.
+    driver.get(url + "/ui/#/leases")
+    wait_for("a lease", lambda: driver.find_elements(By.CSS_SELECTOR, "#leases tr"))
+    driver.find_element(By.CSS_SELECTOR, "#leases button.danger").click()
+    asked = accept_confirm()
+    revoked = wait_for("the revocation", lambda: driver.find_element(By.CSS_SELECTOR, "h2 .notice").text)
+    report("revoke", confirm=asked, result=revoked)
 
     # 100,000 keys: a full page load straight to them, and the page's own time for the listing.
     driver.get("about:blank")
