@@ -224,7 +224,7 @@ fn read_checked(path: &Path, skip_hash_check: bool) -> Result<Vec<u8>, RestoreEr
 /// Copies every bucket oxcd keeps from an etcd backend file into a new oxcd backend at `dest`
 /// (members and the applied index excepted: the restored member gets new ones); returns the
 /// newest revision.
-fn copy_buckets(db: &Reader<'_>, dest: &Path) -> Result<i64, RestoreError> {
+pub(crate) fn copy_buckets(db: &Reader<'_>, dest: &Path) -> Result<i64, RestoreError> {
     let backend = Backend::open(dest, Default::default())?;
     let mut revision = 0;
     for (name, bucket) in db.buckets().map_err(RestoreError::Invalid)? {

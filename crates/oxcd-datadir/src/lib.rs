@@ -8,9 +8,12 @@
 //! - [`membership`]: the members as the backend keeps them, and a configuration change as a Raft
 //!   entry carries it;
 //! - [`etcd_snapshot`]: etcd's snapshot file, written from a backend and restored into a new data
-//!   directory.
+//!   directory;
+//! - [`etcd_datadir`]: an etcd data directory taken over in place (converted once, etcd's files
+//!   kept beside it).
 
 pub mod config;
+pub mod etcd_datadir;
 pub mod etcd_snapshot;
 pub mod ids;
 pub mod layout;

@@ -66,6 +66,17 @@ pub async fn start(mut cfg: ServerConfig) -> Result<RunningMember, StartError> {
         None
     };
     let layout = cfg.layout();
+    // An etcd data directory: converted once, etcd's files kept beside it.
+    if let Some(t) = oxcd_datadir::etcd_datadir::take_over(&cfg.data_dir())? {
+        tracing::warn!(
+            member = %MemberId(t.member_id),
+            cluster = %ClusterId(t.cluster_id),
+            applied_index = t.applied,
+            entries_after = t.entries_after,
+            kept = %t.kept.display(),
+            "took over an etcd data directory; etcd's files are kept unchanged in the kept directory"
+        );
+    }
     std::fs::create_dir_all(&layout.wal)?;
     std::fs::create_dir_all(&layout.snap)?;
     layout.remove_interrupted_snapshots()?;

@@ -489,6 +489,11 @@ impl Cluster {
         self.members[i].paused = false;
     }
 
+    /// The binary the next start of any member runs (etcd's data directories taken over by oxcd).
+    pub fn set_binary(&mut self, binary: Binary) {
+        self.binary = binary;
+    }
+
     /// Starts member `i` again on its data directory (after [`Cluster::kill`]).
     pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
         if self.members[i].child.is_some() {

@@ -1,0 +1,775 @@
+//! Taking over an etcd 3.4 or 3.5 data directory in place: oxcd started on `member/` as etcd left
+//! it converts it once into its own formats and keeps etcd's files, untouched, beside it.
+//!
+//! What etcd leaves: `member/wal/*.wal` (records framed by a 64-bit length, each a `walpb.Record`
+//! whose CRC-32C runs on from the record before: metadata with the member and cluster ids,
+//! entries, HardStates, snapshot marks), `member/snap/*.snap`, and the bbolt backend
+//! `member/snap/db` with the applied index (`meta/consistent_index`), the members, leases, auth,
+//! alarms and the cluster version.
+//!
+//! What oxcd makes of it (in `oxcd-takeover.tmp/member/`, renamed into place once complete and
+//! durable):
+//! - its backend: every bucket [`crate::etcd_snapshot`]'s restore copies, plus the applied index
+//!   and its term, the members and the removed members as etcd recorded them;
+//! - its WAL: etcd's member and cluster ids, a snapshot mark at the applied index with the
+//!   configuration the members give, every entry etcd logged after it, translated where oxcd's
+//!   encoding differs (a request's v2 and 3.5 membership forms, a configuration change's context),
+//!   and etcd's last HardState. Entries logged but not yet applied are kept, so a member that
+//!   acknowledged an entry still holds it, and entries committed but not applied are applied at
+//!   the first start, as etcd would have.
+//!
+//! etcd's `member/` becomes `member.etcd/`, as it was: the way back is to stop oxcd, remove
+//! `member/` and rename `member.etcd/` back (what was written under oxcd is then lost). A start
+//! interrupted between the two renames finishes them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use oxcd_api::oxcdpb::{ConfChangeContext, MemberAttrSetRequest, RequestHeader, WalMetadata};
+use oxcd_backend::bolt::Reader;
+use oxcd_backend::{Backend, MEMBERS, MEMBERS_REMOVED, META};
+use oxcd_wal::{EntryRecord, HardState as WalHardState, SnapshotRecord, Wal};
+use prost::Message;
+use protobuf::Message as _;
+use raft::prelude::{ConfChange, ConfChangeType, ConfState, Entry, EntryType};
+
+use crate::ids::MemberId;
+use crate::layout::{Layout, StartError};
+use crate::membership::{Member, Members, encode_conf_state};
+
+/// bbolt's magic number, at the start of each meta page's body (after the 16-byte page header).
+const BOLT_MAGIC: u32 = 0xED0C_DAED;
+
+/// What a takeover made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TakenOver {
+    pub member_id: u64,
+    pub cluster_id: u64,
+    /// etcd's applied index: oxcd continues from it.
+    pub applied: u64,
+    /// Entries etcd logged after it, now in oxcd's WAL.
+    pub entries_after: usize,
+    /// Where etcd's files are kept.
+    pub kept: PathBuf,
+}
+
+/// Where etcd's own `member/` directory is kept.
+pub fn kept_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("member.etcd")
+}
+
+/// A data directory of its own, in which oxcd's `member/` is built.
+fn tmp_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("oxcd-takeover.tmp")
+}
+
+/// Whether `layout`'s backend is a bbolt file: the data directory is etcd's.
+pub fn is_etcd(layout: &Layout) -> bool {
+    let mut head = [0u8; 20];
+    match std::fs::File::open(&layout.db) {
+        Ok(mut f) => {
+            use std::io::Read;
+            f.read_exact(&mut head).is_ok()
+                && u32::from_le_bytes(head[16..20].try_into().expect("4 bytes")) == BOLT_MAGIC
+        }
+        Err(_) => false,
+    }
+}
+
+/// Converts the etcd data directory at `data_dir`, if it is one (see the module's docs); `None`
+/// when it is not (oxcd's own, or empty). Finishes a takeover a crash interrupted.
+pub fn take_over(data_dir: &Path) -> Result<Option<TakenOver>, StartError> {
+    let member = data_dir.join("member");
+    let (tmp, kept) = (tmp_dir(data_dir), kept_dir(data_dir));
+    let built = tmp.join("member");
+    if !member.exists() && kept.exists() && built.exists() {
+        // Interrupted between the two renames: the new directory is complete.
+        crate::layout::rename_durably(&built, &member)?;
+        let _ = std::fs::remove_dir_all(&tmp);
+        tracing::warn!(kept = %kept.display(), "finished taking over the etcd data directory");
+        return Ok(None);
+    }
+    let layout = Layout::new(data_dir);
+    if !is_etcd(&layout) {
+        return Ok(None);
+    }
+    if kept.exists() {
+        return Err(refused(format!(
+            "{} already holds an etcd data directory kept by an earlier takeover; move it away first",
+            kept.display()
+        )));
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    let made = convert(&layout, &tmp);
+    let made = match made {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+    };
+    crate::layout::rename_durably(&member, &kept)?;
+    crate::layout::rename_durably(&built, &member)?;
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(Some(TakenOver { kept, ..made }))
+}
+
+fn refused(why: String) -> StartError {
+    StartError::Data(format!("cannot take over the etcd data directory: {why}"))
+}
+
+/// Builds oxcd's `member/` from etcd's in the data directory `tmp`.
+fn convert(etcd: &Layout, tmp: &Path) -> Result<TakenOver, StartError> {
+    let wal = read_wal(&etcd.wal).map_err(refused)?;
+    let (member_id, cluster_id) = wal.metadata.ok_or_else(|| refused("its WAL has no metadata record".into()))?;
+    let data = std::fs::read(&etcd.db)?;
+    let db = Reader::open(&data).map_err(|e| refused(format!("its backend: {e}")))?;
+    let meta_u64 = |key: &[u8]| -> Result<Option<u64>, StartError> {
+        let Some(bucket) = db.bucket(META.as_bytes()).map_err(refused)? else { return Ok(None) };
+        let mut found = None;
+        db.for_each(&bucket, &mut |k, v| {
+            if k == key && v.len() == 8 {
+                found = Some(u64::from_be_bytes(v.try_into().expect("8 bytes")));
+            }
+        })
+        .map_err(refused)?;
+        Ok(found)
+    };
+    let applied = meta_u64(oxcd_mvcc::meta::CONSISTENT_INDEX)?.unwrap_or(0);
+    // etcd 3.5 records the applied entry's term; 3.4 does not: then the WAL tells it.
+    let term = match meta_u64(oxcd_mvcc::meta::TERM)? {
+        Some(t) if t > 0 => t,
+        _ => wal.term_of(applied).ok_or_else(|| {
+            refused(format!("the term of its applied index {applied} is in neither its backend nor its WAL"))
+        })?,
+    };
+    let members = etcd_members(&db)?;
+    let removed = etcd_removed(&db)?;
+
+    let layout = Layout::new(tmp);
+    std::fs::create_dir_all(&layout.snap)?;
+    crate::etcd_snapshot::copy_buckets(&db, &layout.db).map_err(|e| refused(e.to_string()))?;
+    drop(data);
+    let backend = Backend::open(&layout.db, Default::default())?;
+    {
+        let wtx = backend.write()?;
+        {
+            let mut meta = wtx.bucket(META)?;
+            meta.put(oxcd_mvcc::meta::CONSISTENT_INDEX, &applied.to_be_bytes())?;
+            meta.put(oxcd_mvcc::meta::TERM, &term.to_be_bytes())?;
+        }
+        for m in &members {
+            Members::save(&wtx, m)?;
+        }
+        for id in &removed {
+            Members::mark_removed(&wtx, *id)?;
+        }
+        wtx.commit_durable()?;
+    }
+    drop(backend);
+
+    // The entries after the applied index, translated; they must follow it without a gap.
+    let after: Vec<&Entry> = wal.entries.iter().filter(|e| e.index > applied).collect();
+    if let Some(first) = after.first()
+        && first.index != applied + 1
+    {
+        return Err(refused(format!("its WAL lacks the entries from {} to {}", applied + 1, first.index - 1)));
+    }
+    let mut learners: BTreeMap<u64, bool> = members.iter().map(|m| (m.id.0, m.is_learner)).collect();
+    let mut records = Vec::with_capacity(after.len());
+    for e in &after {
+        let mut out = Entry { index: e.index, term: e.term, ..Default::default() };
+        out.set_entry_type(e.get_entry_type());
+        out.data = match e.get_entry_type() {
+            EntryType::EntryNormal => {
+                translate_request(&e.data).map_err(|why| refused(format!("entry {}: {why}", e.index)))?.into()
+            }
+            EntryType::EntryConfChange => translate_conf_change(&e.data, &mut learners)
+                .map_err(|why| refused(format!("entry {}: {why}", e.index)))?
+                .into(),
+            EntryType::EntryConfChangeV2 => {
+                return Err(refused(format!(
+                    "entry {} is a joint configuration change, which etcd never writes",
+                    e.index
+                )));
+            }
+        };
+        records.push(EntryRecord {
+            index: out.index,
+            term: out.term,
+            data: out.write_to_bytes().expect("entry encodes"),
+        });
+    }
+
+    std::fs::create_dir_all(&layout.wal)?;
+    let meta = WalMetadata { member_id, cluster_id }.encode_to_vec();
+    let mut w = Wal::create(&layout.wal, &meta)?;
+    let cs = ConfState {
+        voters: members.iter().filter(|m| !m.is_learner).map(|m| m.id.0).collect(),
+        learners: members.iter().filter(|m| m.is_learner).map(|m| m.id.0).collect(),
+        ..Default::default()
+    };
+    w.save_snapshot(SnapshotRecord { index: applied, term, conf_state: encode_conf_state(&cs) });
+    w.append_entries(&records);
+    let hs = wal.hard_state;
+    w.set_hard_state(WalHardState { term: hs.term.max(term), vote: hs.vote, commit: hs.commit.max(applied) });
+    w.sync()?;
+    drop(w);
+    Ok(TakenOver { member_id, cluster_id, applied, entries_after: records.len(), kept: PathBuf::new() })
+}
+
+// ---- etcd's backend ----
+
+/// etcd's member record (`membership.Member` as JSON).
+#[derive(serde::Deserialize)]
+struct EtcdMember {
+    id: u64,
+    #[serde(rename = "peerURLs", default)]
+    peer_urls: Vec<String>,
+    #[serde(default)]
+    name: String,
+    #[serde(rename = "clientURLs", default)]
+    client_urls: Vec<String>,
+    #[serde(rename = "isLearner", default)]
+    is_learner: bool,
+}
+
+fn etcd_members(db: &Reader<'_>) -> Result<Vec<Member>, StartError> {
+    let Some(bucket) = db.bucket(MEMBERS.as_bytes()).map_err(refused)? else {
+        return Err(refused("its backend has no members bucket".into()));
+    };
+    let mut out = Vec::new();
+    let mut bad = None;
+    db.for_each(&bucket, &mut |k, v| match serde_json::from_slice::<EtcdMember>(v) {
+        Ok(m) => out.push(Member {
+            id: MemberId(m.id),
+            name: m.name,
+            peer_urls: m.peer_urls,
+            client_urls: m.client_urls,
+            is_learner: m.is_learner,
+        }),
+        Err(e) => bad = Some(format!("member {}: {e}", String::from_utf8_lossy(k))),
+    })
+    .map_err(refused)?;
+    if let Some(why) = bad {
+        return Err(refused(why));
+    }
+    if out.is_empty() {
+        return Err(refused("its backend lists no members".into()));
+    }
+    Ok(out)
+}
+
+fn etcd_removed(db: &Reader<'_>) -> Result<Vec<MemberId>, StartError> {
+    let Some(bucket) = db.bucket(MEMBERS_REMOVED.as_bytes()).map_err(refused)? else { return Ok(Vec::new()) };
+    let mut out = Vec::new();
+    db.for_each(&bucket, &mut |k, _| {
+        if let Some(id) = std::str::from_utf8(k).ok().and_then(|h| u64::from_str_radix(h, 16).ok()) {
+            out.push(MemberId(id));
+        }
+    })
+    .map_err(refused)?;
+    Ok(out)
+}
+
+// ---- etcd's WAL ----
+
+/// `walpb.Record`.
+#[derive(Clone, PartialEq, Message)]
+struct Record {
+    #[prost(int64, tag = "1")]
+    kind: i64,
+    #[prost(uint32, tag = "2")]
+    crc: u32,
+    #[prost(bytes = "vec", tag = "3")]
+    data: Vec<u8>,
+}
+
+/// `etcdserverpb.Metadata`: the WAL's first record.
+#[derive(Clone, PartialEq, Message)]
+struct Metadata {
+    #[prost(uint64, tag = "1")]
+    node_id: u64,
+    #[prost(uint64, tag = "2")]
+    cluster_id: u64,
+}
+
+/// `walpb.Snapshot` (its configuration, a 3.5 addition, is not needed here).
+#[derive(Clone, PartialEq, Message)]
+struct SnapshotMark {
+    #[prost(uint64, tag = "1")]
+    index: u64,
+    #[prost(uint64, tag = "2")]
+    term: u64,
+}
+
+/// `raftpb.HardState`.
+#[derive(Clone, Copy, PartialEq, Message)]
+struct HardState {
+    #[prost(uint64, tag = "1")]
+    term: u64,
+    #[prost(uint64, tag = "2")]
+    vote: u64,
+    #[prost(uint64, tag = "3")]
+    commit: u64,
+}
+
+const METADATA: i64 = 1;
+const ENTRY: i64 = 2;
+const STATE: i64 = 3;
+const CRC: i64 = 4;
+const SNAPSHOT: i64 = 5;
+
+/// What etcd's WAL holds, read as etcd reads it.
+#[derive(Debug, Default)]
+struct EtcdWal {
+    metadata: Option<(u64, u64)>,
+    /// Snapshot marks: index → term.
+    marks: BTreeMap<u64, u64>,
+    /// The log as it stands (a later entry at an index replaces that entry and every one after it).
+    entries: Vec<Entry>,
+    hard_state: HardState,
+}
+
+impl EtcdWal {
+    fn term_of(&self, index: u64) -> Option<u64> {
+        self.entries.iter().find(|e| e.index == index).map(|e| e.term).or_else(|| self.marks.get(&index).copied())
+    }
+}
+
+/// Reads every `.wal` file in `dir`, in order. A damaged record at the end of the last file is a
+/// write torn by a crash (etcd drops it too); anywhere else it refuses the directory.
+fn read_wal(dir: &Path) -> Result<EtcdWal, String> {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+        .collect();
+    names.sort();
+    if names.is_empty() {
+        return Err(format!("{} holds no WAL file", dir.display()));
+    }
+    let mut wal = EtcdWal::default();
+    let mut crc = 0u32;
+    let last = names.len() - 1;
+    for (n, path) in names.iter().enumerate() {
+        let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut off = 0usize;
+        while off + 8 <= data.len() {
+            let len = i64::from_le_bytes(data[off..off + 8].try_into().expect("8 bytes"));
+            if len == 0 {
+                break; // preallocated space
+            }
+            let size = (len as u64 & 0x00FF_FFFF_FFFF_FFFF) as usize;
+            let pad = if len < 0 { ((len as u64 >> 56) & 0x7) as usize } else { 0 };
+            let end = off + 8 + size + pad;
+            let torn = |why: &str| {
+                if n == last { Ok(()) } else { Err(format!("{}: {why} at offset {off}", path.display())) }
+            };
+            if end > data.len() {
+                torn("a record past the end of the file")?;
+                break;
+            }
+            let rec = match Record::decode(&data[off + 8..off + 8 + size]) {
+                Ok(r) => r,
+                Err(e) => {
+                    torn(&format!("an undecodable record ({e})"))?;
+                    break;
+                }
+            };
+            if rec.kind == CRC {
+                // Each file starts with the CRC the previous one ended with.
+                crc = rec.crc;
+            } else {
+                let next = crc32c::crc32c_append(crc, &rec.data);
+                if next != rec.crc {
+                    torn("a record whose CRC does not match")?;
+                    break;
+                }
+                crc = next;
+            }
+            match rec.kind {
+                METADATA => {
+                    let m = Metadata::decode(&rec.data[..]).map_err(|e| format!("metadata: {e}"))?;
+                    wal.metadata = Some((m.node_id, m.cluster_id));
+                }
+                ENTRY => {
+                    let e = Entry::parse_from_bytes(&rec.data).map_err(|e| format!("entry: {e}"))?;
+                    if let Some(pos) = wal.entries.iter().rposition(|x| x.index < e.index) {
+                        wal.entries.truncate(pos + 1);
+                    } else {
+                        wal.entries.clear();
+                    }
+                    wal.entries.push(e);
+                }
+                STATE => {
+                    let hs = HardState::decode(&rec.data[..]).map_err(|e| format!("hard state: {e}"))?;
+                    // etcd writes an empty state now and then; it changes nothing.
+                    if hs != HardState::default() {
+                        wal.hard_state = hs;
+                    }
+                }
+                SNAPSHOT => {
+                    let s = SnapshotMark::decode(&rec.data[..]).map_err(|e| format!("snapshot mark: {e}"))?;
+                    wal.marks.insert(s.index, s.term);
+                }
+                CRC => {}
+                other => return Err(format!("{}: a record of unknown type {other}", path.display())),
+            }
+            off = end;
+        }
+    }
+    Ok(wal)
+}
+
+// ---- entries ----
+
+/// One field of a protobuf message: its number and its bytes as they were (tag included).
+struct Field<'a> {
+    number: u64,
+    wire: u8,
+    /// The value's bytes (a length-delimited field's content; a varint's bytes).
+    value: &'a [u8],
+    /// The whole field: tag and value.
+    raw: &'a [u8],
+}
+
+fn varint(b: &[u8], at: &mut usize) -> Option<u64> {
+    let mut x = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *b.get(*at)?;
+        *at += 1;
+        x |= u64::from(byte & 0x7f) << shift;
+        if byte < 0x80 {
+            return Some(x);
+        }
+    }
+    None
+}
+
+fn fields(b: &[u8]) -> Result<Vec<Field<'_>>, String> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < b.len() {
+        let start = at;
+        let tag = varint(b, &mut at).ok_or("a damaged field tag")?;
+        let wire = (tag & 7) as u8;
+        let vstart = at;
+        let value = match wire {
+            0 => {
+                varint(b, &mut at).ok_or("a damaged varint")?;
+                &b[vstart..at]
+            }
+            1 | 5 => {
+                at += if wire == 1 { 8 } else { 4 };
+                b.get(vstart..at).ok_or("a truncated field")?
+            }
+            2 => {
+                let n = varint(b, &mut at).ok_or("a damaged length")? as usize;
+                let v = b.get(at..at + n).ok_or("a truncated field")?;
+                at += n;
+                v
+            }
+            w => return Err(format!("wire type {w}")),
+        };
+        out.push(Field { number: tag >> 3, wire, value, raw: &b[start..at] });
+    }
+    Ok(out)
+}
+
+/// etcd's `InternalRaftRequest` as oxcd's: the same field numbers and messages for every request
+/// oxcd applies, except the 3.4 v2 forms (member attributes, cluster version; the rest change
+/// nothing in v3), 3.5's `ClusterMemberAttrSetRequest`, and what oxcd does not apply (a range,
+/// a downgrade: left out, the entry stays in the log as a no-op).
+fn translate_request(data: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(data.len());
+    let mut id = None;
+    let mut has_header = false;
+    for f in fields(data)? {
+        match f.number {
+            100 => {
+                has_header = true;
+                out.extend_from_slice(f.raw);
+            }
+            1 if f.wire == 0 => id = varint(f.value, &mut 0),
+            2 => {
+                if let Some(req) = translate_v2(f.value)? {
+                    out.extend_from_slice(&req);
+                }
+            }
+            4..=11 | 1000..=1299 | 1300 => out.extend_from_slice(f.raw),
+            1301 => {
+                let mut m = MemberAttrSetRequest::default();
+                for g in fields(f.value)? {
+                    match g.number {
+                        1 => m.member_id = varint(g.value, &mut 0).unwrap_or(0),
+                        2 => {
+                            for a in fields(g.value)? {
+                                let s = String::from_utf8_lossy(a.value).into_owned();
+                                match a.number {
+                                    1 => m.name = s,
+                                    2 => m.client_urls.push(s),
+                                    _ => {}
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                prost::encoding::message::encode(1301, &m, &mut out);
+            }
+            _ => {} // 3: a range; 1302: a downgrade; anything newer: not applied by oxcd.
+        }
+    }
+    if !has_header && let Some(id) = id {
+        prost::encoding::message::encode(100, &RequestHeader { id, ..Default::default() }, &mut out);
+    }
+    Ok(out)
+}
+
+/// etcd 3.4's v2 requests: `PUT /0/members/<id>/attributes` (a member published its name and
+/// client URLs) and `PUT /0/version` (the cluster version) as oxcd's requests; others are no-ops.
+fn translate_v2(req: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    let (mut method, mut path, mut val) = (String::new(), String::new(), String::new());
+    for f in fields(req)? {
+        let s = || String::from_utf8_lossy(f.value).into_owned();
+        match f.number {
+            2 => method = s(),
+            3 => path = s(),
+            4 => val = s(),
+            _ => {}
+        }
+    }
+    if method != "PUT" {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    if path == "/0/version" {
+        let v = oxcd_api::oxcdpb::ClusterVersionSetRequest { ver: val };
+        prost::encoding::message::encode(1300, &v, &mut out);
+        return Ok(Some(out));
+    }
+    let Some(hex) = path.strip_prefix("/0/members/").and_then(|p| p.strip_suffix("/attributes")) else {
+        return Ok(None);
+    };
+    #[derive(serde::Deserialize)]
+    struct Attributes {
+        #[serde(default)]
+        name: String,
+        #[serde(rename = "clientURLs", default)]
+        client_urls: Vec<String>,
+    }
+    let id = u64::from_str_radix(hex, 16).map_err(|e| format!("member id {hex:?}: {e}"))?;
+    let a: Attributes = serde_json::from_str(&val).map_err(|e| format!("member attributes: {e}"))?;
+    let m = MemberAttrSetRequest { member_id: id, name: a.name, client_urls: a.client_urls };
+    prost::encoding::message::encode(1301, &m, &mut out);
+    Ok(Some(out))
+}
+
+/// etcd's `ConfChange` (context: the member as JSON) as oxcd's (context: `ConfChangeContext`; a
+/// promotion is an AddNode of a known learner, without peer URLs). `learners` follows the changes
+/// (member id → learner).
+fn translate_conf_change(data: &[u8], learners: &mut BTreeMap<u64, bool>) -> Result<Vec<u8>, String> {
+    let mut cc = ConfChange::parse_from_bytes(data).map_err(|e| format!("configuration change: {e}"))?;
+    let peer_urls = if cc.get_context().is_empty() {
+        Vec::new()
+    } else {
+        serde_json::from_slice::<EtcdMember>(cc.get_context()).map_err(|e| format!("its member: {e}"))?.peer_urls
+    };
+    let node = cc.node_id;
+    let peer_urls = match cc.get_change_type() {
+        ConfChangeType::AddNode if learners.get(&node) == Some(&true) => {
+            learners.insert(node, false);
+            Vec::new()
+        }
+        ConfChangeType::AddNode => {
+            learners.insert(node, false);
+            peer_urls
+        }
+        ConfChangeType::AddLearnerNode => {
+            learners.insert(node, true);
+            peer_urls
+        }
+        ConfChangeType::RemoveNode => {
+            learners.remove(&node);
+            Vec::new()
+        }
+    };
+    cc.context = ConfChangeContext { id: cc.id, member_id: node, peer_urls }.encode_to_vec().into();
+    Ok(cc.write_to_bytes().expect("conf change encodes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn framed(kind: i64, data: &[u8], crc: &mut u32) -> Vec<u8> {
+        let c = if kind == CRC { *crc } else { crc32c::crc32c_append(*crc, data) };
+        *crc = c;
+        let rec = Record { kind, crc: c, data: data.to_vec() }.encode_to_vec();
+        let pad = (8 - rec.len() % 8) % 8;
+        let mut len = rec.len() as u64;
+        if pad > 0 {
+            len |= (0x80 | pad as u64) << 56;
+        }
+        let mut out = len.to_le_bytes().to_vec();
+        out.extend_from_slice(&rec);
+        out.extend(std::iter::repeat_n(0, pad));
+        out
+    }
+
+    fn entry(index: u64, term: u64, data: &[u8]) -> Vec<u8> {
+        Entry { index, term, data: data.to_vec().into(), ..Default::default() }.write_to_bytes().unwrap()
+    }
+
+    #[test]
+    fn a_wal_is_read_as_etcd_reads_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut crc = 0;
+        let mut f = framed(CRC, &[], &mut crc);
+        f.extend(framed(METADATA, &Metadata { node_id: 7, cluster_id: 9 }.encode_to_vec(), &mut crc));
+        f.extend(framed(SNAPSHOT, &SnapshotMark { index: 0, term: 0 }.encode_to_vec(), &mut crc));
+        for (i, t) in [(1, 1), (2, 1), (3, 1), (2, 2), (3, 2)] {
+            f.extend(framed(ENTRY, &entry(i, t, b"x"), &mut crc));
+        }
+        f.extend(framed(STATE, &HardState { term: 2, vote: 7, commit: 3 }.encode_to_vec(), &mut crc));
+        let whole = f.len();
+        // A torn last record, then preallocated zeros.
+        f.extend(framed(ENTRY, &entry(4, 2, b"y"), &mut crc));
+        f[whole + 12] ^= 0xff; // inside the record's CRC
+        f.extend(vec![0; 64]);
+        std::fs::write(dir.path().join("0000000000000000-0000000000000000.wal"), &f).unwrap();
+        let wal = read_wal(dir.path()).unwrap();
+        assert_eq!(wal.metadata, Some((7, 9)));
+        let log: Vec<(u64, u64)> = wal.entries.iter().map(|e| (e.index, e.term)).collect();
+        assert_eq!(log, [(1, 1), (2, 2), (3, 2)]);
+        assert_eq!(wal.hard_state, HardState { term: 2, vote: 7, commit: 3 });
+        assert_eq!(wal.term_of(3), Some(2));
+
+        // The same damage in a file that is not the last refuses the directory.
+        std::fs::write(dir.path().join("0000000000000001-0000000000000004.wal"), &f[..whole]).unwrap();
+        let err = read_wal(dir.path()).unwrap_err();
+        assert!(
+            err.contains("0000000000000000-0000000000000000.wal") && err.contains(&format!("at offset {whole}")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_directory_that_cannot_be_converted_is_refused_and_left_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let etcd = Layout::new(dir.path());
+        std::fs::create_dir_all(&etcd.snap).unwrap();
+        std::fs::create_dir_all(&etcd.wal).unwrap();
+        // A bbolt backend (as etcd's), with a member.
+        let scratch = tempfile::tempdir().unwrap();
+        let b = Backend::open(scratch.path().join("db"), Default::default()).unwrap();
+        let wtx = b.write().unwrap();
+        let m = Member {
+            id: MemberId(7),
+            name: "m".into(),
+            peer_urls: vec!["http://p:2380".into()],
+            client_urls: vec![],
+            is_learner: false,
+        };
+        Members::save(&wtx, &m).unwrap();
+        wtx.commit_durable().unwrap();
+        crate::etcd_snapshot::write_etcd_db(&b, &etcd.db).unwrap();
+        assert!(is_etcd(&etcd));
+        // No WAL file.
+        let err = take_over(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.starts_with("cannot take over the etcd data directory: ") && err.contains("holds no WAL file"),
+            "{err}"
+        );
+        // A WAL without the applied index's term (the backend says 0 applied, the WAL has nothing).
+        let mut crc = 0;
+        let mut f = framed(CRC, &[], &mut crc);
+        f.extend(framed(METADATA, &Metadata { node_id: 7, cluster_id: 9 }.encode_to_vec(), &mut crc));
+        std::fs::write(etcd.wal.join("0000000000000000-0000000000000000.wal"), &f).unwrap();
+        let err = take_over(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("the term of its applied index 0"), "{err}");
+        // Nothing moved, nothing left behind.
+        assert!(etcd.db.is_file() && !kept_dir(dir.path()).exists() && !tmp_dir(dir.path()).exists());
+        // With the term, it converts: etcd's directory kept, oxcd's in place.
+        f.extend(framed(SNAPSHOT, &SnapshotMark { index: 0, term: 1 }.encode_to_vec(), &mut crc));
+        std::fs::write(etcd.wal.join("0000000000000000-0000000000000000.wal"), &f).unwrap();
+        let t = take_over(dir.path()).unwrap().unwrap();
+        assert_eq!((t.member_id, t.cluster_id, t.applied), (7, 9, 0));
+        assert!(kept_dir(dir.path()).join("snap/db").is_file() && !is_etcd(&etcd) && Wal::exists(&etcd.wal));
+        assert_eq!(take_over(dir.path()).unwrap(), None, "once only");
+    }
+
+    #[test]
+    fn requests_keep_their_bytes_and_etcds_own_forms_are_translated() {
+        use oxcd_api::etcdserverpb::PutRequest;
+        use oxcd_api::oxcdpb::{InternalRaftRequest, internal_raft_request::Request};
+        // A v3 put with a header: the same bytes.
+        let mut put = Vec::new();
+        prost::encoding::message::encode(
+            100,
+            &RequestHeader { id: 5, username: "u".into(), ..Default::default() },
+            &mut put,
+        );
+        prost::encoding::message::encode(4, &PutRequest { key: b"k".to_vec().into(), ..Default::default() }, &mut put);
+        assert_eq!(translate_request(&put).unwrap(), put);
+        // 3.5's member attributes.
+        let mut attrs = Vec::new();
+        prost::encoding::string::encode(1, &"m1".to_string(), &mut attrs);
+        prost::encoding::string::encode(2, &"http://c:2379".to_string(), &mut attrs);
+        let mut req = Vec::new();
+        prost::encoding::uint64::encode(1, &0xabc, &mut req);
+        prost::encoding::bytes::encode(2, &attrs, &mut req);
+        let mut etcd = Vec::new();
+        prost::encoding::bytes::encode(1301, &req, &mut etcd);
+        let ox = InternalRaftRequest::decode(&translate_request(&etcd).unwrap()[..]).unwrap();
+        assert_eq!(
+            ox.request,
+            Some(Request::MemberAttrSet(MemberAttrSetRequest {
+                member_id: 0xabc,
+                name: "m1".into(),
+                client_urls: vec!["http://c:2379".into()]
+            }))
+        );
+        // 3.4's v2 publish and version, with the id outside a header.
+        let v2 = |path: &str, val: &str| {
+            let mut r = Vec::new();
+            prost::encoding::string::encode(2, &"PUT".to_string(), &mut r);
+            prost::encoding::string::encode(3, &path.to_string(), &mut r);
+            prost::encoding::string::encode(4, &val.to_string(), &mut r);
+            let mut e = Vec::new();
+            prost::encoding::uint64::encode(1, &77, &mut e);
+            prost::encoding::bytes::encode(2, &r, &mut e);
+            InternalRaftRequest::decode(&translate_request(&e).unwrap()[..]).unwrap()
+        };
+        let p = v2("/0/members/abc/attributes", r#"{"name":"m1","clientURLs":["http://c:2379"]}"#);
+        assert_eq!(p.header.unwrap().id, 77);
+        assert!(matches!(p.request, Some(Request::MemberAttrSet(m)) if m.member_id == 0xabc && m.name == "m1"));
+        let v = v2("/0/version", "3.4.0");
+        assert!(matches!(v.request, Some(Request::ClusterVersionSet(c)) if c.ver == "3.4.0"));
+        assert_eq!(v2("/0/other", "x").request, None);
+    }
+
+    #[test]
+    fn configuration_changes_get_oxcds_context() {
+        let mut cc = ConfChange::default();
+        cc.set_change_type(ConfChangeType::AddLearnerNode);
+        cc.node_id = 0x10;
+        cc.id = 3;
+        cc.context = br#"{"id":16,"peerURLs":["http://p:2380"],"isLearner":true}"#.to_vec().into();
+        let mut learners = BTreeMap::new();
+        let out =
+            ConfChange::parse_from_bytes(&translate_conf_change(&cc.write_to_bytes().unwrap(), &mut learners).unwrap())
+                .unwrap();
+        let ctx = ConfChangeContext::decode(out.get_context()).unwrap();
+        assert_eq!((ctx.id, ctx.member_id, ctx.peer_urls.clone()), (3, 0x10, vec!["http://p:2380".to_string()]));
+        // Its promotion: an AddNode of a learner, which oxcd reads without peer URLs.
+        cc.set_change_type(ConfChangeType::AddNode);
+        let out =
+            ConfChange::parse_from_bytes(&translate_conf_change(&cc.write_to_bytes().unwrap(), &mut learners).unwrap())
+                .unwrap();
+        assert!(ConfChangeContext::decode(out.get_context()).unwrap().peer_urls.is_empty());
+        assert_eq!(learners.get(&0x10), Some(&false));
+    }
+}
