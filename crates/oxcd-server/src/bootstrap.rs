@@ -67,6 +67,12 @@ pub async fn start(mut cfg: ServerConfig) -> Result<RunningMember, StartError> {
     };
     let layout = cfg.layout();
     // An etcd data directory: converted once, etcd's files kept beside it.
+    if cfg.wal_dir.is_some() && oxcd_datadir::etcd_datadir::is_etcd(&Layout::new(&cfg.data_dir())) {
+        return Err(StartError::Data(
+            "cannot take over the etcd data directory with --wal-dir: move etcd's WAL files into member/wal and start without it"
+                .into(),
+        ));
+    }
     if let Some(t) = oxcd_datadir::etcd_datadir::take_over(&cfg.data_dir())? {
         tracing::warn!(
             member = %MemberId(t.member_id),
