@@ -240,13 +240,20 @@ impl Backend {
 
     /// Starts the write transaction unless another writer holds it or waits for it (a
     /// defragmentation, a compaction batch): for a caller that must not block, such as the Raft
-    /// thread. Best effort: a writer arriving at the same instant may still make this wait for
-    /// one of its transactions.
+    /// thread. It counts itself in only if it is the only writer, so a writer that comes after
+    /// waits for it, never the other way round.
     pub fn try_write(&self) -> Result<Option<WriteTxn<'_>>> {
-        if self.writers.load(Ordering::Acquire) > 0 {
+        if self.writers.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire).is_err() {
             return Ok(None);
         }
-        self.write().map(Some)
+        let gate = WriterGate(&self.writers);
+        loop {
+            let db = self.current();
+            let txn = db.begin_write()?;
+            if Arc::ptr_eq(&db, &self.db.read()) {
+                return Ok(Some(WriteTxn { backend: self, txn, ops: 0, db, _gate: gate }));
+            }
+        }
     }
 
     /// Starts a read transaction: a consistent view of everything committed so far.

@@ -99,6 +99,11 @@ pub fn take_over(data_dir: &Path) -> Result<Option<TakenOver>, StartError> {
             kept.display()
         )));
     }
+    // etcd holds an exclusive lock on its backend while it runs (bbolt's flock).
+    let db = std::fs::File::open(&layout.db)?;
+    if db.try_lock().is_err() {
+        return Err(refused(format!("{} is locked: is etcd still running on it?", layout.db.display())));
+    }
     let _ = std::fs::remove_dir_all(&tmp);
     let made = convert(&layout, &tmp);
     let made = match made {
@@ -175,18 +180,12 @@ fn convert(etcd: &Layout, tmp: &Path) -> Result<TakenOver, StartError> {
     {
         return Err(refused(format!("its WAL lacks the entries from {} to {}", applied + 1, first.index - 1)));
     }
-    let mut learners: BTreeMap<u64, bool> = members.iter().map(|m| (m.id.0, m.is_learner)).collect();
     let mut records = Vec::with_capacity(after.len());
     for e in &after {
-        let mut out = Entry { index: e.index, term: e.term, ..Default::default() };
-        out.set_entry_type(e.get_entry_type());
-        out.data = match e.get_entry_type() {
-            EntryType::EntryNormal => {
-                translate_request(&e.data).map_err(|why| refused(format!("entry {}: {why}", e.index)))?.into()
-            }
-            EntryType::EntryConfChange => translate_conf_change(&e.data, &mut learners)
-                .map_err(|why| refused(format!("entry {}: {why}", e.index)))?
-                .into(),
+        let why = |why: String| refused(format!("entry {}: {why}", e.index));
+        let (kind, data) = match e.get_entry_type() {
+            EntryType::EntryNormal => (EntryType::EntryNormal, translate_request(&e.data).map_err(why)?),
+            EntryType::EntryConfChange => translate_conf_change(&e.data).map_err(why)?,
             EntryType::EntryConfChangeV2 => {
                 return Err(refused(format!(
                     "entry {} is a joint configuration change, which etcd never writes",
@@ -194,6 +193,8 @@ fn convert(etcd: &Layout, tmp: &Path) -> Result<TakenOver, StartError> {
                 )));
             }
         };
+        let mut out = Entry { index: e.index, term: e.term, data: data.into(), ..Default::default() };
+        out.set_entry_type(kind);
         records.push(EntryRecord {
             index: out.index,
             term: out.term,
@@ -215,6 +216,10 @@ fn convert(etcd: &Layout, tmp: &Path) -> Result<TakenOver, StartError> {
     w.set_hard_state(WalHardState { term: hs.term.max(term), vote: hs.vote, commit: hs.commit.max(applied) });
     w.sync()?;
     drop(w);
+    // The new directories' entries are durable before they are renamed into place.
+    for dir in [&layout.snap, &layout.wal, &tmp.join("member"), &tmp.to_path_buf()] {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
     Ok(TakenOver { member_id, cluster_id, applied, entries_after: records.len(), kept: PathBuf::new() })
 }
 
@@ -364,8 +369,26 @@ fn read_wal(dir: &Path) -> Result<EtcdWal, String> {
             let size = (len as u64 & 0x00FF_FFFF_FFFF_FFFF) as usize;
             let pad = if len < 0 { ((len as u64 >> 56) & 0x7) as usize } else { 0 };
             let end = off + 8 + size + pad;
+            // A damaged record is a torn write (dropped, as etcd drops it) only at the end of the
+            // last file and only where the disk did not finish writing it: past the end of the
+            // file, or with a sector of it still zeros. Anywhere else the directory is refused.
             let torn = |why: &str| {
-                if n == last { Ok(()) } else { Err(format!("{}: {why} at offset {off}", path.display())) }
+                let sectors = |from: usize, to: usize| {
+                    let to = to.min(data.len());
+                    let mut at = from;
+                    let mut zeroed = false;
+                    while at < to {
+                        let next = ((at / 512) + 1) * 512;
+                        zeroed |= data[at..next.min(to)].iter().all(|b| *b == 0);
+                        at = next;
+                    }
+                    zeroed
+                };
+                if n == last && (end > data.len() || sectors(off, end)) {
+                    Ok(())
+                } else {
+                    Err(format!("{}: {why} at offset {off}", path.display()))
+                }
             };
             if end > data.len() {
                 torn("a record past the end of the file")?;
@@ -380,6 +403,9 @@ fn read_wal(dir: &Path) -> Result<EtcdWal, String> {
             };
             if rec.kind == CRC {
                 // Each file starts with the CRC the previous one ended with.
+                if crc != 0 && rec.crc != crc {
+                    return Err(format!("{}: its CRC record does not continue the file before", path.display()));
+                }
                 crc = rec.crc;
             } else {
                 let next = crc32c::crc32c_append(crc, &rec.data);
@@ -396,6 +422,16 @@ fn read_wal(dir: &Path) -> Result<EtcdWal, String> {
                 }
                 ENTRY => {
                     let e = Entry::parse_from_bytes(&rec.data).map_err(|e| format!("entry: {e}"))?;
+                    if let Some(last) = wal.entries.last()
+                        && e.index > last.index + 1
+                    {
+                        return Err(format!(
+                            "{}: entries {} to {} are missing",
+                            path.display(),
+                            last.index + 1,
+                            e.index - 1
+                        ));
+                    }
                     if let Some(pos) = wal.entries.iter().rposition(|x| x.index < e.index) {
                         wal.entries.truncate(pos + 1);
                     } else {
@@ -498,7 +534,24 @@ fn translate_request(data: &[u8]) -> Result<Vec<u8>, String> {
                     out.extend_from_slice(&req);
                 }
             }
-            4..=11 | 1000..=1299 | 1300 => out.extend_from_slice(f.raw),
+            // etcd's checkpoint carries seconds, oxcd's milliseconds.
+            11 => {
+                let mut req = oxcd_api::oxcdpb::LeaseCheckpointRequest::default();
+                for c in fields(f.value)?.into_iter().filter(|c| c.number == 1) {
+                    let mut cp = oxcd_api::oxcdpb::LeaseCheckpoint::default();
+                    for g in fields(c.value)? {
+                        let v = varint(g.value, &mut 0).unwrap_or(0) as i64;
+                        match g.number {
+                            1 => cp.id = v,
+                            2 => cp.remaining_ms = v.saturating_mul(1000),
+                            _ => {}
+                        }
+                    }
+                    req.checkpoints.push(cp);
+                }
+                prost::encoding::message::encode(11, &req, &mut out);
+            }
+            4..=10 | 1000..=1300 => out.extend_from_slice(f.raw),
             1301 => {
                 let mut m = MemberAttrSetRequest::default();
                 for g in fields(f.value)? {
@@ -567,37 +620,51 @@ fn translate_v2(req: &[u8]) -> Result<Option<Vec<u8>>, String> {
     Ok(Some(out))
 }
 
-/// etcd's `ConfChange` (context: the member as JSON) as oxcd's (context: `ConfChangeContext`; a
-/// promotion is an AddNode of a known learner, without peer URLs). `learners` follows the changes
-/// (member id → learner).
-fn translate_conf_change(data: &[u8], learners: &mut BTreeMap<u64, bool>) -> Result<Vec<u8>, String> {
-    let mut cc = ConfChange::parse_from_bytes(data).map_err(|e| format!("configuration change: {e}"))?;
-    let peer_urls = if cc.get_context().is_empty() {
-        Vec::new()
+/// etcd's `ConfChange` as oxcd's entry. etcd numbers the types AddNode 0, RemoveNode 1,
+/// UpdateNode 2, AddLearnerNode 3 (raft-rs: AddLearnerNode 2, no UpdateNode), and its context is
+/// the member as JSON with `isPromote`; oxcd's context is a `ConfChangeContext` (a promotion: an
+/// AddNode without peer URLs), and a peer URL update is a `MemberUpdate` request in a normal entry.
+fn translate_conf_change(data: &[u8]) -> Result<(EntryType, Vec<u8>), String> {
+    let (mut id, mut kind, mut node, mut context) = (0u64, 0u64, 0u64, &[][..]);
+    for f in fields(data)? {
+        match f.number {
+            1 => id = varint(f.value, &mut 0).unwrap_or(0),
+            2 => kind = varint(f.value, &mut 0).unwrap_or(0),
+            3 => node = varint(f.value, &mut 0).unwrap_or(0),
+            4 => context = f.value,
+            _ => {}
+        }
+    }
+    #[derive(Default, serde::Deserialize)]
+    struct Context {
+        #[serde(rename = "peerURLs", default)]
+        peer_urls: Vec<String>,
+        #[serde(rename = "isPromote", default)]
+        is_promote: bool,
+    }
+    let ctx: Context = if context.is_empty() {
+        Context::default()
     } else {
-        serde_json::from_slice::<EtcdMember>(cc.get_context()).map_err(|e| format!("its member: {e}"))?.peer_urls
+        serde_json::from_slice(context).map_err(|e| format!("its member: {e}"))?
     };
-    let node = cc.node_id;
-    let peer_urls = match cc.get_change_type() {
-        ConfChangeType::AddNode if learners.get(&node) == Some(&true) => {
-            learners.insert(node, false);
-            Vec::new()
+    let (change, peer_urls) = match kind {
+        0 if ctx.is_promote => (ConfChangeType::AddNode, Vec::new()),
+        0 => (ConfChangeType::AddNode, ctx.peer_urls),
+        1 => (ConfChangeType::RemoveNode, Vec::new()),
+        2 => {
+            let mut out = Vec::new();
+            prost::encoding::message::encode(100, &RequestHeader { id, ..Default::default() }, &mut out);
+            let update = oxcd_api::oxcdpb::MemberUpdateRequest { member_id: node, peer_urls: ctx.peer_urls };
+            prost::encoding::message::encode(1302, &update, &mut out);
+            return Ok((EntryType::EntryNormal, out));
         }
-        ConfChangeType::AddNode => {
-            learners.insert(node, false);
-            peer_urls
-        }
-        ConfChangeType::AddLearnerNode => {
-            learners.insert(node, true);
-            peer_urls
-        }
-        ConfChangeType::RemoveNode => {
-            learners.remove(&node);
-            Vec::new()
-        }
+        3 => (ConfChangeType::AddLearnerNode, ctx.peer_urls),
+        other => return Err(format!("a configuration change of unknown type {other}")),
     };
-    cc.context = ConfChangeContext { id: cc.id, member_id: node, peer_urls }.encode_to_vec().into();
-    Ok(cc.write_to_bytes().expect("conf change encodes"))
+    let mut cc = ConfChange { node_id: node, id, ..Default::default() };
+    cc.set_change_type(change);
+    cc.context = ConfChangeContext { id, member_id: node, peer_urls }.encode_to_vec().into();
+    Ok((EntryType::EntryConfChange, cc.write_to_bytes().expect("conf change encodes")))
 }
 
 #[cfg(test)]
@@ -635,11 +702,12 @@ mod tests {
         }
         f.extend(framed(STATE, &HardState { term: 2, vote: 7, commit: 3 }.encode_to_vec(), &mut crc));
         let whole = f.len();
-        // A torn last record, then preallocated zeros.
-        f.extend(framed(ENTRY, &entry(4, 2, b"y"), &mut crc));
-        f[whole + 12] ^= 0xff; // inside the record's CRC
-        f.extend(vec![0; 64]);
-        std::fs::write(dir.path().join("0000000000000000-0000000000000000.wal"), &f).unwrap();
+        // A last record the disk did not finish: cut short, then preallocated zeros.
+        let fourth = framed(ENTRY, &entry(4, 2, b"y"), &mut crc);
+        let mut torn = f.clone();
+        torn.extend_from_slice(&fourth[..fourth.len() - 4]);
+        let name = dir.path().join("0000000000000000-0000000000000000.wal");
+        std::fs::write(&name, &torn).unwrap();
         let wal = read_wal(dir.path()).unwrap();
         assert_eq!(wal.metadata, Some((7, 9)));
         let log: Vec<(u64, u64)> = wal.entries.iter().map(|e| (e.index, e.term)).collect();
@@ -647,13 +715,32 @@ mod tests {
         assert_eq!(wal.hard_state, HardState { term: 2, vote: 7, commit: 3 });
         assert_eq!(wal.term_of(3), Some(2));
 
-        // The same damage in a file that is not the last refuses the directory.
+        // A whole record whose bytes are wrong is damage, not a torn write: refused, even last.
+        let mut damaged = f.clone();
+        damaged.extend_from_slice(&fourth);
+        damaged[whole + 12] ^= 0xff; // inside the record's CRC
+        damaged.extend(vec![0; 64]);
+        std::fs::write(&name, &damaged).unwrap();
+        let err = read_wal(dir.path()).unwrap_err();
+        assert!(err.contains(&format!("at offset {whole}")), "{err}");
+
+        // A torn record in a file that is not the last refuses the directory.
+        std::fs::write(&name, &torn).unwrap();
         std::fs::write(dir.path().join("0000000000000001-0000000000000004.wal"), &f[..whole]).unwrap();
         let err = read_wal(dir.path()).unwrap_err();
         assert!(
             err.contains("0000000000000000-0000000000000000.wal") && err.contains(&format!("at offset {whole}")),
             "{err}"
         );
+
+        // A gap in the log is refused.
+        let mut crc = 0;
+        let mut g = framed(CRC, &[], &mut crc);
+        g.extend(framed(ENTRY, &entry(1, 1, b"x"), &mut crc));
+        g.extend(framed(ENTRY, &entry(3, 1, b"x"), &mut crc));
+        std::fs::remove_file(dir.path().join("0000000000000001-0000000000000004.wal")).unwrap();
+        std::fs::write(&name, &g).unwrap();
+        assert!(read_wal(dir.path()).unwrap_err().contains("entries 2 to 2 are missing"));
     }
 
     #[test]
@@ -692,9 +779,15 @@ mod tests {
         assert!(err.contains("the term of its applied index 0"), "{err}");
         // Nothing moved, nothing left behind.
         assert!(etcd.db.is_file() && !kept_dir(dir.path()).exists() && !tmp_dir(dir.path()).exists());
-        // With the term, it converts: etcd's directory kept, oxcd's in place.
+        // With the term, it converts: etcd's directory kept, oxcd's in place; but not while etcd
+        // holds its backend's lock.
         f.extend(framed(SNAPSHOT, &SnapshotMark { index: 0, term: 1 }.encode_to_vec(), &mut crc));
         std::fs::write(etcd.wal.join("0000000000000000-0000000000000000.wal"), &f).unwrap();
+        let running = std::fs::File::open(&etcd.db).unwrap();
+        running.lock().unwrap();
+        let err = take_over(dir.path()).unwrap_err().to_string();
+        assert!(err.ends_with("is locked: is etcd still running on it?"), "{err}");
+        drop(running);
         let t = take_over(dir.path()).unwrap().unwrap();
         assert_eq!((t.member_id, t.cluster_id, t.applied), (7, 9, 0));
         assert!(kept_dir(dir.path()).join("snap/db").is_file() && !is_etcd(&etcd) && Wal::exists(&etcd.wal));
@@ -753,23 +846,36 @@ mod tests {
 
     #[test]
     fn configuration_changes_get_oxcds_context() {
-        let mut cc = ConfChange::default();
-        cc.set_change_type(ConfChangeType::AddLearnerNode);
-        cc.node_id = 0x10;
-        cc.id = 3;
-        cc.context = br#"{"id":16,"peerURLs":["http://p:2380"],"isLearner":true}"#.to_vec().into();
-        let mut learners = BTreeMap::new();
-        let out =
-            ConfChange::parse_from_bytes(&translate_conf_change(&cc.write_to_bytes().unwrap(), &mut learners).unwrap())
-                .unwrap();
-        let ctx = ConfChangeContext::decode(out.get_context()).unwrap();
-        assert_eq!((ctx.id, ctx.member_id, ctx.peer_urls.clone()), (3, 0x10, vec!["http://p:2380".to_string()]));
-        // Its promotion: an AddNode of a learner, which oxcd reads without peer URLs.
-        cc.set_change_type(ConfChangeType::AddNode);
-        let out =
-            ConfChange::parse_from_bytes(&translate_conf_change(&cc.write_to_bytes().unwrap(), &mut learners).unwrap())
-                .unwrap();
-        assert!(ConfChangeContext::decode(out.get_context()).unwrap().peer_urls.is_empty());
-        assert_eq!(learners.get(&0x10), Some(&false));
+        // etcd's encoding, by hand: ID 1, Type 2 (etcd's numbers), NodeID 3, Context 4.
+        let etcd_cc = |kind: u64, context: &str| {
+            let mut b = Vec::new();
+            prost::encoding::uint64::encode(1, &3, &mut b);
+            prost::encoding::uint64::encode(2, &kind, &mut b);
+            prost::encoding::uint64::encode(3, &0x10, &mut b);
+            prost::encoding::bytes::encode(4, &context.as_bytes().to_vec(), &mut b);
+            translate_conf_change(&b).unwrap()
+        };
+        let cc = |(kind, data): (EntryType, Vec<u8>)| {
+            assert_eq!(kind, EntryType::EntryConfChange);
+            let cc = ConfChange::parse_from_bytes(&data).unwrap();
+            let ctx = ConfChangeContext::decode(cc.get_context()).unwrap();
+            (cc.get_change_type(), cc.node_id, ctx.id, ctx.peer_urls)
+        };
+        let urls = vec!["http://p:2380".to_string()];
+        let learner = etcd_cc(3, r#"{"id":16,"peerURLs":["http://p:2380"],"isLearner":true}"#);
+        assert_eq!(cc(learner), (ConfChangeType::AddLearnerNode, 0x10, 3, urls.clone()));
+        let added = etcd_cc(0, r#"{"id":16,"peerURLs":["http://p:2380"]}"#);
+        assert_eq!(cc(added), (ConfChangeType::AddNode, 0x10, 3, urls.clone()));
+        // A promotion: an AddNode that oxcd reads without peer URLs.
+        let promoted = etcd_cc(0, r#"{"id":16,"peerURLs":["http://p:2380"],"isPromote":true}"#);
+        assert_eq!(cc(promoted), (ConfChangeType::AddNode, 0x10, 3, vec![]));
+        assert_eq!(cc(etcd_cc(1, "")), (ConfChangeType::RemoveNode, 0x10, 3, vec![]));
+        // A peer URL update: oxcd's MemberUpdate request.
+        let (kind, data) = etcd_cc(2, r#"{"id":16,"peerURLs":["http://q:2380"]}"#);
+        assert_eq!(kind, EntryType::EntryNormal);
+        let req = oxcd_api::oxcdpb::InternalRaftRequest::decode(&data[..]).unwrap();
+        assert_eq!(req.header.unwrap().id, 3);
+        let want = oxcd_api::oxcdpb::MemberUpdateRequest { member_id: 0x10, peer_urls: vec!["http://q:2380".into()] };
+        assert_eq!(req.request, Some(oxcd_api::oxcdpb::internal_raft_request::Request::MemberUpdate(want)));
     }
 }

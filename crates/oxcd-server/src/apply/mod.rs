@@ -187,7 +187,7 @@ impl Applier {
     /// nothing is queued before them: a queued batch would still be unapplied.
     pub fn apply_inline(shared: &Mutex<Applier>, entries: &[Entry]) -> Option<Result<(), ApplyError>> {
         let mut a = shared.try_lock()?;
-        if a.failed || entries.first()?.index != a.applied + 1 {
+        if a.failed || entries.first()?.index != a.applied + 1 || a.snapshot_due(entries) {
             return None;
         }
         // Nor does it wait for the backend (a defragmentation holds its writer for seconds).
@@ -198,6 +198,14 @@ impl Applier {
             Err(e) => Err(fatal(e)),
         };
         Some(a.fail_on(r))
+    }
+
+    /// Whether applying `entries` takes a snapshot, whose durable flush waits for the backend's
+    /// other writers: left to the applier's thread.
+    fn snapshot_due(&self, entries: &[Entry]) -> bool {
+        let last = entries.last().map_or(self.applied, |e| e.index);
+        let bytes: usize = entries.iter().map(|e| e.data.len()).sum();
+        last - self.last_snapshot >= self.cfg.snapshot_count || self.bytes_since_snapshot + bytes >= SNAPSHOT_BYTES
     }
 
     fn fail_on(&mut self, r: Result<(), ApplyError>) -> Result<(), ApplyError> {

@@ -325,13 +325,12 @@ async function keysView(main, params) {
   const from = params.has('from') ? unb64(params.get('from')) : prefix;
   const started = performance.now();
   const { items, next } = await children(prefix, from, PAGE);
-  // Crumbs: one link per '/' in the prefix.
+  // Crumbs: one link per '/' in the prefix (cut on the bytes: a key need not be UTF-8).
   const shown = showKey(prefix);
   let crumbs = '<a href="#/keys">(root)</a>';
-  let acc = '';
-  for (const part of shown.split('/').slice(0, -1)) {
-    acc += part + '/';
-    crumbs += ` <a href="#/keys?p=${encodeURIComponent(b64(acc))}">${esc(part + '/')}</a>`;
+  for (let at = prefix.indexOf(47), from = 0; at >= 0; from = at + 1, at = prefix.indexOf(47, at + 1)) {
+    const upTo = prefix.subarray(0, at + 1);
+    crumbs += ` <a href="#/keys?p=${encodeURIComponent(b64(upTo))}">${esc(showKey(prefix.subarray(from, at + 1)))}</a>`;
   }
   const list = items.map((it) => {
     const label = esc(showKey(it.key.subarray(prefix.length)) || showKey(it.key));
@@ -377,10 +376,12 @@ async function keysView(main, params) {
   $('#delprefix-form').onsubmit = async (ev) => {
     ev.preventDefault();
     const p = bytes($('#del-prefix').value);
-    const n = await api('kv/range', { key: b64(p), range_end: b64(p.length ? prefixEnd(p) : new Uint8Array([0])), count_only: true });
-    if (!confirm(`Delete ${n.count || 0} keys under "${showKey(p)}"?`)) return;
+    // Every key, for an empty prefix: etcd's "\0" to "\0".
+    const range = { key: b64(p.length ? p : new Uint8Array([0])), range_end: b64(p.length ? prefixEnd(p) : new Uint8Array([0])) };
     try {
-      const r = await api('kv/deleterange', { key: b64(p), range_end: b64(p.length ? prefixEnd(p) : new Uint8Array([0])) });
+      const n = await api('kv/range', { ...range, count_only: true });
+      if (!confirm(`Delete ${n.count || 0} keys under "${showKey(p)}"?`)) return;
+      const r = await api('kv/deleterange', range);
       $('#del-result').innerHTML = `<span class="ok">${esc(r.deleted || 0)} deleted at revision ${esc(r.header.revision)}</span>`;
     } catch (e) { $('#del-result').innerHTML = `<span class="error">${esc(e.message)}</span>`; }
   };
@@ -512,8 +513,17 @@ async function keyView(main, params) {
     ev.preventDefault();
     if (!confirm(`Write the new value of ${showKey(key)}?`)) return;
     try {
-      // The key keeps its lease, as `etcdctl put --ignore-lease` does.
-      const w = await api('kv/put', { key: b64(key), value: b64($('#edit-value').value), ignore_lease: kv.lease && kv.lease !== '0' });
+      // Only over the revision that was read (a write made meanwhile is not lost), and the key
+      // keeps its lease, as `etcdctl put --ignore-lease` does.
+      const put = { key: b64(key), value: b64($('#edit-value').value), ignore_lease: kv.lease && kv.lease !== '0' };
+      const w = await api('kv/txn', {
+        compare: [{ key: b64(key), target: 'MOD', result: 'EQUAL', mod_revision: kv.mod_revision }],
+        success: [{ request_put: put }],
+      });
+      if (!w.succeeded) {
+        $('#key-result').innerHTML = `<span class="error">the key changed after revision ${esc(kv.mod_revision)}: reload it, then edit</span>`;
+        return;
+      }
       await keyView(main, params);
       $('#key-result').innerHTML = `<span class="ok notice" id="written">written at revision ${esc(w.header.revision)}</span>`;
     } catch (e) { $('#key-result').innerHTML = `<span class="error">${esc(e.message)}</span>`; }
@@ -620,7 +630,8 @@ async function watchView(main, params) {
     tbody.prepend(tr);
     while (tbody.children.length > 500) tbody.lastChild.remove();
   };
-  const redraw = () => { tbody.innerHTML = ''; for (const e of seen) draw(e); };
+  // Held events (paused) are drawn on resume, not before.
+  const redraw = () => { tbody.innerHTML = ''; for (const e of seen.slice(0, seen.length - held.length)) draw(e); };
   for (const id of ['#f-put', '#f-del']) $(id).onchange = redraw;
   $('#f-key').oninput = redraw;
   $('#watch-clear').onclick = () => { seen = []; held = []; redraw(); };
@@ -639,6 +650,11 @@ async function watchView(main, params) {
     $('#watch-pause').disabled = false;
     try {
       const resp = await fetch('/ui/v3/watch', { method: 'POST', headers: headers(), body: JSON.stringify(req), signal: ctl.signal });
+      if (!resp.ok) {
+        const j = await resp.json().catch(() => ({}));
+        $('#watch-state').textContent = j.message || j.error || resp.statusText;
+        return;
+      }
       const reader = resp.body.getReader();
       const dec = new TextDecoder();
       let buf = '';
@@ -691,16 +707,20 @@ async function leasesView(main) {
   const fetched = Date.now();
   infos.forEach((t, i) => {
     if (!t) return;
-    const keys = (t.keys || []).map((k) => showKey(unb64(k)));
+    const keys = t.keys || [];
     const tr = h(`<table><tr><td class="mono">${hexId(ids[i])}</td><td class="num ttl" data-ttl="${esc(t.TTL)}">${esc(t.TTL)} s</td>
       <td class="num">${esc(t.grantedTTL)} s</td>
-      <td class="mono">${keys.slice(0, 10).map((k) => `<a href="#/key?k=${encodeURIComponent(b64(k))}">${esc(k)}</a>`).join('<br>')}${keys.length > 10 ? `<br>… ${keys.length - 10} more` : ''}</td>
+      <td class="mono">${keys.slice(0, 10).map((k) => `<a href="#/key?k=${encodeURIComponent(k)}">${esc(showKey(unb64(k)))}</a>`).join('<br>')}${keys.length > 10 ? `<br>… ${keys.length - 10} more` : ''}</td>
       <td><button class="danger">Revoke</button></td></tr></table>`).querySelector('tr');
     $('button', tr).onclick = async () => {
       if (!confirm(`Revoke lease ${hexId(ids[i])} and delete its ${keys.length} keys?`)) return;
-      const d = await api('lease/revoke', { ID: ids[i] });
-      tr.remove();
-      $('h2', page).append(h(`<span class="notice">revoked at revision ${esc(d.header.revision)}</span>`));
+      try {
+        const d = await api('lease/revoke', { ID: ids[i] });
+        tr.remove();
+        $('h2', page).append(h(`<span class="notice">revoked at revision ${esc(d.header.revision)}</span>`));
+      } catch (e) {
+        $('h2', page).append(h(`<span class="error">${esc(e.message)}</span>`));
+      }
     };
     tbody.append(tr);
   });
@@ -718,20 +738,22 @@ async function locksView(main) {
   const r = await api('lease/leases', {});
   const ids = (r.leases || []).slice(0, 1000).map((l) => l.ID);
   const infos = await Promise.all(ids.map((ID) => api('lease/timetolive', { ID, keys: true }).catch(() => null)));
+  // Names by their bytes (base64), as the keys carry them.
   const names = new Set();
   infos.forEach((t, i) => {
+    const suffix = bytes('/' + hexId(ids[i]));
     for (const k of (t && t.keys) || []) {
-      const key = showKey(unb64(k));
-      const suffix = '/' + hexId(ids[i]);
-      if (key.endsWith(suffix)) names.add(key.slice(0, key.length - suffix.length + 1));
+      const key = unb64(k);
+      const tail = key.subarray(key.length - suffix.length);
+      if (key.length > suffix.length && sameBytes(tail, suffix)) names.add(b64(key.subarray(0, key.length - suffix.length + 1)));
     }
   });
   main.innerHTML = '';
   const page = h(`<div><h2>Locks &amp; elections</h2><p class="muted">Names under which keys end in their lease's id, as etcd's Lock and Election services and the concurrency recipes write them: the oldest key holds, the others wait in order.</p><div id="locks"></div></div>`);
   main.append(page);
   if (!names.size) $('#locks', page).append(h('<div class="card muted">No lock or election is held.</div>'));
-  for (const name of [...names].sort()) {
-    const p = bytes(name);
+  for (const p of [...names].map(unb64).sort((a, b) => showKey(a).localeCompare(showKey(b)))) {
+    const name = showKey(p);
     const w = await api('kv/range', { key: b64(p), range_end: b64(prefixEnd(p)), sort_order: 'ASCEND', sort_target: 'CREATE' });
     const kvs = w.kvs || [];
     $('#locks', page).append(h(`<div class="card"><h3 class="mono">${esc(name.slice(0, -1))}</h3><table>
