@@ -227,15 +227,7 @@ impl Backend {
 
     /// Starts the write transaction (one at a time; this blocks while another is open).
     pub fn write(&self) -> Result<WriteTxn<'_>> {
-        let gate = WriterGate::enter(&self.writers);
-        loop {
-            let db = self.current();
-            let txn = db.begin_write()?;
-            // A defragmentation may have replaced the file while this waited for the lock.
-            if Arc::ptr_eq(&db, &self.db.read()) {
-                return Ok(WriteTxn { backend: self, txn, ops: 0, db, _gate: gate });
-            }
-        }
+        self.begin(WriterGate::enter(&self.writers))
     }
 
     /// Starts the write transaction unless another writer holds it or waits for it (a
@@ -246,12 +238,17 @@ impl Backend {
         if self.writers.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire).is_err() {
             return Ok(None);
         }
-        let gate = WriterGate(&self.writers);
+        self.begin(WriterGate(&self.writers)).map(Some)
+    }
+
+    /// Begins the write transaction for a writer counted in by `gate`.
+    fn begin<'a>(&'a self, gate: WriterGate<'a>) -> Result<WriteTxn<'a>> {
         loop {
             let db = self.current();
             let txn = db.begin_write()?;
+            // A defragmentation may have replaced the file while this waited for the lock.
             if Arc::ptr_eq(&db, &self.db.read()) {
-                return Ok(Some(WriteTxn { backend: self, txn, ops: 0, db, _gate: gate }));
+                return Ok(WriteTxn { backend: self, txn, ops: 0, db, _gate: gate });
             }
         }
     }

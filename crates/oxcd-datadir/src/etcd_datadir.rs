@@ -33,6 +33,7 @@ use prost::Message;
 use protobuf::Message as _;
 use raft::prelude::{ConfChange, ConfChangeType, ConfState, Entry, EntryType};
 
+use crate::etcd_snapshot::EtcdMember;
 use crate::ids::MemberId;
 use crate::layout::{Layout, StartError};
 use crate::membership::{Member, Members, encode_conf_state};
@@ -77,8 +78,9 @@ pub fn is_etcd(layout: &Layout) -> bool {
 }
 
 /// Converts the etcd data directory at `data_dir`, if it is one (see the module's docs); `None`
-/// when it is not (oxcd's own, or empty). Finishes a takeover a crash interrupted.
-pub fn take_over(data_dir: &Path) -> Result<Option<TakenOver>, StartError> {
+/// when it is not (oxcd's own, or empty). Finishes a takeover a crash interrupted. With a
+/// dedicated WAL directory (`--wal-dir`) an etcd directory is refused.
+pub fn take_over(data_dir: &Path, dedicated_wal: bool) -> Result<Option<TakenOver>, StartError> {
     let member = data_dir.join("member");
     let (tmp, kept) = (tmp_dir(data_dir), kept_dir(data_dir));
     let built = tmp.join("member");
@@ -93,6 +95,12 @@ pub fn take_over(data_dir: &Path) -> Result<Option<TakenOver>, StartError> {
     if !is_etcd(&layout) {
         return Ok(None);
     }
+    if dedicated_wal {
+        return Err(StartError::Data(
+            "cannot take over the etcd data directory with --wal-dir: move etcd's WAL files into member/wal and start without it"
+                .into(),
+        ));
+    }
     if kept.exists() {
         return Err(refused(format!(
             "{} already holds an etcd data directory kept by an earlier takeover; move it away first",
@@ -105,14 +113,9 @@ pub fn take_over(data_dir: &Path) -> Result<Option<TakenOver>, StartError> {
         return Err(refused(format!("{} is locked: is etcd still running on it?", layout.db.display())));
     }
     let _ = std::fs::remove_dir_all(&tmp);
-    let made = convert(&layout, &tmp);
-    let made = match made {
-        Ok(m) => m,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&tmp);
-            return Err(e);
-        }
-    };
+    let made = convert(&layout, &tmp).inspect_err(|_| {
+        let _ = std::fs::remove_dir_all(&tmp);
+    })?;
     crate::layout::rename_durably(&member, &kept)?;
     crate::layout::rename_durably(&built, &member)?;
     let _ = std::fs::remove_dir_all(&tmp);
@@ -225,20 +228,6 @@ fn convert(etcd: &Layout, tmp: &Path) -> Result<TakenOver, StartError> {
 
 // ---- etcd's backend ----
 
-/// etcd's member record (`membership.Member` as JSON).
-#[derive(serde::Deserialize)]
-struct EtcdMember {
-    id: u64,
-    #[serde(rename = "peerURLs", default)]
-    peer_urls: Vec<String>,
-    #[serde(default)]
-    name: String,
-    #[serde(rename = "clientURLs", default)]
-    client_urls: Vec<String>,
-    #[serde(rename = "isLearner", default)]
-    is_learner: bool,
-}
-
 fn etcd_members(db: &Reader<'_>) -> Result<Vec<Member>, StartError> {
     let Some(bucket) = db.bucket(MEMBERS.as_bytes()).map_err(refused)? else {
         return Err(refused("its backend has no members bucket".into()));
@@ -268,12 +257,7 @@ fn etcd_members(db: &Reader<'_>) -> Result<Vec<Member>, StartError> {
 fn etcd_removed(db: &Reader<'_>) -> Result<Vec<MemberId>, StartError> {
     let Some(bucket) = db.bucket(MEMBERS_REMOVED.as_bytes()).map_err(refused)? else { return Ok(Vec::new()) };
     let mut out = Vec::new();
-    db.for_each(&bucket, &mut |k, _| {
-        if let Some(id) = std::str::from_utf8(k).ok().and_then(|h| u64::from_str_radix(h, 16).ok()) {
-            out.push(MemberId(id));
-        }
-    })
-    .map_err(refused)?;
+    db.for_each(&bucket, &mut |k, _| out.extend(Members::removed_id(k))).map_err(refused)?;
     Ok(out)
 }
 
@@ -765,7 +749,7 @@ mod tests {
         crate::etcd_snapshot::write_etcd_db(&b, &etcd.db).unwrap();
         assert!(is_etcd(&etcd));
         // No WAL file.
-        let err = take_over(dir.path()).unwrap_err().to_string();
+        let err = take_over(dir.path(), false).unwrap_err().to_string();
         assert!(
             err.starts_with("cannot take over the etcd data directory: ") && err.contains("holds no WAL file"),
             "{err}"
@@ -775,7 +759,7 @@ mod tests {
         let mut f = framed(CRC, &[], &mut crc);
         f.extend(framed(METADATA, &Metadata { node_id: 7, cluster_id: 9 }.encode_to_vec(), &mut crc));
         std::fs::write(etcd.wal.join("0000000000000000-0000000000000000.wal"), &f).unwrap();
-        let err = take_over(dir.path()).unwrap_err().to_string();
+        let err = take_over(dir.path(), false).unwrap_err().to_string();
         assert!(err.contains("the term of its applied index 0"), "{err}");
         // Nothing moved, nothing left behind.
         assert!(etcd.db.is_file() && !kept_dir(dir.path()).exists() && !tmp_dir(dir.path()).exists());
@@ -783,15 +767,17 @@ mod tests {
         // holds its backend's lock.
         f.extend(framed(SNAPSHOT, &SnapshotMark { index: 0, term: 1 }.encode_to_vec(), &mut crc));
         std::fs::write(etcd.wal.join("0000000000000000-0000000000000000.wal"), &f).unwrap();
+        let err = take_over(dir.path(), true).unwrap_err().to_string();
+        assert!(err.starts_with("cannot take over the etcd data directory with --wal-dir"), "{err}");
         let running = std::fs::File::open(&etcd.db).unwrap();
         running.lock().unwrap();
-        let err = take_over(dir.path()).unwrap_err().to_string();
+        let err = take_over(dir.path(), false).unwrap_err().to_string();
         assert!(err.ends_with("is locked: is etcd still running on it?"), "{err}");
         drop(running);
-        let t = take_over(dir.path()).unwrap().unwrap();
+        let t = take_over(dir.path(), false).unwrap().unwrap();
         assert_eq!((t.member_id, t.cluster_id, t.applied), (7, 9, 0));
         assert!(kept_dir(dir.path()).join("snap/db").is_file() && !is_etcd(&etcd) && Wal::exists(&etcd.wal));
-        assert_eq!(take_over(dir.path()).unwrap(), None, "once only");
+        assert_eq!(take_over(dir.path(), false).unwrap(), None, "once only");
     }
 
     #[test]

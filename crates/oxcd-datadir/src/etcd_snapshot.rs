@@ -37,18 +37,19 @@ struct EtcdLease {
     remaining_ttl: i64,
 }
 
-/// etcd's member record (`membership.Member` as JSON).
-#[derive(serde::Serialize)]
-struct EtcdMember<'a> {
-    id: u64,
-    #[serde(rename = "peerURLs")]
-    peer_urls: &'a [String],
-    #[serde(rename = "isLearner", skip_serializing_if = "std::ops::Not::not")]
-    is_learner: bool,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    name: &'a str,
-    #[serde(rename = "clientURLs", skip_serializing_if = "<[String]>::is_empty")]
-    client_urls: &'a [String],
+/// etcd's member record (`membership.Member` as JSON), as etcd writes it in its `members` bucket
+/// (fields in etcd's order, empty ones left out) and as etcd's data directories are read.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct EtcdMember {
+    pub id: u64,
+    #[serde(rename = "peerURLs", default)]
+    pub peer_urls: Vec<String>,
+    #[serde(rename = "isLearner", default, skip_serializing_if = "std::ops::Not::not")]
+    pub is_learner: bool,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(rename = "clientURLs", default, skip_serializing_if = "Vec::is_empty")]
+    pub client_urls: Vec<String>,
 }
 
 /// The backend's buckets in the order a bbolt file holds them (byte order of their names); a
@@ -81,10 +82,10 @@ pub fn write_etcd_db(backend: &Backend, path: &Path) -> Result<u64, BackendError
                 .map(|m| {
                     let json = serde_json::to_vec(&EtcdMember {
                         id: m.id,
-                        peer_urls: &m.peer_ur_ls,
+                        peer_urls: m.peer_ur_ls.clone(),
                         is_learner: m.is_learner,
-                        name: &m.name,
-                        client_urls: &m.client_ur_ls,
+                        name: m.name.clone(),
+                        client_urls: m.client_ur_ls.clone(),
                     })
                     .expect("plain strings serialize");
                     (format!("{:x}", m.id).into_bytes(), json)

@@ -109,12 +109,15 @@ impl Members {
     pub fn load_removed(rtx: &ReadTxn) -> Result<Vec<MemberId>, oxcd_backend::BackendError> {
         let mut ids = Vec::new();
         rtx.bucket(MEMBERS_REMOVED)?.visit(&[], None, &mut |k, _| {
-            if let Some(id) = std::str::from_utf8(k).ok().and_then(|h| u64::from_str_radix(h, 16).ok()) {
-                ids.push(MemberId(id));
-            }
+            ids.extend(Members::removed_id(k));
             true
         })?;
         Ok(ids)
+    }
+
+    /// The member a key of the `members_removed` bucket names (etcd's and oxcd's: the id in hex).
+    pub fn removed_id(key: &[u8]) -> Option<MemberId> {
+        std::str::from_utf8(key).ok().and_then(|h| u64::from_str_radix(h, 16).ok()).map(MemberId)
     }
 
     /// Deletes one member from the members bucket.

@@ -67,13 +67,7 @@ pub async fn start(mut cfg: ServerConfig) -> Result<RunningMember, StartError> {
     };
     let layout = cfg.layout();
     // An etcd data directory: converted once, etcd's files kept beside it.
-    if cfg.wal_dir.is_some() && oxcd_datadir::etcd_datadir::is_etcd(&Layout::new(&cfg.data_dir())) {
-        return Err(StartError::Data(
-            "cannot take over the etcd data directory with --wal-dir: move etcd's WAL files into member/wal and start without it"
-                .into(),
-        ));
-    }
-    if let Some(t) = oxcd_datadir::etcd_datadir::take_over(&cfg.data_dir())? {
+    if let Some(t) = oxcd_datadir::etcd_datadir::take_over(&cfg.data_dir(), cfg.wal_dir.is_some())? {
         tracing::warn!(
             member = %MemberId(t.member_id),
             cluster = %ClusterId(t.cluster_id),
@@ -229,8 +223,7 @@ pub async fn start(mut cfg: ServerConfig) -> Result<RunningMember, StartError> {
             None => false,
             Some(Ok(())) => true,
             Some(Err(e)) => {
-                tracing::error!(error = %e, "applier failed; stopping the member");
-                s.fail();
+                applier_failed(&s, &e);
                 true
             }
         });
@@ -267,8 +260,7 @@ pub async fn start(mut cfg: ServerConfig) -> Result<RunningMember, StartError> {
     let s = server.clone();
     let applier_thread = std::thread::Builder::new().name("apply".into()).spawn(move || {
         if let Err(e) = Applier::run(applier, apply_rx) {
-            tracing::error!(error = %e, "applier failed; stopping the member");
-            s.fail();
+            applier_failed(&s, &e);
         }
     })?;
     if let Some(rev) = pending_compaction {
@@ -483,6 +475,12 @@ fn recover_snapshot_db(layout: &Layout, snap: &SnapshotRecord, cfg: &ServerConfi
         std::fs::remove_file(&received)?;
     }
     Ok(())
+}
+
+/// The applier failed (on whichever thread applied the batch): the member stops.
+fn applier_failed(server: &EtcdServer, e: &crate::apply::ApplyError) {
+    tracing::error!(error = %e, "applier failed; stopping the member");
+    server.fail();
 }
 
 /// The leader's part of etcd's version monitor: while the cluster has no version, or an older one

@@ -209,7 +209,7 @@ async fn the_console_is_served_from_the_client_port_unless_turned_off() {
     // The gateway is off, the console's API is not.
     let off = common::http_get(port, "/v3/kv/range").await;
     assert!(off.starts_with("HTTP/1.1 404"), "{off}");
-    let c = http_post(port, "/ui/v3/kv/put", r#"{"key":"YQ==","value":"Yg=="}"#).await;
+    let c = common::http_post(port, "/ui/v3/kv/put", r#"{"key":"YQ==","value":"Yg=="}"#).await;
     assert!(c.starts_with("HTTP/1.1 200") && c.contains("\"revision\":\"2\""), "{c}");
     drop(cl);
 
@@ -242,25 +242,4 @@ async fn the_console_is_served_from_the_client_port_unless_turned_off() {
     let (ca, cert, key) = (certs.file("ca.crt"), certs.file("client.crt"), certs.file("client.key"));
     assert_eq!(curl(&["--cacert", &ca, "--cert", &cert, "--key", &key]), "200");
     assert_eq!(curl(&["--cacert", &ca]), "000", "no client certificate, no page");
-}
-
-/// A plain HTTP/1.1 POST of a JSON body; the whole response.
-async fn http_post(port: u16, path: &str, body: &str) -> String {
-    let (path, body) = (path.to_string(), body.to_string());
-    tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        write!(
-            s,
-            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    })
-    .await
-    .unwrap()
 }

@@ -205,7 +205,14 @@ impl Applier {
     fn snapshot_due(&self, entries: &[Entry]) -> bool {
         let last = entries.last().map_or(self.applied, |e| e.index);
         let bytes: usize = entries.iter().map(|e| e.data.len()).sum();
-        last - self.last_snapshot >= self.cfg.snapshot_count || self.bytes_since_snapshot + bytes >= SNAPSHOT_BYTES
+        self.snapshot_due_at(last, self.bytes_since_snapshot + bytes)
+    }
+
+    /// Every --snapshot-count entries, or sooner when their data would fill memory (the Raft log
+    /// keeps everything since the last snapshot): at `applied`, with `bytes` of entry data since
+    /// the last one.
+    fn snapshot_due_at(&self, applied: u64, bytes: usize) -> bool {
+        applied - self.last_snapshot >= self.cfg.snapshot_count || bytes >= SNAPSHOT_BYTES
     }
 
     fn fail_on(&mut self, r: Result<(), ApplyError>) -> Result<(), ApplyError> {
@@ -348,9 +355,7 @@ impl Applier {
             let _ = self.compactor_tx.send(job);
         }
         self.bytes_since_snapshot += entries.iter().map(|e| e.data.len()).sum::<usize>();
-        // Every --snapshot-count entries, or sooner when their data would fill memory (the Raft log
-        // keeps everything since the last snapshot).
-        if self.applied - self.last_snapshot >= self.cfg.snapshot_count || self.bytes_since_snapshot >= SNAPSHOT_BYTES {
+        if self.snapshot_due_at(self.applied, self.bytes_since_snapshot) {
             self.bytes_since_snapshot = 0;
             // The WAL may drop entries only once the backend holds them durably.
             backend.flush().map_err(fatal)?;

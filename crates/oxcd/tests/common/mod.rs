@@ -137,12 +137,25 @@ pub async fn check_converged(cl: &Cluster, acked: &BTreeMap<String, String>) {
 /// `GET path` on 127.0.0.1:`port` over plain HTTP/1.1: the whole answer (status line, headers,
 /// body), or "" if nothing listens.
 pub async fn http_get(port: u16, path: &str) -> String {
-    let path = path.to_string();
+    http(port, format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n")).await
+}
+
+/// `POST path` of a JSON `body`, as [`http_get`].
+pub async fn http_post(port: u16, path: &str, body: &str) -> String {
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    http(port, head + body).await
+}
+
+/// Sends `request` to 127.0.0.1:`port` and reads the answer until the server closes.
+async fn http(port: u16, request: String) -> String {
     tokio::task::spawn_blocking(move || {
         use std::io::{Read, Write};
         let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return String::new() };
         let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-        let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+        let _ = s.write_all(request.as_bytes());
         let mut out = String::new();
         let _ = s.read_to_string(&mut out);
         out

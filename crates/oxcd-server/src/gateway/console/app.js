@@ -42,7 +42,8 @@ function hexdump(u, max = 4096) {
   if (u.length > max) lines.push(`… ${u.length - max} more bytes`);
   return lines.join('\n');
 }
-/** The first key after every key that starts with `u` (etcd's prefix range end). */
+/** The first key after every key that starts with `u` (etcd's prefix range end; for an empty
+ *  `u`, "\0": every key). */
 function prefixEnd(u) {
   const r = u.slice();
   for (let i = r.length - 1; i >= 0; i--) {
@@ -50,6 +51,8 @@ function prefixEnd(u) {
   }
   return new Uint8Array([0]);
 }
+/** The range of every key that starts with `u` (an empty `u`: every key, "\0" to "\0"). */
+function prefixRange(u) { return { key: b64(u.length ? u : new Uint8Array([0])), range_end: b64(prefixEnd(u)) }; }
 function concat(a, b) { const r = new Uint8Array(a.length + b.length); r.set(a); r.set(b, a.length); return r; }
 function sameBytes(a, b) { return a.length === b.length && a.every((x, i) => x === b[i]); }
 function hexId(id) { return id ? BigInt(id).toString(16) : '0'; }
@@ -298,7 +301,7 @@ const PAGE = 50;
 /** The children of `prefix` from `from` on: sub-prefixes up to the next '/', and keys. A large
  *  sub-prefix is skipped over in one request, so a page costs a few ranges however many keys. */
 async function children(prefix, from, want) {
-  const end = prefix.length ? prefixEnd(prefix) : new Uint8Array([0]);
+  const end = prefixEnd(prefix);
   const out = [];
   if (!from.length) from = new Uint8Array([0]); // etcd refuses an empty key
   for (;;) {
@@ -376,8 +379,7 @@ async function keysView(main, params) {
   $('#delprefix-form').onsubmit = async (ev) => {
     ev.preventDefault();
     const p = bytes($('#del-prefix').value);
-    // Every key, for an empty prefix: etcd's "\0" to "\0".
-    const range = { key: b64(p.length ? p : new Uint8Array([0])), range_end: b64(p.length ? prefixEnd(p) : new Uint8Array([0])) };
+    const range = prefixRange(p);
     try {
       const n = await api('kv/range', { ...range, count_only: true });
       if (!confirm(`Delete ${n.count || 0} keys under "${showKey(p)}"?`)) return;
@@ -646,7 +648,7 @@ async function watchView(main, params) {
     if (ctl) ctl.abort();
     ctl = new AbortController();
     const p = bytes($('#watch-prefix').value);
-    const req = { create_request: { key: b64(p.length ? p : new Uint8Array([0])), range_end: b64(p.length ? prefixEnd(p) : new Uint8Array([0])), prev_kv: true } };
+    const req = { create_request: { ...prefixRange(p), prev_kv: true } };
     $('#watch-pause').disabled = false;
     try {
       const resp = await fetch('/ui/v3/watch', { method: 'POST', headers: headers(), body: JSON.stringify(req), signal: ctl.signal });
@@ -754,7 +756,7 @@ async function locksView(main) {
   if (!names.size) $('#locks', page).append(h('<div class="card muted">No lock or election is held.</div>'));
   for (const p of [...names].map(unb64).sort((a, b) => showKey(a).localeCompare(showKey(b)))) {
     const name = showKey(p);
-    const w = await api('kv/range', { key: b64(p), range_end: b64(prefixEnd(p)), sort_order: 'ASCEND', sort_target: 'CREATE' });
+    const w = await api('kv/range', { ...prefixRange(p), sort_order: 'ASCEND', sort_target: 'CREATE' });
     const kvs = w.kvs || [];
     $('#locks', page).append(h(`<div class="card"><h3 class="mono">${esc(name.slice(0, -1))}</h3><table>
       <thead><tr><th></th><th>Key</th><th class="num">Created</th><th>Value (an election's proposal)</th></tr></thead><tbody>
