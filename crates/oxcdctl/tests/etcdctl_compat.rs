@@ -264,6 +264,9 @@ const COMMON: &[Step] = &[
     Sleep(500),
     Stop("elect1"),
     WaitFor("elect2", "p2"),
+    // The observer sees the new leader's value in its own time (a watch event after the
+    // resignation): wait for it rather than for a fixed interval.
+    WaitFor("elect-l", "p2"),
     Stop("elect2"),
     Sleep(300),
     Stop("elect-l"),
