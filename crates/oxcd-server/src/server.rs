@@ -183,8 +183,8 @@ impl EtcdServer {
                     self.wait.trigger(id, r);
                 }
             }
-            Decision::LogCompactable { index } => {
-                let _ = self.raft_tx.send(RaftInput::Compact { index });
+            Decision::LogCompactable { index, term } => {
+                let _ = self.raft_tx.send(RaftInput::Compact { index, term });
             }
             Decision::Installed { store, removed } => {
                 // Every watcher starts over from the new store (their streams resynchronise).
@@ -258,8 +258,10 @@ impl EtcdServer {
         }
         let id = self.ids.next();
         header.id = id;
-        let msg = InternalRaftRequest { header: Some(header), request: Some(req) };
-        let data = msg.encode_to_vec();
+        // Encoded, the request is dropped before the wait: its keys and values are slices of
+        // the gRPC decode buffer (8 KiB a request), which would otherwise stay allocated for
+        // every request in flight until its answer.
+        let data = InternalRaftRequest { header: Some(header), request: Some(req) }.encode_to_vec();
         if data.len() > self.cfg.max_request_bytes {
             return Err(EtcdError::RequestTooLarge);
         }

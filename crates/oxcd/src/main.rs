@@ -140,7 +140,30 @@ fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => return refuse(Refusal::check(format!("cannot start the runtime: {e}"))),
     };
+    return_freed_memory();
     runtime.block_on(run(cfg))
+}
+
+/// Hands the heap's free pages back to the system once a second (glibc's `malloc_trim`).
+///
+/// glibc keeps what its arenas freed: after a burst of 1000 clients, 15-20 MiB of free chunks
+/// stay resident inside the heap until the next burst reuses them. Trimming costs a walk of the
+/// free lists (well under a millisecond here) and, under steady load, the page faults of pages
+/// reused soon after.
+fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let spawned = std::thread::Builder::new().name("oxcd-trim".into()).spawn(|| {
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                // SAFETY: malloc_trim takes the arenas' own locks; it may run beside any allocation.
+                unsafe { libc::malloc_trim(0) };
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start the thread that returns freed memory");
+        }
+    }
 }
 
 /// Go's name for this machine's architecture.

@@ -70,8 +70,8 @@ pub fn consistent_index(backend: &Backend) -> Result<u64, oxcd_backend::BackendE
 pub enum Decision {
     /// A batch of entries is committed to the backend and visible in the store.
     Applied(Applied),
-    /// The backend holds every entry up to `index` durably: the Raft log may drop them.
-    LogCompactable { index: u64 },
+    /// The backend holds every entry up to `index` (of `term`) durably: the Raft log may drop them.
+    LogCompactable { index: u64, term: u64 },
     /// A snapshot from the leader replaced the whole state (already published).
     Installed {
         /// The new store (the watchers start over from it).
@@ -360,7 +360,7 @@ impl Applier {
             // The WAL may drop entries only once the backend holds them durably.
             backend.flush().map_err(fatal)?;
             self.last_snapshot = self.applied;
-            (self.decided)(Decision::LogCompactable { index: self.applied });
+            (self.decided)(Decision::LogCompactable { index: self.applied, term: self.applied_term });
         }
         Ok(())
     }

@@ -16,8 +16,9 @@ pub enum RaftInput {
     ReadIndex { ctx: u64 },
     /// A message from a peer.
     Step(Message),
-    /// The backend durably holds everything up to `index`: snapshot the WAL there.
-    Compact { index: u64 },
+    /// The backend durably holds everything up to `index`, an entry of `term`: snapshot the WAL
+    /// there. (The term comes with it: a member alone may have dropped that entry from memory.)
+    Compact { index: u64, term: u64 },
     /// A peer could not be reached.
     Unreachable(u64),
     /// A snapshot send to `to` finished.

@@ -70,6 +70,10 @@ impl Default for RaftStatus {
 /// Most bytes of entry data kept in memory behind a snapshot for lagging followers.
 const CATCHUP_BYTES: usize = 16 << 20;
 
+/// A member alone in its configuration drops applied entries from memory once this many have
+/// gathered (see [`RaftStorage::drop_applied_if_alone`]).
+const ALONE_KEEP_ENTRIES: u64 = 256;
+
 /// Settings of the Raft thread.
 pub struct NodeConfig {
     pub tick: Duration,
@@ -192,7 +196,7 @@ impl RaftNode {
                     tracing::debug!(error = %e, "dropped raft message");
                 }
             }
-            RaftInput::Compact { index } => self.compact_log(index)?,
+            RaftInput::Compact { index, term } => self.compact_log(index, term)?,
             RaftInput::Unreachable(id) => self.raw.report_unreachable(id),
             RaftInput::SnapshotStatus { to, ok } => {
                 let status = if ok { SnapshotStatus::Finish } else { SnapshotStatus::Failure };
@@ -310,6 +314,7 @@ impl RaftNode {
         if !committed.is_empty() {
             self.hand_to_applier(committed, true);
         }
+        self.storage.drop_applied_if_alone(ALONE_KEEP_ENTRIES);
         self.publish_status();
         Ok(())
     }
@@ -400,11 +405,10 @@ impl RaftNode {
 
     /// Snapshots the WAL at `index` (durable in the backend) and drops log entries before it,
     /// keeping `catchup_entries` in memory for followers that lag a little.
-    fn compact_log(&mut self, index: u64) -> Result<(), oxcd_wal::WalError> {
+    fn compact_log(&mut self, index: u64, term: u64) -> Result<(), oxcd_wal::WalError> {
         if index <= self.snapshot_index {
             return Ok(());
         }
-        let Some(term) = self.storage.term_of(index) else { return Ok(()) };
         oxcd_fail::point("raftBeforeSaveSnap")?;
         self.wal.save_snapshot(SnapshotRecord {
             index,

@@ -307,7 +307,8 @@ impl Sim {
     /// Tells node `id` that everything it applied is durable, so it snapshots and compacts its log.
     pub(super) fn compact(&mut self, id: u64) {
         let index = self.disks[&id].applied;
-        let _ = self.nodes[&id].tx.send(RaftInput::Compact { index });
+        let Some(term) = self.nodes[&id].raft.storage.term_of(index) else { return };
+        let _ = self.nodes[&id].tx.send(RaftInput::Compact { index, term });
     }
 
     /// One tick of the logical clock: every node ticks, then messages flow until none is left

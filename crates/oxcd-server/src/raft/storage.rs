@@ -136,6 +136,29 @@ impl RaftStorage {
         self.compact(to);
     }
 
+    /// Drops the applied entries from memory once there are `batch` of them, if this member is the
+    /// configuration's only voter and it has no learner: no one will ask for them (a member added
+    /// later gets a snapshot), and the WAL keeps them until its next snapshot. Only while no
+    /// configuration change is recorded after the snapshot point, so that the configuration as of
+    /// any index from there on stays known.
+    pub fn drop_applied_if_alone(&self, batch: u64) {
+        let to = {
+            let log = self.log.read();
+            let cs = &log.conf_state;
+            let alone = cs.voters.len() == 1
+                && cs.learners.is_empty()
+                && cs.voters_outgoing.is_empty()
+                && cs.learners_next.is_empty()
+                && log.conf_history.is_empty();
+            let to = self.applied.load(Ordering::Acquire).min(log.last_index());
+            if !alone || to < log.first_index() + batch {
+                return;
+            }
+            to
+        };
+        self.compact(to);
+    }
+
     /// Bytes of entry data held in memory.
     pub fn bytes(&self) -> usize {
         self.log.read().entries.iter().map(|e| e.data.len()).sum()
@@ -270,6 +293,38 @@ mod tests {
             s.entries(2, 3, None, GetEntriesContext::empty(false)),
             Err(raft::Error::Store(StorageError::Compacted))
         ));
+    }
+
+    #[test]
+    fn a_member_alone_drops_applied_entries_in_batches() {
+        let s = storage();
+        s.append(&(2..=20).map(|i| ent(i, 1)).collect::<Vec<_>>());
+        s.applied.store(10, Ordering::Release);
+        s.drop_applied_if_alone(5);
+        assert_eq!(s.first_last(), (11, 20));
+        assert_eq!(s.term(10).unwrap(), 1, "the term of the last dropped entry is kept");
+        s.applied.store(14, Ordering::Release);
+        s.drop_applied_if_alone(5);
+        assert_eq!(s.first_last(), (11, 20), "fewer than a batch applied since");
+
+        // Not alone: a second voter (or a learner) may need the entries.
+        let s = storage();
+        s.append(&(2..=20).map(|i| ent(i, 1)).collect::<Vec<_>>());
+        s.applied.store(15, Ordering::Release);
+        let two = ConfState { voters: vec![1, 2], ..Default::default() };
+        s.set_conf_state(12, two);
+        s.drop_applied_if_alone(5);
+        assert_eq!(s.first_last(), (2, 20));
+        // Alone again, but a configuration change is recorded after the snapshot point.
+        s.set_conf_state(14, ConfState { voters: vec![1], ..Default::default() });
+        s.drop_applied_if_alone(5);
+        assert_eq!(s.first_last(), (2, 20));
+        // Once compacted past it, the configuration is known from the snapshot point on.
+        s.compact(14);
+        s.applied.store(20, Ordering::Release);
+        s.drop_applied_if_alone(5);
+        assert_eq!(s.first_last(), (21, 20));
+        assert_eq!(s.conf_state_at(20).voters, vec![1]);
     }
 
     #[test]
