@@ -313,8 +313,9 @@ impl RaftNode {
         let committed = light.take_committed_entries();
         if !committed.is_empty() {
             self.hand_to_applier(committed, true);
+            // Checked as entries are committed, not on every ready (heartbeats, votes).
+            self.storage.drop_applied_if_alone(ALONE_KEEP_ENTRIES);
         }
-        self.storage.drop_applied_if_alone(ALONE_KEEP_ENTRIES);
         self.publish_status();
         Ok(())
     }
