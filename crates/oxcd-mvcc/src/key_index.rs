@@ -55,119 +55,164 @@ pub(crate) struct KeyAt {
 }
 
 /// The history of one key.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct KeyIndex {
-    pub modified: Revision,
-    pub generations: Vec<Generation>,
+///
+/// Most keys of a store that is compacted now and then (Kubernetes compacts every five minutes)
+/// have one revision left in one live generation: those are held inline ([`KeyIndex::One`]), with
+/// no allocation. Every other history is a list of generations ([`KeyIndex::Many`]). This index is
+/// most of a large store's memory: the inline form saves the two allocations (about 100 bytes) a
+/// list of one generation of one revision costs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum KeyIndex {
+    /// A live key with one revision left: `modified`, in the generation created at `created`.
+    One { created: Revision, modified: Revision, ver: i64 },
+    /// Any history: `modified` is the newest revision of any generation.
+    Many { modified: Revision, generations: Vec<Generation> },
+}
+
+impl Default for KeyIndex {
+    fn default() -> KeyIndex {
+        KeyIndex::Many { modified: Revision::default(), generations: Vec::new() }
+    }
 }
 
 impl KeyIndex {
+    /// The newest revision recorded.
+    fn modified(&self) -> Revision {
+        match self {
+            KeyIndex::One { modified, .. } | KeyIndex::Many { modified, .. } => *modified,
+        }
+    }
+
+    /// The history as a list of generations, turning the inline form into one; every change
+    /// other than a first put goes through here.
+    fn generations_mut(&mut self) -> &mut Vec<Generation> {
+        if let KeyIndex::One { created, modified, ver } = *self {
+            // One generation now, and soon a second revision or a tombstone: room for two.
+            let mut revs = Vec::with_capacity(2);
+            revs.push(modified);
+            let mut generations = Vec::with_capacity(1);
+            generations.push(Generation { ver, created, revs });
+            *self = KeyIndex::Many { modified, generations };
+        }
+        match self {
+            KeyIndex::Many { generations, .. } => generations,
+            KeyIndex::One { .. } => unreachable!("turned into Many above"),
+        }
+    }
+
+    /// Back to the inline form where the history allows it.
+    fn shrink(&mut self) {
+        if let KeyIndex::Many { modified, generations } = self
+            && let [g] = generations.as_slice()
+            && let [only] = g.revs.as_slice()
+        {
+            debug_assert_eq!(only, modified);
+            *self = KeyIndex::One { created: g.created, modified: *only, ver: g.ver };
+        }
+    }
+
     /// Records a put at `rev` (which must be newer than every recorded revision).
     pub fn put(&mut self, rev: Revision) {
-        assert!(rev > self.modified, "put revision {rev:?} not after last modification {:?}", self.modified);
-        // Most keys live one generation and are written a few times: allocate for one, not the
-        // four a first push would reserve (this index is most of a large store's memory).
-        if self.generations.is_empty() {
-            self.generations.reserve_exact(1);
-            self.generations.push(Generation::default());
+        let last = self.modified();
+        assert!(rev > last, "put revision {rev:?} not after last modification {last:?}");
+        if let KeyIndex::Many { generations, .. } = self
+            && generations.is_empty()
+        {
+            *self = KeyIndex::One { created: rev, modified: rev, ver: 1 };
+            return;
         }
-        let g = self.generations.last_mut().expect("just ensured");
+        let generations = self.generations_mut();
+        let g = generations.last_mut().expect("a history that is not empty has a generation");
         if g.revs.is_empty() {
             g.created = rev;
             g.revs.reserve_exact(1);
         }
         g.revs.push(rev);
         g.ver += 1;
-        self.modified = rev;
+        if let KeyIndex::Many { modified, .. } = self {
+            *modified = rev;
+        }
     }
 
     /// Starts the index from a revision read back from the backend whose earlier history may have
     /// been compacted away.
     pub fn restore(created: Revision, modified: Revision, ver: i64) -> KeyIndex {
-        KeyIndex { modified, generations: vec![Generation { ver, created, revs: vec![modified] }] }
+        KeyIndex::One { created, modified, ver }
     }
 
     /// Records a tombstone at `rev`; false if the key is not alive.
     pub fn tombstone(&mut self, rev: Revision) -> bool {
-        if self.generations.last().is_none_or(|g| g.is_empty()) {
+        if let KeyIndex::Many { generations, .. } = self
+            && generations.last().is_none_or(|g| g.is_empty())
+        {
             return false;
         }
         self.put(rev);
-        self.generations.push(Generation::default());
+        self.generations_mut().push(Generation::default());
         true
     }
 
     /// Whether no revision is left.
     pub fn is_empty(&self) -> bool {
-        self.generations.len() == 1 && self.generations[0].is_empty()
+        match self {
+            KeyIndex::One { .. } => false,
+            KeyIndex::Many { generations, .. } => {
+                generations.len() <= 1 && generations.iter().all(Generation::is_empty)
+            }
+        }
     }
 
     /// The key as of `at_rev`, or `None` if it did not exist then.
     pub fn get(&self, at_rev: i64) -> Option<KeyAt> {
-        let g = self.find_generation(at_rev)?;
+        let generations = match self {
+            KeyIndex::One { created, modified, ver } => {
+                return (modified.main <= at_rev).then_some(KeyAt {
+                    modified: *modified,
+                    created: *created,
+                    ver: *ver,
+                });
+            }
+            KeyIndex::Many { generations, .. } => generations,
+        };
+        let g = find_generation(generations, at_rev)?;
         let n = g.newest_at(at_rev)?;
         Some(KeyAt { modified: g.revs[n], created: g.created, ver: g.ver - (g.revs.len() - n - 1) as i64 })
-    }
-
-    /// The generation alive at `rev`, if the key was alive then.
-    fn find_generation(&self, rev: i64) -> Option<&Generation> {
-        let last = self.generations.len().checked_sub(1)?;
-        for (i, g) in self.generations.iter().enumerate().rev() {
-            if g.revs.is_empty() {
-                continue;
-            }
-            if i != last && g.revs[g.revs.len() - 1].main <= rev {
-                // That generation's tombstone is at or before rev: deleted at rev.
-                return None;
-            }
-            if g.revs[0].main <= rev {
-                return Some(g);
-            }
-        }
-        None
     }
 
     /// The revision a compaction at `at_rev` would keep as the key's value then: the newest
     /// revision `<= at_rev` of the generation covering `at_rev`, unless that is a tombstone
     /// (etcd's `keyIndex.keep`, which HashKV filters compacted history with).
     pub fn keep(&self, at_rev: i64) -> Option<Revision> {
+        let generations = match self {
+            KeyIndex::One { modified, .. } => return (modified.main <= at_rev).then_some(*modified),
+            KeyIndex::Many { generations, .. } => generations,
+        };
         if self.is_empty() {
             return None;
         }
-        let gen_idx = self.first_generation_after(at_rev);
-        let g = &self.generations[gen_idx];
+        let gen_idx = first_generation_after(generations, at_rev);
+        let g = &generations[gen_idx];
         let n = g.newest_at(at_rev)?;
-        let tombstone = n == g.revs.len() - 1 && gen_idx != self.generations.len() - 1;
+        let tombstone = n == g.revs.len() - 1 && gen_idx != generations.len() - 1;
         (!tombstone).then_some(g.revs[n])
-    }
-
-    /// Index of the first generation that still covers `at_rev` or starts after it (the last one
-    /// if every other ended at or before it).
-    fn first_generation_after(&self, at_rev: i64) -> usize {
-        let mut gen_idx = 0;
-        while gen_idx < self.generations.len() - 1 {
-            let g = &self.generations[gen_idx];
-            if g.revs[g.revs.len() - 1].main > at_rev {
-                break;
-            }
-            gen_idx += 1;
-        }
-        gen_idx
     }
 
     /// Compacts history at `at_rev` (see the module diagram). Appends every dropped revision and
     /// whether it was a tombstone to `removed`.
     pub fn compact(&mut self, at_rev: i64, removed: &mut Vec<(Revision, bool)>) {
-        if self.is_empty() {
+        // The inline form's one revision is the newest at or below any `at_rev` it is compacted
+        // at, or newer than it: compaction keeps it either way.
+        if matches!(self, KeyIndex::One { .. }) || self.is_empty() {
             return;
         }
-        let mut gen_idx = self.first_generation_after(at_rev);
-        for g in &self.generations[..gen_idx] {
+        let generations = self.generations_mut();
+        let mut gen_idx = first_generation_after(generations, at_rev);
+        for g in &generations[..gen_idx] {
             let last = g.revs.len() - 1;
             removed.extend(g.revs.iter().enumerate().map(|(i, r)| (*r, i == last)));
         }
-        let is_last = gen_idx == self.generations.len() - 1;
-        let g = &mut self.generations[gen_idx];
+        let is_last = gen_idx == generations.len() - 1;
+        let g = &mut generations[gen_idx];
         if !g.is_empty() {
             if let Some(n) = g.newest_at(at_rev) {
                 removed.extend(g.revs.drain(..n).map(|r| (r, false)));
@@ -178,8 +223,41 @@ impl KeyIndex {
                 gen_idx += 1;
             }
         }
-        self.generations.drain(..gen_idx);
+        generations.drain(..gen_idx);
+        self.shrink();
     }
+}
+
+/// The generation alive at `rev`, if the key was alive then.
+fn find_generation(generations: &[Generation], rev: i64) -> Option<&Generation> {
+    let last = generations.len().checked_sub(1)?;
+    for (i, g) in generations.iter().enumerate().rev() {
+        if g.revs.is_empty() {
+            continue;
+        }
+        if i != last && g.revs[g.revs.len() - 1].main <= rev {
+            // That generation's tombstone is at or before rev: deleted at rev.
+            return None;
+        }
+        if g.revs[0].main <= rev {
+            return Some(g);
+        }
+    }
+    None
+}
+
+/// Index of the first generation that still covers `at_rev` or starts after it (the last one if
+/// every other ended at or before it).
+fn first_generation_after(generations: &[Generation], at_rev: i64) -> usize {
+    let mut gen_idx = 0;
+    while gen_idx < generations.len() - 1 {
+        let g = &generations[gen_idx];
+        if g.revs[g.revs.len() - 1].main > at_rev {
+            break;
+        }
+        gen_idx += 1;
+    }
+    gen_idx
 }
 
 #[cfg(test)]
@@ -188,6 +266,10 @@ mod tests {
 
     fn r(main: i64) -> Revision {
         Revision::new(main, 0)
+    }
+
+    fn first_revs(ki: &mut KeyIndex) -> Vec<Revision> {
+        ki.generations_mut()[0].revs.clone()
     }
 
     /// The example drawn in the module docs (etcd key_index.go).
@@ -232,13 +314,13 @@ mod tests {
         let mut removed = Vec::new();
         ki.compact(2, &mut removed);
         assert_eq!(removed, vec![(r(1), false)]);
-        assert_eq!(ki.generations[0].revs, vec![r(2), r(3)]);
+        assert_eq!(first_revs(&mut ki), vec![r(2), r(3)]);
         assert_eq!(ki.get(2).map(|k| k.ver), Some(2));
 
         removed.clear();
         ki.compact(4, &mut removed);
         assert_eq!(removed, vec![(r(2), false), (r(3), true)]);
-        assert_eq!(ki.generations[0].revs, vec![r(4), r(5)]);
+        assert_eq!(first_revs(&mut ki), vec![r(4), r(5)]);
 
         removed.clear();
         ki.compact(5, &mut removed);
@@ -258,5 +340,73 @@ mod tests {
         ki.compact(7, &mut removed);
         assert_eq!(removed, vec![(r(2), false)]);
         assert_eq!(ki.get(7).map(|k| (k.modified, k.ver)), Some((r(5), 2)));
+    }
+
+    #[test]
+    fn one_revision_is_held_inline() {
+        let mut ki = KeyIndex::default();
+        ki.put(r(3));
+        assert_eq!(ki, KeyIndex::One { created: r(3), modified: r(3), ver: 1 });
+        ki.put(r(5));
+        assert!(matches!(ki, KeyIndex::Many { .. }));
+        let mut removed = Vec::new();
+        ki.compact(6, &mut removed);
+        assert_eq!(removed, vec![(r(3), false)]);
+        assert_eq!(ki, KeyIndex::One { created: r(3), modified: r(5), ver: 2 });
+        assert!(ki.tombstone(r(7)));
+        assert_eq!(ki.get(6).map(|k| (k.modified, k.created, k.ver)), Some((r(5), r(3), 2)));
+        assert_eq!(ki.get(7), None);
+        ki.put(r(8));
+        ki.compact(9, &mut removed);
+        assert_eq!(ki, KeyIndex::One { created: r(8), modified: r(8), ver: 1 });
+    }
+
+    /// One step of a key's history for the property below.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Put,
+        Tombstone,
+        /// Compact at the newest revision minus this much.
+        Compact(i64),
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![3 => Just(Step::Put), 1 => Just(Step::Tombstone), 1 => (0i64..4).prop_map(Step::Compact)]
+    }
+
+    proptest::proptest! {
+        /// The inline form answers every question as the list of generations does: a twin kept as
+        /// a list after every step sees the same reads, keeps and compactions.
+        #[test]
+        fn inline_form_answers_as_the_list(steps in proptest::collection::vec(step(), 1..40)) {
+            let (mut ki, mut twin) = (KeyIndex::default(), KeyIndex::default());
+            let mut rev = 1;
+            for s in steps {
+                rev += 1;
+                let (mut removed, mut twin_removed) = (Vec::new(), Vec::new());
+                match s {
+                    Step::Put => {
+                        ki.put(r(rev));
+                        twin.put(r(rev));
+                    }
+                    Step::Tombstone => proptest::prop_assert_eq!(ki.tombstone(r(rev)), twin.tombstone(r(rev))),
+                    Step::Compact(back) => {
+                        ki.compact(rev - back, &mut removed);
+                        twin.compact(rev - back, &mut twin_removed);
+                    }
+                }
+                twin.generations_mut();
+                proptest::prop_assert_eq!(removed, twin_removed);
+                proptest::prop_assert_eq!(ki.is_empty(), twin.is_empty());
+                for at in 0..=rev + 1 {
+                    proptest::prop_assert_eq!(ki.get(at), twin.get(at));
+                    proptest::prop_assert_eq!(ki.keep(at), twin.keep(at));
+                }
+                if ki.is_empty() {
+                    break;
+                }
+            }
+        }
     }
 }
