@@ -100,7 +100,6 @@ fn refuse(r: Refusal) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    limit_malloc_arenas();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let set = match flags::parse_args(&args) {
         Ok(Command::Help) => {
@@ -143,24 +142,6 @@ fn main() -> ExitCode {
     };
     return_freed_memory();
     runtime.block_on(run(cfg))
-}
-
-/// Caps glibc's malloc arenas at one per four cores (at least one), unless `MALLOC_ARENA_MAX`
-/// sets the number.
-///
-/// glibc gives each thread that meets a locked arena a new one, up to eight per core: the runtime's
-/// workers, the Raft, WAL and apply threads each end up with an arena of their own, each holding
-/// its own free chunks. On two cores, one arena brought the peak RSS of 1000 writing clients
-/// from 57 to 50 MiB, with throughput and server CPU within the run-to-run noise (each thread's
-/// cache of small chunks takes most allocations without the arena's lock).
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let arenas = (cores / 4).clamp(1, i32::MAX as usize) as libc::c_int;
-        // SAFETY: called first thing in main, before any other thread exists.
-        unsafe { libc::mallopt(libc::M_ARENA_MAX, arenas) };
-    }
 }
 
 /// Hands the heap's free pages back to the system once a second (glibc's `malloc_trim`).

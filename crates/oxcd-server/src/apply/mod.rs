@@ -60,8 +60,17 @@ pub struct CompactJob {
 
 /// Reads the consistent index (the last applied entry) recorded in a backend.
 pub fn consistent_index(backend: &Backend) -> Result<u64, oxcd_backend::BackendError> {
+    meta_u64(backend, meta::CONSISTENT_INDEX)
+}
+
+/// The term of the entry at the consistent index (etcd 3.5's `meta/term`; 0 if not recorded).
+fn consistent_term(backend: &Backend) -> Result<u64, oxcd_backend::BackendError> {
+    meta_u64(backend, meta::TERM)
+}
+
+fn meta_u64(backend: &Backend, key: &[u8]) -> Result<u64, oxcd_backend::BackendError> {
     use oxcd_backend::BucketRead;
-    let v = backend.read()?.bucket(META)?.get(meta::CONSISTENT_INDEX)?;
+    let v = backend.read()?.bucket(META)?.get(key)?;
     Ok(v.and_then(|b| <[u8; 8]>::try_from(&b[..]).ok()).map(u64::from_be_bytes).unwrap_or(0))
 }
 
@@ -138,6 +147,8 @@ impl Applier {
         applied: u64,
         decided: impl FnMut(Decision) + Send + 'static,
     ) -> Applier {
+        // What an earlier run applied last; 0 (not known) only where the backend does not say.
+        let applied_term = consistent_term(&state.backend).unwrap_or(0);
         Applier {
             me,
             decided: Box::new(decided),
@@ -148,7 +159,7 @@ impl Applier {
             published,
             compactor_tx,
             applied,
-            applied_term: 0,
+            applied_term,
             last_snapshot: applied,
             bytes_since_snapshot: 0,
         }
@@ -355,7 +366,9 @@ impl Applier {
             let _ = self.compactor_tx.send(job);
         }
         self.bytes_since_snapshot += entries.iter().map(|e| e.data.len()).sum::<usize>();
-        if self.snapshot_due_at(self.applied, self.bytes_since_snapshot) {
+        // A term of 0 is one not known (a backend older than the term's record, with every entry of
+        // this batch already applied): the WAL snapshot waits for an entry that names it.
+        if self.applied_term != 0 && self.snapshot_due_at(self.applied, self.bytes_since_snapshot) {
             self.bytes_since_snapshot = 0;
             // The WAL may drop entries only once the backend holds them durably.
             backend.flush().map_err(fatal)?;
@@ -386,6 +399,7 @@ impl Applier {
         oxcd_fail::point("applyAfterInstallSnap").map_err(|e| fatal(e.into()))?;
         let backend = Arc::new(Backend::open(&path, batch_config(&self.cfg)).map_err(fatal)?);
         let ci = consistent_index(&backend).map_err(fatal)?;
+        let ci_term = consistent_term(&backend).map_err(fatal)?;
         let MemberState { view, removed, pending_compaction } =
             MemberState::load(backend, &self.cfg).map_err(ApplyError::Fatal)?;
         if let Some(rev) = pending_compaction {
@@ -395,7 +409,9 @@ impl Applier {
         self.state = view;
         self.cell.publish(self.state.clone());
         (self.decided)(Decision::Installed { store, removed });
+        // The leader streamed its backend as it was applied, at or past the snapshot's index.
         self.applied = index.max(ci);
+        self.applied_term = if ci >= index { ci_term } else { 0 };
         self.last_snapshot = self.applied;
         tracing::info!(index, consistent_index = ci, "installed backend snapshot");
         self.publish_applied();

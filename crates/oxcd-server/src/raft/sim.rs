@@ -73,6 +73,8 @@ struct Disk {
     dir: tempfile::TempDir,
     sm: StateMachine,
     applied: u64,
+    /// The term of the entry at `applied`, as the applier records it beside the consistent index.
+    applied_term: u64,
     /// Entries of `sm` up to here were checked against the other nodes'.
     checked: u64,
 }
@@ -91,7 +93,7 @@ pub(super) struct Sim {
     max_delay: u64,
     in_flight: Vec<(u64, Message)>,
     /// A snapshot delivered to a node, for its applier: the sender's state machine then.
-    snapshots: HashMap<u64, (u64, StateMachine)>,
+    snapshots: HashMap<u64, (u64, u64, StateMachine)>,
     /// The leader of each term seen.
     leaders: HashMap<u64, u64>,
     /// What any node applied at each index (State Machine Safety).
@@ -142,7 +144,7 @@ impl Sim {
         wal.set_hard_state(WalHardState { term, vote: 0, commit: index });
         wal.sync().expect("sync wal");
         drop(wal);
-        self.disks.insert(id, Disk { dir, sm: BTreeMap::new(), applied: index, checked: 0 });
+        self.disks.insert(id, Disk { dir, sm: BTreeMap::new(), applied: index, applied_term: term, checked: 0 });
         self.start(id);
     }
 
@@ -306,8 +308,9 @@ impl Sim {
 
     /// Tells node `id` that everything it applied is durable, so it snapshots and compacts its log.
     pub(super) fn compact(&mut self, id: u64) {
-        let index = self.disks[&id].applied;
-        let Some(term) = self.nodes[&id].raft.storage.term_of(index) else { return };
+        // The term comes from the applier, as the real one's does: a node alone in its
+        // configuration may have dropped the entry from its in-memory log already.
+        let Disk { applied: index, applied_term: term, .. } = self.disks[&id];
         let _ = self.nodes[&id].tx.send(RaftInput::Compact { index, term });
     }
 
@@ -396,7 +399,7 @@ impl Sim {
             if m.get_msg_type() == MessageType::MsgSnapshot {
                 // The backend streamed with it: the sender's applied state now.
                 let disk = &self.disks[&m.from];
-                self.snapshots.insert(m.to, (disk.applied, disk.sm.clone()));
+                self.snapshots.insert(m.to, (disk.applied, disk.applied_term, disk.sm.clone()));
                 if let Some(sender) = self.nodes.get(&m.from) {
                     let _ = sender.tx.send(RaftInput::SnapshotStatus { to: m.to, ok: true });
                 }
@@ -422,14 +425,16 @@ impl Sim {
                                 disk.sm.insert(e.index, e.data.to_vec());
                             }
                             disk.applied = e.index;
+                            disk.applied_term = e.term;
                         }
                     }
                     ApplyMsg::Snapshot { index, .. } => {
-                        let (applied, sm) = self.snapshots.remove(id).expect("snapshot delivered");
+                        let (applied, term, sm) = self.snapshots.remove(id).expect("snapshot delivered");
                         assert!(applied >= index, "seed {}: snapshot behind its index", self.seed);
                         if applied > disk.applied {
                             disk.sm = sm;
                             disk.applied = applied;
+                            disk.applied_term = term;
                             disk.checked = 0;
                             self.snapshots_installed += 1;
                         }
