@@ -5,6 +5,7 @@ mod logger;
 mod msg;
 mod node;
 mod peer_stream;
+pub mod rafthttp;
 mod read_index;
 mod recover;
 #[cfg(test)]
