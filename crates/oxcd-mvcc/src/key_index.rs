@@ -90,8 +90,7 @@ impl KeyIndex {
             // One generation now, and soon a second revision or a tombstone: room for two.
             let mut revs = Vec::with_capacity(2);
             revs.push(modified);
-            let mut generations = Vec::with_capacity(1);
-            generations.push(Generation { ver, created, revs });
+            let generations = vec![Generation { ver, created, revs }];
             *self = KeyIndex::Many { modified, generations };
         }
         match self {

@@ -43,9 +43,7 @@ pub enum WireError {
 
 /// The message etcd sends on an idle stream to keep it open.
 pub fn link_heartbeat() -> Message {
-    let mut m = Message::default();
-    m.msg_type = MessageType::MsgHeartbeat;
-    m
+    Message { msg_type: MessageType::MsgHeartbeat, ..Default::default() }
 }
 
 /// Whether `m` is a link heartbeat (never a Raft heartbeat: those name their sender).
@@ -162,16 +160,18 @@ impl MsgAppV2Decoder {
                     );
                 }
                 buf.advance(at + 8);
-                let mut m = Message::default();
-                m.msg_type = MessageType::MsgAppend;
-                m.from = self.remote;
-                m.to = self.local;
-                m.term = self.term;
-                m.log_term = self.term;
-                m.index = self.index;
-                m.commit = commit;
-                self.index += entries.len() as u64;
-                m.set_entries(entries.into());
+                let m = Message {
+                    msg_type: MessageType::MsgAppend,
+                    from: self.remote,
+                    to: self.local,
+                    term: self.term,
+                    log_term: self.term,
+                    index: self.index,
+                    commit,
+                    entries: entries.into(),
+                    ..Default::default()
+                };
+                self.index += m.entries.len() as u64;
                 Ok(Some(m))
             }
             FULL_MESSAGE => {
@@ -217,24 +217,21 @@ mod tests {
     use super::*;
 
     fn entry(term: u64, index: u64, data: &[u8]) -> Entry {
-        let mut e = Entry::default();
-        e.term = term;
-        e.index = index;
-        e.data = data.to_vec().into();
-        e
+        Entry { term, index, data: data.to_vec().into(), ..Default::default() }
     }
 
     fn append(from: u64, to: u64, term: u64, index: u64, entries: Vec<Entry>, commit: u64) -> Message {
-        let mut m = Message::default();
-        m.msg_type = MessageType::MsgAppend;
-        m.from = from;
-        m.to = to;
-        m.term = term;
-        m.log_term = term;
-        m.index = index;
-        m.commit = commit;
-        m.set_entries(entries.into());
-        m
+        Message {
+            msg_type: MessageType::MsgAppend,
+            from,
+            to,
+            term,
+            log_term: term,
+            index,
+            commit,
+            entries: entries.into(),
+            ..Default::default()
+        }
     }
 
     /// Feeds `bytes` one at a time and collects every message decoded.
@@ -272,11 +269,7 @@ mod tests {
 
     #[test]
     fn message_stream_round_trips_byte_by_byte() {
-        let mut vote = Message::default();
-        vote.msg_type = MessageType::MsgRequestVote;
-        vote.from = 7;
-        vote.to = 9;
-        vote.term = 4;
+        let vote = Message { msg_type: MessageType::MsgRequestVote, from: 7, to: 9, term: 4, ..Default::default() };
         let msgs = [append(7, 9, 3, 10, vec![entry(3, 11, b"a"), entry(3, 12, b"")], 11), vote, link_heartbeat()];
         let mut wire = Vec::new();
         for m in &msgs {
