@@ -33,6 +33,7 @@ use prost::Message;
 use protobuf::Message as _;
 use raft::prelude::{ConfChange, ConfChangeType, ConfState, Entry, EntryType};
 
+use crate::etcd_confchange::{EtcdChange, EtcdConfChange, MemberContext};
 use crate::etcd_snapshot::EtcdMember;
 use crate::ids::MemberId;
 use crate::layout::{Layout, StartError};
@@ -609,41 +610,24 @@ fn translate_v2(req: &[u8]) -> Result<Option<Vec<u8>>, String> {
 /// the member as JSON with `isPromote`; oxcd's context is a `ConfChangeContext` (a promotion: an
 /// AddNode without peer URLs), and a peer URL update is a `MemberUpdate` request in a normal entry.
 fn translate_conf_change(data: &[u8]) -> Result<(EntryType, Vec<u8>), String> {
-    let (mut id, mut kind, mut node, mut context) = (0u64, 0u64, 0u64, &[][..]);
-    for f in fields(data)? {
-        match f.number {
-            1 => id = varint(f.value, &mut 0).unwrap_or(0),
-            2 => kind = varint(f.value, &mut 0).unwrap_or(0),
-            3 => node = varint(f.value, &mut 0).unwrap_or(0),
-            4 => context = f.value,
-            _ => {}
-        }
-    }
-    #[derive(Default, serde::Deserialize)]
-    struct Context {
-        #[serde(rename = "peerURLs", default)]
-        peer_urls: Vec<String>,
-        #[serde(rename = "isPromote", default)]
-        is_promote: bool,
-    }
-    let ctx: Context = if context.is_empty() {
-        Context::default()
-    } else {
-        serde_json::from_slice(context).map_err(|e| format!("its member: {e}"))?
+    let etcd = EtcdConfChange::decode(data)?;
+    let ctx = match etcd.context.as_deref() {
+        None | Some([]) => MemberContext::default(),
+        Some(_) => etcd.member()?,
     };
-    let (change, peer_urls) = match kind {
-        0 if ctx.is_promote => (ConfChangeType::AddNode, Vec::new()),
-        0 => (ConfChangeType::AddNode, ctx.peer_urls),
-        1 => (ConfChangeType::RemoveNode, Vec::new()),
-        2 => {
+    let (id, node, urls) = (etcd.id, etcd.node_id, ctx.member.peer_urls);
+    let (change, peer_urls) = match etcd.change {
+        EtcdChange::AddNode if ctx.is_promote => (ConfChangeType::AddNode, Vec::new()),
+        EtcdChange::AddNode => (ConfChangeType::AddNode, urls),
+        EtcdChange::RemoveNode => (ConfChangeType::RemoveNode, Vec::new()),
+        EtcdChange::UpdateNode => {
             let mut out = Vec::new();
             prost::encoding::message::encode(100, &RequestHeader { id, ..Default::default() }, &mut out);
-            let update = oxcd_api::oxcdpb::MemberUpdateRequest { member_id: node, peer_urls: ctx.peer_urls };
+            let update = oxcd_api::oxcdpb::MemberUpdateRequest { member_id: node, peer_urls: urls };
             prost::encoding::message::encode(1302, &update, &mut out);
             return Ok((EntryType::EntryNormal, out));
         }
-        3 => (ConfChangeType::AddLearnerNode, ctx.peer_urls),
-        other => return Err(format!("a configuration change of unknown type {other}")),
+        EtcdChange::AddLearnerNode => (ConfChangeType::AddLearnerNode, urls),
     };
     let mut cc = ConfChange { node_id: node, id, ..Default::default() };
     cc.set_change_type(change);

@@ -39,10 +39,11 @@ struct EtcdLease {
 
 /// etcd's member record (`membership.Member` as JSON), as etcd writes it in its `members` bucket
 /// (fields in etcd's order, empty ones left out) and as etcd's data directories are read.
-#[derive(serde::Serialize, serde::Deserialize)]
-pub(crate) struct EtcdMember {
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EtcdMember {
     pub id: u64,
-    #[serde(rename = "peerURLs", default)]
+    /// `null` in a promotion's context reads as none.
+    #[serde(rename = "peerURLs", default, deserialize_with = "null_as_empty")]
     pub peer_urls: Vec<String>,
     #[serde(rename = "isLearner", default, skip_serializing_if = "std::ops::Not::not")]
     pub is_learner: bool,
@@ -50,6 +51,10 @@ pub(crate) struct EtcdMember {
     pub name: String,
     #[serde(rename = "clientURLs", default, skip_serializing_if = "Vec::is_empty")]
     pub client_urls: Vec<String>,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(<Option<Vec<String>> as serde::Deserialize>::deserialize(d)?.unwrap_or_default())
 }
 
 /// The backend's buckets in the order a bbolt file holds them (byte order of their names); a

@@ -13,6 +13,7 @@
 //!   kept beside it).
 
 pub mod config;
+pub mod etcd_confchange;
 pub mod etcd_datadir;
 pub mod etcd_snapshot;
 pub mod ids;
