@@ -61,11 +61,11 @@ pub fn decode_message(body: &[u8]) -> Result<Message, WireError> {
     Message::parse_from_bytes(body).map_err(|e| WireError::Protobuf(e.to_string()))
 }
 
-/// Appends `m` to `out` as the message stream frames it.
-pub fn encode_framed(m: &Message, out: &mut Vec<u8>) {
-    let body = encode_message(m);
-    out.extend_from_slice(&(body.len() as u64).to_be_bytes());
-    out.extend_from_slice(&body);
+/// Appends `m` to `out` as the message stream frames it (and msgappv2 each entry of an append):
+/// a big-endian `u64` length, then `m` encoded straight into `out`, with no copy of the body.
+pub fn encode_framed(m: &impl PbMessage, out: &mut Vec<u8>) {
+    out.extend_from_slice(&u64::from(m.compute_size()).to_be_bytes());
+    m.write_to_vec(out).expect("a message built in memory encodes");
 }
 
 /// The reader's side of a message stream.
@@ -102,9 +102,7 @@ impl MsgAppV2Encoder {
             out.push(APP_ENTRIES);
             out.extend_from_slice(&(m.entries.len() as u64).to_be_bytes());
             for e in m.get_entries() {
-                let bytes = e.write_to_bytes().expect("an entry built in memory encodes");
-                out.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
-                out.extend_from_slice(&bytes);
+                encode_framed(e, out);
             }
             out.extend_from_slice(&m.commit.to_be_bytes());
             self.index += m.entries.len() as u64;
