@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use oxcd_api::etcdserverpb::MemberListResponse;
+use oxcd_api::EtcdError;
+use oxcd_api::etcdserverpb::{HashKvResponse, MemberListResponse};
 use oxcd_api::oxcdpb::{ClusterVersionSetRequest, MemberAttrSetRequest, WalMetadata, internal_raft_request::Request};
 use oxcd_backend::Backend;
 use oxcd_wal::{HardState as WalHardState, SnapshotRecord, Wal};
@@ -27,8 +28,8 @@ use crate::datadir::{BOOT_INDEX, Layout, NewMember, StartError, create_member, s
 use crate::ids::{ClusterId, MemberId};
 use crate::membership::Member;
 use crate::raft::{
-    NodeConfig, PeerTls, RaftInput, RaftNode, RaftStatus, Transport, encode_conf_state, fetch_members, open_raft,
-    raft_config, snapshot_db_path,
+    HashAnswer, NodeConfig, PeerApi, PeerTls, RaftInput, RaftNode, RaftStatus, Transport, encode_conf_state,
+    fetch_members, open_raft, raft_config, snapshot_db_path,
 };
 use crate::server::{EtcdServer, ServerParts};
 use crate::tls::{ClientTls, ServerTls};
@@ -188,14 +189,10 @@ pub async fn start(mut cfg: ServerConfig) -> Result<RunningMember, StartError> {
             s.stop();
         }
     });
-    let hashed = state.clone();
-    transport.set_hashkv_source(move |rev| crate::corruption::answer(&hashed.store(), cluster_id, id, rev));
-    let weak = Arc::downgrade(&server);
-    transport.set_members_source(move || {
-        let Some(s) = weak.upgrade() else { return Vec::new() };
-        let members = s.members().iter().map(|m| m.to_pb()).collect();
-        MemberListResponse { header: None, members }.encode_to_vec()
-    });
+    transport.set_api(Arc::new(MemberPeerApi {
+        server: Arc::downgrade(&server),
+        runtime: tokio::runtime::Handle::current(),
+    }));
 
     // Peers.
     let mut peer_addrs = Vec::new();
@@ -605,5 +602,37 @@ impl RunningMember {
         .await;
         self.server.wait.fail_all(oxcd_api::EtcdError::Stopped);
         tracing::info!(member_id = %self.server.id, "member stopped");
+    }
+}
+
+/// What the peer transport answers peers from outside Raft: this member's state.
+struct MemberPeerApi {
+    server: std::sync::Weak<EtcdServer>,
+    /// Peer connections are served on threads of their own; a linearizable read runs here.
+    runtime: tokio::runtime::Handle,
+}
+
+impl PeerApi for MemberPeerApi {
+    fn members(&self) -> Vec<Member> {
+        self.server.upgrade().map(|s| s.members().iter().cloned().collect()).unwrap_or_default()
+    }
+
+    fn cluster_version(&self) -> Option<String> {
+        self.server.upgrade().and_then(|s| s.members().version().map(str::to_owned))
+    }
+
+    fn read_barrier(&self) -> Result<(), String> {
+        let s = self.server.upgrade().ok_or_else(|| EtcdError::Stopped.to_string())?;
+        let timeout = s.cfg.request_timeout();
+        // The timer is made inside the runtime (this is a peer connection's thread).
+        match self.runtime.block_on(async { tokio::time::timeout(timeout, s.linearizable_read()).await }) {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err(EtcdError::Timeout.to_string()),
+        }
+    }
+
+    fn hash_kv(&self, rev: i64, compactions: bool) -> Result<HashKvResponse, HashAnswer> {
+        let s = self.server.upgrade().ok_or(HashAnswer::Unavailable)?;
+        crate::corruption::answer(&s.store(), s.cluster_id(), s.member_id(), rev, compactions)
     }
 }

@@ -33,10 +33,21 @@ pub enum PeerHash {
     Unreachable(String),
 }
 
-/// This member's HashKV at `rev`, as a peer's request is answered (the hash computed at the
-/// compaction at `rev` if that is one of the last, as etcd's hash storage answers).
-pub fn answer(store: &Store, cluster: ClusterId, me: MemberId, rev: i64) -> Result<Vec<u8>, HashAnswer> {
-    let stored = store.compaction_hash(rev).map(|h| oxcd_mvcc::KvHash { current_rev: store.current_rev(), ..h });
+/// This member's HashKV at `rev`, as a peer's request is answered. With `compactions`, the hash
+/// computed at the compaction at `rev` if that is one of the last, as the hash storage of later
+/// etcd 3.5 releases answers (oxcd's own members ask so); without, as etcd 3.5.1's
+/// `/members/hashkv` answers (the compaction revision itself is compacted).
+pub fn answer(
+    store: &Store,
+    cluster: ClusterId,
+    me: MemberId,
+    rev: i64,
+    compactions: bool,
+) -> Result<HashKvResponse, HashAnswer> {
+    let stored = compactions
+        .then(|| store.compaction_hash(rev))
+        .flatten()
+        .map(|h| oxcd_mvcc::KvHash { current_rev: store.current_rev(), ..h });
     match stored.map_or_else(|| store.hash_by_rev(rev), Ok) {
         Ok(h) => Ok(HashKvResponse {
             header: Some(ResponseHeader {
@@ -48,8 +59,7 @@ pub fn answer(store: &Store, cluster: ClusterId, me: MemberId, rev: i64) -> Resu
             hash: h.hash,
             compact_revision: h.compact_rev,
             hash_revision: h.hash_rev,
-        }
-        .encode_to_vec()),
+        }),
         Err(MvccError::Compacted) => Err(HashAnswer::Compacted),
         Err(MvccError::FutureRev) => Err(HashAnswer::FutureRev),
         Err(_) => Err(HashAnswer::Unavailable),

@@ -4,6 +4,7 @@
 mod logger;
 mod msg;
 mod node;
+mod peer_http;
 mod peer_stream;
 pub mod rafthttp;
 mod read_index;
@@ -19,6 +20,7 @@ pub use logger::raft_logger;
 pub use msg::{ApplyMsg, PeerTransport, RaftInput, RaftProgress};
 pub use node::{InlineApply, NodeConfig, RaftNode, RaftStatus, decode_entry, raft_config};
 pub use oxcd_datadir::membership::{decode_conf_state, encode_conf_state};
+pub use peer_http::PeerApi;
 pub use peer_stream::{PeerAddr, PeerTls};
 pub use read_index::ReadIndexHub;
 pub use recover::{force_new_cluster, open_raft};

@@ -9,6 +9,9 @@
 //! frame with the MsgSnapshot, then the backend snapshot stream (self-delimiting, checksummed), and
 //! the receiver answers one byte once the snapshot is stored.
 //!
+//! A connection that does not start with `OXCDPEER` is read as HTTP/1.1, etcd's peer API
+//! (`peer_http.rs`): etcd's members and tools ask a peer's `/version`, `/members` and the like.
+//!
 //! A peer whose URL is `https://` is dialed with TLS, and an `https://` peer listener serves TLS
 //! only (`peer_stream.rs`, `crate::tls`): the handshake above then runs inside TLS.
 //!
@@ -27,10 +30,12 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use oxcd_backend::Backend;
 use parking_lot::{Mutex, RwLock};
+use prost::Message as _;
 use protobuf::Message as PbMessage;
 use raft::prelude::{Message, MessageType};
 
 use super::msg::{PeerTransport, RaftInput};
+use super::peer_http::{self, HttpConn, PeerApi};
 use super::peer_stream::{PeerAddr, PeerStream, PeerTls};
 use crate::accept_failures::{ACCEPT_RETRY, AcceptFailures};
 use crate::ids::{ClusterId, MemberId};
@@ -60,9 +65,6 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Inbound connections still in their handshake, at most: beyond, new ones are closed at once
 /// (a flood of connections that never say who they are cannot take every descriptor).
 const MAX_HANDSHAKING: usize = 256;
-/// Go's answer to a request it cannot parse.
-const BAD_REQUEST: &[u8] =
-    b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request";
 /// How often a connection notes that its peer was heard from.
 const HEARD_EVERY: Duration = Duration::from_millis(100);
 
@@ -92,11 +94,9 @@ pub struct Transport {
     inbound: Arc<Mutex<HashMap<u64, TcpStream>>>,
     /// Where the peer listeners listen, so stop() can wake them from `accept`.
     listening: Mutex<Vec<std::net::SocketAddr>>,
-    /// The members, encoded as a `MemberListResponse`, for joining members (set once the member's
-    /// state exists).
-    members: std::sync::OnceLock<Box<dyn Fn() -> Vec<u8> + Send + Sync>>,
-    /// This member's HashKV at a revision (for [`KIND_HASHKV`]).
-    hashkv: std::sync::OnceLock<HashSource>,
+    /// The member's state, for what peers ask outside Raft: the members (for joining members),
+    /// HashKV (for [`KIND_HASHKV`]) and etcd's peer HTTP API (set once the member's state exists).
+    api: std::sync::OnceLock<Arc<dyn PeerApi>>,
     /// When each peer was last heard from (noted at most every [`HEARD_EVERY`] per connection).
     heard: Mutex<HashMap<u64, Instant>>,
     /// Members removed from the cluster: their connections are refused with [`REMOVED`].
@@ -132,8 +132,7 @@ impl Transport {
             inbound: Arc::new(Mutex::new(HashMap::new())),
             handshaking: Default::default(),
             listening: Mutex::new(Vec::new()),
-            members: std::sync::OnceLock::new(),
-            hashkv: std::sync::OnceLock::new(),
+            api: std::sync::OnceLock::new(),
             heard: Mutex::new(HashMap::new()),
             removed: RwLock::new(Default::default()),
             on_removed: std::sync::OnceLock::new(),
@@ -141,19 +140,14 @@ impl Transport {
         })
     }
 
-    /// Where the answer to a joining member's question comes from.
-    pub fn set_members_source(&self, f: impl Fn() -> Vec<u8> + Send + Sync + 'static) {
-        let _ = self.members.set(Box::new(f));
+    /// Where answers to peers' questions outside Raft come from.
+    pub fn set_api(&self, api: Arc<dyn PeerApi>) {
+        let _ = self.api.set(api);
     }
 
     /// The peer port's TLS (to dial peers with).
     pub fn tls(&self) -> &PeerTls {
         &self.tls
-    }
-
-    /// What answers a peer's HashKV request: the encoded `HashKvResponse` at a revision.
-    pub fn set_hashkv_source(&self, f: impl Fn(i64) -> Result<Vec<u8>, HashAnswer> + Send + Sync + 'static) {
-        let _ = self.hashkv.set(Box::new(f));
     }
 
     /// Members removed from the cluster (their connections are refused from now on).
@@ -349,20 +343,18 @@ impl Transport {
         conn.tcp().set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
         let mut r = BufReader::with_capacity(256 << 10, conn);
         let mut h = [0u8; 25];
-        r.read_exact(&mut h)?;
+        r.read_exact(&mut h[..8])?;
+        if &h[..8] != MAGIC {
+            drop(slot);
+            return self.serve_http(r, &h[..8]);
+        }
+        r.read_exact(&mut h[8..])?;
         drop(slot);
         r.get_ref().tcp().set_read_timeout(None)?;
-        if &h[..8] != MAGIC {
-            // What etcd's peer port (Go's HTTP server) answers bytes it cannot read, then closes.
-            let w = r.get_mut();
-            let _ = w.write_all(BAD_REQUEST);
-            let _ = w.flush();
-            return Err(std::io::Error::other("not an oxcd peer"));
-        }
         let from = u64::from_le_bytes(h[8..16].try_into().expect("8 bytes"));
         let cluster = u64::from_le_bytes(h[16..24].try_into().expect("8 bytes"));
         if h[24] == KIND_MEMBERS {
-            let list = self.members.get().map(|f| f()).unwrap_or_default();
+            let list = self.api.get().map(|api| encode_members(api.as_ref())).unwrap_or_default();
             let w = r.get_mut();
             w.write_all(&self.cluster.0.to_le_bytes())?;
             write_blob(w, &list)?;
@@ -375,8 +367,8 @@ impl Transport {
         if h[24] == KIND_HASHKV {
             let mut rev = [0u8; 8];
             r.read_exact(&mut rev)?;
-            let answer = match self.hashkv.get() {
-                Some(f) => f(i64::from_le_bytes(rev)),
+            let answer = match self.api.get() {
+                Some(api) => api.hash_kv(i64::from_le_bytes(rev), true).map(|h| h.encode_to_vec()),
                 None => Err(HashAnswer::Unavailable),
             };
             let w = r.get_mut();
@@ -443,6 +435,28 @@ impl Transport {
 }
 
 impl Transport {
+    /// Serves etcd's peer HTTP API on a connection whose first bytes were `first`; bytes that
+    /// cannot begin an HTTP request get Go's `400 Bad Request`.
+    fn serve_http(&self, r: BufReader<PeerStream>, first: &[u8]) -> std::io::Result<()> {
+        let buffered = r.buffer().to_vec();
+        let conn = r.into_inner();
+        conn.tcp().set_read_timeout(Some(peer_http::RW_TIMEOUT))?;
+        conn.tcp().set_write_timeout(Some(peer_http::RW_TIMEOUT))?;
+        let mut already = first.to_vec();
+        already.extend_from_slice(&buffered);
+        let mut http = HttpConn::new(conn, &already);
+        if !peer_http::may_begin_request(first) {
+            let s = http.stream();
+            let _ = s.write_all(peer_http::ReadError::Bad.answer().unwrap_or_default());
+            let _ = s.flush();
+            return Err(std::io::Error::other("neither an oxcd peer nor HTTP"));
+        }
+        let Some(api) = self.api.get() else {
+            return Err(std::io::Error::other("peer HTTP request before the member's state exists"));
+        };
+        peer_http::serve(http, api.as_ref(), self.cluster)
+    }
+
     /// A heartbeat response from `from`: the round trip since the last heartbeat sent to it.
     fn heartbeat_answered(&self, from: u64, label: &str) {
         if let Some(sent) = self.heartbeat_sent.lock().remove(&from) {
@@ -560,7 +574,11 @@ impl Drop for HandshakeSlot {
 }
 
 /// A member's HashKV source.
-type HashSource = Box<dyn Fn(i64) -> Result<Vec<u8>, HashAnswer> + Send + Sync>;
+/// The members as a joining member asks for them: an encoded `MemberListResponse`.
+fn encode_members(api: &dyn PeerApi) -> Vec<u8> {
+    let members = api.members().iter().map(|m| m.to_pb()).collect();
+    oxcd_api::etcdserverpb::MemberListResponse { header: None, members }.encode_to_vec()
+}
 
 /// The first byte of an answer to a HashKV request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
