@@ -58,13 +58,18 @@ pub(crate) struct KeyAt {
 ///
 /// Most keys of a store that is compacted now and then (Kubernetes compacts every five minutes)
 /// have one revision left in one live generation: those are held inline ([`KeyIndex::One`]), with
-/// no allocation. Every other history is a list of generations ([`KeyIndex::Many`]). This index is
-/// most of a large store's memory: the inline form saves the two allocations (about 100 bytes) a
-/// list of one generation of one revision costs.
+/// no allocation. A key written again since, and never deleted, is one live generation
+/// ([`KeyIndex::Live`]: one allocation, its revisions). Every other history is a list of
+/// generations ([`KeyIndex::Many`]). This index is most of a large store's memory: the inline form
+/// saves the two allocations (about 100 bytes) a list of one generation of one revision costs, the
+/// live form one of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum KeyIndex {
     /// A live key with one revision left: `modified`, in the generation created at `created`.
     One { created: Revision, modified: Revision, ver: i64 },
+    /// A live key with two revisions or more (oldest first) in one generation, with no deletion
+    /// left in its history.
+    Live { created: Revision, ver: i64, revs: Vec<Revision> },
     /// Any history: `modified` is the newest revision of any generation.
     Many { modified: Revision, generations: Vec<Generation> },
 }
@@ -80,33 +85,48 @@ impl KeyIndex {
     fn modified(&self) -> Revision {
         match self {
             KeyIndex::One { modified, .. } | KeyIndex::Many { modified, .. } => *modified,
+            KeyIndex::Live { revs, .. } => *revs.last().expect("a live generation has revisions"),
         }
     }
 
-    /// The history as a list of generations, turning the inline form into one; every change
-    /// other than a first put goes through here.
+    /// The history as a list of generations, turning the inline and live forms into one; a
+    /// tombstone, and compaction of a list, go through here.
     fn generations_mut(&mut self) -> &mut Vec<Generation> {
-        if let KeyIndex::One { created, modified, ver } = *self {
-            // One generation now, and soon a second revision or a tombstone: room for two.
-            let mut revs = Vec::with_capacity(2);
-            revs.push(modified);
-            let generations = vec![Generation { ver, created, revs }];
-            *self = KeyIndex::Many { modified, generations };
+        match std::mem::take(self) {
+            KeyIndex::One { created, modified, ver } => {
+                // One generation now, and soon a tombstone: room for two.
+                let mut revs = Vec::with_capacity(2);
+                revs.push(modified);
+                *self = KeyIndex::Many { modified, generations: vec![Generation { ver, created, revs }] };
+            }
+            KeyIndex::Live { created, ver, revs } => {
+                let modified = *revs.last().expect("a live generation has revisions");
+                *self = KeyIndex::Many { modified, generations: vec![Generation { ver, created, revs }] };
+            }
+            many => *self = many,
         }
         match self {
             KeyIndex::Many { generations, .. } => generations,
-            KeyIndex::One { .. } => unreachable!("turned into Many above"),
+            KeyIndex::One { .. } | KeyIndex::Live { .. } => unreachable!("turned into Many above"),
         }
     }
 
-    /// Back to the inline form where the history allows it.
+    /// Back to the inline or the live form where the history allows it.
     fn shrink(&mut self) {
-        if let KeyIndex::Many { modified, generations } = self
-            && let [g] = generations.as_slice()
-            && let [only] = g.revs.as_slice()
-        {
-            debug_assert_eq!(only, modified);
-            *self = KeyIndex::One { created: g.created, modified: *only, ver: g.ver };
+        match self {
+            // One generation that is not empty is the open one.
+            KeyIndex::Many { modified, generations } if generations.len() == 1 && !generations[0].revs.is_empty() => {
+                let Generation { ver, created, revs } = generations.pop().expect("one generation");
+                debug_assert_eq!(revs.last(), Some(&*modified));
+                *self = match revs.as_slice() {
+                    [only] => KeyIndex::One { created, modified: *only, ver },
+                    _ => KeyIndex::Live { created, ver, revs },
+                };
+            }
+            KeyIndex::Live { created, ver, revs } if revs.len() == 1 => {
+                *self = KeyIndex::One { created: *created, modified: revs[0], ver: *ver };
+            }
+            _ => {}
         }
     }
 
@@ -114,11 +134,21 @@ impl KeyIndex {
     pub fn put(&mut self, rev: Revision) {
         let last = self.modified();
         assert!(rev > last, "put revision {rev:?} not after last modification {last:?}");
-        if let KeyIndex::Many { generations, .. } = self
-            && generations.is_empty()
-        {
-            *self = KeyIndex::One { created: rev, modified: rev, ver: 1 };
-            return;
+        match self {
+            KeyIndex::Many { generations, .. } if generations.is_empty() => {
+                *self = KeyIndex::One { created: rev, modified: rev, ver: 1 };
+                return;
+            }
+            KeyIndex::One { created, modified, ver } => {
+                *self = KeyIndex::Live { created: *created, ver: *ver + 1, revs: vec![*modified, rev] };
+                return;
+            }
+            KeyIndex::Live { ver, revs, .. } => {
+                revs.push(rev);
+                *ver += 1;
+                return;
+            }
+            KeyIndex::Many { .. } => {}
         }
         let generations = self.generations_mut();
         let g = generations.last_mut().expect("a history that is not empty has a generation");
@@ -154,7 +184,7 @@ impl KeyIndex {
     /// Whether no revision is left.
     pub fn is_empty(&self) -> bool {
         match self {
-            KeyIndex::One { .. } => false,
+            KeyIndex::One { .. } | KeyIndex::Live { .. } => false,
             KeyIndex::Many { generations, .. } => {
                 generations.len() <= 1 && generations.iter().all(Generation::is_empty)
             }
@@ -171,6 +201,7 @@ impl KeyIndex {
                     ver: *ver,
                 });
             }
+            KeyIndex::Live { created, ver, revs } => return live_at(*created, *ver, revs, at_rev),
             KeyIndex::Many { generations, .. } => generations,
         };
         let g = find_generation(generations, at_rev)?;
@@ -184,6 +215,8 @@ impl KeyIndex {
     pub fn keep(&self, at_rev: i64) -> Option<Revision> {
         let generations = match self {
             KeyIndex::One { modified, .. } => return (modified.main <= at_rev).then_some(*modified),
+            // The open generation: no tombstone to leave out.
+            KeyIndex::Live { created, ver, revs } => return live_at(*created, *ver, revs, at_rev).map(|k| k.modified),
             KeyIndex::Many { generations, .. } => generations,
         };
         if self.is_empty() {
@@ -202,6 +235,13 @@ impl KeyIndex {
         // The inline form's one revision is the newest at or below any `at_rev` it is compacted
         // at, or newer than it: compaction keeps it either way.
         if matches!(self, KeyIndex::One { .. }) || self.is_empty() {
+            return;
+        }
+        if let KeyIndex::Live { revs, .. } = self {
+            if let Some(n) = revs.iter().rposition(|r| r.main <= at_rev) {
+                removed.extend(revs.drain(..n).map(|r| (r, false)));
+            }
+            self.shrink();
             return;
         }
         let generations = self.generations_mut();
@@ -225,6 +265,13 @@ impl KeyIndex {
         generations.drain(..gen_idx);
         self.shrink();
     }
+}
+
+/// The key as of `at_rev` in an open generation created at `created` whose revisions are
+/// `revs` and version at the newest `ver`.
+fn live_at(created: Revision, ver: i64, revs: &[Revision], at_rev: i64) -> Option<KeyAt> {
+    let n = revs.iter().rposition(|r| r.main <= at_rev)?;
+    Some(KeyAt { modified: revs[n], created, ver: ver - (revs.len() - n - 1) as i64 })
 }
 
 /// The generation alive at `rev`, if the key was alive then.
@@ -347,7 +394,7 @@ mod tests {
         ki.put(r(3));
         assert_eq!(ki, KeyIndex::One { created: r(3), modified: r(3), ver: 1 });
         ki.put(r(5));
-        assert!(matches!(ki, KeyIndex::Many { .. }));
+        assert_eq!(ki, KeyIndex::Live { created: r(3), ver: 2, revs: vec![r(3), r(5)] });
         let mut removed = Vec::new();
         ki.compact(6, &mut removed);
         assert_eq!(removed, vec![(r(3), false)]);
@@ -355,9 +402,19 @@ mod tests {
         assert!(ki.tombstone(r(7)));
         assert_eq!(ki.get(6).map(|k| (k.modified, k.created, k.ver)), Some((r(5), r(3), 2)));
         assert_eq!(ki.get(7), None);
+        assert!(matches!(ki, KeyIndex::Many { .. }));
         ki.put(r(8));
         ki.compact(9, &mut removed);
         assert_eq!(ki, KeyIndex::One { created: r(8), modified: r(8), ver: 1 });
+        // A live key written three times, compacted between its writes.
+        ki.put(r(10));
+        ki.put(r(11));
+        removed.clear();
+        ki.compact(10, &mut removed);
+        assert_eq!(removed, vec![(r(8), false)]);
+        assert_eq!(ki, KeyIndex::Live { created: r(8), ver: 3, revs: vec![r(10), r(11)] });
+        assert_eq!(ki.get(9), None, "compacted away");
+        assert_eq!(ki.get(10).map(|k| (k.modified, k.ver)), Some((r(10), 2)));
     }
 
     /// One step of a key's history for the property below.
@@ -375,8 +432,8 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// The inline form answers every question as the list of generations does: a twin kept as
-        /// a list after every step sees the same reads, keeps and compactions.
+        /// The inline and live forms answer every question as the list of generations does: a
+        /// twin kept as a list after every step sees the same reads, keeps and compactions.
         #[test]
         fn inline_form_answers_as_the_list(steps in proptest::collection::vec(step(), 1..40)) {
             let (mut ki, mut twin) = (KeyIndex::default(), KeyIndex::default());
