@@ -236,13 +236,7 @@ fn etcd_members(db: &Reader<'_>) -> Result<Vec<Member>, StartError> {
     let mut out = Vec::new();
     let mut bad = None;
     db.for_each(&bucket, &mut |k, v| match serde_json::from_slice::<EtcdMember>(v) {
-        Ok(m) => out.push(Member {
-            id: MemberId(m.id),
-            name: m.name,
-            peer_urls: m.peer_urls,
-            client_urls: m.client_urls,
-            is_learner: m.is_learner,
-        }),
+        Ok(m) => out.push(Member::from(m)),
         Err(e) => bad = Some(format!("member {}: {e}", String::from_utf8_lossy(k))),
     })
     .map_err(refused)?;

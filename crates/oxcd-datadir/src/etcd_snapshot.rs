@@ -53,6 +53,30 @@ pub struct EtcdMember {
     pub client_urls: Vec<String>,
 }
 
+impl From<EtcdMember> for crate::membership::Member {
+    fn from(m: EtcdMember) -> Self {
+        crate::membership::Member {
+            id: crate::ids::MemberId(m.id),
+            name: m.name,
+            peer_urls: m.peer_urls,
+            client_urls: m.client_urls,
+            is_learner: m.is_learner,
+        }
+    }
+}
+
+impl From<crate::membership::Member> for EtcdMember {
+    fn from(m: crate::membership::Member) -> Self {
+        EtcdMember {
+            id: m.id.0,
+            peer_urls: m.peer_urls,
+            is_learner: m.is_learner,
+            name: m.name,
+            client_urls: m.client_urls,
+        }
+    }
+}
+
 fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     Ok(<Option<Vec<String>> as serde::Deserialize>::deserialize(d)?.unwrap_or_default())
 }

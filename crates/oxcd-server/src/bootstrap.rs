@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use oxcd_api::EtcdError;
-use oxcd_api::etcdserverpb::{HashKvResponse, MemberListResponse};
+use oxcd_api::etcdserverpb::HashKvResponse;
 use oxcd_api::oxcdpb::{ClusterVersionSetRequest, MemberAttrSetRequest, WalMetadata, internal_raft_request::Request};
 use oxcd_backend::Backend;
 use oxcd_wal::{HardState as WalHardState, SnapshotRecord, Wal};
@@ -391,15 +391,13 @@ fn join_cluster(cfg: &ServerConfig, layout: &Layout, tls: &PeerTls) -> Result<Ne
     let deadline = std::time::Instant::now() + crate::reconfig::JOIN_TIMEOUT;
     let (cluster_id, members, id) = loop {
         let answer = others.iter().find_map(|url| fetch_members(url, tls).ok());
-        let found = answer.and_then(|(cluster_id, list)| {
-            let list = MemberListResponse::decode(&list[..]).ok()?;
-            let members: Vec<Member> = list.members.into_iter().map(Member::from_pb).collect();
+        let found = answer.map(|(cluster_id, members)| {
             let me = members.iter().find(|m| {
                 let mut urls = m.peer_urls.clone();
                 urls.sort();
                 urls == mine
             });
-            Some((cluster_id, me.map(|m| m.id), members))
+            (cluster_id, me.map(|m| m.id), members)
         });
         match found {
             Some((cluster_id, Some(id), members)) => break (cluster_id, members, id),

@@ -5,7 +5,8 @@
 //! on one connection). The answers must be equal, status line, headers and body, once what
 //! differs between any two clusters is masked: the `Date` header, member and cluster ids, URLs,
 //! the probe's clock and the server's patch version. HashKV is not masked: oxcd's hash of the
-//! same history is etcd's.
+//! same history is etcd's. A joining oxcd member's first question (the cluster id and the
+//! members) is asked of both, and etcd's answer reads as oxcd's.
 
 mod common;
 
@@ -174,6 +175,16 @@ async fn answers(binary: Binary) -> Vec<String> {
         peer_url: c.peer_url(0),
         client_url: c.client_url(0),
     };
+    // What a joining oxcd member asks first (etcd's question, so etcd answers it too).
+    let peer = c.peer_url(0);
+    let (cluster, known) =
+        tokio::task::spawn_blocking(move || oxcd_server::raft::fetch_members(&peer, &Default::default()))
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(cluster.0, header.cluster_id());
+    assert_eq!(known.len(), 1);
+    assert_eq!((known[0].id.0, &known[0].peer_urls), (masks.member_id, &vec![c.peer_url(0)]));
     let addr = c.peer_url(0).trim_start_matches("http://").to_string();
     let mut out = Vec::new();
     for request in REQUESTS {

@@ -130,6 +130,83 @@ impl ReadError {
     }
 }
 
+impl From<ReadError> for io::Error {
+    fn from(e: ReadError) -> io::Error {
+        match e {
+            ReadError::Io(e) => e,
+            ReadError::Closed => io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"),
+            e => io::Error::new(io::ErrorKind::InvalidData, format!("bad HTTP message: {e:?}")),
+        }
+    }
+}
+
+/// An answer to [`get`].
+#[derive(Debug)]
+pub struct ClientResponse {
+    pub status: u16,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Vec<u8>,
+}
+
+impl ClientResponse {
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
+    }
+}
+
+/// Largest answer body [`get`] reads (etcd's member list of a large cluster is a few KiB).
+const MAX_CLIENT_BODY: usize = 16 << 20;
+
+/// `GET path` of a peer on `stream`, as etcd's members ask each other outside Raft: one request,
+/// `Connection: close`, the whole answer read (by its length, chunks, or up to the close).
+pub fn get<S: Read + Write>(stream: S, host: &str, path: &str) -> io::Result<ClientResponse> {
+    let mut conn = HttpConn::new(stream, &[]);
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: oxcd\r\nConnection: close\r\n\r\n");
+    conn.stream.write_all(request.as_bytes())?;
+    conn.stream.flush()?;
+    let mut searched: usize = 0;
+    let (status, headers) = loop {
+        let from = searched.saturating_sub(3);
+        if let Some(i) = conn.buf[from..].windows(4).position(|w| w == b"\r\n\r\n") {
+            let head_len = from + i + 4;
+            let mut headers = [httparse::EMPTY_HEADER; 128];
+            let mut parsed = httparse::Response::new(&mut headers);
+            let (Ok(httparse::Status::Complete(_)), Some(status)) = (parsed.parse(&conn.buf[..head_len]), parsed.code)
+            else {
+                return Err(ReadError::Bad.into());
+            };
+            let headers: Vec<(String, Vec<u8>)> =
+                parsed.headers.iter().map(|h| (h.name.to_string(), h.value.to_vec())).collect();
+            conn.buf.drain(..head_len);
+            break (status, headers);
+        }
+        searched = conn.buf.len();
+        if searched > MAX_HEADER_BYTES {
+            return Err(ReadError::HeadersTooLarge.into());
+        }
+        if !conn.more()? {
+            return Err(ReadError::Closed.into());
+        }
+    };
+    let mut resp = ClientResponse { status, headers, body: Vec::new() };
+    let chunked = resp.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case(b"chunked"));
+    let length = resp.header("content-length").and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<usize>().ok());
+    match (chunked, length) {
+        (true, _) => conn.read_chunked(&mut resp.body, MAX_CLIENT_BODY)?,
+        (false, Some(n)) if n > MAX_CLIENT_BODY => return Err(ReadError::BodyTooLarge.into()),
+        (false, Some(n)) => conn.take(n, &mut resp.body)?,
+        (false, None) => {
+            while conn.more()? {
+                if conn.buf.len() > MAX_CLIENT_BODY {
+                    return Err(ReadError::BodyTooLarge.into());
+                }
+            }
+            resp.body = std::mem::take(&mut conn.buf);
+        }
+    }
+    Ok(resp)
+}
+
 /// An HTTP/1.1 server connection: requests in, responses out, bytes read ahead kept for the
 /// next request (a client may pipeline).
 pub struct HttpConn<S> {
@@ -459,17 +536,7 @@ pub fn route(api: &dyn PeerApi, cluster: ClusterId, req: &Request) -> Response {
                 return Response::method_not_allowed("GET");
             }
             let (name, value) = cluster_header();
-            let mut members: Vec<EtcdMember> = api
-                .members()
-                .into_iter()
-                .map(|m| EtcdMember {
-                    id: m.id.0,
-                    peer_urls: m.peer_urls,
-                    is_learner: m.is_learner,
-                    name: m.name,
-                    client_urls: m.client_urls,
-                })
-                .collect();
+            let mut members: Vec<EtcdMember> = api.members().into_iter().map(EtcdMember::from).collect();
             members.sort_by_key(|m| m.id);
             let mut body = serde_json::to_vec(&members).expect("members serialize");
             body.push(b'\n');
@@ -692,6 +759,26 @@ mod tests {
         assert!(lines[5].starts_with("Date: ") && lines[5].ends_with(" GMT"), "{}", lines[5]);
         assert_eq!(lines[6], "Content-Length: 19");
         assert_eq!(body, "Method Not Allowed\n");
+    }
+
+    #[test]
+    fn get_reads_answers_of_every_framing() {
+        let answers: [&[u8]; 3] = [
+            b"HTTP/1.1 200 OK\r\nX-Etcd-Cluster-Id: 1f\r\nContent-Length: 3\r\n\r\n[1]trailing",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n[1\r\n1\r\n]\r\n0\r\n\r\n",
+            b"HTTP/1.0 404 Not Found\r\n\r\n[1]",
+        ];
+        for (answer, status) in answers.iter().zip([200, 200, 404]) {
+            let mut pipe = Pipe { input: io::Cursor::new(answer.to_vec()), output: Vec::new() };
+            let resp = get(&mut pipe, "h:1", "/members").unwrap();
+            assert_eq!((resp.status, resp.body.as_slice()), (status, &b"[1]"[..]));
+            assert!(pipe.output.starts_with(b"GET /members HTTP/1.1\r\nHost: h:1\r\n"));
+        }
+        let mut pipe = Pipe {
+            input: io::Cursor::new(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort".to_vec()),
+            output: Vec::new(),
+        };
+        assert!(get(&mut pipe, "h:1", "/members").is_err(), "a body cut short");
     }
 
     #[test]

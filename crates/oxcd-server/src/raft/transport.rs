@@ -39,6 +39,8 @@ use super::peer_http::{self, HttpConn, PeerApi};
 use super::peer_stream::{PeerAddr, PeerStream, PeerTls};
 use crate::accept_failures::{ACCEPT_RETRY, AcceptFailures};
 use crate::ids::{ClusterId, MemberId};
+use crate::membership::Member;
+use oxcd_datadir::etcd_snapshot::EtcdMember;
 
 const MAGIC: &[u8; 8] = b"OXCDPEER";
 const KIND_MESSAGES: u8 = 1;
@@ -508,12 +510,35 @@ impl PeerTransport for Transport {
 }
 
 /// Asks the member serving peers at `url` for the cluster id and the members (what a joining
-/// member does first): the cluster id and an encoded `MemberListResponse`.
-pub fn fetch_members(url: &str, tls: &PeerTls) -> std::io::Result<(ClusterId, Vec<u8>)> {
-    let mut conn = ask(url, tls, &hello(0, 0, KIND_MEMBERS), Duration::from_secs(5))?;
-    let mut cluster = [0u8; 8];
-    conn.read_exact(&mut cluster)?;
-    Ok((ClusterId(u64::from_le_bytes(cluster)), read_blob(&mut conn, "members")?))
+/// member does first), as etcd's members ask: `GET /members`. A member of an older oxcd, which
+/// does not serve it, is asked in oxcd's own protocol.
+pub fn fetch_members(url: &str, tls: &PeerTls) -> std::io::Result<(ClusterId, Vec<Member>)> {
+    fetch_members_http(url, tls).or_else(|e| {
+        tracing::debug!(url, error = %e, "GET /members failed; asking in oxcd's peer protocol");
+        let mut conn = ask(url, tls, &hello(0, 0, KIND_MEMBERS), Duration::from_secs(5))?;
+        let mut cluster = [0u8; 8];
+        conn.read_exact(&mut cluster)?;
+        let list = read_blob(&mut conn, "members")?;
+        let list = oxcd_api::etcdserverpb::MemberListResponse::decode(&list[..]).map_err(std::io::Error::other)?;
+        Ok((ClusterId(u64::from_le_bytes(cluster)), list.members.into_iter().map(Member::from_pb).collect()))
+    })
+}
+
+fn fetch_members_http(url: &str, tls: &PeerTls) -> std::io::Result<(ClusterId, Vec<Member>)> {
+    let addr = PeerAddr::parse(url).map_err(std::io::Error::other)?;
+    let conn = PeerStream::dial(&addr, tls, CONNECT_TIMEOUT, HANDSHAKE_TIMEOUT)?;
+    conn.tcp().set_read_timeout(Some(peer_http::RW_TIMEOUT))?;
+    conn.tcp().set_write_timeout(Some(peer_http::RW_TIMEOUT))?;
+    let resp = peer_http::get(conn, &addr.addr.to_string(), "/members")?;
+    if resp.status != 200 {
+        return Err(std::io::Error::other(format!("GET {url}/members answered {}", resp.status)));
+    }
+    let cluster = resp
+        .header("x-etcd-cluster-id")
+        .and_then(|v| u64::from_str_radix(std::str::from_utf8(v).ok()?, 16).ok())
+        .ok_or_else(|| std::io::Error::other(format!("GET {url}/members: no cluster id")))?;
+    let members: Vec<EtcdMember> = serde_json::from_slice(&resp.body).map_err(std::io::Error::other)?;
+    Ok((ClusterId(cluster), members.into_iter().map(Member::from).collect()))
 }
 
 /// The handshake a connection starts with: the magic, the sender's member id, the cluster id and
