@@ -38,11 +38,6 @@ impl Generation {
     fn is_empty(&self) -> bool {
         self.revs.is_empty()
     }
-
-    /// Index of the newest revision with `main <= at_rev`, if any.
-    fn newest_at(&self, at_rev: i64) -> Option<usize> {
-        self.revs.iter().rposition(|r| r.main <= at_rev)
-    }
 }
 
 /// What [`KeyIndex::get`] found: the revision holding the key's value and its create revision and
@@ -201,12 +196,11 @@ impl KeyIndex {
                     ver: *ver,
                 });
             }
-            KeyIndex::Live { created, ver, revs } => return live_at(*created, *ver, revs, at_rev),
+            KeyIndex::Live { created, ver, revs } => return generation_at(*created, *ver, revs, at_rev),
             KeyIndex::Many { generations, .. } => generations,
         };
         let g = find_generation(generations, at_rev)?;
-        let n = g.newest_at(at_rev)?;
-        Some(KeyAt { modified: g.revs[n], created: g.created, ver: g.ver - (g.revs.len() - n - 1) as i64 })
+        generation_at(g.created, g.ver, &g.revs, at_rev)
     }
 
     /// The revision a compaction at `at_rev` would keep as the key's value then: the newest
@@ -216,7 +210,7 @@ impl KeyIndex {
         let generations = match self {
             KeyIndex::One { modified, .. } => return (modified.main <= at_rev).then_some(*modified),
             // The open generation: no tombstone to leave out.
-            KeyIndex::Live { created, ver, revs } => return live_at(*created, *ver, revs, at_rev).map(|k| k.modified),
+            KeyIndex::Live { revs, .. } => return newest_at(revs, at_rev).map(|n| revs[n]),
             KeyIndex::Many { generations, .. } => generations,
         };
         if self.is_empty() {
@@ -224,7 +218,7 @@ impl KeyIndex {
         }
         let gen_idx = first_generation_after(generations, at_rev);
         let g = &generations[gen_idx];
-        let n = g.newest_at(at_rev)?;
+        let n = newest_at(&g.revs, at_rev)?;
         let tombstone = n == g.revs.len() - 1 && gen_idx != generations.len() - 1;
         (!tombstone).then_some(g.revs[n])
     }
@@ -238,7 +232,7 @@ impl KeyIndex {
             return;
         }
         if let KeyIndex::Live { revs, .. } = self {
-            if let Some(n) = revs.iter().rposition(|r| r.main <= at_rev) {
+            if let Some(n) = newest_at(revs, at_rev) {
                 removed.extend(revs.drain(..n).map(|r| (r, false)));
             }
             self.shrink();
@@ -253,7 +247,7 @@ impl KeyIndex {
         let is_last = gen_idx == generations.len() - 1;
         let g = &mut generations[gen_idx];
         if !g.is_empty() {
-            if let Some(n) = g.newest_at(at_rev) {
+            if let Some(n) = newest_at(&g.revs, at_rev) {
                 removed.extend(g.revs.drain(..n).map(|r| (r, false)));
             }
             if g.revs.len() == 1 && !is_last {
@@ -267,10 +261,15 @@ impl KeyIndex {
     }
 }
 
-/// The key as of `at_rev` in an open generation created at `created` whose revisions are
-/// `revs` and version at the newest `ver`.
-fn live_at(created: Revision, ver: i64, revs: &[Revision], at_rev: i64) -> Option<KeyAt> {
-    let n = revs.iter().rposition(|r| r.main <= at_rev)?;
+/// Index of the newest of `revs` with `main <= at_rev`, if any.
+fn newest_at(revs: &[Revision], at_rev: i64) -> Option<usize> {
+    revs.iter().rposition(|r| r.main <= at_rev)
+}
+
+/// The key as of `at_rev` in a generation created at `created` whose revisions are `revs`, its
+/// version `ver` at the newest.
+fn generation_at(created: Revision, ver: i64, revs: &[Revision], at_rev: i64) -> Option<KeyAt> {
+    let n = newest_at(revs, at_rev)?;
     Some(KeyAt { modified: revs[n], created, ver: ver - (revs.len() - n - 1) as i64 })
 }
 

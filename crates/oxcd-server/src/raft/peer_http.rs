@@ -83,8 +83,18 @@ impl Request {
     }
 
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
+        find_header(&self.headers, name)
     }
+}
+
+/// A header's value, its name matched without regard to case.
+fn find_header<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
+    headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
+}
+
+/// Headers as httparse read them, owned.
+fn owned_headers(headers: &[httparse::Header<'_>]) -> Vec<(String, Vec<u8>)> {
+    headers.iter().map(|h| (h.name.to_string(), h.value.to_vec())).collect()
 }
 
 /// Why no request could be read.
@@ -150,7 +160,7 @@ pub struct ClientResponse {
 
 impl ClientResponse {
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
+        find_header(&self.headers, name)
     }
 }
 
@@ -164,30 +174,14 @@ pub fn get<S: Read + Write>(stream: S, host: &str, path: &str) -> io::Result<Cli
     let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: oxcd\r\nConnection: close\r\n\r\n");
     conn.stream.write_all(request.as_bytes())?;
     conn.stream.flush()?;
-    let mut searched: usize = 0;
-    let (status, headers) = loop {
-        let from = searched.saturating_sub(3);
-        if let Some(i) = conn.buf[from..].windows(4).position(|w| w == b"\r\n\r\n") {
-            let head_len = from + i + 4;
-            let mut headers = [httparse::EMPTY_HEADER; 128];
-            let mut parsed = httparse::Response::new(&mut headers);
-            let (Ok(httparse::Status::Complete(_)), Some(status)) = (parsed.parse(&conn.buf[..head_len]), parsed.code)
-            else {
-                return Err(ReadError::Bad.into());
-            };
-            let headers: Vec<(String, Vec<u8>)> =
-                parsed.headers.iter().map(|h| (h.name.to_string(), h.value.to_vec())).collect();
-            conn.buf.drain(..head_len);
-            break (status, headers);
-        }
-        searched = conn.buf.len();
-        if searched > MAX_HEADER_BYTES {
-            return Err(ReadError::HeadersTooLarge.into());
-        }
-        if !conn.more()? {
-            return Err(ReadError::Closed.into());
-        }
+    let head_len = conn.read_head(false)?;
+    let mut headers = [httparse::EMPTY_HEADER; 128];
+    let mut parsed = httparse::Response::new(&mut headers);
+    let (Ok(httparse::Status::Complete(_)), Some(status)) = (parsed.parse(&conn.buf[..head_len]), parsed.code) else {
+        return Err(ReadError::Bad.into());
     };
+    let headers = owned_headers(parsed.headers);
+    conn.buf.drain(..head_len);
     let mut resp = ClientResponse { status, headers, body: Vec::new() };
     let chunked = resp.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case(b"chunked"));
     let length = resp.header("content-length").and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<usize>().ok());
@@ -268,55 +262,27 @@ impl<S: Read + Write> HttpConn<S> {
     /// a bad request line; the head is parsed once, when it is complete (linear in its length
     /// however the client splits it).
     pub fn read_request(&mut self) -> Result<Request, ReadError> {
-        let mut searched = 0;
-        let mut line_checked = false;
-        let mut req = loop {
-            if searched == 0 {
-                // Go's server skips empty lines before a request line.
-                while self.buf.starts_with(b"\r\n") {
-                    self.buf.drain(..2);
-                }
-            }
-            if !line_checked && self.buf[searched..].contains(&b'\n') {
-                line_checked = true;
-                let mut headers = [httparse::EMPTY_HEADER; 128];
-                if let Err(e) = httparse::Request::new(&mut headers).parse(&self.buf) {
-                    return Err(refusal(e));
-                }
-            }
-            let from = searched.saturating_sub(3);
-            if let Some(i) = self.buf[from..].windows(4).position(|w| w == b"\r\n\r\n") {
-                let head_len = from + i + 4;
-                let mut headers = [httparse::EMPTY_HEADER; 128];
-                let mut parsed = httparse::Request::new(&mut headers);
-                match parsed.parse(&self.buf[..head_len]) {
-                    Ok(httparse::Status::Complete(_)) => {}
-                    Ok(httparse::Status::Partial) => return Err(ReadError::Bad),
-                    Err(e) => return Err(refusal(e)),
-                }
-                let (Some(method), Some(target), Some(minor)) = (parsed.method, parsed.path, parsed.version) else {
-                    return Err(ReadError::Bad);
-                };
-                let req = Request {
-                    method: method.to_string(),
-                    target: target.to_string(),
-                    headers: parsed.headers.iter().map(|h| (h.name.to_string(), h.value.to_vec())).collect(),
-                    framing: Framing::None,
-                    body: Vec::new(),
-                    keep_alive: minor == 1,
-                    minor,
-                };
-                self.buf.drain(..head_len);
-                break req;
-            }
-            searched = self.buf.len();
-            if searched > MAX_HEADER_BYTES {
-                return Err(ReadError::HeadersTooLarge);
-            }
-            if !self.more()? {
-                return Err(if self.buf.is_empty() { ReadError::Closed } else { ReadError::Bad });
-            }
+        let head_len = self.read_head(true)?;
+        let mut headers = [httparse::EMPTY_HEADER; 128];
+        let mut parsed = httparse::Request::new(&mut headers);
+        match parsed.parse(&self.buf[..head_len]) {
+            Ok(httparse::Status::Complete(_)) => {}
+            Ok(httparse::Status::Partial) => return Err(ReadError::Bad),
+            Err(e) => return Err(refusal(e)),
+        }
+        let (Some(method), Some(target), Some(minor)) = (parsed.method, parsed.path, parsed.version) else {
+            return Err(ReadError::Bad);
         };
+        let mut req = Request {
+            method: method.to_string(),
+            target: target.to_string(),
+            headers: owned_headers(parsed.headers),
+            framing: Framing::None,
+            body: Vec::new(),
+            keep_alive: minor == 1,
+            minor,
+        };
+        self.buf.drain(..head_len);
         if req.minor == 1 && req.header("host").is_none() {
             return Err(ReadError::MissingHost);
         }
@@ -341,6 +307,39 @@ impl<S: Read + Write> HttpConn<S> {
             (None, Some(Some(n))) => Framing::Length(n),
         };
         Ok(req)
+    }
+
+    /// Reads until the buffer holds a whole head, up to its blank line; the head's length. For a
+    /// `request`, empty lines before it are skipped and its request line is checked as soon as
+    /// it is complete, as Go's server does.
+    fn read_head(&mut self, request: bool) -> Result<usize, ReadError> {
+        let mut searched = 0;
+        let mut line_checked = !request;
+        loop {
+            if request && searched == 0 {
+                while self.buf.starts_with(b"\r\n") {
+                    self.buf.drain(..2);
+                }
+            }
+            if !line_checked && self.buf[searched..].contains(&b'\n') {
+                line_checked = true;
+                let mut headers = [httparse::EMPTY_HEADER; 128];
+                if let Err(e) = httparse::Request::new(&mut headers).parse(&self.buf) {
+                    return Err(refusal(e));
+                }
+            }
+            let from = searched.saturating_sub(3);
+            if let Some(i) = self.buf[from..].windows(4).position(|w| w == b"\r\n\r\n") {
+                return Ok(from + i + 4);
+            }
+            searched = self.buf.len();
+            if searched > MAX_HEADER_BYTES {
+                return Err(ReadError::HeadersTooLarge);
+            }
+            if !self.more()? {
+                return Err(if self.buf.is_empty() { ReadError::Closed } else { ReadError::Bad });
+            }
+        }
     }
 
     /// Reads the request's body into `req.body`, if it is at most `limit` bytes.

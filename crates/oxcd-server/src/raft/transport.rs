@@ -598,7 +598,6 @@ impl Drop for HandshakeSlot {
     }
 }
 
-/// A member's HashKV source.
 /// The members as a joining member asks for them: an encoded `MemberListResponse`.
 fn encode_members(api: &dyn PeerApi) -> Vec<u8> {
     let members = api.members().iter().map(|m| m.to_pb()).collect();
