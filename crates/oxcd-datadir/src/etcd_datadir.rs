@@ -12,9 +12,9 @@
 //! - its backend: every bucket [`crate::etcd_snapshot`]'s restore copies, plus the applied index
 //!   and its term, the members and the removed members as etcd recorded them;
 //! - its WAL: etcd's member and cluster ids, a snapshot mark at the applied index with the
-//!   configuration the members give, every entry etcd logged after it, translated where oxcd's
-//!   encoding differs (a request's v2 and 3.5 membership forms, a configuration change's context),
-//!   and etcd's last HardState. Entries logged but not yet applied are kept, so a member that
+//!   configuration the members give, every entry etcd logged after it as etcd wrote it (the backend
+//!   records that the log is in etcd's format from the index after the applied one on, see
+//!   [`crate::etcd_log`]), and etcd's last HardState. Entries logged but not yet applied are kept, so a member that
 //!   acknowledged an entry still holds it, and entries committed but not applied are applied at
 //!   the first start, as etcd would have.
 //!
@@ -25,19 +25,18 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use oxcd_api::oxcdpb::{ConfChangeContext, MemberAttrSetRequest, RequestHeader, WalMetadata};
+use oxcd_api::oxcdpb::WalMetadata;
 use oxcd_backend::bolt::Reader;
 use oxcd_backend::{Backend, MEMBERS, MEMBERS_REMOVED, META};
 use oxcd_wal::{EntryRecord, HardState as WalHardState, SnapshotRecord, Wal};
 use prost::Message;
 use protobuf::Message as _;
-use raft::prelude::{ConfChange, ConfChangeType, ConfState, Entry, EntryType};
+use raft::prelude::{ConfState, Entry, EntryType};
 
-use crate::etcd_confchange::{EtcdChange, EtcdConfChange, MemberContext};
 use crate::etcd_snapshot::EtcdMember;
 use crate::ids::MemberId;
 use crate::layout::{Layout, StartError};
-use crate::membership::{Member, Members, encode_conf_state};
+use crate::membership::{Member, MemberChange, Members, encode_conf_state};
 
 /// bbolt's magic number, at the start of each meta page's body (after the 16-byte page header).
 const BOLT_MAGIC: u32 = 0xED0C_DAED;
@@ -49,7 +48,7 @@ pub struct TakenOver {
     pub cluster_id: u64,
     /// etcd's applied index: oxcd continues from it.
     pub applied: u64,
-    /// Entries etcd logged after it, now in oxcd's WAL.
+    /// Entries etcd logged after it, now in oxcd's WAL (in etcd's format, as they were).
     pub entries_after: usize,
     /// Where etcd's files are kept.
     pub kept: PathBuf,
@@ -166,6 +165,7 @@ fn convert(etcd: &Layout, tmp: &Path) -> Result<TakenOver, StartError> {
             let mut meta = wtx.bucket(META)?;
             meta.put(oxcd_mvcc::meta::CONSISTENT_INDEX, &applied.to_be_bytes())?;
             meta.put(oxcd_mvcc::meta::TERM, &term.to_be_bytes())?;
+            meta.put(crate::etcd_log::LOG_FROM, &(applied + 1).to_be_bytes())?;
         }
         for m in &members {
             Members::save(&wtx, m)?;
@@ -177,7 +177,9 @@ fn convert(etcd: &Layout, tmp: &Path) -> Result<TakenOver, StartError> {
     }
     drop(backend);
 
-    // The entries after the applied index, translated; they must follow it without a gap.
+    // The entries after the applied index, as etcd wrote them (the log is etcd's from the next
+    // index on, recorded in the backend); they must follow it without a gap, and each must be one
+    // oxcd can apply.
     let after: Vec<&Entry> = wal.entries.iter().filter(|e| e.index > applied).collect();
     if let Some(first) = after.first()
         && first.index != applied + 1
@@ -187,23 +189,20 @@ fn convert(etcd: &Layout, tmp: &Path) -> Result<TakenOver, StartError> {
     let mut records = Vec::with_capacity(after.len());
     for e in &after {
         let why = |why: String| refused(format!("entry {}: {why}", e.index));
-        let (kind, data) = match e.get_entry_type() {
-            EntryType::EntryNormal => (EntryType::EntryNormal, translate_request(&e.data).map_err(why)?),
-            EntryType::EntryConfChange => translate_conf_change(&e.data).map_err(why)?,
+        match e.get_entry_type() {
+            EntryType::EntryNormal if e.data.is_empty() => {}
+            EntryType::EntryNormal => drop(crate::etcd_log::decode(&e.data).map_err(why)?),
+            EntryType::EntryConfChange => {
+                MemberChange::decode(&e.data).ok_or_else(|| why("an unreadable configuration change".into()))?;
+            }
             EntryType::EntryConfChangeV2 => {
                 return Err(refused(format!(
                     "entry {} is a joint configuration change, which etcd never writes",
                     e.index
                 )));
             }
-        };
-        let mut out = Entry { index: e.index, term: e.term, data: data.into(), ..Default::default() };
-        out.set_entry_type(kind);
-        records.push(EntryRecord {
-            index: out.index,
-            term: out.term,
-            data: out.write_to_bytes().expect("entry encodes"),
-        });
+        }
+        records.push(EntryRecord { index: e.index, term: e.term, data: e.write_to_bytes().expect("entry encodes") });
     }
 
     std::fs::create_dir_all(&layout.wal)?;
@@ -438,197 +437,6 @@ fn read_wal(dir: &Path) -> Result<EtcdWal, String> {
     Ok(wal)
 }
 
-// ---- entries ----
-
-/// One field of a protobuf message: its number and its bytes as they were (tag included).
-struct Field<'a> {
-    number: u64,
-    wire: u8,
-    /// The value's bytes (a length-delimited field's content; a varint's bytes).
-    value: &'a [u8],
-    /// The whole field: tag and value.
-    raw: &'a [u8],
-}
-
-fn varint(b: &[u8], at: &mut usize) -> Option<u64> {
-    let mut x = 0u64;
-    for shift in (0..64).step_by(7) {
-        let byte = *b.get(*at)?;
-        *at += 1;
-        x |= u64::from(byte & 0x7f) << shift;
-        if byte < 0x80 {
-            return Some(x);
-        }
-    }
-    None
-}
-
-fn fields(b: &[u8]) -> Result<Vec<Field<'_>>, String> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at < b.len() {
-        let start = at;
-        let tag = varint(b, &mut at).ok_or("a damaged field tag")?;
-        let wire = (tag & 7) as u8;
-        let vstart = at;
-        let value = match wire {
-            0 => {
-                varint(b, &mut at).ok_or("a damaged varint")?;
-                &b[vstart..at]
-            }
-            1 | 5 => {
-                at += if wire == 1 { 8 } else { 4 };
-                b.get(vstart..at).ok_or("a truncated field")?
-            }
-            2 => {
-                let n = varint(b, &mut at).ok_or("a damaged length")? as usize;
-                let v = b.get(at..at + n).ok_or("a truncated field")?;
-                at += n;
-                v
-            }
-            w => return Err(format!("wire type {w}")),
-        };
-        out.push(Field { number: tag >> 3, wire, value, raw: &b[start..at] });
-    }
-    Ok(out)
-}
-
-/// etcd's `InternalRaftRequest` as oxcd's: the same field numbers and messages for every request
-/// oxcd applies, except the 3.4 v2 forms (member attributes, cluster version; the rest change
-/// nothing in v3), 3.5's `ClusterMemberAttrSetRequest`, and what oxcd does not apply (a range,
-/// a downgrade: left out, the entry stays in the log as a no-op).
-fn translate_request(data: &[u8]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(data.len());
-    let mut id = None;
-    let mut has_header = false;
-    for f in fields(data)? {
-        match f.number {
-            100 => {
-                has_header = true;
-                out.extend_from_slice(f.raw);
-            }
-            1 if f.wire == 0 => id = varint(f.value, &mut 0),
-            2 => {
-                if let Some(req) = translate_v2(f.value)? {
-                    out.extend_from_slice(&req);
-                }
-            }
-            // etcd's checkpoint carries seconds, oxcd's milliseconds.
-            11 => {
-                let mut req = oxcd_api::oxcdpb::LeaseCheckpointRequest::default();
-                for c in fields(f.value)?.into_iter().filter(|c| c.number == 1) {
-                    let mut cp = oxcd_api::oxcdpb::LeaseCheckpoint::default();
-                    for g in fields(c.value)? {
-                        let v = varint(g.value, &mut 0).unwrap_or(0) as i64;
-                        match g.number {
-                            1 => cp.id = v,
-                            2 => cp.remaining_ms = v.saturating_mul(1000),
-                            _ => {}
-                        }
-                    }
-                    req.checkpoints.push(cp);
-                }
-                prost::encoding::message::encode(11, &req, &mut out);
-            }
-            4..=10 | 1000..=1300 => out.extend_from_slice(f.raw),
-            1301 => {
-                let mut m = MemberAttrSetRequest::default();
-                for g in fields(f.value)? {
-                    match g.number {
-                        1 => m.member_id = varint(g.value, &mut 0).unwrap_or(0),
-                        2 => {
-                            for a in fields(g.value)? {
-                                let s = String::from_utf8_lossy(a.value).into_owned();
-                                match a.number {
-                                    1 => m.name = s,
-                                    2 => m.client_urls.push(s),
-                                    _ => {}
-                                }
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                prost::encoding::message::encode(1301, &m, &mut out);
-            }
-            _ => {} // 3: a range; 1302: a downgrade; anything newer: not applied by oxcd.
-        }
-    }
-    if !has_header && let Some(id) = id {
-        prost::encoding::message::encode(100, &RequestHeader { id, ..Default::default() }, &mut out);
-    }
-    Ok(out)
-}
-
-/// etcd 3.4's v2 requests: `PUT /0/members/<id>/attributes` (a member published its name and
-/// client URLs) and `PUT /0/version` (the cluster version) as oxcd's requests; others are no-ops.
-fn translate_v2(req: &[u8]) -> Result<Option<Vec<u8>>, String> {
-    let (mut method, mut path, mut val) = (String::new(), String::new(), String::new());
-    for f in fields(req)? {
-        let s = || String::from_utf8_lossy(f.value).into_owned();
-        match f.number {
-            2 => method = s(),
-            3 => path = s(),
-            4 => val = s(),
-            _ => {}
-        }
-    }
-    if method != "PUT" {
-        return Ok(None);
-    }
-    let mut out = Vec::new();
-    if path == "/0/version" {
-        let v = oxcd_api::oxcdpb::ClusterVersionSetRequest { ver: val };
-        prost::encoding::message::encode(1300, &v, &mut out);
-        return Ok(Some(out));
-    }
-    let Some(hex) = path.strip_prefix("/0/members/").and_then(|p| p.strip_suffix("/attributes")) else {
-        return Ok(None);
-    };
-    #[derive(serde::Deserialize)]
-    struct Attributes {
-        #[serde(default)]
-        name: String,
-        #[serde(rename = "clientURLs", default)]
-        client_urls: Vec<String>,
-    }
-    let id = u64::from_str_radix(hex, 16).map_err(|e| format!("member id {hex:?}: {e}"))?;
-    let a: Attributes = serde_json::from_str(&val).map_err(|e| format!("member attributes: {e}"))?;
-    let m = MemberAttrSetRequest { member_id: id, name: a.name, client_urls: a.client_urls };
-    prost::encoding::message::encode(1301, &m, &mut out);
-    Ok(Some(out))
-}
-
-/// etcd's `ConfChange` as oxcd's entry. etcd numbers the types AddNode 0, RemoveNode 1,
-/// UpdateNode 2, AddLearnerNode 3 (raft-rs: AddLearnerNode 2, no UpdateNode), and its context is
-/// the member as JSON with `isPromote`; oxcd's context is a `ConfChangeContext` (a promotion: an
-/// AddNode without peer URLs), and a peer URL update is a `MemberUpdate` request in a normal entry.
-fn translate_conf_change(data: &[u8]) -> Result<(EntryType, Vec<u8>), String> {
-    let etcd = EtcdConfChange::decode(data)?;
-    let ctx = match etcd.context.as_deref() {
-        None | Some([]) => MemberContext::default(),
-        Some(_) => etcd.member()?,
-    };
-    let (id, node, urls) = (etcd.id, etcd.node_id, ctx.member.peer_urls);
-    let (change, peer_urls) = match etcd.change {
-        EtcdChange::AddNode if ctx.is_promote => (ConfChangeType::AddNode, Vec::new()),
-        EtcdChange::AddNode => (ConfChangeType::AddNode, urls),
-        EtcdChange::RemoveNode => (ConfChangeType::RemoveNode, Vec::new()),
-        EtcdChange::UpdateNode => {
-            let mut out = Vec::new();
-            prost::encoding::message::encode(100, &RequestHeader { id, ..Default::default() }, &mut out);
-            let update = oxcd_api::oxcdpb::MemberUpdateRequest { member_id: node, peer_urls: urls };
-            prost::encoding::message::encode(1302, &update, &mut out);
-            return Ok((EntryType::EntryNormal, out));
-        }
-        EtcdChange::AddLearnerNode => (ConfChangeType::AddLearnerNode, urls),
-    };
-    let mut cc = ConfChange { node_id: node, id, ..Default::default() };
-    cc.set_change_type(change);
-    cc.context = ConfChangeContext { id, member_id: node, peer_urls }.encode_to_vec().into();
-    Ok((EntryType::EntryConfChange, cc.write_to_bytes().expect("conf change encodes")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -756,90 +564,5 @@ mod tests {
         assert_eq!((t.member_id, t.cluster_id, t.applied), (7, 9, 0));
         assert!(kept_dir(dir.path()).join("snap/db").is_file() && !is_etcd(&etcd) && Wal::exists(&etcd.wal));
         assert_eq!(take_over(dir.path(), false).unwrap(), None, "once only");
-    }
-
-    #[test]
-    fn requests_keep_their_bytes_and_etcds_own_forms_are_translated() {
-        use oxcd_api::etcdserverpb::PutRequest;
-        use oxcd_api::oxcdpb::{InternalRaftRequest, internal_raft_request::Request};
-        // A v3 put with a header: the same bytes.
-        let mut put = Vec::new();
-        prost::encoding::message::encode(
-            100,
-            &RequestHeader { id: 5, username: "u".into(), ..Default::default() },
-            &mut put,
-        );
-        prost::encoding::message::encode(4, &PutRequest { key: b"k".to_vec().into(), ..Default::default() }, &mut put);
-        assert_eq!(translate_request(&put).unwrap(), put);
-        // 3.5's member attributes.
-        let mut attrs = Vec::new();
-        prost::encoding::string::encode(1, &"m1".to_string(), &mut attrs);
-        prost::encoding::string::encode(2, &"http://c:2379".to_string(), &mut attrs);
-        let mut req = Vec::new();
-        prost::encoding::uint64::encode(1, &0xabc, &mut req);
-        prost::encoding::bytes::encode(2, &attrs, &mut req);
-        let mut etcd = Vec::new();
-        prost::encoding::bytes::encode(1301, &req, &mut etcd);
-        let ox = InternalRaftRequest::decode(&translate_request(&etcd).unwrap()[..]).unwrap();
-        assert_eq!(
-            ox.request,
-            Some(Request::MemberAttrSet(MemberAttrSetRequest {
-                member_id: 0xabc,
-                name: "m1".into(),
-                client_urls: vec!["http://c:2379".into()]
-            }))
-        );
-        // 3.4's v2 publish and version, with the id outside a header.
-        let v2 = |path: &str, val: &str| {
-            let mut r = Vec::new();
-            prost::encoding::string::encode(2, &"PUT".to_string(), &mut r);
-            prost::encoding::string::encode(3, &path.to_string(), &mut r);
-            prost::encoding::string::encode(4, &val.to_string(), &mut r);
-            let mut e = Vec::new();
-            prost::encoding::uint64::encode(1, &77, &mut e);
-            prost::encoding::bytes::encode(2, &r, &mut e);
-            InternalRaftRequest::decode(&translate_request(&e).unwrap()[..]).unwrap()
-        };
-        let p = v2("/0/members/abc/attributes", r#"{"name":"m1","clientURLs":["http://c:2379"]}"#);
-        assert_eq!(p.header.unwrap().id, 77);
-        assert!(matches!(p.request, Some(Request::MemberAttrSet(m)) if m.member_id == 0xabc && m.name == "m1"));
-        let v = v2("/0/version", "3.4.0");
-        assert!(matches!(v.request, Some(Request::ClusterVersionSet(c)) if c.ver == "3.4.0"));
-        assert_eq!(v2("/0/other", "x").request, None);
-    }
-
-    #[test]
-    fn configuration_changes_get_oxcds_context() {
-        // etcd's encoding, by hand: ID 1, Type 2 (etcd's numbers), NodeID 3, Context 4.
-        let etcd_cc = |kind: u64, context: &str| {
-            let mut b = Vec::new();
-            prost::encoding::uint64::encode(1, &3, &mut b);
-            prost::encoding::uint64::encode(2, &kind, &mut b);
-            prost::encoding::uint64::encode(3, &0x10, &mut b);
-            prost::encoding::bytes::encode(4, &context.as_bytes().to_vec(), &mut b);
-            translate_conf_change(&b).unwrap()
-        };
-        let cc = |(kind, data): (EntryType, Vec<u8>)| {
-            assert_eq!(kind, EntryType::EntryConfChange);
-            let cc = ConfChange::parse_from_bytes(&data).unwrap();
-            let ctx = ConfChangeContext::decode(cc.get_context()).unwrap();
-            (cc.get_change_type(), cc.node_id, ctx.id, ctx.peer_urls)
-        };
-        let urls = vec!["http://p:2380".to_string()];
-        let learner = etcd_cc(3, r#"{"id":16,"peerURLs":["http://p:2380"],"isLearner":true}"#);
-        assert_eq!(cc(learner), (ConfChangeType::AddLearnerNode, 0x10, 3, urls.clone()));
-        let added = etcd_cc(0, r#"{"id":16,"peerURLs":["http://p:2380"]}"#);
-        assert_eq!(cc(added), (ConfChangeType::AddNode, 0x10, 3, urls.clone()));
-        // A promotion: an AddNode that oxcd reads without peer URLs.
-        let promoted = etcd_cc(0, r#"{"id":16,"peerURLs":["http://p:2380"],"isPromote":true}"#);
-        assert_eq!(cc(promoted), (ConfChangeType::AddNode, 0x10, 3, vec![]));
-        assert_eq!(cc(etcd_cc(1, "")), (ConfChangeType::RemoveNode, 0x10, 3, vec![]));
-        // A peer URL update: oxcd's MemberUpdate request.
-        let (kind, data) = etcd_cc(2, r#"{"id":16,"peerURLs":["http://q:2380"]}"#);
-        assert_eq!(kind, EntryType::EntryNormal);
-        let req = oxcd_api::oxcdpb::InternalRaftRequest::decode(&data[..]).unwrap();
-        assert_eq!(req.header.unwrap().id, 3);
-        let want = oxcd_api::oxcdpb::MemberUpdateRequest { member_id: 0x10, peer_urls: vec!["http://q:2380".into()] };
-        assert_eq!(req.request, Some(oxcd_api::oxcdpb::internal_raft_request::Request::MemberUpdate(want)));
     }
 }

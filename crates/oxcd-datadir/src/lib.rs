@@ -10,11 +10,14 @@
 //! - [`etcd_snapshot`]: etcd's snapshot file, written from a backend and restored into a new data
 //!   directory;
 //! - [`etcd_datadir`]: an etcd data directory taken over in place (converted once, etcd's files
-//!   kept beside it).
+//!   kept beside it);
+//! - [`etcd_log`]: etcd's format of a normal log entry, read and written (the log is in it from a
+//!   recorded index on).
 
 pub mod config;
 pub mod etcd_confchange;
 pub mod etcd_datadir;
+pub mod etcd_log;
 pub mod etcd_snapshot;
 pub mod ids;
 pub mod layout;

@@ -11,6 +11,8 @@ use oxcd_backend::{BucketRead, CLUSTER, MEMBERS, MEMBERS_REMOVED, ReadTxn, Write
 use prost::Message;
 use raft::prelude::{ConfChange, ConfChangeType, ConfState};
 
+use crate::etcd_confchange::{EtcdChange, EtcdConfChange, MemberContext};
+use crate::etcd_snapshot::EtcdMember;
 use crate::ids::MemberId;
 
 /// Most learners a cluster may have by default (etcd's `--experimental-max-learners`).
@@ -159,17 +161,86 @@ impl Members {
 }
 
 /// Applies a committed configuration change to the members: what the applier writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MemberChange {
     Add(Member),
     Promote(MemberId),
     Remove(MemberId),
+    /// New peer URLs (etcd's UpdateNode; oxcd's own format carries them as a request instead).
+    Update(MemberId, Vec<String>),
+}
+
+/// A committed configuration change as read from its entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommittedChange {
+    pub change: MemberChange,
+    /// The proposer's request id.
+    pub request_id: u64,
+    /// The change to Raft's configuration (none for new peer URLs).
+    pub raft: Option<ConfChange>,
 }
 
 impl MemberChange {
-    /// Reads a committed `ConfChange` entry: the change, and the proposer's request id.
-    pub fn decode(data: &[u8]) -> Option<(MemberChange, u64)> {
+    /// Reads a committed `ConfChange` entry in either format: etcd's (its context member JSON, or
+    /// none for a removal; etcd's type numbers) or oxcd's (raft-rs's type numbers, a
+    /// `ConfChangeContext`, which is never empty and never starts with `{`).
+    pub fn decode(data: &[u8]) -> Option<CommittedChange> {
         use protobuf::Message as _;
-        MemberChange::of(&ConfChange::parse_from_bytes(data).ok()?)
+        if let Ok(etcd) = EtcdConfChange::decode(data)
+            && etcd.context.as_deref().is_none_or(|c| c.is_empty() || c[0] == b'{')
+        {
+            return MemberChange::of_etcd(&etcd);
+        }
+        let cc = ConfChange::parse_from_bytes(data).ok()?;
+        let (change, request_id) = MemberChange::of(&cc)?;
+        Some(CommittedChange { change, request_id, raft: Some(cc) })
+    }
+
+    fn of_etcd(etcd: &EtcdConfChange) -> Option<CommittedChange> {
+        let id = MemberId(etcd.node_id);
+        let ctx = match etcd.change {
+            EtcdChange::RemoveNode => MemberContext::default(),
+            _ => etcd.member().ok()?,
+        };
+        let added = |is_learner| {
+            MemberChange::Add(Member {
+                id,
+                name: ctx.member.name.clone(),
+                peer_urls: ctx.member.peer_urls.clone(),
+                client_urls: ctx.member.client_urls.clone(),
+                is_learner,
+            })
+        };
+        let change = match etcd.change {
+            EtcdChange::AddNode if ctx.is_promote => MemberChange::Promote(id),
+            EtcdChange::AddNode => added(false),
+            EtcdChange::AddLearnerNode => added(true),
+            EtcdChange::RemoveNode => MemberChange::Remove(id),
+            EtcdChange::UpdateNode => MemberChange::Update(id, ctx.member.peer_urls.clone()),
+        };
+        Some(CommittedChange { change, request_id: etcd.id, raft: etcd.raft_change() })
+    }
+
+    /// The entry data that proposes this change with request id `request_id`, in etcd's format
+    /// (what etcd 3.5.1's `AddMember`, `PromoteMember`, `RemoveMember` and `UpdateMember` write).
+    pub fn etcd_proposal(&self, request_id: u64) -> Vec<u8> {
+        let member = |id: MemberId, peer_urls: &[String], is_learner| EtcdMember {
+            id: id.0,
+            peer_urls: peer_urls.to_vec(),
+            is_learner,
+            ..Default::default()
+        };
+        let json = |m: EtcdMember, is_promote| Some(MemberContext { member: m, is_promote }.to_json());
+        let (change, node, context) = match self {
+            MemberChange::Add(m) => {
+                let kind = if m.is_learner { EtcdChange::AddLearnerNode } else { EtcdChange::AddNode };
+                (kind, m.id, json(member(m.id, &m.peer_urls, m.is_learner), false))
+            }
+            MemberChange::Promote(id) => (EtcdChange::AddNode, *id, json(member(*id, &[], false), true)),
+            MemberChange::Remove(id) => (EtcdChange::RemoveNode, *id, None),
+            MemberChange::Update(id, urls) => (EtcdChange::UpdateNode, *id, json(member(*id, urls, false), false)),
+        };
+        EtcdConfChange { id: request_id, change, node_id: node.0, context }.encode()
     }
 
     /// The `ConfChange` that proposes a change of `kind` to `member` (what [`MemberChange::of`]
@@ -183,7 +254,7 @@ impl MemberChange {
         cc
     }
 
-    /// The change a decoded `ConfChange` makes, and the proposer's request id.
+    /// The change a decoded `ConfChange` in oxcd's format makes, and the proposer's request id.
     pub fn of(cc: &ConfChange) -> Option<(MemberChange, u64)> {
         let ctx = ConfChangeContext::decode(cc.get_context()).ok()?;
         let id = MemberId(cc.node_id);
@@ -227,8 +298,8 @@ impl MemberChange {
                 Some(false) => Err(EtcdError::MemberNotLearner),
                 None => Err(EtcdError::MemberNotFound),
             },
-            MemberChange::Remove(id) if role(*id).is_some() => Ok(()),
-            MemberChange::Remove(_) => Err(EtcdError::MemberNotFound),
+            MemberChange::Remove(id) | MemberChange::Update(id, _) if role(*id).is_some() => Ok(()),
+            MemberChange::Remove(_) | MemberChange::Update(..) => Err(EtcdError::MemberNotFound),
         }
     }
 }
@@ -275,16 +346,86 @@ mod tests {
         cc.node_id = 7;
         cc.context =
             ConfChangeContext { id: 99, member_id: 7, peer_urls: vec!["http://h:1".into()] }.encode_to_vec().into();
-        let (change, req) = MemberChange::decode(&cc.write_to_bytes().unwrap()).unwrap();
-        assert_eq!(req, 99);
-        assert!(matches!(change, MemberChange::Add(m) if m.is_learner && m.peer_urls == ["http://h:1"]));
+        let c = MemberChange::decode(&cc.write_to_bytes().unwrap()).unwrap();
+        assert_eq!(c.request_id, 99);
+        assert_eq!(c.raft.unwrap().get_change_type(), ConfChangeType::AddLearnerNode);
+        assert!(matches!(c.change, MemberChange::Add(m) if m.is_learner && m.peer_urls == ["http://h:1"]));
         cc.set_change_type(ConfChangeType::AddNode);
         cc.context = ConfChangeContext { id: 100, member_id: 7, peer_urls: vec![] }.encode_to_vec().into();
         assert!(matches!(
-            MemberChange::decode(&cc.write_to_bytes().unwrap()).unwrap().0,
+            MemberChange::decode(&cc.write_to_bytes().unwrap()).unwrap().change,
             MemberChange::Promote(MemberId(7))
         ));
         assert!(MemberChange::decode(b"\xff\xff").is_none());
+    }
+
+    #[test]
+    fn etcds_conf_change_entries_decode_too() {
+        // etcd's encoding, by hand: ID 3, Type (etcd's numbers), NodeID 0x10, Context.
+        let etcd_cc = |kind: u64, context: Option<&str>| {
+            let mut b = Vec::new();
+            prost::encoding::uint64::encode(1, &3, &mut b);
+            prost::encoding::uint64::encode(2, &kind, &mut b);
+            prost::encoding::uint64::encode(3, &0x10, &mut b);
+            if let Some(c) = context {
+                prost::encoding::bytes::encode(4, &c.as_bytes().to_vec(), &mut b);
+            }
+            MemberChange::decode(&b).unwrap()
+        };
+        let id = MemberId(0x10);
+        let urls = vec!["http://p:2380".to_string()];
+        let raft = |c: &CommittedChange| c.raft.as_ref().map(|cc| (cc.get_change_type(), cc.node_id, cc.id));
+        let learner = etcd_cc(3, Some(r#"{"id":16,"peerURLs":["http://p:2380"],"isLearner":true}"#));
+        assert_eq!(learner.request_id, 3);
+        assert_eq!(raft(&learner), Some((ConfChangeType::AddLearnerNode, 0x10, 3)));
+        assert_eq!(learner.change, MemberChange::Add(Member { peer_urls: urls.clone(), ..member(0x10, "", true) }));
+        // etcd's first entries name the members.
+        let boot = etcd_cc(0, Some(r#"{"id":16,"peerURLs":["http://p:2380"],"name":"infra1"}"#));
+        assert_eq!(raft(&boot), Some((ConfChangeType::AddNode, 0x10, 3)));
+        assert_eq!(boot.change, MemberChange::Add(Member { peer_urls: urls.clone(), ..member(0x10, "infra1", false) }));
+        let promoted = etcd_cc(0, Some(r#"{"id":16,"peerURLs":null,"isPromote":true}"#));
+        assert_eq!(
+            (raft(&promoted), promoted.change),
+            (Some((ConfChangeType::AddNode, 0x10, 3)), MemberChange::Promote(id))
+        );
+        let removed = etcd_cc(1, None);
+        assert_eq!(
+            (raft(&removed), removed.change),
+            (Some((ConfChangeType::RemoveNode, 0x10, 3)), MemberChange::Remove(id))
+        );
+        // New peer URLs: no change to Raft's configuration.
+        let update = etcd_cc(2, Some(r#"{"id":16,"peerURLs":["http://q:2380"]}"#));
+        assert_eq!((update.change, update.raft), (MemberChange::Update(id, vec!["http://q:2380".into()]), None));
+    }
+
+    #[test]
+    fn oxcd_proposes_changes_in_etcds_format_and_reads_them_back() {
+        let urls = vec!["http://p:2380".to_string()];
+        let changes = [
+            MemberChange::Add(Member { peer_urls: urls.clone(), ..member(0x10, "", false) }),
+            MemberChange::Add(Member { peer_urls: urls.clone(), ..member(0x10, "", true) }),
+            MemberChange::Promote(MemberId(0x10)),
+            MemberChange::Remove(MemberId(0x10)),
+            MemberChange::Update(MemberId(0x10), urls.clone()),
+        ];
+        for change in changes {
+            let data = change.etcd_proposal(77);
+            let etcd = EtcdConfChange::decode(&data).unwrap();
+            assert_eq!((etcd.id, etcd.node_id), (77, 0x10));
+            let back = MemberChange::decode(&data).unwrap();
+            assert_eq!((back.change, back.request_id), (change, 77));
+        }
+        // What etcd 3.5.1 writes for a learner's addition and a promotion.
+        let learner = MemberChange::Add(Member { peer_urls: urls, ..member(0x10, "", true) }).etcd_proposal(1);
+        let etcd = EtcdConfChange::decode(&learner).unwrap();
+        assert_eq!(etcd.change, EtcdChange::AddLearnerNode);
+        assert_eq!(etcd.context.unwrap(), br#"{"id":16,"peerURLs":["http://p:2380"],"isLearner":true}"#);
+        let promote = EtcdConfChange::decode(&MemberChange::Promote(MemberId(0x10)).etcd_proposal(1)).unwrap();
+        assert_eq!(promote.context.unwrap(), br#"{"id":16,"peerURLs":[],"isPromote":true}"#);
+        assert_eq!(
+            EtcdConfChange::decode(&MemberChange::Remove(MemberId(0x10)).etcd_proposal(1)).unwrap().context,
+            None
+        );
     }
 
     #[test]

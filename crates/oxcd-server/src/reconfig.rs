@@ -6,7 +6,8 @@
 //! proposer's request id and the member's peer URLs. The Raft thread applies each one to Raft's
 //! configuration when it is committed, in log order ([`crate::raft::RaftNode`]); the applier writes
 //! the members bucket in the same backend transaction as the consistent index and answers the
-//! proposer. An update of peer URLs changes no Raft configuration and is an ordinary request.
+//! proposer. An update of peer URLs changes no Raft configuration and is an ordinary request (in
+//! etcd's log format, a configuration change UpdateNode that Raft skips, as etcd's does).
 //!
 //! A joining member (`--initial-cluster-state existing`) asks a running member's peer port for the
 //! cluster id and the members, finds itself among them by its peer URLs, and starts with an empty
@@ -82,6 +83,12 @@ impl EtcdServer {
         if members.iter().any(|m| m.id != id && m.peer_urls.iter().any(|u| peer_urls.contains(u))) {
             return Err(EtcdError::PeerUrlExist);
         }
+        if self.state().etcd_log() {
+            // etcd's log carries new peer URLs as a configuration change (UpdateNode).
+            let id_ = self.ids.next();
+            let data = MemberChange::Update(id, peer_urls).etcd_proposal(id_);
+            return self.propose_and_wait(id_, RaftInput::ProposeConfChange(data)).await.map(drop);
+        }
         self.propose(Request::MemberUpdate(MemberUpdateRequest { member_id: id.0, peer_urls })).await.map(drop)
     }
 
@@ -145,9 +152,14 @@ impl EtcdServer {
         member: MemberId,
         peer_urls: Vec<String>,
     ) -> Result<(), EtcdError> {
+        use protobuf::Message as _;
         let id = self.ids.next();
         let cc = MemberChange::proposal(kind, member, peer_urls, id);
-        self.propose_and_wait(id, RaftInput::ProposeConfChange(cc)).await.map(drop)
+        let data = match MemberChange::of(&cc) {
+            Some((change, _)) if self.state().etcd_log() => change.etcd_proposal(id),
+            _ => cc.write_to_bytes().expect("a configuration change encodes"),
+        };
+        self.propose_and_wait(id, RaftInput::ProposeConfChange(data)).await.map(drop)
     }
 }
 

@@ -241,7 +241,17 @@ impl EtcdServer {
     /// Proposes a request of the member's own (no permission check applies) through Raft and
     /// waits until it is applied on this member.
     pub async fn propose(&self, req: Request) -> Result<Response, EtcdError> {
-        self.propose_with(RequestHeader { system: true, ..Default::default() }, req).await
+        let mut header = RequestHeader { system: true, ..Default::default() };
+        if self.state.etcd_log() && matches!(req, Request::LeaseRevoke(_)) {
+            // etcd's log has no such flag: etcd's lessor revokes an expired lease as root
+            // (`WithRoot`), which passes every member's permission check when auth is on.
+            let auth = self.state.view().auth.clone();
+            if auth.enabled() {
+                header.username = "root".into();
+                header.auth_revision = auth.revision();
+            }
+        }
+        self.propose_with(header, req).await
     }
 
     /// Proposes a client's request, checked when applied against `who` and the auth revision its
@@ -256,12 +266,25 @@ impl EtcdServer {
         if committed > self.applied.load(Ordering::Acquire) + MAX_APPLY_GAP {
             return Err(EtcdError::TooManyRequests);
         }
+        // A member that joined has applied nothing until the leader's snapshot is installed, and
+        // the format of the log (oxcd's or etcd's) comes with it.
+        let started = Instant::now();
+        while self.applied.load(Ordering::Acquire) == 0 {
+            if started.elapsed() >= self.cfg.request_timeout() {
+                return Err(EtcdError::Timeout);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
         let id = self.ids.next();
         header.id = id;
         // Encoded, the request is dropped before the wait: its keys and values are slices of
         // the gRPC decode buffer (8 KiB a request), which would otherwise stay allocated for
         // every request in flight until its answer.
-        let data = InternalRaftRequest { header: Some(header), request: Some(req) }.encode_to_vec();
+        let data = if self.state.etcd_log() {
+            oxcd_datadir::etcd_log::encode(&header, &req).map_err(|_| EtcdError::Stopped)?
+        } else {
+            InternalRaftRequest { header: Some(header), request: Some(req) }.encode_to_vec()
+        };
         if data.len() > self.cfg.max_request_bytes {
             return Err(EtcdError::RequestTooLarge);
         }

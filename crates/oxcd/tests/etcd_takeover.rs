@@ -4,12 +4,17 @@
 //! entries its backend has not applied), and restarted member by member as oxcd: the cluster and
 //! member ids, every key and revision, the compaction, leases, users and alarms are there, and
 //! HashKV equals etcd's at the same revision. etcd's files stay as they were in `member.etcd/`.
+//! oxcd then goes on in etcd's log format: what it proposes after the takeover (writes,
+//! configuration changes, a lease revoked on expiry with auth on) is in its WAL as etcd writes it,
+//! and the cluster restarts on it.
 
 mod common;
 
 use std::time::Duration;
 
 use etcd_client::{AlarmAction, AlarmType, Client, ConnectOptions, GetOptions, PutOptions};
+use oxcd_api::oxcdpb::internal_raft_request::Request;
+use oxcd_datadir::etcd_confchange::{EtcdChange, EtcdConfChange};
 use oxcd_testkit::{Binary, Cluster, ClusterOptions};
 
 /// A key as a client reads it: key, value, create and mod revision, version, lease.
@@ -175,6 +180,117 @@ async fn take_over(etcd: std::path::PathBuf, size: usize, killed: Option<usize>)
     assert_eq!(put.header().unwrap().revision(), before.revision + 1);
     c.lease_revoke(lease).await.unwrap();
     assert_eq!(c.get("leased/", Some(GetOptions::new().with_prefix())).await.unwrap().count(), 0);
+
+    // oxcd goes on writing etcd's log: new peer URLs (the same ones: an UpdateNode), a learner
+    // added and removed, and a lease that expires while auth is on (revoked as root).
+    let list = c.member_list().await.unwrap();
+    let first = list.members()[0].clone();
+    c.member_update(first.id(), first.peer_urls().to_vec()).await.unwrap();
+    let learner = c
+        .member_add(["http://127.0.0.1:9"], Some(etcd_client::MemberAddOptions::new().with_is_learner()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", cl.log_tail(0, 40)))
+        .member()
+        .unwrap()
+        .id();
+    c.member_remove(learner).await.unwrap();
+    let short = c.lease_grant(5, None).await.unwrap().id();
+    c.put("expiring", "x", Some(PutOptions::new().with_lease(short))).await.unwrap();
+    let mut expired = false;
+    for _ in 0..300 {
+        if c.get("expiring", None).await.unwrap().count() == 0 {
+            expired = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        expired,
+        "the lease expired and its key went:\n{}\n{}\n{}",
+        cl.log_tail(0, 30),
+        cl.log_tail(1, 30),
+        cl.log_tail(2, 30)
+    );
+    let revision = c.put("last", "x", None).await.unwrap().header().unwrap().revision();
+
+    // Each member's log after etcd's applied index is etcd's, entries oxcd proposed included.
+    for i in 0..size {
+        cl.stop(i);
+    }
+    for i in 0..size {
+        let log = etcd_log_after_takeover(&cl.data_dir(i));
+        let has = |change| log.changes.iter().any(|c| c.change == change && c.node_id == learner);
+        assert!(has(EtcdChange::AddLearnerNode) && has(EtcdChange::RemoveNode), "member {i}: {:?}", log.changes);
+        let learner_json = format!(r#"{{"id":{learner},"peerURLs":["http://127.0.0.1:9"],"isLearner":true}}"#);
+        assert!(log.changes.iter().any(|c| c.context.as_deref() == Some(learner_json.as_bytes())));
+        assert!(log.changes.iter().any(|c| c.change == EtcdChange::UpdateNode && c.node_id == first.id()));
+        // The expired lease's revoke carries root, as etcd's lessor proposes it with auth on.
+        let revoke = log.requests.iter().find(|r| matches!(&r.request, Some(Request::LeaseRevoke(l)) if l.id == short));
+        let header = revoke.expect("the expired lease's revoke is in the log").header.clone().unwrap();
+        assert_eq!((header.username.as_str(), header.system), ("root", false));
+        // Every member published its attributes at its start as oxcd, in etcd 3.5.1's form (a raw
+        // v2 PUT); nothing of the membership is in the v3 forms etcd 3.4 members cannot apply.
+        assert!(
+            log.v2_puts >= size && log.v3_membership == 0,
+            "member {i}: {} v2, {} v3",
+            log.v2_puts,
+            log.v3_membership
+        );
+    }
+    // The cluster starts again on that log.
+    for i in 0..size {
+        cl.restart(i).unwrap();
+    }
+    let mut c = None;
+    for _ in 0..300 {
+        if let Ok(mut client) = Client::connect([cl.client_url(0)], Some(auth())).await
+            && client.get("last", None).await.is_ok()
+        {
+            c = Some(client);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut c = c.unwrap_or_else(|| panic!("the cluster serves after a restart:\n{}", cl.log_tail(0, 30)));
+    let last = c.get("last", None).await.unwrap();
+    assert_eq!(last.kvs()[0].mod_revision(), revision);
+    assert_eq!(c.member_list().await.unwrap().members().len(), size);
+}
+
+/// What a member's WAL holds after the takeover, read as etcd's log.
+struct EtcdLog {
+    changes: Vec<EtcdConfChange>,
+    requests: Vec<oxcd_api::oxcdpb::InternalRaftRequest>,
+    /// A member's attributes and the cluster version in etcd's raw v2 form, and in the v3 form.
+    v2_puts: usize,
+    v3_membership: usize,
+}
+
+fn etcd_log_after_takeover(data_dir: &std::path::Path) -> EtcdLog {
+    use protobuf::Message as _;
+    let (_, state) = oxcd_wal::Wal::open(data_dir.join("member/wal")).unwrap();
+    let mut log = EtcdLog { changes: Vec::new(), requests: Vec::new(), v2_puts: 0, v3_membership: 0 };
+    for r in state.entries {
+        let e = raft::prelude::Entry::parse_from_bytes(&r.data).unwrap();
+        match e.get_entry_type() {
+            raft::prelude::EntryType::EntryConfChange => log.changes.push(EtcdConfChange::decode(&e.data).unwrap()),
+            _ if e.data.is_empty() => {}
+            _ => {
+                let req = oxcd_datadir::etcd_log::decode(&e.data)
+                    .unwrap_or_else(|err| panic!("entry {} is not in etcd's format: {err}", e.index));
+                if matches!(req.request, Some(Request::MemberAttrSet(_) | Request::ClusterVersionSet(_))) {
+                    // etcd's raw v2 request: its id (field 1), then its method in field 2.
+                    if e.data.windows(5).any(|w| w == b"\x12\x03PUT") {
+                        log.v2_puts += 1;
+                    } else {
+                        log.v3_membership += 1;
+                    }
+                }
+                log.requests.push(req);
+            }
+        }
+    }
+    log
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

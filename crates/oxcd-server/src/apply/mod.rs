@@ -294,7 +294,11 @@ impl Applier {
                 continue;
             }
             if e.get_entry_type() == EntryType::EntryNormal && !e.data.is_empty() {
-                match InternalRaftRequest::decode(&e.data[..]) {
+                let decoded = match self.state.etcd_log_from {
+                    Some(from) if e.index >= from => oxcd_datadir::etcd_log::decode(&e.data),
+                    _ => InternalRaftRequest::decode(&e.data[..]).map_err(|e| e.to_string()),
+                };
+                match decoded {
                     Ok(req) => {
                         if let Some(r) = req.request {
                             let started = Instant::now();
@@ -325,7 +329,7 @@ impl Applier {
                 }
             } else if e.get_entry_type() == EntryType::EntryConfChange {
                 match MemberChange::decode(&e.data) {
-                    Some((change, id)) => batch.member_change(id, change)?,
+                    Some(c) => batch.member_change(c.request_id, c.change)?,
                     None => tracing::error!(index = e.index, "undecodable configuration change skipped"),
                 }
             } else if e.get_entry_type() != EntryType::EntryNormal {
@@ -353,6 +357,9 @@ impl Applier {
         if members_changed || alarms_changed {
             self.cell.publish(self.state.clone());
         }
+        // Published before the answers, so that a client answered can count on it (Raft refuses a
+        // configuration change while the one before is not applied as far as it knows).
+        self.publish_applied();
         // Answers go out within the first decision: the waiting clients are the latency that matters.
         (self.decided)(Decision::Applied(Applied {
             events: published,
@@ -361,7 +368,6 @@ impl Applier {
             removed_self,
             results,
         }));
-        self.publish_applied();
         for job in jobs {
             let _ = self.compactor_tx.send(job);
         }
@@ -721,6 +727,12 @@ impl Batch<'_, '_> {
             MemberChange::Promote(who) => {
                 if let Some(m) = members.get_mut(who) {
                     m.is_learner = false;
+                    Members::save(wtx, m).map_err(fatal)?;
+                }
+            }
+            MemberChange::Update(who, peer_urls) => {
+                if let Some(m) = members.get_mut(who) {
+                    m.peer_urls = peer_urls;
                     Members::save(wtx, m).map_err(fatal)?;
                 }
             }

@@ -14,6 +14,7 @@
 //!   works on a file being replaced).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use oxcd_auth::AuthStore;
@@ -37,6 +38,9 @@ pub struct View {
     pub members: Arc<Members>,
     /// The raised alarms (see `alarms`).
     pub alarms: Arc<Alarms>,
+    /// The first log index from which normal entries are in etcd's format (`oxcd_datadir::etcd_log`):
+    /// recorded by the takeover of an etcd data directory; none, oxcd's format throughout.
+    pub etcd_log_from: Option<u64>,
 }
 
 /// Everything a member rebuilds from a backend file (at start, or when a snapshot is installed).
@@ -66,6 +70,7 @@ impl MemberState {
         let (members, alarms) = (Members::load(&rtx)?, Alarms::load(&rtx)?);
         let removed = Members::load_removed(&rtx)?;
         drop(rtx);
+        let etcd_log_from = Some(super::meta_u64(&backend, oxcd_datadir::etcd_log::LOG_FROM)?).filter(|n| *n > 0);
         let view = View {
             backend,
             store: Arc::new(store),
@@ -73,6 +78,7 @@ impl MemberState {
             auth,
             members: Arc::new(members),
             alarms: Arc::new(alarms),
+            etcd_log_from,
         };
         Ok(MemberState { view, removed, pending_compaction })
     }
@@ -87,6 +93,8 @@ pub fn token_config(cfg: &ServerConfig) -> Result<oxcd_auth::TokenConfig, String
 /// The published state of a member: what readers see of the applier's [`View`].
 pub struct StateCell {
     view: RwLock<Arc<View>>,
+    /// Whether the view's log is etcd's (read on every proposal, without the lock).
+    etcd_log: AtomicBool,
     /// Held while the backend file is replaced (a snapshot from the leader is installed, or the
     /// backend is defragmented), so that one replacement never overwrites the other.
     file_swap: Mutex<()>,
@@ -94,7 +102,8 @@ pub struct StateCell {
 
 impl StateCell {
     pub fn new(view: View) -> Arc<StateCell> {
-        Arc::new(StateCell { view: RwLock::new(Arc::new(view)), file_swap: Mutex::new(()) })
+        let etcd_log = AtomicBool::new(view.etcd_log_from.is_some());
+        Arc::new(StateCell { view: RwLock::new(Arc::new(view)), etcd_log, file_swap: Mutex::new(()) })
     }
 
     /// The state as last published.
@@ -114,7 +123,13 @@ impl StateCell {
 
     /// Replaces the published state (the applier's, only).
     pub(super) fn publish(&self, view: View) {
+        self.etcd_log.store(view.etcd_log_from.is_some(), Ordering::Release);
         *self.view.write() = Arc::new(view);
+    }
+
+    /// Whether proposals are written in etcd's format (see [`View::etcd_log_from`]).
+    pub fn etcd_log(&self) -> bool {
+        self.etcd_log.load(Ordering::Acquire)
     }
 
     /// The lock that one replacement of the backend file holds.

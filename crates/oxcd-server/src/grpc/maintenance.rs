@@ -139,7 +139,7 @@ impl Maintenance for MaintenanceService {
     }
 
     /// etcd's hash of the whole backend (every bucket of etcd's but the member's own consistent
-    /// index and term), at the current revision. Members that applied the same log agree.
+    /// index and term, and where its log turned to etcd's format), at the current revision. Members that applied the same log agree.
     async fn hash(&self, req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
         require_leader(&self.server, &req)?;
         super::require_admin_unconverted(&self.server, &req).await?;
@@ -149,7 +149,10 @@ impl Maintenance for MaintenanceService {
             // with etcd (which reads its revision after).
             let rev = store.write_rev();
             let skip_key = |bucket: &str, key: &[u8]| {
-                bucket == "meta" && (key == oxcd_mvcc::meta::CONSISTENT_INDEX || key == oxcd_mvcc::meta::TERM)
+                bucket == "meta"
+                    && (key == oxcd_mvcc::meta::CONSISTENT_INDEX
+                        || key == oxcd_mvcc::meta::TERM
+                        || key == oxcd_datadir::etcd_log::LOG_FROM)
             };
             backend.hash(|b| b == oxcd_auth::TOKENS_BUCKET, skip_key).map(|h| (h, rev))
         })

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use raft::prelude::{ConfChange, Entry, Message};
+use raft::prelude::{Entry, Message};
 
 /// Inputs of the Raft thread.
 pub enum RaftInput {
@@ -27,8 +27,9 @@ pub enum RaftInput {
     Campaign,
     /// Hand leadership to this member (MoveLeader); ignored unless this member leads.
     TransferLeader(u64),
-    /// Propose a change of the configuration (membership).
-    ProposeConfChange(ConfChange),
+    /// Propose a change of the configuration (membership): the entry's data, in the log's format
+    /// (`MemberChange::proposal` or `MemberChange::etcd_proposal`).
+    ProposeConfChange(Vec<u8>),
     /// Tell the leader's view of every member's log (`None` unless this member leads).
     Progress(tokio::sync::oneshot::Sender<Option<RaftProgress>>),
     /// Stop the thread.

@@ -23,7 +23,7 @@ use super::read_index::ReadIndexHub;
 use super::storage::RaftStorage;
 use super::transport::snapshot_db_path;
 use crate::ids::MemberId;
-use crate::membership::{MemberChange, encode_conf_state};
+use crate::membership::{CommittedChange, MemberChange, encode_conf_state};
 
 /// Raft state published for the rest of the member (headers, Status, leader checks).
 #[derive(Debug)]
@@ -191,6 +191,14 @@ impl RaftNode {
                 }
             }
             RaftInput::ReadIndex { ctx } => self.raw.read_index(ctx.to_be_bytes().to_vec()),
+            RaftInput::Step(m) if m.get_msg_type() == MessageType::MsgPropose => {
+                // A proposal a follower forwarded (a configuration change is refused while an
+                // earlier one is not applied: raft-rs learns first how far the applier got).
+                self.advance_applied();
+                if let Err(e) = step_proposal(&mut self.raw, m) {
+                    tracing::debug!(error = %e, "dropped forwarded proposal");
+                }
+            }
             RaftInput::Step(m) => {
                 if let Err(e) = self.raw.step(m) {
                     tracing::debug!(error = %e, "dropped raft message");
@@ -206,8 +214,17 @@ impl RaftNode {
                 let _ = self.raw.campaign();
             }
             RaftInput::TransferLeader(to) => self.raw.transfer_leader(to),
-            RaftInput::ProposeConfChange(cc) => {
-                if let Err(e) = self.raw.propose_conf_change(vec![], cc) {
+            RaftInput::ProposeConfChange(data) => {
+                // What raft-rs's `propose_conf_change` steps, with the entry's bytes as given
+                // (raft-rs would write its own type numbers, not etcd's).
+                let mut e = Entry::default();
+                e.set_entry_type(EntryType::EntryConfChange);
+                e.data = data.into();
+                let mut m = Message::default();
+                m.set_msg_type(MessageType::MsgPropose);
+                m.set_entries(vec![e].into());
+                self.advance_applied();
+                if let Err(e) = step_proposal(&mut self.raw, m) {
                     // Another change is still being applied, or no leader: the caller times out.
                     tracing::info!(error = %e, "configuration change dropped");
                 }
@@ -485,6 +502,40 @@ pub fn raft_config(id: u64, election_tick: usize, applied: u64, pre_vote: bool) 
     }
 }
 
+/// Steps a proposal into Raft. raft-rs's leader reads each configuration change with its own
+/// `ConfChange`, which refuses etcd's AddLearnerNode (3: a number raft-rs's enum lacks), so a
+/// proposal holding a change raft-rs cannot read is appended here, after the checks raft-rs
+/// makes (this member still in the configuration, no leadership transfer under way; a change
+/// while another is not applied yet, or in a joint configuration, becomes an empty entry).
+fn step_proposal(raw: &mut RawNode<RaftStorage>, mut m: Message) -> raft::Result<()> {
+    let unreadable =
+        |e: &Entry| e.get_entry_type() == EntryType::EntryConfChange && ConfChange::parse_from_bytes(&e.data).is_err();
+    let r = &mut raw.raft;
+    if r.state != raft::StateRole::Leader || !m.entries.iter().any(unreadable) {
+        return r.step(m);
+    }
+    if r.prs().get(r.id).is_none() || r.lead_transferee.is_some() {
+        return Err(raft::Error::ProposalDropped);
+    }
+    for (i, e) in m.mut_entries().iter_mut().enumerate() {
+        if e.get_entry_type() != EntryType::EntryConfChange {
+            continue;
+        }
+        let joint = !r.prs().conf().to_conf_state().voters_outgoing.is_empty();
+        if r.has_pending_conf() || joint {
+            tracing::info!(pending = r.pending_conf_index, joint, "configuration change ignored");
+            *e = Entry::default();
+        } else {
+            r.pending_conf_index = r.raft_log.last_index() + i as u64 + 1;
+        }
+    }
+    if !r.append_entry(m.mut_entries()) {
+        return Err(raft::Error::ProposalDropped);
+    }
+    r.bcast_append();
+    Ok(())
+}
+
 /// Applies `e` to Raft's configuration if it is a configuration change that still applies to it
 /// (also used when a restarted member replays the changes its backend already applied); returns
 /// the change applied.
@@ -497,9 +548,7 @@ pub(crate) fn apply_conf_entry(
     if e.get_entry_type() != EntryType::EntryConfChange {
         return None;
     }
-    let Some((cc, (change, _))) =
-        ConfChange::parse_from_bytes(&e.data).ok().and_then(|cc| MemberChange::of(&cc).map(|c| (cc, c)))
-    else {
+    let Some(CommittedChange { change, raft, .. }) = MemberChange::decode(&e.data) else {
         tracing::error!(index = e.index, "undecodable configuration change skipped");
         return None;
     };
@@ -511,6 +560,8 @@ pub(crate) fn apply_conf_entry(
         tracing::warn!(index = e.index, %err, "committed configuration change no longer applies; skipped");
         return None;
     }
+    // New peer URLs change no Raft configuration.
+    let cc = raft?;
     match raw.apply_conf_change(&cc) {
         Ok(cs) => {
             tracing::info!(index = e.index, change = ?cc.get_change_type(), member = %MemberId(cc.node_id), voters = ?cs.voters, learners = ?cs.learners, "configuration changed");

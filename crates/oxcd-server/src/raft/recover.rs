@@ -35,7 +35,7 @@ pub fn force_new_cluster(wal: &mut Wal, state: &WalState, me: MemberId) -> Resul
         if e.get_entry_type() != EntryType::EntryConfChange {
             continue;
         }
-        match MemberChange::decode(&e.data).map(|(c, _)| c) {
+        match MemberChange::decode(&e.data).map(|c| c.change) {
             Some(MemberChange::Add(m)) if !ids.contains(&m.id.0) => ids.push(m.id.0),
             Some(MemberChange::Remove(id)) => ids.retain(|i| *i != id.0),
             _ => {}

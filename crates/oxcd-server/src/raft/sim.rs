@@ -99,6 +99,8 @@ pub(super) struct Sim {
     /// What any node applied at each index (State Machine Safety).
     applied_anywhere: StateMachine,
     next_ctx: u64,
+    /// Configuration changes are proposed in etcd's format (etcd's type numbers, member JSON).
+    pub(super) etcd_format: bool,
     snapshots_installed: u64,
 }
 
@@ -119,6 +121,7 @@ impl Sim {
             leaders: HashMap::new(),
             applied_anywhere: BTreeMap::new(),
             next_ctx: 1,
+            etcd_format: false,
             snapshots_installed: 0,
         };
         let voters: Vec<u64> = (1..=n).collect();
@@ -303,7 +306,20 @@ impl Sim {
         let ctx = self.next_ctx;
         self.next_ctx += 1;
         let cc = MemberChange::proposal(kind, MemberId(member), peer_urls, ctx);
-        let _ = self.nodes[&id].tx.send(RaftInput::ProposeConfChange(cc));
+        let data = match MemberChange::of(&cc) {
+            Some((change, _)) if self.etcd_format => change.etcd_proposal(ctx),
+            _ => protobuf::Message::write_to_bytes(&cc).unwrap(),
+        };
+        let _ = self.nodes[&id].tx.send(RaftInput::ProposeConfChange(data));
+    }
+
+    /// New peer URLs for `member`, proposed through node `id` in etcd's format (a configuration
+    /// change that leaves Raft's configuration as it is).
+    pub(super) fn update_urls(&mut self, id: u64, member: u64) {
+        let ctx = self.next_ctx;
+        self.next_ctx += 1;
+        let change = MemberChange::Update(MemberId(member), vec![format!("http://127.0.0.1:{member}")]);
+        let _ = self.nodes[&id].tx.send(RaftInput::ProposeConfChange(change.etcd_proposal(ctx)));
     }
 
     /// Tells node `id` that everything it applied is durable, so it snapshots and compacts its log.

@@ -191,6 +191,44 @@ fn membership_changes_during_a_partition() {
     }
 }
 
+/// Configuration changes in etcd's format (etcd's type numbers, member JSON) go through Raft: a
+/// learner added through a follower (the proposal forwarded to the leader, where raft-rs alone
+/// would drop it: it cannot read etcd's AddLearnerNode), new peer URLs that change no
+/// configuration, the learner promoted, then a voter removed; writes go on throughout.
+#[test]
+fn etcds_configuration_changes_apply() {
+    for seed in SEEDS {
+        let mut sim = Sim::new(3, seed);
+        sim.etcd_format = true;
+        let leader = elect(&mut sim);
+        let follower = *sim.ids().iter().find(|i| **i != leader).expect("follower");
+        let mut writes = Writes::default();
+        write_for(&mut sim, &mut writes, 10);
+        sim.join(4);
+        sim.conf_change(follower, ConfChangeType::AddLearnerNode, 4);
+        sim.run_until(200, "the learner added and caught up", |s| {
+            s.conf(leader).1.contains(&4) && s.applied(4) >= s.applied(leader) && s.applied(4) > 0
+        });
+        sim.update_urls(follower, 4);
+        write_for(&mut sim, &mut writes, 10);
+        assert!(sim.conf(leader).1.contains(&4), "seed {seed}: new peer URLs changed the configuration");
+        sim.promote(leader, 4);
+        sim.run_until(100, "the learner promoted", |s| s.conf(leader).0.contains(&4));
+        write_for(&mut sim, &mut writes, 10);
+        sim.conf_change(leader, ConfChangeType::RemoveNode, follower);
+        sim.run_until(100, "the voter removed", |s| !s.conf(leader).0.contains(&follower));
+        sim.crash(follower);
+        write_for(&mut sim, &mut writes, 10);
+        settle(&mut sim);
+        writes.collect(&sim);
+        let voters: BTreeSet<u64> = sim.ids().into_iter().filter(|i| *i != follower).collect();
+        for id in voters.iter().copied() {
+            assert_eq!(sim.conf(id), (voters.clone(), BTreeSet::new()), "seed {seed}: node {id}'s configuration");
+        }
+        assert_acked_everywhere(&sim, &writes, seed);
+    }
+}
+
 /// A follower down while the leader compacts its log past what the follower has comes back to a
 /// snapshot instead of entries, then follows the log again.
 #[test]
