@@ -96,6 +96,11 @@ pub(crate) fn fields(b: &[u8]) -> Result<Vec<Field<'_>>, String> {
 /// downgrade, a v2 request other than a member's attributes and the cluster version) comes back
 /// without a request: the entry is a no-op that only carries its id.
 pub fn decode(data: &[u8]) -> Result<InternalRaftRequest, String> {
+    if same_as_oxcds(data) {
+        // Only fields both formats share (the common case: a KV, lease or auth request and its
+        // header): read in place.
+        return InternalRaftRequest::decode(data).map_err(|e| format!("a request: {e}"));
+    }
     let top = fields(data)?;
     if top.iter().any(|f| f.number == 2 && f.wire == 2 && V2_METHODS.contains(&f.value)) {
         return v2(data);
@@ -158,6 +163,27 @@ pub fn decode(data: &[u8]) -> Result<InternalRaftRequest, String> {
     Ok(req)
 }
 
+/// Whether every top-level field of `data` means the same in oxcd's format: the header and the
+/// requests both apply alike (a scan of the tags, skipping values, without allocating).
+fn same_as_oxcds(data: &[u8]) -> bool {
+    let mut at = 0;
+    while at < data.len() {
+        let Some(tag) = varint(data, &mut at) else { return false };
+        if !matches!(tag >> 3, 4..=10 | 100 | 1000..=1300) {
+            return false;
+        }
+        let skipped = match tag & 7 {
+            0 => varint(data, &mut at).map(drop),
+            2 => varint(data, &mut at).and_then(|n| at.checked_add(n as usize)).map(|end| at = end),
+            _ => None,
+        };
+        if skipped.is_none() || at > data.len() {
+            return false;
+        }
+    }
+    true
+}
+
 /// etcd's v2 `Request`: `PUT /0/members/<id>/attributes` (a member published its name and client
 /// URLs) and `PUT /0/version` (the cluster version) as oxcd's requests; the others change nothing
 /// oxcd keeps.
@@ -210,7 +236,24 @@ pub fn encode(header: &RequestHeader, req: &Request) -> Result<Vec<u8>, &'static
         }
         Request::MemberUpdate(_) => return Err("new peer URLs are a configuration change in etcd's log"),
         other => {
-            let mut body = Vec::new();
+            // In field order, as etcd's generated code writes: the KV and lease requests (4 to
+            // 11) before the header (100), the auth and membership ones (1000 on) after it.
+            let h = RequestHeader { system: false, ..header.clone() };
+            let before_header = matches!(
+                other,
+                Request::Put(_)
+                    | Request::DeleteRange(_)
+                    | Request::Txn(_)
+                    | Request::Compaction(_)
+                    | Request::LeaseGrant(_)
+                    | Request::LeaseRevoke(_)
+                    | Request::Alarm(_)
+                    | Request::LeaseCheckpoint(_)
+            );
+            out.reserve(other.encoded_len() + h.encoded_len() + 4);
+            if !before_header {
+                prost::encoding::message::encode(100, &h, &mut out);
+            }
             if let Request::LeaseCheckpoint(c) = other {
                 let mut cps = Vec::new();
                 for cp in &c.checkpoints {
@@ -223,20 +266,12 @@ pub fn encode(header: &RequestHeader, req: &Request) -> Result<Vec<u8>, &'static
                     prost::encoding::int64::encode(2, &secs, &mut one);
                     prost::encoding::bytes::encode(1, &one, &mut cps);
                 }
-                prost::encoding::bytes::encode(11, &cps, &mut body);
+                prost::encoding::bytes::encode(11, &cps, &mut out);
             } else {
-                other.encode(&mut body);
+                other.encode(&mut out);
             }
-            // In field order, as etcd's generated code writes: the KV and lease requests (4 to
-            // 11) before the header (100), the auth and membership ones (1000 on) after it.
-            let h = RequestHeader { system: false, ..header.clone() };
-            let tag = varint(&body, &mut 0).unwrap_or(0) >> 3;
-            if tag < 100 {
-                out.extend_from_slice(&body);
+            if before_header {
                 prost::encoding::message::encode(100, &h, &mut out);
-            } else {
-                prost::encoding::message::encode(100, &h, &mut out);
-                out.extend_from_slice(&body);
             }
         }
     }
@@ -271,6 +306,7 @@ mod tests {
         put.encode(&mut want);
         prost::encoding::message::encode(100, &header(5), &mut want);
         assert_eq!(etcd, want);
+        assert!(same_as_oxcds(&etcd), "a put is read in place");
         assert_eq!(decode(&etcd).unwrap(), InternalRaftRequest { header: Some(header(5)), request: Some(put) });
     }
 

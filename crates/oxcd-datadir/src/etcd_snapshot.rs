@@ -213,6 +213,8 @@ pub fn restore(snapshot: &Path, cfg: &ServerConfig, skip_hash_check: bool) -> Re
             let mut meta = wtx.bucket(META)?;
             meta.put(oxcd_mvcc::meta::CONSISTENT_INDEX, &BOOT_INDEX.to_be_bytes())?;
             meta.put(oxcd_mvcc::meta::TERM, &BOOT_TERM.to_be_bytes())?;
+            // A new cluster's log: etcd's format from its first entry on.
+            meta.put(crate::etcd_log::LOG_FROM, &(BOOT_INDEX + 1).to_be_bytes())?;
         }
         wtx.commit_durable()?;
         drop(backend);

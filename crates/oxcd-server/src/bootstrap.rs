@@ -182,6 +182,7 @@ pub async fn start(mut cfg: ServerConfig) -> Result<RunningMember, StartError> {
         raft_tx: raft_tx.clone(),
         transport: transport.clone(),
         forward_tls,
+        awaiting_snapshot: wal_snap.index == 0 && ci == 0,
     });
     let s = Arc::downgrade(&server);
     transport.set_on_removed(move || {
@@ -415,7 +416,7 @@ fn join_cluster(cfg: &ServerConfig, layout: &Layout, tls: &PeerTls) -> Result<Ne
             }
         }
     };
-    save_first_members(layout, &members)?;
+    save_first_members(layout, &members, false)?;
     let meta = WalMetadata { member_id: id.0, cluster_id: cluster_id.0 }.encode_to_vec();
     let mut wal = Wal::create(&layout.wal, &meta)?;
     wal.save_snapshot(SnapshotRecord { index: 0, term: 0, conf_state: encode_conf_state(&ConfState::default()) });

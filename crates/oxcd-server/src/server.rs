@@ -61,6 +61,9 @@ pub struct EtcdServer {
     learner: std::sync::atomic::AtomicBool,
     /// TLS toward other members' `https://` client URLs (requests forwarded to the leader).
     forward_tls: Option<Arc<crate::tls::ClientTls>>,
+    /// A member that joined and has not installed the leader's snapshot yet: it proposes nothing
+    /// before (the format of the log, oxcd's or etcd's, comes with the snapshot).
+    awaiting_snapshot: std::sync::atomic::AtomicBool,
     /// What `/metrics` serves.
     pub(crate) metrics: crate::metrics::Metrics,
     /// The gRPC calls' spans, with `--experimental-enable-distributed-tracing`.
@@ -80,6 +83,8 @@ pub(crate) struct ServerParts {
     pub transport: Arc<Transport>,
     /// TLS toward other members' `https://` client URLs, when the client port has a certificate.
     pub forward_tls: Option<Arc<crate::tls::ClientTls>>,
+    /// Joined, nothing applied yet (the member then waits for the leader's snapshot to propose).
+    pub awaiting_snapshot: bool,
 }
 
 impl EtcdServer {
@@ -113,6 +118,7 @@ impl EtcdServer {
             peer_clients: Default::default(),
             learner: std::sync::atomic::AtomicBool::new(false),
             forward_tls: p.forward_tls,
+            awaiting_snapshot: std::sync::atomic::AtomicBool::new(p.awaiting_snapshot),
             metrics,
             tracer,
         })
@@ -242,9 +248,11 @@ impl EtcdServer {
     /// waits until it is applied on this member.
     pub async fn propose(&self, req: Request) -> Result<Response, EtcdError> {
         let mut header = RequestHeader { system: true, ..Default::default() };
-        if self.state.etcd_log() && matches!(req, Request::LeaseRevoke(_)) {
-            // etcd's log has no such flag: etcd's lessor revokes an expired lease as root
-            // (`WithRoot`), which passes every member's permission check when auth is on.
+        if self.state.etcd_log() {
+            // etcd's log has no such flag: the member proposes as root when auth is on, as
+            // etcd's lessor revokes an expired lease (`WithRoot`), which passes every member's
+            // permission check (a lock's key deleted when its caller went away is the other
+            // request of the member's own that is checked).
             let auth = self.state.view().auth.clone();
             if auth.enabled() {
                 header.username = "root".into();
@@ -266,14 +274,15 @@ impl EtcdServer {
         if committed > self.applied.load(Ordering::Acquire) + MAX_APPLY_GAP {
             return Err(EtcdError::TooManyRequests);
         }
-        // A member that joined has applied nothing until the leader's snapshot is installed, and
-        // the format of the log (oxcd's or etcd's) comes with it.
-        let started = Instant::now();
-        while self.applied.load(Ordering::Acquire) == 0 {
-            if started.elapsed() >= self.cfg.request_timeout() {
-                return Err(EtcdError::Timeout);
+        if self.awaiting_snapshot.load(Ordering::Relaxed) {
+            let started = Instant::now();
+            while self.applied.load(Ordering::Acquire) == 0 {
+                if started.elapsed() >= self.cfg.request_timeout() {
+                    return Err(EtcdError::Timeout);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            self.awaiting_snapshot.store(false, Ordering::Relaxed);
         }
         let id = self.ids.next();
         header.id = id;

@@ -6,7 +6,7 @@
 //! HashKV equals etcd's at the same revision. etcd's files stay as they were in `member.etcd/`.
 //! oxcd then goes on in etcd's log format: what it proposes after the takeover (writes,
 //! configuration changes, a lease revoked on expiry with auth on) is in its WAL as etcd writes it,
-//! and the cluster restarts on it.
+//! and the cluster restarts on it. A new oxcd cluster does the same from its first entry.
 
 mod common;
 
@@ -180,9 +180,26 @@ async fn take_over(etcd: std::path::PathBuf, size: usize, killed: Option<usize>)
     assert_eq!(put.header().unwrap().revision(), before.revision + 1);
     c.lease_revoke(lease).await.unwrap();
     assert_eq!(c.get("leased/", Some(GetOptions::new().with_prefix())).await.unwrap().count(), 0);
+    goes_on_in_etcds_format(&mut cl, size).await;
+}
 
-    // oxcd goes on writing etcd's log: new peer URLs (the same ones: an UpdateNode), a learner
-    // added and removed, and a lease that expires while auth is on (revoked as root).
+/// A new oxcd cluster writes etcd's log from its first entry: written to as the etcd clusters
+/// above are (auth on), then as below.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_cluster_writes_etcds_log() {
+    let mut cl = Cluster::start(common::oxcd(), ClusterOptions { size: 3, ..Default::default() }).await.unwrap();
+    write(&cl).await;
+    let mut c = root(&cl, 0).await;
+    let member = c.member_list().await.unwrap().members()[0].id();
+    c.alarm(AlarmAction::Deactivate, AlarmType::Nospace, Some(alarm_of(member))).await.unwrap();
+    goes_on_in_etcds_format(&mut cl, 3).await;
+}
+
+/// oxcd writes etcd's log: new peer URLs (the same ones: an UpdateNode), a learner added and
+/// removed, and a lease that expires while auth is on (revoked as root); the members' WALs hold
+/// them as etcd writes them, and the cluster starts again on them.
+async fn goes_on_in_etcds_format(cl: &mut Cluster, size: usize) {
+    let mut c = root(cl, 0).await;
     let list = c.member_list().await.unwrap();
     let first = list.members()[0].clone();
     c.member_update(first.id(), first.peer_urls().to_vec()).await.unwrap();
