@@ -15,7 +15,8 @@
 //! context is member JSON or nothing; see `membership::MemberChange::decode`).
 //!
 //! In etcd's format oxcd proposes what etcd proposes: the v2 form for a member's attributes and the
-//! cluster version (etcd 3.4 members panic on 1300 and 1301), checkpoints in whole seconds, headers without `system` (the proposer puts the `root` user on a
+//! cluster version (etcd 3.4 members panic on 1300 and 1301), checkpoints in whole seconds rounded
+//! up as etcd's lessor rounds (and in milliseconds in a field of oxcd's, which etcd skips), headers without `system` (the proposer puts the `root` user on a
 //! lease revoked by expiry, as etcd's `WithRoot` does, when auth is on), and new peer URLs as a
 //! configuration change (UpdateNode) instead of a request.
 
@@ -29,6 +30,10 @@ use prost::Message;
 /// The key in the backend's `meta` bucket (8 bytes, big-endian) holding the first log index from
 /// which normal entries are in etcd's format.
 pub const LOG_FROM: &[u8] = b"oxcd_etcd_log_from";
+
+/// oxcd's field in etcd's `LeaseCheckpoint`: the remaining time in milliseconds, beside etcd's
+/// whole seconds (etcd skips fields it does not know).
+const CHECKPOINT_MS: u32 = 1000;
 
 /// The methods of etcd's v2 `Request`: a normal entry whose top-level field 2 is one of these
 /// names is a raw v2 request, not an `InternalRaftRequest` (etcd tells them apart by the parse of
@@ -117,13 +122,16 @@ pub fn decode(data: &[u8]) -> Result<InternalRaftRequest, String> {
                 let mut req = LeaseCheckpointRequest::default();
                 for c in fields(f.value)?.into_iter().filter(|c| c.number == 1) {
                     let mut cp = LeaseCheckpoint::default();
+                    let mut ms = None;
                     for g in fields(c.value)? {
                         match g.number {
                             1 => cp.id = varint_of(&g) as i64,
                             2 => cp.remaining_ms = (varint_of(&g) as i64).saturating_mul(1000),
+                            n if n == u64::from(CHECKPOINT_MS) => ms = Some(varint_of(&g) as i64),
                             _ => {}
                         }
                     }
+                    cp.remaining_ms = ms.unwrap_or(cp.remaining_ms);
                     req.checkpoints.push(cp);
                 }
                 prost::encoding::message::encode(11, &req, &mut out);
@@ -259,11 +267,12 @@ pub fn encode(header: &RequestHeader, req: &Request) -> Result<Vec<u8>, &'static
                 for cp in &c.checkpoints {
                     let mut one = Vec::new();
                     prost::encoding::int64::encode(1, &cp.id, &mut one);
-                    // Whole seconds, rounded down: oxcd checkpoints every lease every few
-                    // seconds (etcd, a lease every 5 minutes, rounded up), and the leader that
-                    // proposed it moves a lease's deadline out to what a checkpoint says.
-                    let secs = cp.remaining_ms.max(0) / 1000;
-                    prost::encoding::int64::encode(2, &secs, &mut one);
+                    // Whole seconds for etcd, rounded up as etcd's lessor does; the
+                    // milliseconds for oxcd in a field etcd skips (oxcd checkpoints every lease
+                    // every few seconds, and rounding either way would move deadlines each time).
+                    let ms = cp.remaining_ms.max(0);
+                    prost::encoding::int64::encode(2, &((ms + 999) / 1000), &mut one);
+                    prost::encoding::int64::encode(CHECKPOINT_MS, &ms, &mut one);
                     prost::encoding::bytes::encode(1, &one, &mut cps);
                 }
                 prost::encoding::bytes::encode(11, &cps, &mut out);
@@ -372,7 +381,7 @@ mod tests {
         assert_eq!(back.header, Some(RequestHeader { id: 1, ..Default::default() }));
         assert_eq!(back.request, Some(revoke));
 
-        // Checkpoints in whole seconds, rounded down.
+        // Checkpoints in whole seconds rounded up for etcd, in milliseconds for oxcd (field 1000).
         let cps = Request::LeaseCheckpoint(LeaseCheckpointRequest {
             checkpoints: vec![
                 LeaseCheckpoint { id: 7, remaining_ms: 1500 },
@@ -381,12 +390,22 @@ mod tests {
         });
         let bytes = encode(&header(2), &cps).unwrap();
         let mut etcd = Vec::new();
-        prost::encoding::bytes::encode(11, &vec![0x0a, 4, 0x08, 7, 0x10, 1, 0x0a, 4, 0x08, 8, 0x10, 3], &mut etcd);
+        let ms = |v: u16| [0xc0, 0x3e, (v & 0x7f) as u8 | 0x80, (v >> 7) as u8];
+        let mut cps_bytes = vec![0x0a, 8, 0x08, 7, 0x10, 2];
+        cps_bytes.extend(ms(1500));
+        cps_bytes.extend([0x0a, 8, 0x08, 8, 0x10, 3]);
+        cps_bytes.extend(ms(3000));
+        prost::encoding::bytes::encode(11, &cps_bytes, &mut etcd);
         prost::encoding::message::encode(100, &header(2), &mut etcd);
         assert_eq!(bytes, etcd);
         let back = decode(&bytes).unwrap().request;
-        let want = vec![LeaseCheckpoint { id: 7, remaining_ms: 1000 }, LeaseCheckpoint { id: 8, remaining_ms: 3000 }];
-        assert_eq!(back, Some(Request::LeaseCheckpoint(LeaseCheckpointRequest { checkpoints: want })));
+        assert_eq!(back.as_ref(), Some(&cps), "oxcd reads back the milliseconds");
+        // etcd's own checkpoint (seconds only) reads as seconds.
+        let mut theirs = Vec::new();
+        prost::encoding::bytes::encode(11, &vec![0x0a, 4, 0x08, 7, 0x10, 2], &mut theirs);
+        let want = vec![LeaseCheckpoint { id: 7, remaining_ms: 2000 }];
+        let read = decode(&theirs).unwrap().request;
+        assert_eq!(read, Some(Request::LeaseCheckpoint(LeaseCheckpointRequest { checkpoints: want })));
 
         // A member's attributes and the cluster version as raw v2 PUTs, as 3.5.1 publishes them.
         let attrs =
