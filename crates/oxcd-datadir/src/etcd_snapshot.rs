@@ -213,8 +213,6 @@ pub fn restore(snapshot: &Path, cfg: &ServerConfig, skip_hash_check: bool) -> Re
             let mut meta = wtx.bucket(META)?;
             meta.put(oxcd_mvcc::meta::CONSISTENT_INDEX, &BOOT_INDEX.to_be_bytes())?;
             meta.put(oxcd_mvcc::meta::TERM, &BOOT_TERM.to_be_bytes())?;
-            // A new cluster's log: etcd's format from its first entry on.
-            meta.put(crate::etcd_log::LOG_FROM, &(BOOT_INDEX + 1).to_be_bytes())?;
         }
         wtx.commit_durable()?;
         drop(backend);
@@ -389,6 +387,8 @@ mod tests {
         let rtx = restored.read().unwrap();
         let meta = rtx.bucket(META).unwrap();
         assert_eq!(meta.get(oxcd_mvcc::meta::CONSISTENT_INDEX).unwrap().unwrap()[..], BOOT_INDEX.to_be_bytes());
+        // A new cluster: its log is etcd's from its first entry (written with its first members).
+        assert_eq!(meta.get(crate::etcd_log::LOG_FROM).unwrap().unwrap()[..], (BOOT_INDEX + 1).to_be_bytes());
         assert_eq!(&meta.get(oxcd_mvcc::meta::FINISHED_COMPACT_REV).unwrap().unwrap()[..], b"compact-mark");
         let lease = OxLease::decode(rtx.bucket(LEASE).unwrap().get(&5i64.to_be_bytes()).unwrap().unwrap()).unwrap();
         assert_eq!(lease, OxLease { id: 5, ttl: 60, remaining_ms: 42_000 });
