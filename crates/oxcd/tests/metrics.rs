@@ -186,15 +186,19 @@ async fn workload(cl: &Cluster) {
 }
 
 /// Waits until every member applied what the leader committed (the counters of followers move
-/// when they apply).
-async fn settle(cl: &Cluster) {
+/// when they apply), and answers the scrape that showed it: the log's counts in one scrape agree
+/// with each other.
+async fn settle(cl: &Cluster) -> Vec<Scrape> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let s = scrape_all(cl).await;
         let applied: BTreeSet<u64> =
             s.iter().map(|s| s.sum("etcd_server_proposals_applied_total", &[]) as u64).collect();
-        if applied.len() == 1 || Instant::now() > deadline {
-            return;
+        let caught_up = s.iter().all(|s| {
+            s.sum("etcd_server_proposals_committed_total", &[]) == s.sum("etcd_server_proposals_applied_total", &[])
+        });
+        if (applied.len() == 1 && caught_up) || Instant::now() > deadline {
+            return s;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -212,11 +216,9 @@ async fn metrics_have_etcds_names_types_labels_and_counts() {
         for attempt in 1.. {
             let cl = Cluster::start(binary.clone(), opts.clone()).await.expect("cluster starts");
             cl.wait_ready(Duration::from_secs(30)).await.unwrap();
-            settle(&cl).await;
-            let before = scrape_all(&cl).await;
+            let before = settle(&cl).await;
             workload(&cl).await;
-            settle(&cl).await;
-            let after = scrape_all(&cl).await;
+            let after = settle(&cl).await;
             let elections = total(&after, "etcd_server_leader_changes_seen_total", &[])
                 - total(&before, "etcd_server_leader_changes_seen_total", &[]);
             if elections == 0.0 || attempt == 3 {
@@ -273,8 +275,17 @@ async fn metrics_have_etcds_names_types_labels_and_counts() {
         ("grpc_server_msg_sent_total", &["grpc_method=\"Txn\""]),
         ("grpc_server_handling_seconds_count", &["grpc_method=\"Put\""]),
     ];
+    // oxcd's leader checkpoints live leases through Raft every 500 ms (etcd 3.5 does not by
+    // default): a round may fall between the lease grant and the last scrape. Those entries are
+    // counted on every member that applied one, and taken out of the log's counts.
+    let checkpoints =
+        |run: usize| delta(run, "etcd_server_apply_duration_seconds_count", &["op=\"LeaseCheckpoint\""]);
+    assert_eq!(checkpoints(0), 0.0, "etcd 3.5 checkpoints no lease by default");
     for (family, with) in moved {
-        let (e, o) = (delta(0, family, with), delta(1, family, with));
+        let (mut e, mut o) = (delta(0, family, with), delta(1, family, with));
+        if family.starts_with("etcd_server_proposals_") {
+            (e, o) = (e - checkpoints(0), o - checkpoints(1));
+        }
         assert_eq!(o, e, "{family}{with:?} moved by {o} on oxcd, {e} on etcd 3.5");
     }
     assert!(delta(1, "etcd_mvcc_put_total", &[]) >= 3.0 * 30.0, "puts applied on every member");
