@@ -109,7 +109,7 @@ pub fn create_member(cfg: &ServerConfig, layout: &Layout) -> Result<NewMember, S
         .collect();
     let id = members.iter().find(|m| m.name == cfg.name).map(|m| m.id).expect("validated: name in cluster");
     let cluster_id = ids::cluster_id(&members.iter().map(|m| m.id).collect::<Vec<_>>());
-    save_first_members(layout, &members, true)?;
+    save_first_members(layout, &members, BOOT_INDEX + 1)?;
     let meta = WalMetadata { member_id: id.0, cluster_id: cluster_id.0 }.encode_to_vec();
     std::fs::create_dir_all(&layout.wal)?;
     let mut wal = Wal::create(&layout.wal, &meta)?;
@@ -124,19 +124,18 @@ pub fn create_member(cfg: &ServerConfig, layout: &Layout) -> Result<NewMember, S
 /// created: a member counts as new until its WAL exists, so a crash between the two steps repeats
 /// both at the next start, where the other order would leave a member without peers.
 ///
-/// A member of a new cluster (`new_cluster`) also records that the cluster's log is in etcd's
-/// format from its first entry on (`crate::etcd_log`); a member joining a running cluster learns
-/// the format with the snapshot the leader sends it.
-pub fn save_first_members(layout: &Layout, members: &[Member], new_cluster: bool) -> Result<(), StartError> {
+/// It also records from which index the log is in etcd's format (`crate::etcd_log`): a new
+/// cluster's from its first entry after the boot, a member joining a running cluster from entry 1
+/// (what an etcd leader sends it; an oxcd leader sends a snapshot first, whose backend replaces
+/// this one, key included).
+pub fn save_first_members(layout: &Layout, members: &[Member], log_from: u64) -> Result<(), StartError> {
     std::fs::create_dir_all(&layout.snap)?;
     let backend = oxcd_backend::Backend::open(&layout.db, Default::default())?;
     let wtx = backend.write()?;
     for m in members {
         Members::save(&wtx, m)?;
     }
-    if new_cluster {
-        wtx.bucket(oxcd_backend::META)?.put(crate::etcd_log::LOG_FROM, &(BOOT_INDEX + 1).to_be_bytes())?;
-    }
+    wtx.bucket(oxcd_backend::META)?.put(crate::etcd_log::LOG_FROM, &log_from.to_be_bytes())?;
     wtx.commit_durable()?;
     Ok(())
 }

@@ -416,7 +416,9 @@ fn join_cluster(cfg: &ServerConfig, layout: &Layout, tls: &PeerTls) -> Result<Ne
             }
         }
     };
-    save_first_members(layout, &members, false)?;
+    // The log is etcd's from its first entry: only an etcd leader sends entry 1 (an oxcd leader's
+    // log starts after BOOT_INDEX, so it sends a snapshot first, which brings its own key).
+    save_first_members(layout, &members, 1)?;
     let meta = WalMetadata { member_id: id.0, cluster_id: cluster_id.0 }.encode_to_vec();
     let mut wal = Wal::create(&layout.wal, &meta)?;
     wal.save_snapshot(SnapshotRecord { index: 0, term: 0, conf_state: encode_conf_state(&ConfState::default()) });

@@ -278,8 +278,7 @@ async fn metrics_have_etcds_names_types_labels_and_counts() {
     // oxcd's leader checkpoints live leases through Raft every 500 ms (etcd 3.5 does not by
     // default): a round may fall between the lease grant and the last scrape. Those entries are
     // counted on every member that applied one, and taken out of the log's counts.
-    let checkpoints =
-        |run: usize| delta(run, "etcd_server_apply_duration_seconds_count", &["op=\"LeaseCheckpoint\""]);
+    let checkpoints = |run: usize| delta(run, "etcd_server_apply_duration_seconds_count", &["op=\"LeaseCheckpoint\""]);
     assert_eq!(checkpoints(0), 0.0, "etcd 3.5 checkpoints no lease by default");
     for (family, with) in moved {
         let (mut e, mut o) = (delta(0, family, with), delta(1, family, with));

@@ -4,10 +4,10 @@
 //!
 //! Served: what etcd members and operators ask a peer outside Raft, with etcd 3.5's bodies,
 //! headers, status codes and error texts — `GET /version`, `GET /members`, `/raft/probing`,
-//! `GET /downgrade/enabled` (after a linearizable read) and `GET /members/hashkv`. Every other
-//! path gets Go's `404 page not found`; rafthttp's stream, pipeline and snapshot endpoints, the
-//! lease and promote forwarding come with the switch of the log to etcd's format
-//! (docs/etcd-peer-protocol.md §8), until which no etcd member can be a peer of an oxcd one.
+//! `GET /downgrade/enabled` (after a linearizable read) and `GET /members/hashkv` — and, through
+//! the transport ([`RaftHttp`]), rafthttp's pipeline and streams. Every other path gets Go's
+//! `404 page not found`; rafthttp's snapshot endpoint, the lease and promote forwarding are still
+//! to come (docs/etcd-peer-protocol.md §8).
 //!
 //! Connections stay open between requests as with Go's server, and, as on etcd's peer listener,
 //! no single read or write may wait more than [`RW_TIMEOUT`].
@@ -171,38 +171,14 @@ const MAX_CLIENT_BODY: usize = 16 << 20;
 /// `Connection: close`, the whole answer read (by its length, chunks, or up to the close).
 pub fn get<S: Read + Write>(stream: S, host: &str, path: &str) -> io::Result<ClientResponse> {
     let mut conn = HttpConn::new(stream, &[]);
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: oxcd\r\nConnection: close\r\n\r\n");
-    conn.stream.write_all(request.as_bytes())?;
-    conn.stream.flush()?;
-    let head_len = conn.read_head(false)?;
-    let mut headers = [httparse::EMPTY_HEADER; 128];
-    let mut parsed = httparse::Response::new(&mut headers);
-    let (Ok(httparse::Status::Complete(_)), Some(status)) = (parsed.parse(&conn.buf[..head_len]), parsed.code) else {
-        return Err(ReadError::Bad.into());
-    };
-    let headers = owned_headers(parsed.headers);
-    conn.buf.drain(..head_len);
-    let mut resp = ClientResponse { status, headers, body: Vec::new() };
-    let chunked = resp.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case(b"chunked"));
-    let length = resp.header("content-length").and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<usize>().ok());
-    match (chunked, length) {
-        (true, _) => conn.read_chunked(&mut resp.body, MAX_CLIENT_BODY)?,
-        (false, Some(n)) if n > MAX_CLIENT_BODY => return Err(ReadError::BodyTooLarge.into()),
-        (false, Some(n)) => conn.take(n, &mut resp.body)?,
-        (false, None) => {
-            while conn.more()? {
-                if conn.buf.len() > MAX_CLIENT_BODY {
-                    return Err(ReadError::BodyTooLarge.into());
-                }
-            }
-            resp.body = std::mem::take(&mut conn.buf);
-        }
-    }
+    conn.send_request("GET", host, path, "Connection: close\r\n", &[])?;
+    let mut resp = conn.read_response_head()?;
+    conn.read_response_body(&mut resp, true)?;
     Ok(resp)
 }
 
-/// An HTTP/1.1 server connection: requests in, responses out, bytes read ahead kept for the
-/// next request (a client may pipeline).
+/// An HTTP/1.1 connection: on the server's side requests in and responses out, on the client's
+/// the other way; bytes read ahead are kept for the next message (a client may pipeline).
 pub struct HttpConn<S> {
     stream: S,
     buf: Vec<u8>,
@@ -216,6 +192,86 @@ impl<S: Read + Write> HttpConn<S> {
 
     pub fn stream(&mut self) -> &mut S {
         &mut self.stream
+    }
+
+    /// The connection, and the bytes read from it that no message took yet.
+    pub fn into_parts(self) -> (S, Vec<u8>) {
+        (self.stream, self.buf)
+    }
+
+    /// Client side: writes a request (`extra` holds whole header lines, each ending in CRLF).
+    pub fn send_request(&mut self, method: &str, host: &str, path: &str, extra: &str, body: &[u8]) -> io::Result<()> {
+        let mut out = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: oxcd\r\n{extra}");
+        if method == "POST" {
+            out.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        out.push_str("\r\n");
+        let mut bytes = out.into_bytes();
+        bytes.extend_from_slice(body);
+        self.stream.write_all(&bytes)?;
+        self.stream.flush()
+    }
+
+    /// Client side: the status line and headers of the answer (its body not read).
+    pub fn read_response_head(&mut self) -> io::Result<ClientResponse> {
+        let head_len = self.read_head(false)?;
+        let mut headers = [httparse::EMPTY_HEADER; 128];
+        let mut parsed = httparse::Response::new(&mut headers);
+        let (Ok(httparse::Status::Complete(_)), Some(status)) = (parsed.parse(&self.buf[..head_len]), parsed.code)
+        else {
+            return Err(ReadError::Bad.into());
+        };
+        let headers = owned_headers(parsed.headers);
+        self.buf.drain(..head_len);
+        Ok(ClientResponse { status, headers, body: Vec::new() })
+    }
+
+    /// Client side: the answer's body (by its length, its chunks, or, when `to_close`, up to
+    /// the end of the connection; else a body with neither is empty).
+    pub fn read_response_body(&mut self, resp: &mut ClientResponse, to_close: bool) -> io::Result<()> {
+        let chunked = resp.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case(b"chunked"));
+        let length =
+            resp.header("content-length").and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<usize>().ok());
+        match (chunked, length) {
+            (true, _) => self.read_chunked(&mut resp.body, MAX_CLIENT_BODY)?,
+            (false, Some(n)) if n > MAX_CLIENT_BODY => return Err(ReadError::BodyTooLarge.into()),
+            (false, Some(n)) => self.take(n, &mut resp.body)?,
+            (false, None) if to_close => {
+                while self.more()? {
+                    if self.buf.len() > MAX_CLIENT_BODY {
+                        return Err(ReadError::BodyTooLarge.into());
+                    }
+                }
+                resp.body = std::mem::take(&mut self.buf);
+            }
+            (false, None) => {}
+        }
+        Ok(())
+    }
+
+    /// Client side, a chunked body read as it comes: appends the next chunk's bytes to `out`;
+    /// false at the last (empty) chunk.
+    pub fn next_chunk(&mut self, out: &mut bytes::BytesMut) -> io::Result<bool> {
+        let line = self.line()?;
+        let size = line.split(|&b| b == b';').next().unwrap_or_default();
+        let size = std::str::from_utf8(size)
+            .ok()
+            .and_then(|s| usize::from_str_radix(s.trim(), 16).ok())
+            .ok_or(ReadError::Bad)?;
+        if size == 0 {
+            return Ok(false);
+        }
+        while self.buf.len() < size {
+            if !self.more()? {
+                return Err(ReadError::Bad.into());
+            }
+        }
+        out.extend_from_slice(&self.buf[..size]);
+        self.buf.drain(..size);
+        if !self.line()?.is_empty() {
+            return Err(ReadError::Bad.into());
+        }
+        Ok(true)
     }
 
     /// Reads more bytes into the buffer; false at the end of the stream.
@@ -580,8 +636,9 @@ pub fn route(api: &dyn PeerApi, cluster: ClusterId, req: &Request) -> Response {
             "text/plain; charset=utf-8",
             format!("{{\"OK\":true,\"Now\":\"{}\"}}\n", rfc3339_nano(time::OffsetDateTime::now_utc())),
         ),
-        // rafthttp's, the lease and the promote forwarding endpoints: etcd's method checks. What
-        // they carry needs etcd's log format, so they are not served yet.
+        // rafthttp's, the lease and the promote forwarding endpoints: etcd's method checks (a
+        // pipeline POST and a stream GET were served before routing; the snapshot, lease and
+        // promote endpoints are not served yet).
         "/raft" | "/raft/snapshot" if req.method != "POST" => Response::method_not_allowed("POST"),
         p if p.starts_with("/raft/stream/") && !get => Response::method_not_allowed("GET"),
         p if p.starts_with("/members/promote/") && req.method != "POST" => Response::method_not_allowed("POST"),
@@ -607,9 +664,21 @@ fn hash_kv_json(h: &HashKvResponse) -> String {
     format!("{{{}}}", fields.join(","))
 }
 
+/// rafthttp's endpoints, served by the transport.
+pub trait RaftHttp {
+    /// `POST /raft`: one Raft message in the body (read whole, at most 512 MiB).
+    fn pipeline(&self, req: &Request) -> Response;
+}
+
 /// Serves HTTP requests on a peer connection until the client closes it, a read times out, or
-/// a request cannot be read.
-pub fn serve<S: Read + Write>(mut conn: HttpConn<S>, api: &dyn PeerApi, cluster: ClusterId) -> io::Result<()> {
+/// a request cannot be read; a rafthttp stream request (`GET /raft/stream/...`) ends the serving
+/// and is answered with the connection, which then carries the stream.
+pub fn serve<S: Read + Write>(
+    mut conn: HttpConn<S>,
+    api: &dyn PeerApi,
+    raft: &dyn RaftHttp,
+    cluster: ClusterId,
+) -> io::Result<Option<(Request, HttpConn<S>)>> {
     let refuse = |conn: &mut HttpConn<S>, e: ReadError| {
         if let Some(answer) = e.answer() {
             let s = conn.stream();
@@ -617,7 +686,7 @@ pub fn serve<S: Read + Write>(mut conn: HttpConn<S>, api: &dyn PeerApi, cluster:
             let _ = s.flush();
         }
         match e {
-            ReadError::Closed => Ok(()),
+            ReadError::Closed => Ok(None),
             ReadError::Io(e) => Err(e),
             _ => Err(io::Error::other("bad HTTP request on the peer port")),
         }
@@ -627,8 +696,13 @@ pub fn serve<S: Read + Write>(mut conn: HttpConn<S>, api: &dyn PeerApi, cluster:
             Ok(r) => r,
             Err(e) => return refuse(&mut conn, e),
         };
-        if req.path() == "/members/hashkv"
-            && let Err(e) = conn.read_body(&mut req, MAX_BODY_BYTES)
+        if req.method == "GET" && req.path().starts_with("/raft/stream/") {
+            return Ok(Some((req, conn)));
+        }
+        let pipeline = req.method == "POST" && req.path() == "/raft";
+        let limit = if pipeline { super::rafthttp::MAX_MESSAGE_BYTES as usize } else { MAX_BODY_BYTES };
+        if (pipeline || req.path() == "/members/hashkv")
+            && let Err(e) = conn.read_body(&mut req, limit)
         {
             return refuse(&mut conn, e);
         }
@@ -637,10 +711,10 @@ pub fn serve<S: Read + Write>(mut conn: HttpConn<S>, api: &dyn PeerApi, cluster:
         if conn.read_body(&mut req, MAX_DISCARD_BYTES).is_err() {
             req.keep_alive = false;
         }
-        let resp = route(api, cluster, &req);
+        let resp = if pipeline { raft.pipeline(&req) } else { route(api, cluster, &req) };
         conn.respond(&resp, &req)?;
         if !req.keep_alive {
-            return Ok(());
+            return Ok(None);
         }
     }
 }
