@@ -242,6 +242,7 @@ pub async fn start(mut cfg: ServerConfig) -> Result<RunningMember, StartError> {
             max_learners: cfg.max_learners as usize,
         },
         stalled: Default::default(),
+        held_timeout_now: None,
         snapshot_index: wal_snap.index,
         applied: applied.clone(),
         inline_apply: Some(inline_apply),
@@ -635,5 +636,39 @@ impl PeerApi for MemberPeerApi {
     fn hash_kv(&self, rev: i64, compactions: bool) -> Result<HashKvResponse, HashAnswer> {
         let s = self.server.upgrade().ok_or(HashAnswer::Unavailable)?;
         crate::corruption::answer(&s.store(), s.cluster_id(), s.member_id(), rev, compactions)
+    }
+
+    fn promote(&self, id: u64) -> Option<Result<Vec<Member>, EtcdError>> {
+        let s = self.server.upgrade()?;
+        let timeout = s.cfg.request_timeout();
+        let promoted =
+            self.runtime.block_on(async { tokio::time::timeout(timeout, s.promote_member(MemberId(id))).await });
+        match promoted {
+            Err(_) => Some(Err(EtcdError::Timeout)),
+            Ok(None) => None,
+            Ok(Some(r)) => Some(r.map(|()| s.members().iter().cloned().collect())),
+        }
+    }
+
+    fn lease_renew(&self, id: i64) -> Result<i64, oxcd_lease::RenewError> {
+        let s = self.server.upgrade().ok_or(oxcd_lease::RenewError::NotPrimary)?;
+        let lessor = s.lessor();
+        if s.raft.leader() == s.member_id().0 {
+            // Leading: promoted now if the lease duties have not noticed yet (a no-op otherwise).
+            lessor.promote(std::time::Instant::now());
+        }
+        lessor.renew(oxcd_lease::LeaseId(id), std::time::Instant::now())
+    }
+
+    fn lease_time_to_live(&self, id: i64, keys: bool) -> Option<oxcd_api::etcdserverpb::LeaseTimeToLiveResponse> {
+        let s = self.server.upgrade()?;
+        let t = s.lessor().time_to_live(oxcd_lease::LeaseId(id), std::time::Instant::now(), keys)?;
+        Some(oxcd_api::etcdserverpb::LeaseTimeToLiveResponse {
+            header: None,
+            id,
+            ttl: t.remaining_secs,
+            granted_ttl: t.granted_ttl_secs,
+            keys: t.keys.into_iter().map(|k| bytes::Bytes::from(k.into_vec())).collect(),
+        })
     }
 }

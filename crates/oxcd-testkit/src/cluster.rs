@@ -244,9 +244,12 @@ impl Cluster {
         }
     }
 
+    /// `--initial-cluster`: the members not removed (etcd checks that a joining member names
+    /// exactly the cluster's members).
     fn initial_cluster(&self) -> String {
         self.members
             .iter()
+            .filter(|m| !m.retired)
             .map(|m| format!("{}={}://127.0.0.1:{}", m.name, self.scheme(), m.advertised_peer_port))
             .collect::<Vec<_>>()
             .join(",")

@@ -103,6 +103,11 @@ pub struct RaftNode {
     pub(crate) snapshot_index: u64,
     /// The applier's applied index.
     pub(crate) applied: Arc<AtomicU64>,
+    /// A leadership transfer to this member (`MsgTimeoutNow`) waiting for the applier to reach
+    /// the commit index it arrived at, and when it arrived: raft-rs refuses to campaign while a
+    /// committed configuration change is not applied, and a transfer right after a promotion
+    /// (etcd's `member promote` then `move-leader`) would be refused for good.
+    pub(crate) held_timeout_now: Option<(Message, u64, Instant)>,
     /// Applies a small committed batch on this thread when the applier is idle (true if it did):
     /// see [`RaftNode::hand_to_applier`].
     pub(crate) inline_apply: Option<InlineApply>,
@@ -156,9 +161,24 @@ impl RaftNode {
             }
         }
         self.advance_applied();
+        self.step_held_timeout_now();
         self.retry_stalled();
         self.on_ready()?;
         Ok(true)
+    }
+
+    /// Steps a held `MsgTimeoutNow` once the applier caught up with what it waited for, or
+    /// after an election timeout (the leader has given up on the transfer by then).
+    fn step_held_timeout_now(&mut self) {
+        let Some((_, wait_for, since)) = &self.held_timeout_now else { return };
+        let caught_up = self.raw.raft.raft_log.applied >= *wait_for;
+        if !caught_up && since.elapsed() < self.cfg.tick * self.raw.raft.election_timeout() as u32 {
+            return;
+        }
+        let (m, ..) = self.held_timeout_now.take().expect("checked above");
+        if let Err(e) = self.raw.step(m) {
+            tracing::debug!(error = %e, "dropped raft message");
+        }
     }
 
     /// One tick of Raft's logical clock.
@@ -198,6 +218,12 @@ impl RaftNode {
                 if let Err(e) = step_proposal(&mut self.raw, m) {
                     tracing::debug!(error = %e, "dropped forwarded proposal");
                 }
+            }
+            RaftInput::Step(m) if m.get_msg_type() == MessageType::MsgTimeoutNow => {
+                self.advance_applied();
+                let committed = self.raw.raft.raft_log.committed;
+                self.held_timeout_now = Some((m, committed, Instant::now()));
+                self.step_held_timeout_now();
             }
             RaftInput::Step(m) => {
                 if let Err(e) = self.raw.step(m) {

@@ -15,9 +15,15 @@
 use std::io::{self, Read, Write};
 use std::time::Duration;
 
-use oxcd_api::etcdserverpb::HashKvResponse;
+use oxcd_api::EtcdError;
+use oxcd_api::etcdserverpb::{
+    HashKvResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+    ResponseHeader,
+};
 use oxcd_datadir::etcd_snapshot::EtcdMember;
 use oxcd_datadir::membership::Member;
+use oxcd_lease::RenewError;
+use prost::Message as _;
 
 use super::transport::HashAnswer;
 use crate::ids::ClusterId;
@@ -48,6 +54,29 @@ pub trait PeerApi: Send + Sync {
     /// kept from a compaction at `rev` when there is one (later etcd 3.5 releases' answer, which
     /// oxcd's members ask for), else as etcd 3.5.1 answers (its compaction revision is compacted).
     fn hash_kv(&self, rev: i64, compactions: bool) -> Result<HashKvResponse, HashAnswer>;
+    /// `POST /members/promote/<id>` (a follower forwarding `member promote`): learner `id`
+    /// promoted by this member as the leader, and the members after it; `None` when this member
+    /// does not lead.
+    fn promote(&self, id: u64) -> Option<Result<Vec<Member>, EtcdError>>;
+    /// `POST /leases` (a follower forwarding a keep-alive): lease `id` renewed by this member's
+    /// lessor, its TTL.
+    fn lease_renew(&self, id: i64) -> Result<i64, RenewError>;
+    /// `POST /leases/internal` (a follower forwarding TimeToLive): `None` for an unknown lease.
+    fn lease_time_to_live(&self, id: i64, keys: bool) -> Option<LeaseTimeToLiveResponse>;
+}
+
+/// leasepb's `LeaseInternalRequest`, what `POST /leases/internal` carries.
+#[derive(Clone, PartialEq, prost::Message)]
+struct LeaseInternalRequest {
+    #[prost(message, optional, tag = "1")]
+    request: Option<LeaseTimeToLiveRequest>,
+}
+
+/// leasepb's `LeaseInternalResponse`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct LeaseInternalResponse {
+    #[prost(message, optional, tag = "1")]
+    response: Option<LeaseTimeToLiveResponse>,
 }
 
 /// How a request's body is delimited.
@@ -637,13 +666,72 @@ pub fn route(api: &dyn PeerApi, cluster: ClusterId, req: &Request) -> Response {
             format!("{{\"OK\":true,\"Now\":\"{}\"}}\n", rfc3339_nano(time::OffsetDateTime::now_utc())),
         ),
         // rafthttp's, the lease and the promote forwarding endpoints: etcd's method checks (a
-        // pipeline POST and a stream GET were served before routing; the snapshot, lease and
-        // promote endpoints are not served yet).
+        // pipeline POST and a stream GET were served before routing; the snapshot endpoint is
+        // not served yet).
         "/raft" | "/raft/snapshot" if req.method != "POST" => Response::method_not_allowed("POST"),
         p if p.starts_with("/raft/stream/") && !get => Response::method_not_allowed("GET"),
         p if p.starts_with("/members/promote/") && req.method != "POST" => Response::method_not_allowed("POST"),
+        p if p.starts_with("/members/promote/") => promote(api, cluster, &p["/members/promote/".len()..]),
         "/leases" | "/leases/internal" if req.method != "POST" => Response::error(405, "Method Not Allowed"),
+        "/leases" => lease_renew(api, &req.body),
+        "/leases/internal" => lease_time_to_live(api, &req.body),
         _ => Response::not_found(),
+    }
+}
+
+/// etcd's `peerMemberPromoteHandler`: the id in decimal; the members after the promotion, or
+/// etcd's codes and texts.
+fn promote(api: &dyn PeerApi, cluster: ClusterId, id: &str) -> Response {
+    let header = ("X-Etcd-Cluster-Id", format!("{:x}", cluster.0));
+    let Ok(id) = id.parse::<u64>() else {
+        return Response::error(404, &format!("member {id} not found in cluster")).with(header.0, header.1);
+    };
+    let resp = match api.promote(id) {
+        Some(Ok(members)) => {
+            let mut members: Vec<EtcdMember> = members.into_iter().map(EtcdMember::from).collect();
+            members.sort_by_key(|m| m.id);
+            let mut body = serde_json::to_vec(&members).expect("members serialize");
+            body.push(b'\n');
+            Response::new(200, "application/json", body)
+        }
+        Some(Err(EtcdError::MemberNotFound)) => Response::error(404, "membership: ID not found"),
+        Some(Err(EtcdError::MemberNotLearner)) => Response::error(412, "membership: can only promote a learner member"),
+        Some(Err(EtcdError::LearnerNotReady)) => {
+            Response::error(412, "etcdserver: can only promote a learner member which is in sync with leader")
+        }
+        // etcd's `WriteError` of anything else (not the leader: the follower asks elsewhere).
+        _ => Response::new(500, "application/json", "{\"message\":\"Internal Server Error\"}"),
+    };
+    resp.with(header.0, header.1)
+}
+
+/// etcd's `leaseHandler` for `/leases`: a keep-alive renewed by the leader's lessor.
+fn lease_renew(api: &dyn PeerApi, body: &[u8]) -> Response {
+    let Ok(req) = LeaseKeepAliveRequest::decode(body) else {
+        return Response::error(400, "error unmarshalling request");
+    };
+    match api.lease_renew(req.id) {
+        Ok(ttl) => {
+            let resp = LeaseKeepAliveResponse { header: None, id: req.id, ttl };
+            Response::new(200, "application/protobuf", resp.encode_to_vec())
+        }
+        Err(RenewError::NotFound) => Response::error(404, "lease not found"),
+        Err(RenewError::NotPrimary) => Response::error(400, "lessor: not primary"),
+    }
+}
+
+/// etcd's `leaseHandler` for `/leases/internal`: a lease's TimeToLive from the leader's lessor.
+fn lease_time_to_live(api: &dyn PeerApi, body: &[u8]) -> Response {
+    let Ok(LeaseInternalRequest { request: Some(req) }) = LeaseInternalRequest::decode(body) else {
+        return Response::error(400, "error unmarshalling request");
+    };
+    match api.lease_time_to_live(req.id, req.keys) {
+        Some(mut resp) => {
+            resp.header = Some(ResponseHeader::default());
+            let body = LeaseInternalResponse { response: Some(resp) }.encode_to_vec();
+            Response::new(200, "application/protobuf", body)
+        }
+        None => Response::error(404, "lease not found"),
     }
 }
 

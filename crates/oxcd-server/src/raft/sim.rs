@@ -184,6 +184,7 @@ impl Sim {
                 max_learners: 1,
             },
             stalled: Default::default(),
+            held_timeout_now: None,
             snapshot_index: state.snapshot.map_or(0, |s| s.index),
             applied: applied.clone(),
             inline_apply: None,
