@@ -151,31 +151,10 @@ fn convert(etcd: &Layout, tmp: &Path) -> Result<TakenOver, StartError> {
             refused(format!("the term of its applied index {applied} is in neither its backend nor its WAL"))
         })?,
     };
-    let members = etcd_members(&db)?;
-    let removed = etcd_removed(&db)?;
-
     let layout = Layout::new(tmp);
     std::fs::create_dir_all(&layout.snap)?;
-    crate::etcd_snapshot::copy_buckets(&db, &layout.db).map_err(|e| refused(e.to_string()))?;
+    let members = import_db(&db, &layout.db, applied, term, None)?;
     drop(data);
-    let backend = Backend::open(&layout.db, Default::default())?;
-    {
-        let wtx = backend.write()?;
-        {
-            let mut meta = wtx.bucket(META)?;
-            meta.put(oxcd_mvcc::meta::CONSISTENT_INDEX, &applied.to_be_bytes())?;
-            meta.put(oxcd_mvcc::meta::TERM, &term.to_be_bytes())?;
-            meta.put(crate::etcd_log::LOG_FROM, &(applied + 1).to_be_bytes())?;
-        }
-        for m in &members {
-            Members::save(&wtx, m)?;
-        }
-        for id in &removed {
-            Members::mark_removed(&wtx, *id)?;
-        }
-        wtx.commit_durable()?;
-    }
-    drop(backend);
 
     // The entries after the applied index, as etcd wrote them (the log is etcd's from the next
     // index on, recorded in the backend); they must follow it without a gap, and each must be one
@@ -224,6 +203,43 @@ fn convert(etcd: &Layout, tmp: &Path) -> Result<TakenOver, StartError> {
         std::fs::File::open(dir)?.sync_all()?;
     }
     Ok(TakenOver { member_id, cluster_id, applied, entries_after: records.len(), kept: PathBuf::new() })
+}
+
+/// Writes oxcd's backend at `dest` from etcd's (`db`, applied up to `applied`, an entry of
+/// `term`): its buckets, the applied index and term, the members and the removed ones (from
+/// `v2`, the membership of the snapshot's v2 store, when there is one: etcd 3.5.1 keeps the
+/// members' names and client URLs only there; else from the backend), and that the log is etcd's
+/// from the next entry on. The members.
+///
+/// The takeover of an etcd data directory and a snapshot from an etcd leader both come this way.
+pub fn import_db(
+    db: &Reader<'_>,
+    dest: &Path,
+    applied: u64,
+    term: u64,
+    v2: Option<&crate::etcd_v2store::V2Membership>,
+) -> Result<Vec<Member>, StartError> {
+    let (members, removed) = match v2 {
+        Some(v2) if !v2.members.is_empty() => (v2.members.clone(), v2.removed.clone()),
+        _ => (etcd_members(db)?, etcd_removed(db)?),
+    };
+    crate::etcd_snapshot::copy_buckets(db, dest).map_err(|e| refused(e.to_string()))?;
+    let backend = Backend::open(dest, Default::default())?;
+    let wtx = backend.write()?;
+    {
+        let mut meta = wtx.bucket(META)?;
+        meta.put(oxcd_mvcc::meta::CONSISTENT_INDEX, &applied.to_be_bytes())?;
+        meta.put(oxcd_mvcc::meta::TERM, &term.to_be_bytes())?;
+        meta.put(crate::etcd_log::LOG_FROM, &(applied + 1).to_be_bytes())?;
+    }
+    for m in &members {
+        Members::save(&wtx, m)?;
+    }
+    for id in &removed {
+        Members::mark_removed(&wtx, *id)?;
+    }
+    wtx.commit_durable()?;
+    Ok(members)
 }
 
 // ---- etcd's backend ----

@@ -12,13 +12,15 @@
 //! - [`etcd_datadir`]: an etcd data directory taken over in place (converted once, etcd's files
 //!   kept beside it);
 //! - [`etcd_log`]: etcd's format of a normal log entry, read and written (the log is in it from a
-//!   recorded index on).
+//!   recorded index on);
+//! - [`etcd_v2store`]: the membership in etcd's v2 store, the JSON an etcd snapshot carries.
 
 pub mod config;
 pub mod etcd_confchange;
 pub mod etcd_datadir;
 pub mod etcd_log;
 pub mod etcd_snapshot;
+pub mod etcd_v2store;
 pub mod ids;
 pub mod layout;
 pub mod membership;

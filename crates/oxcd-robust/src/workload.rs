@@ -27,6 +27,9 @@ pub struct Options {
     pub clock_jumps: bool,
     /// How long a client waits for an answer before its outcome is unknown.
     pub timeout: Duration,
+    /// Instead of faults, move the cluster to this binary one member at a time, as an operator
+    /// moves an etcd cluster to oxcd, then one member back ([`migrate`]).
+    pub migrate_to: Option<Binary>,
 }
 
 impl Default for Options {
@@ -40,6 +43,7 @@ impl Default for Options {
             failpoints: false,
             clock_jumps: false,
             timeout: Duration::from_secs(2),
+            migrate_to: None,
         }
     }
 }
@@ -55,6 +59,9 @@ pub struct Report {
     /// Events the resuming watcher saw, and how many times it resumed.
     pub watched_events: usize,
     pub watch_resumes: usize,
+    /// What the clients were told when an operation failed (gRPC code and message, `timeout`,
+    /// or `transport`), and how often.
+    pub errors: BTreeMap<String, usize>,
 }
 
 /// One event of the keys' history: revision, key, value (empty for a delete).
@@ -118,10 +125,19 @@ async fn watcher(endpoints: Endpoints, deadline: Instant) -> anyhow::Result<Watc
     Ok(Watched { events, resumes: resumes.saturating_sub(1) })
 }
 
-/// One operation as a client saw it, with the revision of its answer.
+/// One operation as a client saw it, with the revision of its answer, or the error it got.
 struct Recorded {
     op: Operation,
     revision: i64,
+    error: Option<String>,
+}
+
+/// An error as [`Report::errors`] counts it.
+fn error_kind(e: &etcd_client::Error) -> String {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => format!("{:?}: {}", s.code(), s.message()),
+        _ => "transport".into(),
+    }
 }
 
 /// Runs the workload against a cluster of `binary`, with faults if asked; an error says what
@@ -134,6 +150,7 @@ pub async fn run(binary: Binary, opts: &Options) -> anyhow::Result<Report> {
         fake_clock: opts.clock_jumps,
         ..Default::default()
     };
+    let first = binary.clone();
     let cl = Cluster::start(binary, cluster_opts).await?;
     cl.wait_ready(Duration::from_secs(30)).await?;
     let endpoints: Endpoints = Arc::new(Mutex::new(cl.endpoints()));
@@ -147,7 +164,11 @@ pub async fn run(binary: Binary, opts: &Options) -> anyhow::Result<Report> {
     }
     let watcher = tokio::spawn(watcher(endpoints.clone(), deadline));
     let cl = Arc::new(tokio::sync::Mutex::new(cl));
-    let faults = if opts.faults { inject(cl.clone(), &endpoints, opts, deadline).await? } else { Vec::new() };
+    let faults = match &opts.migrate_to {
+        Some(to) => migrate(cl.clone(), &endpoints, to, &first).await?,
+        None if opts.faults => inject(cl.clone(), &endpoints, opts, deadline).await?,
+        None => Vec::new(),
+    };
     for c in clients {
         c.await.context("a client panicked")?;
     }
@@ -166,6 +187,9 @@ pub async fn run(binary: Binary, opts: &Options) -> anyhow::Result<Report> {
         match r.op.output {
             Output::Unknown => report.unknown += 1,
             _ => report.ok += 1,
+        }
+        if let Some(e) = &r.error {
+            *report.errors.entry(e.clone()).or_default() += 1;
         }
     }
     check(&cl, &history, &watched, &mut report).await?;
@@ -214,19 +238,23 @@ async fn client(
         let invoke = start.elapsed().as_nanos() as u64;
         let answer = tokio::time::timeout(opts.timeout, call(cli, &key, &input)).await;
         let complete = start.elapsed().as_nanos() as u64;
-        let (output, revision) = match answer {
-            Ok(Ok((out, rev))) => (out, rev),
+        let (output, revision, error) = match answer {
+            Ok(Ok((out, rev))) => (out, rev, None),
             // Failed or timed out: it may have taken effect (a read tells nothing).
-            Ok(Err(_)) | Err(_) => {
+            Ok(Err(e)) => {
                 c = None;
-                (Output::Unknown, 0)
+                (Output::Unknown, 0, Some(error_kind(&e)))
+            }
+            Err(_) => {
+                c = None;
+                (Output::Unknown, 0, Some("timeout".into()))
             }
         };
         if let Output::Get(v) = &output {
             last_seen.insert(key.clone(), v.clone());
         }
         let op = Operation { client: id, key, input, output, invoke, complete };
-        history.lock().unwrap().push(Recorded { op, revision });
+        history.lock().unwrap().push(Recorded { op, revision, error });
     }
 }
 
@@ -445,6 +473,94 @@ async fn inject(
     Ok(done)
 }
 
+/// Moves the cluster to `to`, one member at a time (each original member replaced by one of `to`
+/// with [`replace`]), then replaces one of the new members by one of `back`: what moving an etcd
+/// cluster to oxcd and back looks like to its clients. Says what it did.
+async fn migrate(
+    cl: Arc<tokio::sync::Mutex<Cluster>>,
+    endpoints: &Endpoints,
+    to: &Binary,
+    back: &Binary,
+) -> anyhow::Result<Vec<String>> {
+    let mut done = Vec::new();
+    let originals = cl.lock().await.members();
+    for old in originals {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut c = cl.lock().await;
+        let new = replace(&mut c, endpoints, old, to).await?;
+        done.push(format!("member {old} replaced by member {new} ({}), which leads", to.name()));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut c = cl.lock().await;
+    let old = c.members()[0];
+    let new = replace(&mut c, endpoints, old, back).await?;
+    done.push(format!("member {old} replaced by member {new} ({}), which leads", back.name()));
+    Ok(done)
+}
+
+/// Tries `what` every 300 ms for 30 s, as an operator would: etcd refuses a membership change
+/// until the members have been connected for 5 s, and a promotion until the learner caught up.
+macro_rules! patiently {
+    ($what:expr, $name:expr) => {{
+        let give_up = Instant::now() + Duration::from_secs(30);
+        loop {
+            match $what.await {
+                Ok(r) => break r,
+                Err(_) if Instant::now() < give_up => tokio::time::sleep(Duration::from_millis(300)).await,
+                Err(e) => bail!("{}: {e}", $name),
+            }
+        }
+    }};
+}
+
+/// Replaces member `old` by a new member running `binary`: `member add --learner`, start it,
+/// `member promote`, leadership moved to it, `member remove` of the old one (which must stop by
+/// itself); the clients' endpoints follow. The new member's index.
+async fn replace(c: &mut Cluster, endpoints: &Endpoints, old: usize, binary: &Binary) -> anyhow::Result<usize> {
+    let keep = c.members().into_iter().find(|&i| i != old).context("a member to ask")?;
+    let mut admin = c.client(keep).await?;
+    let slot = c.add_slot();
+    let learner = etcd_client::MemberAddOptions::new().with_is_learner();
+    let added = patiently!(admin.member_add([c.peer_url(slot)], Some(learner.clone())), "member add");
+    let id = added.member().context("no member in the answer")?.id();
+    c.set_binary(binary.clone());
+    c.start_joining(slot)?;
+    patiently!(admin.member_promote(id), "member promote");
+    // Clients are pointed at it once it knows it is a voter (it applies its promotion a moment
+    // after the leader answers).
+    let mut on_new = c.client(slot).await?;
+    patiently!(
+        async {
+            on_new.status().await.and_then(|s| {
+                if s.is_learner() { Err(etcd_client::Error::InvalidArgs("a learner".into())) } else { Ok(()) }
+            })
+        },
+        "the promoted member is a voter"
+    );
+    endpoints.lock().unwrap().push(c.endpoint(slot));
+    let leader = c.leader().await?;
+    if leader != slot {
+        c.client(leader).await?.move_leader(id).await.context("move-leader")?;
+    }
+    let now = c.leader().await?;
+    if now != slot {
+        bail!(
+            "member {slot} does not lead after move-leader (member {now} does):\n{}\n--- member {now} ---\n{}",
+            c.log_tail(slot, 40),
+            c.log_tail(now, 40)
+        );
+    }
+    let old_id = c.client(old).await?.status().await?.header().context("no header")?.member_id();
+    endpoints.lock().unwrap().retain(|e| *e != c.endpoint(old));
+    patiently!(admin.member_remove(old_id), "member remove");
+    if !c.wait_exit(old, Duration::from_secs(20)).await {
+        bail!("member {old} still runs 20 s after its removal:\n{}", c.log_tail(old, 20));
+    }
+    c.retire(old);
+    c.wait_ready(Duration::from_secs(30)).await.context("the cluster after a replacement")?;
+    Ok(slot)
+}
+
 /// The history for the linearizability check, with what the cluster's own history tells about
 /// the writes whose outcome a client never learned (every written value is unique): one whose
 /// value the cluster never held did not take effect and is left out; one whose value it holds
@@ -579,7 +695,11 @@ mod tests {
     use super::*;
 
     fn rec(input: Input, output: Output, invoke: u64, complete: u64, revision: i64) -> Recorded {
-        Recorded { op: Operation { client: 0, key: "k".into(), input, output, invoke, complete }, revision }
+        Recorded {
+            op: Operation { client: 0, key: "k".into(), input, output, invoke, complete },
+            revision,
+            error: None,
+        }
     }
 
     #[test]

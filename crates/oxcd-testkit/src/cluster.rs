@@ -28,6 +28,14 @@ impl Binary {
             Binary::Oxcd(p) | Binary::Etcd(p) => p,
         }
     }
+
+    /// `oxcd` or `etcd`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Binary::Oxcd(_) => "oxcd",
+            Binary::Etcd(_) => "etcd",
+        }
+    }
 }
 
 /// A free port on 127.0.0.1 (bound, then released).

@@ -278,6 +278,33 @@ impl<S: Read + Write> HttpConn<S> {
         Ok(())
     }
 
+    /// A request's body read as it comes: appends what arrives next (at most what is left of it)
+    /// to `out`; false once it was all read. `framing` counts down.
+    pub fn next_body_piece(&mut self, framing: &mut Framing, out: &mut bytes::BytesMut) -> io::Result<bool> {
+        match framing {
+            Framing::None | Framing::Length(0) => Ok(false),
+            Framing::Chunked => {
+                let more = self.next_chunk(out)?;
+                if !more {
+                    // Trailers, up to an empty line.
+                    while !self.line()?.is_empty() {}
+                    *framing = Framing::None;
+                }
+                Ok(more)
+            }
+            Framing::Length(n) => {
+                if self.buf.is_empty() && !self.more()? {
+                    return Err(ReadError::Bad.into());
+                }
+                let take = self.buf.len().min(usize::try_from(*n).unwrap_or(usize::MAX));
+                out.extend_from_slice(&self.buf[..take]);
+                self.buf.drain(..take);
+                *n -= take as u64;
+                Ok(true)
+            }
+        }
+    }
+
     /// Client side, a chunked body read as it comes: appends the next chunk's bytes to `out`;
     /// false at the last (empty) chunk.
     pub fn next_chunk(&mut self, out: &mut bytes::BytesMut) -> io::Result<bool> {
@@ -759,8 +786,9 @@ pub trait RaftHttp {
 }
 
 /// Serves HTTP requests on a peer connection until the client closes it, a read times out, or
-/// a request cannot be read; a rafthttp stream request (`GET /raft/stream/...`) ends the serving
-/// and is answered with the connection, which then carries the stream.
+/// a request cannot be read; a rafthttp stream request (`GET /raft/stream/...`) or snapshot
+/// (`POST /raft/snapshot`, its body not read) ends the serving and is answered with the
+/// connection, which then carries the stream or the snapshot.
 pub fn serve<S: Read + Write>(
     mut conn: HttpConn<S>,
     api: &dyn PeerApi,
@@ -784,7 +812,8 @@ pub fn serve<S: Read + Write>(
             Ok(r) => r,
             Err(e) => return refuse(&mut conn, e),
         };
-        if req.method == "GET" && req.path().starts_with("/raft/stream/") {
+        let stream = req.method == "GET" && req.path().starts_with("/raft/stream/");
+        if stream || (req.method == "POST" && req.path() == "/raft/snapshot") {
             return Ok(Some((req, conn)));
         }
         let pipeline = req.method == "POST" && req.path() == "/raft";

@@ -495,6 +495,7 @@ impl Transport {
             return Err(std::io::Error::other("peer HTTP request before the member's state exists"));
         };
         match peer_http::serve(http, api.as_ref(), self, self.cluster)? {
+            Some((req, conn)) if req.path() == "/raft/snapshot" => self.receive_etcd_snapshot(req, conn),
             Some((req, conn)) => self.attach_stream(req, conn),
             None => Ok(()),
         }

@@ -436,6 +436,107 @@ impl Transport {
     }
 }
 
+impl Transport {
+    /// `POST /raft/snapshot` from an etcd leader (etcd's `snapshotHandler`): the body is a u64
+    /// length, the MsgSnap, then etcd's backend file to the end. The file becomes the backend
+    /// snapshot Raft installs (imported as the takeover imports etcd's backend), then the message
+    /// is stepped and answered `204`.
+    pub(super) fn receive_etcd_snapshot(&self, req: Request, mut conn: HttpConn<PeerStream>) -> io::Result<()> {
+        let cluster = ("X-Etcd-Cluster-Id", format!("{:x}", self.cluster.0));
+        let answer = match self.take_etcd_snapshot(&req, &mut conn) {
+            Ok(()) => Response { status: 204, headers: Vec::new(), body: Vec::new() },
+            Err(resp) => resp,
+        };
+        let mut req = req;
+        // Whatever is left of a refused body is not read: the connection closes after the answer.
+        req.keep_alive = false;
+        conn.respond(&answer.with(cluster.0, cluster.1), &req)
+    }
+
+    fn take_etcd_snapshot(&self, req: &Request, conn: &mut HttpConn<PeerStream>) -> Result<(), Response> {
+        if let Some(resp) = compat_refusal(req, self.cluster.0) {
+            return Err(resp);
+        }
+        let bad = |what: String| Response::error(400, &format!("failed to decode raft message ({what})"));
+        let mut framing = req.framing;
+        let mut buf = BytesMut::new();
+        // The message: its length, then itself.
+        let message_len = loop {
+            if buf.len() >= 8 {
+                let len = u64::from_be_bytes(buf[..8].try_into().expect("8 bytes"));
+                if len > super::super::rafthttp::MAX_MESSAGE_BYTES {
+                    return Err(bad(format!("a message of {len} bytes")));
+                }
+                if buf.len() as u64 >= 8 + len {
+                    break len as usize;
+                }
+            }
+            match conn.next_body_piece(&mut framing, &mut buf) {
+                Ok(true) => {}
+                Ok(false) => return Err(bad("unexpected EOF".into())),
+                Err(e) => return Err(bad(e.to_string())),
+            }
+        };
+        let m = decode_message(&buf[8..8 + message_len]).map_err(|e| bad(e.to_string()))?;
+        if m.get_msg_type() != MessageType::MsgSnapshot {
+            return Err(Response::error(400, "wrong raft message type"));
+        }
+        if self.removed.read().contains(&m.from) {
+            return Err(Response::new(
+                403,
+                "application/json",
+                "{\"message\":\"cannot process message from removed member\"}",
+            ));
+        }
+        let meta = m.get_snapshot().get_metadata();
+        let (index, term) = (meta.index, meta.term);
+        let _ = buf.split_to(8 + message_len);
+        // The backend file, to the end of the body.
+        let save = |e: String| Response::error(500, &format!("failed to save KV snapshot ({e})"));
+        std::fs::create_dir_all(&self.snap_dir).map_err(|e| save(e.to_string()))?;
+        let received = self.snap_dir.join(format!("{index:016x}.etcd.db.tmp"));
+        let mut file = std::fs::File::create(&received).map_err(|e| save(e.to_string()))?;
+        loop {
+            file.write_all(&buf).map_err(|e| save(e.to_string()))?;
+            buf.clear();
+            match conn.next_body_piece(&mut framing, &mut buf) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => return Err(save(e.to_string())),
+            }
+        }
+        drop(file);
+        let v2 = oxcd_datadir::etcd_v2store::read(m.get_snapshot().get_data()).map_err(bad)?;
+        let imported = self.import_etcd_snapshot(&received, index, term, &v2);
+        let _ = std::fs::remove_file(&received);
+        imported.map_err(|e| save(e.to_string()))?;
+        tracing::info!(from = %MemberId(m.from), index, term, "received a snapshot from an etcd member");
+        let label = MemberId(m.from).to_string();
+        let mut noted = Instant::now() - super::HEARD_EVERY;
+        if !self.deliver(m.from, m, &label, &mut noted) {
+            return Err(Response::error(500, "failed to process raft message (the member is stopping)"));
+        }
+        Ok(())
+    }
+
+    /// etcd's backend file at `received` as the backend snapshot Raft installs at `index`.
+    fn import_etcd_snapshot(
+        &self,
+        received: &std::path::Path,
+        index: u64,
+        term: u64,
+        v2: &oxcd_datadir::etcd_v2store::V2Membership,
+    ) -> io::Result<()> {
+        let data = std::fs::read(received)?;
+        let db = oxcd_backend::bolt::Reader::open(&data).map_err(io::Error::other)?;
+        let dest = super::snapshot_db_path(&self.snap_dir, term, index);
+        let tmp = dest.with_extension("tmp");
+        let _ = std::fs::remove_file(&tmp);
+        oxcd_datadir::etcd_datadir::import_db(&db, &tmp, index, term, Some(v2)).map_err(io::Error::other)?;
+        crate::datadir::rename_durably(&tmp, &dest)
+    }
+}
+
 impl RaftHttp for Transport {
     /// etcd's `pipelineHandler`: one message, stepped, then `204 No Content`.
     fn pipeline(&self, req: &Request) -> Response {
