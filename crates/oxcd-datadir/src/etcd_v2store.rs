@@ -3,6 +3,8 @@
 //! peer URLs and learner flag; `attributes`: name and client URLs), the removed ones under
 //! `/0/removed_members`, and the cluster version at `/0/version`.
 //!
+//! Read from the snapshots of etcd leaders, written into the snapshots oxcd sends etcd members.
+//!
 //! etcd 3.5.1 keeps the members' attributes only there: its backend's `members` bucket holds each
 //! member as it was added (an update of the attributes finds the key present and leaves it).
 
@@ -81,9 +83,101 @@ pub fn read(data: &[u8]) -> Result<V2Membership, String> {
     Ok(out)
 }
 
+/// The v2 store an etcd member installs from a snapshot oxcd sends (`Snapshot.Data`): the
+/// members, the removed ones and the cluster version, nothing else (etcd reads its membership
+/// from there). Each node's indexes count up from 1 in the order written; `WatcherHub` and `Stats`
+/// are left out, so the receiver keeps its own (docs/etcd-peer-protocol.md §4.1).
+pub fn write(members: &[Member], removed: &[MemberId], version: Option<&str>) -> Vec<u8> {
+    let mut index = 0u64;
+    let mut node = |path: String, value: String, children: Option<serde_json::Map<String, Value>>| {
+        index += 1;
+        serde_json::json!({
+            "Path": path,
+            "CreatedIndex": index,
+            "ModifiedIndex": index,
+            "ExpireTime": "0001-01-01T00:00:00Z",
+            "Value": value,
+            "Children": children.map_or(Value::Null, Value::Object),
+        })
+    };
+    let mut zero = serde_json::Map::new();
+    let mut list = serde_json::Map::new();
+    let mut sorted: Vec<&Member> = members.iter().collect();
+    sorted.sort_by_key(|m| m.id);
+    for m in sorted {
+        let dir = format!("/0/members/{:x}", m.id.0);
+        let mut raft = serde_json::json!({ "peerURLs": m.peer_urls });
+        if m.is_learner {
+            raft["isLearner"] = Value::Bool(true);
+        }
+        let mut attrs = serde_json::Map::new();
+        attrs.insert("raftAttributes".into(), node(format!("{dir}/raftAttributes"), raft.to_string(), None));
+        // A member that never published has no attributes.
+        if !m.name.is_empty() || !m.client_urls.is_empty() {
+            let mut a = serde_json::Map::new();
+            if !m.name.is_empty() {
+                a.insert("name".into(), Value::from(m.name.clone()));
+            }
+            if !m.client_urls.is_empty() {
+                a.insert("clientURLs".into(), Value::from(m.client_urls.clone()));
+            }
+            attrs.insert("attributes".into(), node(format!("{dir}/attributes"), Value::Object(a).to_string(), None));
+        }
+        list.insert(format!("{:x}", m.id.0), node(dir, String::new(), Some(attrs)));
+    }
+    zero.insert("members".into(), node("/0/members".into(), String::new(), Some(list)));
+    if !removed.is_empty() {
+        let mut gone = serde_json::Map::new();
+        for id in removed {
+            gone.insert(format!("{:x}", id.0), node(format!("/0/removed_members/{:x}", id.0), String::new(), None));
+        }
+        zero.insert("removed_members".into(), node("/0/removed_members".into(), String::new(), Some(gone)));
+    }
+    if let Some(v) = version {
+        zero.insert("version".into(), node("/0/version".into(), v.to_string(), None));
+    }
+    let mut top = serde_json::Map::new();
+    top.insert("0".into(), node("/0".into(), String::new(), Some(zero)));
+    top.insert("1".into(), node("/1".into(), String::new(), Some(serde_json::Map::new())));
+    let root = node("/".into(), String::new(), Some(top));
+    serde_json::to_vec(&serde_json::json!({ "Root": root, "CurrentIndex": index, "CurrentVersion": 2 }))
+        .expect("JSON values serialize")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_is_written_reads_back() {
+        let members = vec![
+            Member {
+                id: MemberId(0xe0a1b2c3d4e5f607),
+                name: String::new(),
+                peer_urls: vec!["http://10.0.0.9:2380".into()],
+                client_urls: vec![],
+                is_learner: true,
+            },
+            Member {
+                id: MemberId(0x1c66bff0dc8c6bbd),
+                name: "infra1".into(),
+                peer_urls: vec!["http://10.0.0.1:2380".into()],
+                client_urls: vec!["http://10.0.0.1:2379".into()],
+                is_learner: false,
+            },
+        ];
+        let data = write(&members, &[MemberId(7)], Some("3.5.0"));
+        let back = read(&data).unwrap();
+        let mut sorted = members.clone();
+        sorted.sort_by_key(|m| m.id);
+        assert_eq!(back, V2Membership { members: sorted, removed: vec![MemberId(7)], version: Some("3.5.0".into()) });
+        let json: Value = serde_json::from_slice(&data).unwrap();
+        let learner = &json["Root"]["Children"]["0"]["Children"]["members"]["Children"]["e0a1b2c3d4e5f607"];
+        assert_eq!(learner["Path"], "/0/members/e0a1b2c3d4e5f607");
+        assert!(learner["Children"].get("attributes").is_none(), "an unstarted member has no attributes");
+        assert_eq!(json["Root"]["Children"]["1"]["Children"], serde_json::json!({}));
+        assert!(json.get("WatcherHub").is_none());
+    }
 
     #[test]
     fn members_removed_members_and_version_are_read_as_etcd_writes_them() {

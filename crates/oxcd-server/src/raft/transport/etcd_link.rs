@@ -157,15 +157,18 @@ impl Transport {
         self.attached.lock().entry(id).or_default().clone()
     }
 
-    /// The headers rafthttp's requests carry (`to`: the dialed member, on stream requests).
-    fn rafthttp_headers(&self, to: Option<u64>) -> String {
+    /// The headers rafthttp's requests carry: `to`, the dialed member, on stream requests; a
+    /// post's content type.
+    fn rafthttp_headers(&self, to: Option<u64>, content_type: Option<&str>) -> String {
         let mut h = format!(
             "X-Server-From: {:x}\r\nX-Server-Version: {SERVER_VERSION}\r\nX-Min-Cluster-Version: {MIN_CLUSTER_VERSION}\r\nX-Etcd-Cluster-ID: {:x}\r\n",
             self.me.0, self.cluster.0
         );
-        match to {
-            Some(to) => h.push_str(&format!("X-Raft-To: {to:x}\r\n")),
-            None => h.push_str("Content-Type: application/protobuf\r\n"),
+        if let Some(to) = to {
+            h.push_str(&format!("X-Raft-To: {to:x}\r\n"));
+        }
+        if let Some(t) = content_type {
+            h.push_str(&format!("Content-Type: {t}\r\n"));
         }
         h
     }
@@ -259,7 +262,7 @@ impl Transport {
     /// again once if etcd closed it while idle); the body's length.
     fn post(&self, to: MemberId, m: &Message, conn: &mut Option<HttpConn<PeerStream>>) -> io::Result<usize> {
         let body = super::super::rafthttp::encode_message(m);
-        let headers = self.rafthttp_headers(None);
+        let headers = self.rafthttp_headers(None, Some("application/protobuf"));
         for attempt in 0..2 {
             let addr = self.addrs.read().get(&to.0).cloned().ok_or_else(|| io::Error::other("no address"))?;
             if conn.is_none() {
@@ -334,7 +337,7 @@ impl Transport {
         s.tcp().set_write_timeout(Some(super::super::peer_http::RW_TIMEOUT))?;
         let mut conn = HttpConn::new(s, &[]);
         let path = format!("/raft/stream/{}/{:x}", kind.name(), self.me.0);
-        conn.send_request("GET", &addr.addr.to_string(), &path, &self.rafthttp_headers(Some(peer)), &[])?;
+        conn.send_request("GET", &addr.addr.to_string(), &path, &self.rafthttp_headers(Some(peer), None), &[])?;
         let mut resp = conn.read_response_head()?;
         match resp.status {
             200 => {}
@@ -534,6 +537,75 @@ impl Transport {
         let _ = std::fs::remove_file(&tmp);
         oxcd_datadir::etcd_datadir::import_db(&db, &tmp, index, term, Some(v2)).map_err(io::Error::other)?;
         crate::datadir::rename_durably(&tmp, &dest)
+    }
+}
+
+impl Transport {
+    /// Sends snapshot message `m` to an etcd member as etcd's leader does (`POST /raft/snapshot`,
+    /// docs/etcd-peer-protocol.md §4.3, §4.5): the message, its data the v2 store with the
+    /// members and the cluster version (etcd's members read their membership from there), then
+    /// the backend now as etcd's backend file (applied at or past the snapshot's index, as etcd's
+    /// own are).
+    pub(super) fn send_etcd_snapshot(&self, mut m: Message) -> io::Result<()> {
+        let to = MemberId(m.to);
+        let api = self.api.get().ok_or_else(|| io::Error::other("the member's state is not there yet"))?;
+        let mut removed: Vec<MemberId> = self.removed.read().iter().map(|id| MemberId(*id)).collect();
+        removed.sort();
+        let v2 = oxcd_datadir::etcd_v2store::write(&api.members(), &removed, api.cluster_version().as_deref());
+        m.mut_snapshot().set_data(v2.into());
+        std::fs::create_dir_all(&self.snap_dir)?;
+        let index = m.get_snapshot().get_metadata().index;
+        let file = self.snap_dir.join(format!("{index:016x}.to-etcd.db.tmp"));
+        let written = oxcd_datadir::etcd_snapshot::write_etcd_db(&(self.backend)(), &file).map_err(io::Error::other);
+        let sent = written.and_then(|_| self.post_snapshot(to, &m, &file));
+        let _ = std::fs::remove_file(&file);
+        sent?;
+        tracing::info!(to = %to, index, "sent a snapshot to an etcd member");
+        Ok(())
+    }
+
+    fn post_snapshot(&self, to: MemberId, m: &Message, file: &std::path::Path) -> io::Result<()> {
+        use std::io::Read as _;
+        let addr = self.addrs.read().get(&to.0).cloned().ok_or_else(|| io::Error::other("no address"))?;
+        let s = PeerStream::dial(&addr, &self.tls, DIAL_TIMEOUT, DIAL_TIMEOUT)?;
+        s.tcp().set_write_timeout(Some(super::super::peer_http::RW_TIMEOUT))?;
+        // etcd answers once it has stored the file and stepped the message.
+        s.tcp().set_read_timeout(Some(Duration::from_secs(60)))?;
+        let mut conn = HttpConn::new(s, &[]);
+        let head = format!(
+            "POST /raft/snapshot HTTP/1.1\r\nHost: {}\r\nUser-Agent: oxcd\r\n{}Transfer-Encoding: chunked\r\n\r\n",
+            addr.addr,
+            self.rafthttp_headers(None, Some("application/octet-stream"))
+        );
+        let w = conn.stream();
+        w.write_all(head.as_bytes())?;
+        let mut first = Vec::new();
+        encode_framed(m, &mut first);
+        write_chunk(w, &first)?;
+        let mut db = std::fs::File::open(file)?;
+        let mut buf = vec![0u8; 256 << 10];
+        loop {
+            let n = db.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            write_chunk(w, &buf[..n])?;
+        }
+        w.write_all(b"0\r\n\r\n")?;
+        w.flush()?;
+        let mut resp = conn.read_response_head()?;
+        let _ = conn.read_response_body(&mut resp, false);
+        match resp.status {
+            204 => Ok(()),
+            403 => {
+                self.removed_by_peer(to);
+                Err(io::Error::other("this member was removed from the cluster"))
+            }
+            s => Err(io::Error::other(format!(
+                "unexpected http status {s}: {}",
+                String::from_utf8_lossy(&resp.body).trim()
+            ))),
+        }
     }
 }
 
