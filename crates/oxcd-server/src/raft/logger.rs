@@ -56,6 +56,19 @@ impl Drain for TracingDrain {
     type Err = slog::Never;
 
     fn log(&self, record: &Record<'_>, values: &OwnedKVList) -> Result<(), slog::Never> {
+        // Nothing is formatted for a level no one listens to: raft-rs logs every message it sends
+        // at debug level with the whole message (entries and all) as a value, and formatting
+        // that for nothing took the Raft thread's time for itself (a leader sending a follower
+        // its log fell seconds behind on its heartbeats).
+        let enabled = match record.level() {
+            slog::Level::Critical | slog::Level::Error => tracing::enabled!(target: "raft", tracing::Level::ERROR),
+            slog::Level::Warning => tracing::enabled!(target: "raft", tracing::Level::WARN),
+            slog::Level::Info => tracing::enabled!(target: "raft", tracing::Level::INFO),
+            slog::Level::Debug | slog::Level::Trace => tracing::enabled!(target: "raft", tracing::Level::DEBUG),
+        };
+        if !enabled {
+            return Ok(());
+        }
         let mut kv = KvCollector::default();
         let _ = record.kv().serialize(record, &mut kv);
         let _ = values.serialize(record, &mut kv);
@@ -82,6 +95,48 @@ pub fn raft_logger() -> slog::Logger {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Listens at info and above, and drops what it gets.
+    struct AtInfo;
+
+    impl tracing::Subscriber for AtInfo {
+        fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+            *metadata.level() <= tracing::Level::INFO
+        }
+        fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+            Some(tracing::level_filters::LevelFilter::INFO)
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, _: &tracing::Event<'_>) {}
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    /// Counts how often it is formatted.
+    struct Counted(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+    impl std::fmt::Debug for Counted {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            write!(f, "counted")
+        }
+    }
+
+    #[test]
+    fn nothing_is_formatted_for_a_level_no_one_listens_to() {
+        let formatted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let logger = raft_logger();
+        tracing::subscriber::with_default(AtInfo, || {
+            slog::debug!(logger, "Sending from {from} to {to}", from = 1, to = 2; "msg" => ?Counted(formatted.clone()));
+            assert_eq!(formatted.load(std::sync::atomic::Ordering::Relaxed), 0, "a debug record was formatted");
+            slog::info!(logger, "became leader"; "msg" => ?Counted(formatted.clone()));
+            assert_eq!(formatted.load(std::sync::atomic::Ordering::Relaxed), 1);
+        });
+    }
 
     #[test]
     fn member_ids_are_written_in_hex_and_small_numbers_stay() {
