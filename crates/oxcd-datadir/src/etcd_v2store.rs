@@ -148,24 +148,30 @@ pub fn write(members: &[Member], removed: &[MemberId], version: Option<&str>) ->
 mod tests {
     use super::*;
 
+    fn infra1() -> Member {
+        Member {
+            id: MemberId(0x1c66bff0dc8c6bbd),
+            name: "infra1".into(),
+            peer_urls: vec!["http://10.0.0.1:2380".into()],
+            client_urls: vec!["http://10.0.0.1:2379".into()],
+            is_learner: false,
+        }
+    }
+
+    /// Added, never started: no attributes.
+    fn learner() -> Member {
+        Member {
+            id: MemberId(0xe0a1b2c3d4e5f607),
+            name: String::new(),
+            peer_urls: vec!["http://10.0.0.9:2380".into()],
+            client_urls: vec![],
+            is_learner: true,
+        }
+    }
+
     #[test]
     fn what_is_written_reads_back() {
-        let members = vec![
-            Member {
-                id: MemberId(0xe0a1b2c3d4e5f607),
-                name: String::new(),
-                peer_urls: vec!["http://10.0.0.9:2380".into()],
-                client_urls: vec![],
-                is_learner: true,
-            },
-            Member {
-                id: MemberId(0x1c66bff0dc8c6bbd),
-                name: "infra1".into(),
-                peer_urls: vec!["http://10.0.0.1:2380".into()],
-                client_urls: vec!["http://10.0.0.1:2379".into()],
-                is_learner: false,
-            },
-        ];
+        let members = vec![learner(), infra1()];
         let data = write(&members, &[MemberId(7)], Some("3.5.0"));
         let back = read(&data).unwrap();
         let mut sorted = members.clone();
@@ -195,25 +201,7 @@ mod tests {
   "1":{"Path":"/1","CreatedIndex":0,"ModifiedIndex":0,"ExpireTime":"0001-01-01T00:00:00Z","Value":"","Children":{}}}},
  "CurrentIndex":11,"CurrentVersion":2}"#;
         let m = read(data).unwrap();
-        assert_eq!(
-            m.members,
-            [
-                Member {
-                    id: MemberId(0x1c66bff0dc8c6bbd),
-                    name: "infra1".into(),
-                    peer_urls: vec!["http://10.0.0.1:2380".into()],
-                    client_urls: vec!["http://10.0.0.1:2379".into()],
-                    is_learner: false,
-                },
-                Member {
-                    id: MemberId(0xe0a1b2c3d4e5f607),
-                    name: String::new(),
-                    peer_urls: vec!["http://10.0.0.9:2380".into()],
-                    client_urls: vec![],
-                    is_learner: true,
-                },
-            ]
-        );
+        assert_eq!(m.members, [infra1(), learner(),]);
         assert_eq!(m.removed, [MemberId(0x5b4e3d2c1a09f8e7)]);
         assert_eq!(m.version.as_deref(), Some("3.5.0"));
         assert!(read(b"{}").is_err());

