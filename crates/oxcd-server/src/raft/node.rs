@@ -103,11 +103,11 @@ pub struct RaftNode {
     pub(crate) snapshot_index: u64,
     /// The applier's applied index.
     pub(crate) applied: Arc<AtomicU64>,
-    /// A leadership transfer to this member (`MsgTimeoutNow`) waiting for the applier to reach
-    /// the commit index it arrived at, and when it arrived: raft-rs refuses to campaign while a
-    /// committed configuration change is not applied, and a transfer right after a promotion
-    /// (etcd's `member promote` then `move-leader`) would be refused for good.
-    pub(crate) held_timeout_now: Option<(Message, u64, Instant)>,
+    /// A leadership transfer to this member (`MsgTimeoutNow`) waiting for the applier to apply a
+    /// committed configuration change, and when it arrived: raft-rs refuses to campaign while
+    /// one is not applied, and a transfer right after a promotion (etcd's `member promote` then
+    /// `move-leader`) would be refused for good.
+    pub(crate) held_timeout_now: Option<(Message, Instant)>,
     /// Applies a small committed batch on this thread when the applier is idle (true if it did):
     /// see [`RaftNode::hand_to_applier`].
     pub(crate) inline_apply: Option<InlineApply>,
@@ -167,18 +167,34 @@ impl RaftNode {
         Ok(true)
     }
 
-    /// Steps a held `MsgTimeoutNow` once the applier caught up with what it waited for, or
-    /// after an election timeout (the leader has given up on the transfer by then).
+    /// Steps a held `MsgTimeoutNow` once no committed configuration change waits to be applied,
+    /// or drops it after an election timeout (the leader has given up on the transfer by then,
+    /// and a campaign now would depose a leader no one asked to go).
     fn step_held_timeout_now(&mut self) {
-        let Some((_, wait_for, since)) = &self.held_timeout_now else { return };
-        let caught_up = self.raw.raft.raft_log.applied >= *wait_for;
-        if !caught_up && since.elapsed() < self.cfg.tick * self.raw.raft.election_timeout() as u32 {
+        let Some((_, since)) = &self.held_timeout_now else { return };
+        if self.conf_change_unapplied() {
+            if since.elapsed() >= self.cfg.tick * self.raw.raft.election_timeout() as u32 {
+                self.held_timeout_now = None;
+                tracing::info!("dropped a leadership transfer: a configuration change was not applied in time");
+            }
             return;
         }
-        let (m, ..) = self.held_timeout_now.take().expect("checked above");
+        let (m, _) = self.held_timeout_now.take().expect("checked above");
         if let Err(e) = self.raw.step(m) {
             tracing::debug!(error = %e, "dropped raft message");
         }
+    }
+
+    /// Whether a committed configuration change is not applied yet (raft-rs's own test before
+    /// it campaigns).
+    fn conf_change_unapplied(&self) -> bool {
+        let log = &self.raw.raft.raft_log;
+        let first = log.unstable.maybe_first_index().unwrap_or(log.applied + 1);
+        if first > log.committed {
+            return false;
+        }
+        log.slice(first, log.committed + 1, None, raft::GetEntriesContext::empty(false))
+            .is_ok_and(|ents| ents.iter().any(|e| e.get_entry_type() != EntryType::EntryNormal))
     }
 
     /// One tick of Raft's logical clock.
@@ -221,8 +237,7 @@ impl RaftNode {
             }
             RaftInput::Step(m) if m.get_msg_type() == MessageType::MsgTimeoutNow => {
                 self.advance_applied();
-                let committed = self.raw.raft.raft_log.committed;
-                self.held_timeout_now = Some((m, committed, Instant::now()));
+                self.held_timeout_now = Some((m, Instant::now()));
                 self.step_held_timeout_now();
             }
             RaftInput::Step(m) => {

@@ -456,7 +456,8 @@ impl<S: Read + Write> HttpConn<S> {
             Framing::None => Ok(()),
             Framing::Length(n) if n > limit as u64 => Err(ReadError::BodyTooLarge),
             Framing::Length(n) => {
-                req.body.reserve(n as usize);
+                // What the peer says is coming is not taken on trust: the buffer grows as it comes.
+                req.body.reserve((n as usize).min(64 << 10));
                 self.take(n as usize, &mut req.body)
             }
             Framing::Chunked => self.read_chunked(&mut req.body, limit),
@@ -740,7 +741,7 @@ fn lease_renew(api: &dyn PeerApi, body: &[u8]) -> Response {
             Response::new(200, "application/protobuf", resp.encode_to_vec())
         }
         Err(RenewError::NotFound) => Response::error(404, "lease not found"),
-        Err(RenewError::NotPrimary) => Response::error(400, "lessor: not primary"),
+        Err(RenewError::NotPrimary) => Response::error(400, "not a primary lessor"),
     }
 }
 

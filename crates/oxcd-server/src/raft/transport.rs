@@ -68,6 +68,9 @@ const PEER_QUEUE: usize = 4096;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a peer may take to answer a handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A peer silent this long after the handshake may be an etcd member, waiting for the end of what
+/// it reads as a request line.
+const ETCD_PROBE_AFTER: Duration = Duration::from_secs(1);
 /// Inbound connections still in their handshake, at most: beyond, new ones are closed at once
 /// (a flood of connections that never say who they are cannot take every descriptor).
 const MAX_HANDSHAKING: usize = 256;
@@ -179,8 +182,12 @@ impl Transport {
 
     /// Drops every peer not in `ids` (removed members): its outbound thread ends.
     pub fn retain_peers(&self, ids: &[MemberId]) {
-        self.peers.write().retain(|id, _| ids.iter().any(|m| m.0 == *id));
-        self.addrs.write().retain(|id, _| ids.iter().any(|m| m.0 == *id));
+        let kept = |id: &u64| ids.iter().any(|m| m.0 == *id);
+        self.peers.write().retain(|id, _| kept(id));
+        self.addrs.write().retain(|id, _| kept(id));
+        // An etcd peer's streams to it close; its readers end at their next dial.
+        self.attached.lock().retain(|id, _| kept(id));
+        self.etcd_peers.write().retain(kept);
     }
 
     /// Adds (or re-addresses) a peer and starts its outbound thread.
@@ -275,9 +282,23 @@ impl Transport {
         let mut conn = PeerStream::dial(&addr, &self.tls, CONNECT_TIMEOUT, HANDSHAKE_TIMEOUT)?;
         self.handshake(&mut conn, kind)?;
         conn.flush()?;
-        conn.tcp().set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
         let mut answer = [0u8; 1];
-        conn.read_exact(&mut answer)?;
+        conn.tcp().set_read_timeout(Some(ETCD_PROBE_AFTER))?;
+        if let Err(e) = conn.read_exact(&mut answer) {
+            if !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) {
+                return Err(e);
+            }
+            // An oxcd member answers at once; etcd's peer port waits for the end of a request
+            // line, then refuses it. Ending the line tells which: if it is an oxcd member after
+            // all (a slow one), this connection is spoiled and dropped.
+            conn.write_all(b"\r\n")?;
+            conn.flush()?;
+            conn.tcp().set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+            conn.read_exact(&mut answer)?;
+            if answer[0] != b'H' {
+                return Err(std::io::Error::other("the peer answered the handshake late"));
+            }
+        }
         conn.tcp().set_read_timeout(None)?;
         if answer[0] == b'H' {
             // etcd's peer port refuses the handshake: "HTTP/1.1 400 Bad Request".
@@ -708,4 +729,51 @@ fn read_frame(r: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<Message> 
     buf.resize(len, 0);
     r.read_exact(buf)?;
     Message::parse_from_bytes(buf).map_err(std::io::Error::other)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A peer port that reads as Go's HTTP server does (etcd 3.5.1's, checked by hand: it
+    /// answers nothing until a line ends, then refuses the line with `400 Bad Request`).
+    fn go_like_peer_port() -> std::net::SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(mut c) = conn else { return };
+                let mut seen = Vec::new();
+                let mut b = [0u8; 1];
+                while c.read_exact(&mut b).is_ok() {
+                    seen.push(b[0]);
+                    if b[0] == b'\n' {
+                        let _ = c.write_all(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n400 Bad Request");
+                        break;
+                    }
+                }
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn an_etcd_member_is_told_from_its_answer_to_the_handshake() {
+        let (tx, _rx) = crossbeam_channel::unbounded();
+        let t = Transport::new(
+            MemberId(0x1234),
+            ClusterId(0x99),
+            tx,
+            || unreachable!("no snapshot is sent"),
+            std::env::temp_dir(),
+            PeerTls::default(),
+        );
+        let etcd = MemberId(0x0a0a);
+        let url = format!("http://{}", go_like_peer_port());
+        t.addrs.write().insert(etcd.0, PeerAddr::parse(&url).unwrap());
+        // The handshake holds no newline: the peer waits, then reads the end of a line.
+        assert!(!hello(0x1234, 0x99, KIND_MESSAGES).contains(&b'\n'));
+        let e = t.connect(etcd, KIND_MESSAGES).err().expect("not an oxcd member");
+        assert_eq!(e.kind(), std::io::ErrorKind::Unsupported, "{e}");
+    }
 }

@@ -124,12 +124,40 @@ fn compat_refusal(req: &Request, cluster: u64) -> Option<Response> {
     None
 }
 
+/// A scratch file, removed when dropped (if it is still there).
+struct Scratch(std::path::PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A number no other scratch file of this process has.
+fn scratch_seq() -> u64 {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Writes `data` as one chunk of a chunked body, and flushes.
 fn write_chunk(w: &mut impl Write, data: &[u8]) -> io::Result<()> {
     w.write_all(format!("{:x}\r\n", data.len()).as_bytes())?;
     w.write_all(data)?;
     w.write_all(b"\r\n")?;
     w.flush()
+}
+
+/// Whether `e` says the other end closed the connection (rather than that it did not answer in
+/// time).
+fn closed_by_peer(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::InvalidData
+    )
 }
 
 impl Transport {
@@ -265,6 +293,7 @@ impl Transport {
         let headers = self.rafthttp_headers(None, Some("application/protobuf"));
         for attempt in 0..2 {
             let addr = self.addrs.read().get(&to.0).cloned().ok_or_else(|| io::Error::other("no address"))?;
+            let kept = conn.is_some();
             if conn.is_none() {
                 let s = PeerStream::dial(&addr, &self.tls, DIAL_TIMEOUT, DIAL_TIMEOUT)?;
                 s.tcp().set_read_timeout(Some(PIPELINE_TIMEOUT))?;
@@ -284,8 +313,9 @@ impl Transport {
                     }
                     return self.post_answered(to, &resp).map(|()| body.len());
                 }
-                // A kept connection etcd closed while it was idle: once more on a new one.
-                Err(_) if attempt == 0 => *conn = None,
+                // A kept connection etcd closed while it was idle (etcd never saw the message):
+                // once more on a new one. Not after a timeout: etcd may have stepped it.
+                Err(e) if attempt == 0 && kept && closed_by_peer(&e) => *conn = None,
                 Err(e) => {
                     *conn = None;
                     return Err(e);
@@ -372,6 +402,9 @@ impl Transport {
                 if !self.deliver(peer, m, &label, &mut noted) {
                     return Ok(());
                 }
+            }
+            if self.stopped.load(std::sync::atomic::Ordering::Acquire) {
+                return Ok(());
             }
         }
     }
@@ -483,12 +516,14 @@ impl Transport {
         }
         let meta = m.get_snapshot().get_metadata();
         let (index, term) = (meta.index, meta.term);
+        let v2 = oxcd_datadir::etcd_v2store::read(m.get_snapshot().get_data()).map_err(bad)?;
         let _ = buf.split_to(8 + message_len);
-        // The backend file, to the end of the body.
+        // The backend file, to the end of the body, under a scratch name of its own (removed
+        // however this ends, and by a restart).
         let save = |e: String| Response::error(500, &format!("failed to save KV snapshot ({e})"));
         std::fs::create_dir_all(&self.snap_dir).map_err(|e| save(e.to_string()))?;
-        let received = self.snap_dir.join(format!("{index:016x}.etcd.db.tmp"));
-        let mut file = std::fs::File::create(&received).map_err(|e| save(e.to_string()))?;
+        let received = Scratch(self.snap_dir.join(format!("{index:016x}-{}.etcd.snapshot.tmp", scratch_seq())));
+        let mut file = std::fs::File::create(&received.0).map_err(|e| save(e.to_string()))?;
         loop {
             file.write_all(&buf).map_err(|e| save(e.to_string()))?;
             buf.clear();
@@ -499,10 +534,8 @@ impl Transport {
             }
         }
         drop(file);
-        let v2 = oxcd_datadir::etcd_v2store::read(m.get_snapshot().get_data()).map_err(bad)?;
-        let imported = self.import_etcd_snapshot(&received, index, term, &v2);
-        let _ = std::fs::remove_file(&received);
-        imported.map_err(|e| save(e.to_string()))?;
+        self.import_etcd_snapshot(&received.0, index, term, &v2).map_err(|e| save(e.to_string()))?;
+        drop(received);
         tracing::info!(from = %MemberId(m.from), index, term, "received a snapshot from an etcd member");
         let label = MemberId(m.from).to_string();
         let mut noted = Instant::now() - super::HEARD_EVERY;
@@ -523,10 +556,9 @@ impl Transport {
         let data = std::fs::read(received)?;
         let db = oxcd_backend::bolt::Reader::open(&data).map_err(io::Error::other)?;
         let dest = super::snapshot_db_path(&self.snap_dir, term, index);
-        let tmp = dest.with_extension("tmp");
-        let _ = std::fs::remove_file(&tmp);
-        oxcd_datadir::etcd_datadir::import_db(&db, &tmp, index, term, Some(v2)).map_err(io::Error::other)?;
-        crate::datadir::rename_durably(&tmp, &dest)
+        let tmp = Scratch(self.snap_dir.join(format!("{term:016x}-{index:016x}-{}.snap.tmp", scratch_seq())));
+        oxcd_datadir::etcd_datadir::import_db(&db, &tmp.0, index, term, Some(v2)).map_err(io::Error::other)?;
+        crate::datadir::rename_durably(&tmp.0, &dest)
     }
 }
 
@@ -545,11 +577,12 @@ impl Transport {
         m.mut_snapshot().set_data(v2.into());
         std::fs::create_dir_all(&self.snap_dir)?;
         let index = m.get_snapshot().get_metadata().index;
-        let file = self.snap_dir.join(format!("{index:016x}.to-etcd.db.tmp"));
-        let written = oxcd_datadir::etcd_snapshot::write_etcd_db(&(self.backend)(), &file).map_err(io::Error::other);
-        let sent = written.and_then(|_| self.post_snapshot(to, &m, &file));
-        let _ = std::fs::remove_file(&file);
-        sent?;
+        // Of its own (two followers may need the same snapshot at once), and a scratch name a
+        // restart removes.
+        let file = self.snap_dir.join(format!("{index:016x}-{:x}-{}.to-etcd.snapshot.tmp", to.0, scratch_seq()));
+        let file = Scratch(file);
+        oxcd_datadir::etcd_snapshot::write_etcd_db(&(self.backend)(), &file.0).map_err(io::Error::other)?;
+        self.post_snapshot(to, &m, &file.0)?;
         tracing::info!(to = %to, index, "sent a snapshot to an etcd member");
         Ok(())
     }
