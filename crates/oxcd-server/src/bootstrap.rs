@@ -652,23 +652,11 @@ impl PeerApi for MemberPeerApi {
 
     fn lease_renew(&self, id: i64) -> Result<i64, oxcd_lease::RenewError> {
         let s = self.server.upgrade().ok_or(oxcd_lease::RenewError::NotPrimary)?;
-        let lessor = s.lessor();
-        if s.raft.leader() == s.member_id().0 {
-            // Leading: promoted now if the lease duties have not noticed yet (a no-op otherwise).
-            lessor.promote(std::time::Instant::now());
-        }
-        lessor.renew(oxcd_lease::LeaseId(id), std::time::Instant::now())
+        s.leaders_lessor().0.renew(oxcd_lease::LeaseId(id), std::time::Instant::now())
     }
 
     fn lease_time_to_live(&self, id: i64, keys: bool) -> Option<oxcd_api::etcdserverpb::LeaseTimeToLiveResponse> {
         let s = self.server.upgrade()?;
-        let t = s.lessor().time_to_live(oxcd_lease::LeaseId(id), std::time::Instant::now(), keys)?;
-        Some(oxcd_api::etcdserverpb::LeaseTimeToLiveResponse {
-            header: None,
-            id,
-            ttl: t.remaining_secs,
-            granted_ttl: t.granted_ttl_secs,
-            keys: t.keys.into_iter().map(|k| bytes::Bytes::from(k.into_vec())).collect(),
-        })
+        s.lease_time_to_live(&s.leaders_lessor().0, id, keys)
     }
 }

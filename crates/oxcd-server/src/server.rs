@@ -149,6 +149,36 @@ impl EtcdServer {
         self.state.view().lessor.clone()
     }
 
+    /// The lessor for what only the leader's answers (keep-alive, TimeToLive), and the leader
+    /// it was read with: when it is this member, the lessor is promoted now if the lease duties
+    /// have not noticed yet (a no-op otherwise).
+    pub(crate) fn leaders_lessor(&self) -> (Arc<Lessor>, u64) {
+        let lessor = self.lessor();
+        let leader = self.raft.leader();
+        if leader == self.member_id().0 {
+            lessor.promote(std::time::Instant::now());
+        }
+        (lessor, leader)
+    }
+
+    /// Lease `id`'s TimeToLive from this member's lessor (the leader's answer), with its keys if
+    /// asked; `None` for a lease it does not know.
+    pub(crate) fn lease_time_to_live(
+        &self,
+        lessor: &Lessor,
+        id: i64,
+        keys: bool,
+    ) -> Option<oxcd_api::etcdserverpb::LeaseTimeToLiveResponse> {
+        let t = lessor.time_to_live(oxcd_lease::LeaseId(id), std::time::Instant::now(), keys)?;
+        Some(oxcd_api::etcdserverpb::LeaseTimeToLiveResponse {
+            header: None,
+            id,
+            ttl: t.remaining_secs,
+            granted_ttl: t.granted_ttl_secs,
+            keys: t.keys.into_iter().map(|k| bytes::Bytes::from(k.into_vec())).collect(),
+        })
+    }
+
     pub fn auth(&self) -> Arc<AuthStore> {
         self.state.view().auth.clone()
     }

@@ -125,23 +125,14 @@ impl Lease for LeaseService {
         let r = req.into_inner();
         self.server.require_user(&who).map_err(status)?;
         let checked = if r.keys { Some(self.server.check_lease_keys(&who, &[LeaseId(r.id)])?) } else { None };
-        let lessor = self.server.lessor();
-        let leading = self.server.raft.leader() == self.server.member_id().0;
-        if leading {
-            lessor.promote(Instant::now());
-        }
-        let mut resp = if leading {
-            match lessor.time_to_live(LeaseId(r.id), Instant::now(), r.keys) {
-                Some(t) => LeaseTimeToLiveResponse {
-                    header: None,
-                    id: r.id,
-                    ttl: t.remaining_secs,
-                    granted_ttl: t.granted_ttl_secs,
-                    keys: t.keys.into_iter().map(|k| bytes::Bytes::from(k.into_vec())).collect(),
-                },
-                // etcd: an unknown lease is TTL -1, not an error.
-                None => LeaseTimeToLiveResponse { id: r.id, ttl: -1, ..Default::default() },
-            }
+        let (lessor, leader) = self.server.leaders_lessor();
+        let mut resp = if leader == self.server.member_id().0 {
+            // etcd: an unknown lease is TTL -1, not an error.
+            self.server.lease_time_to_live(&lessor, r.id, r.keys).unwrap_or(LeaseTimeToLiveResponse {
+                id: r.id,
+                ttl: -1,
+                ..Default::default()
+            })
         } else {
             leader_client(&self.server).await?.lease_time_to_live(forwarded(&meta, r)).await?.into_inner()
         };
@@ -182,12 +173,7 @@ async fn renew(
     meta: &tonic::metadata::MetadataMap,
     forward: &mut Option<Forward>,
 ) -> Result<i64, Status> {
-    let lessor = server.lessor();
-    let leader = server.raft.leader();
-    if leader == server.member_id().0 {
-        // Leading: promote now if the lease duties have not noticed yet (a no-op otherwise).
-        lessor.promote(Instant::now());
-    }
+    let (lessor, leader) = server.leaders_lessor();
     match lessor.renew(id, Instant::now()) {
         Ok(ttl) => return Ok(ttl),
         Err(RenewError::NotFound) => return Ok(0),

@@ -272,6 +272,15 @@ impl Transport {
         conn.write_all(&hello(self.me.0, self.cluster.0, kind))
     }
 
+    /// Peer `by` says this member was removed from the cluster (oxcd's handshake answer, etcd's
+    /// 403 or 410): it stops, as etcd's removed members do.
+    fn removed_by_peer(&self, by: MemberId) {
+        tracing::warn!(peer = %by, "the member has been permanently removed from the cluster; stopping");
+        if let Some(f) = self.on_removed.get() {
+            f();
+        }
+    }
+
     fn connect(&self, to: MemberId, kind: u8) -> std::io::Result<PeerStream> {
         let addr = self
             .addrs
@@ -305,10 +314,7 @@ impl Transport {
             return Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "the peer is an etcd member"));
         }
         if answer[0] == REMOVED {
-            tracing::warn!(peer = %to, "the member has been permanently removed from the cluster; stopping");
-            if let Some(f) = self.on_removed.get() {
-                f();
-            }
+            self.removed_by_peer(to);
             return Err(std::io::Error::other("this member was removed from the cluster"));
         }
         Ok(conn)

@@ -185,6 +185,23 @@ impl Transport {
         self.attached.lock().entry(id).or_default().clone()
     }
 
+    fn addr_of(&self, id: u64) -> io::Result<super::super::peer_stream::PeerAddr> {
+        self.addrs.read().get(&id).cloned().ok_or_else(|| io::Error::other("no address"))
+    }
+
+    /// An HTTP connection to a peer, as etcd's round-trippers dial one: a write may wait
+    /// [`RW_TIMEOUT`](super::super::peer_http::RW_TIMEOUT), a read `read_timeout`.
+    fn dial_http(
+        &self,
+        addr: &super::super::peer_stream::PeerAddr,
+        read_timeout: Duration,
+    ) -> io::Result<HttpConn<PeerStream>> {
+        let s = PeerStream::dial(addr, &self.tls, DIAL_TIMEOUT, DIAL_TIMEOUT)?;
+        s.tcp().set_read_timeout(Some(read_timeout))?;
+        s.tcp().set_write_timeout(Some(super::super::peer_http::RW_TIMEOUT))?;
+        Ok(HttpConn::new(s, &[]))
+    }
+
     /// The headers rafthttp's requests carry: `to`, the dialed member, on stream requests; a
     /// post's content type.
     fn rafthttp_headers(&self, to: Option<u64>, content_type: Option<&str>) -> String {
@@ -292,13 +309,10 @@ impl Transport {
         let body = super::super::rafthttp::encode_message(m);
         let headers = self.rafthttp_headers(None, Some("application/protobuf"));
         for attempt in 0..2 {
-            let addr = self.addrs.read().get(&to.0).cloned().ok_or_else(|| io::Error::other("no address"))?;
+            let addr = self.addr_of(to.0)?;
             let kept = conn.is_some();
             if conn.is_none() {
-                let s = PeerStream::dial(&addr, &self.tls, DIAL_TIMEOUT, DIAL_TIMEOUT)?;
-                s.tcp().set_read_timeout(Some(PIPELINE_TIMEOUT))?;
-                s.tcp().set_write_timeout(Some(super::super::peer_http::RW_TIMEOUT))?;
-                *conn = Some(HttpConn::new(s, &[]));
+                *conn = Some(self.dial_http(&addr, PIPELINE_TIMEOUT)?);
             }
             let c = conn.as_mut().expect("dialed above");
             let answer = c.send_request("POST", &addr.addr.to_string(), "/raft", &headers, &body).and_then(|()| {
@@ -325,13 +339,6 @@ impl Transport {
         unreachable!("the loop returns")
     }
 
-    fn removed_by_peer(&self, by: MemberId) {
-        tracing::warn!(peer = %by, "the member has been permanently removed from the cluster; stopping");
-        if let Some(f) = self.on_removed.get() {
-            f();
-        }
-    }
-
     /// Dials etcd peer `peer`'s stream of `kind` to this member and steps what arrives, again
     /// and again (at most every [`DIAL_EVERY`]) while the peer is one.
     fn read_streams(self: Arc<Self>, peer: u64, kind: StreamKind) {
@@ -351,11 +358,8 @@ impl Transport {
     }
 
     fn read_stream(&self, peer: u64, kind: StreamKind) -> io::Result<()> {
-        let addr = self.addrs.read().get(&peer).cloned().ok_or_else(|| io::Error::other("no address"))?;
-        let s = PeerStream::dial(&addr, &self.tls, DIAL_TIMEOUT, DIAL_TIMEOUT)?;
-        s.tcp().set_read_timeout(Some(STREAM_READ_TIMEOUT))?;
-        s.tcp().set_write_timeout(Some(super::super::peer_http::RW_TIMEOUT))?;
-        let mut conn = HttpConn::new(s, &[]);
+        let addr = self.addr_of(peer)?;
+        let mut conn = self.dial_http(&addr, STREAM_READ_TIMEOUT)?;
         let path = format!("/raft/stream/{}/{:x}", kind.name(), self.me.0);
         conn.send_request("GET", &addr.addr.to_string(), &path, &self.rafthttp_headers(Some(peer), None), &[])?;
         let mut resp = conn.read_response_head()?;
@@ -589,12 +593,9 @@ impl Transport {
 
     fn post_snapshot(&self, to: MemberId, m: &Message, file: &std::path::Path) -> io::Result<()> {
         use std::io::Read as _;
-        let addr = self.addrs.read().get(&to.0).cloned().ok_or_else(|| io::Error::other("no address"))?;
-        let s = PeerStream::dial(&addr, &self.tls, DIAL_TIMEOUT, DIAL_TIMEOUT)?;
-        s.tcp().set_write_timeout(Some(super::super::peer_http::RW_TIMEOUT))?;
+        let addr = self.addr_of(to.0)?;
         // etcd answers once it has stored the file and stepped the message.
-        s.tcp().set_read_timeout(Some(Duration::from_secs(60)))?;
-        let mut conn = HttpConn::new(s, &[]);
+        let mut conn = self.dial_http(&addr, Duration::from_secs(60))?;
         let head = format!(
             "POST /raft/snapshot HTTP/1.1\r\nHost: {}\r\nUser-Agent: oxcd\r\n{}Transfer-Encoding: chunked\r\n\r\n",
             addr.addr,
